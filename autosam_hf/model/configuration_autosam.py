@@ -1,0 +1,70 @@
+"""AutoSAM configuration."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedConfig, SamConfig
+
+AUTOSAM_MODES = ("sam", "surrogate", "sam_mask_prompt")
+
+
+class AutoSamConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`AutoSamForSegmentation`]: a frozen SAM, a prompt generator g that turns the image into SAM's
+    dense prompt embedding, and an optional surrogate decoder h that segments from g's output without SAM
+    (Shaharabany et al., "AutoSAM: Adapting SAM to Medical Images by Overloading the Prompt Encoder", 2023).
+
+    Args:
+        sam_config (`SamConfig` or `dict`, *optional*):
+            The frozen SAM. Its `prompt_encoder_config.hidden_size` (C) and `image_embedding_size` (E) fix the shape
+            of g's output, (B, C, E, E): (B, 256, 64, 64) for every released SAM.
+        backbone (`str`, *optional*, defaults to `"hardnet85"`):
+            Encoder of g. `"hardnet85"` is the paper's HarDNet-85; any other name is a timm model created with
+            `features_only=True` and tapped at strides 4, 8 and 16.
+        prompt_input_size (`int`, *optional*, defaults to 352):
+            Side of the square image g sees (paper: 352 polyps, 256 GlaS, 512 MoNuSeg). g resizes SAM's padded
+            `pixel_values` to this size itself, so a single processed image serves both.
+        use_surrogate_decoder (`bool`, *optional*, defaults to `True`):
+            Whether to build h, the light SAM-free decoder trained on g's output.
+        bce_loss_weight / dice_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weights of the BCE-with-logits and soft-Dice terms of the loss.
+        mask_threshold (`float`, *optional*, defaults to 0.0):
+            Threshold on the logits when binarising masks.
+        default_mode (`str`, *optional*, defaults to `"sam"`):
+            Mode used when `forward` is called without one (e.g. by the `image-segmentation` pipeline): `"sam"`
+            (AutoSAM), `"surrogate"` (h(g(I)), SAM not run) or `"sam_mask_prompt"`.
+        sam_name_or_path / sam_revision (`str`, *optional*):
+            Where the SAM weights came from; adapter-size checkpoints refetch SAM from here.
+    """
+
+    model_type = "autosam"
+    sub_configs_defaults = {"sam_config": SamConfig}
+
+    sam_config: dict | SamConfig | None = None
+    backbone: str = "hardnet85"
+    prompt_input_size: int = 352
+    use_surrogate_decoder: bool = True
+    bce_loss_weight: float = 1.0
+    dice_loss_weight: float = 1.0
+    mask_threshold: float = 0.0
+    default_mode: str = "sam"
+    sam_name_or_path: str | None = None
+    sam_revision: str | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.id2label is None and "num_labels" not in kwargs:
+            self.id2label = {0: "background", 1: "foreground"}
+            self.label2id = {"background": 0, "foreground": 1}
+        super().__post_init__(**kwargs)
+        if self.default_mode not in AUTOSAM_MODES:
+            raise ValueError(f"default_mode must be one of {AUTOSAM_MODES}, got {self.default_mode!r}")
+        if self.prompt_input_size < 32 or self.prompt_input_size % 16:
+            raise ValueError(f"prompt_input_size must be a multiple of 16 and >= 32, got {self.prompt_input_size}")
+
+    @property
+    def prompt_embedding_shape(self) -> tuple[int, int]:
+        """(C, E): channels and side of the dense prompt embedding g must produce."""
+        prompt_config = self.sam_config.prompt_encoder_config
+        return prompt_config.hidden_size, prompt_config.image_embedding_size
+
+
+__all__ = ["AutoSamConfig", "AUTOSAM_MODES"]

@@ -1,0 +1,398 @@
+"""PyTorch AutoSAM: a frozen SAM whose prompt encoder is replaced by a trained prompt generator.
+
+Flow of one forward pass (shapes for a real SAM: C = 256, E = 64):
+
+    pixel_values (B, 3, 1024, 1024) ──► SAM image encoder (frozen) ──► image_embeddings (B, C, E, E)
+          │                                                                   │
+          └─► resize to prompt_input_size ─► g ─► prompt_embeddings (B, C, E, E)
+                                                  │                           │
+                                                  │        SAM mask decoder (frozen) ─► logits (B, 1, 4E, 4E)
+                                                  └─► h (optional) ─► surrogate_logits (B, 1, 4E, 4E)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel, SamConfig, SamModel
+from transformers import initialization as init
+from transformers.models.sam.modeling_sam import SamLayerNorm
+from transformers.utils import ModelOutput
+
+from .configuration_autosam import AUTOSAM_MODES, AutoSamConfig
+from .hardnet import HarDNet85Features, load_hardnet_weights
+from .sam_loading import load_sam
+
+
+@dataclass
+class AutoSamSegmentationOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*):
+        BCE-with-logits + soft Dice over the unpadded region, when `labels` are given.
+    logits (`torch.FloatTensor` of shape `(batch_size, 1, 4E, 4E)`):
+        Mask logits of the requested mode, on the padded canvas (256×256 for real SAM).
+    iou_scores (`torch.FloatTensor` of shape `(batch_size, 1)`, *optional*):
+        SAM's predicted IoU of its mask (absent in `"surrogate"` mode).
+    surrogate_logits (`torch.FloatTensor` of shape `(batch_size, 1, 4E, 4E)`, *optional*):
+        h(g(I)), in `"surrogate"` mode.
+    prompt_embeddings (`torch.FloatTensor` of shape `(batch_size, C, E, E)`):
+        g's dense prompt embedding, in [-1, 1].
+    image_embeddings (`torch.FloatTensor` of shape `(batch_size, C, E, E)`, *optional*):
+        SAM's image embeddings (computed here or passed in).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    iou_scores: torch.FloatTensor | None = None
+    surrogate_logits: torch.FloatTensor | None = None
+    prompt_embeddings: torch.FloatTensor | None = None
+    image_embeddings: torch.FloatTensor | None = None
+
+
+class TimmFeatures(nn.Module):
+    """Any timm `features_only` backbone, tapped at strides 4, 8 and 16.
+
+    forward: (B, 3, H, W) → [(B, c4, H/4, W/4), (B, c8, H/8, W/8), (B, c16, H/16, W/16)].
+    """
+
+    feature_strides = (4, 8, 16)
+
+    def __init__(self, model_name: str, pretrained: bool = False):
+        super().__init__()
+        try:
+            import timm
+        except ImportError as error:
+            raise ImportError(
+                f"backbone={model_name!r} is a timm model; install timm (`pip install autosam-hf[timm]`) "
+                "or use backbone='hardnet85'."
+            ) from error
+        try:
+            probe = timm.create_model(model_name, features_only=True, pretrained=False)
+        except RuntimeError as error:  # timm's "Unknown model" error
+            raise ValueError(f"backbone={model_name!r} is neither 'hardnet85' nor a timm model: {error}") from error
+        reductions = list(probe.feature_info.reduction())
+        missing = [stride for stride in self.feature_strides if stride not in reductions]
+        if missing:
+            raise ValueError(f"timm backbone {model_name!r} has no features at strides {missing} (has {reductions})")
+        out_indices = tuple(reductions.index(stride) for stride in self.feature_strides)
+        self.model = timm.create_model(model_name, features_only=True, pretrained=pretrained, out_indices=out_indices)
+        self.feature_channels = tuple(self.model.feature_info.channels())
+
+    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.model(pixel_values))
+
+
+class ConvBatchNormLeakyReLU(nn.Sequential):
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.LeakyReLU(0.01, inplace=True),
+        )
+
+
+class PromptDecoderUpBlock(nn.Module):
+    """Upsample ×2, concatenate the finer skip feature, then two 3×3 conv + BN + leaky ReLU."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
+        super().__init__()
+        self.convs = nn.Sequential(
+            ConvBatchNormLeakyReLU(in_channels + skip_channels, out_channels),
+            ConvBatchNormLeakyReLU(out_channels, out_channels),
+        )
+
+    def forward(self, hidden_states: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        hidden_states = F.interpolate(hidden_states, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.convs(torch.cat([hidden_states, skip], dim=1))
+
+
+class AutoSamPromptGenerator(nn.Module):
+    """g: image → SAM dense prompt embedding.
+
+    forward: SAM `pixel_values` (B, 3, S, S) → (B, C, E, E) in [-1, 1]. The image is resized to
+    `prompt_input_size` first; both SAM and the ImageNet backbones expect ImageNet-normalised input, so the
+    processor's normalisation serves both and nothing is normalised twice.
+    """
+
+    def __init__(self, config: AutoSamConfig):
+        super().__init__()
+        self.input_size = config.prompt_input_size
+        embedding_channels, self.embedding_size = config.prompt_embedding_shape
+        if config.backbone == "hardnet85":
+            self.encoder = HarDNet85Features()
+            channels4, channels8, channels16 = HarDNet85Features.feature_channels
+        else:
+            self.encoder = TimmFeatures(config.backbone)
+            channels4, channels8, channels16 = self.encoder.feature_channels
+        self.up16to8 = PromptDecoderUpBlock(channels16, channels8, channels8)
+        self.up8to4 = PromptDecoderUpBlock(channels8, channels4, channels4)
+        self.head = nn.Conv2d(channels4, embedding_channels, kernel_size=3, padding=1)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if pixel_values.shape[-1] != self.input_size or pixel_values.shape[-2] != self.input_size:
+            pixel_values = F.interpolate(
+                pixel_values, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                antialias=True,
+            )
+        features4, features8, features16 = self.encoder(pixel_values)
+        hidden_states = self.up8to4(self.up16to8(features16, features8), features4)
+        prompt = torch.tanh(self.head(hidden_states))
+        return F.interpolate(prompt, size=(self.embedding_size, self.embedding_size), mode="bilinear", align_corners=False)
+
+
+class AutoSamSurrogateDecoder(nn.Module):
+    """h: a light decoder from g's prompt embedding straight to a mask, without SAM.
+
+    forward: (B, C, E, E) → (B, 1, 4E, 4E) logits (256×256 for real SAM; 151,809 parameters when C = 256).
+    """
+
+    def __init__(self, config: AutoSamConfig):
+        super().__init__()
+        embedding_channels, _ = config.prompt_embedding_shape
+        self.layers = nn.Sequential(
+            nn.ConvTranspose2d(embedding_channels, 64, kernel_size=3, stride=2, padding=1, output_padding=1),
+            SamLayerNorm(64, data_format="channels_first"),
+            nn.GELU(),
+            nn.ConvTranspose2d(64, 16, kernel_size=2, stride=2),
+            SamLayerNorm(16, data_format="channels_first"),
+            nn.GELU(),
+            nn.Conv2d(16, 1, kernel_size=1),
+        )
+
+    def forward(self, prompt_embeddings: torch.Tensor) -> torch.Tensor:
+        return self.layers(prompt_embeddings)
+
+
+def masked_segmentation_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    valid_mask: torch.Tensor | None = None,
+    bce_weight: float = 1.0,
+    dice_weight: float = 1.0,
+    smooth: float = 1.0,
+) -> torch.Tensor:
+    """BCE-with-logits + soft Dice (on the sigmoid), counting only pixels where `valid_mask` is true.
+
+    Args:
+        logits: (B, 1, H, W) or (B, H, W).
+        labels: same spatial shape, values in {0, 1}.
+        valid_mask: same spatial shape; false on the processor's zero padding, which must not be learned.
+    Returns:
+        Scalar: `bce_weight` × mean BCE over valid pixels + `dice_weight` × mean over images of (1 − soft Dice).
+    """
+    logits = logits.reshape(logits.shape[0], -1).float()
+    labels = labels.reshape(logits.shape).to(logits.dtype)
+    valid = torch.ones_like(logits) if valid_mask is None else valid_mask.reshape(logits.shape).to(logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    bce = (bce * valid).sum() / valid.sum().clamp(min=1.0)
+    probabilities = torch.sigmoid(logits) * valid
+    intersection = (probabilities * labels * valid).sum(dim=1)
+    denominator = probabilities.sum(dim=1) + (labels * valid).sum(dim=1)
+    dice = (2.0 * intersection + smooth) / (denominator + smooth)
+    return bce_weight * bce + dice_weight * (1.0 - dice).mean()
+
+
+class AutoSamPreTrainedModel(PreTrainedModel):
+    config: AutoSamConfig
+    config_class = AutoSamConfig
+    base_model_prefix = "sam"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    _no_split_modules = ["SamVisionLayer"]
+    _supports_sdpa = True  # SAM's attention; g and h have none
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # g and h are conv nets trained from scratch (or from a backbone's own weights): keep PyTorch's default
+        # Kaiming-uniform conv init rather than the N(0, 0.02) transformers uses for transformers.
+        # SAM (a PreTrainedModel child) is initialised by its own `_init_weights`.
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                # PyTorch's rule (fan-in from weight dim 1, for convs and transposed convs alike).
+                fan_in = module.weight.shape[1] * module.weight[0, 0].numel()
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(module.bias, -bound, bound)
+        else:
+            super()._init_weights(module)
+
+
+class AutoSamForSegmentation(AutoSamPreTrainedModel):
+    """AutoSAM: frozen SAM (`self.sam`), prompt generator g (`self.prompt_generator`) and, when configured, the
+    surrogate decoder h (`self.surrogate_decoder`). Only g and h ever receive gradients."""
+
+    def __init__(self, config: AutoSamConfig, sam: SamModel | None = None):
+        super().__init__(config)
+        if sam is not None:
+            config.sam_config = sam.config  # one SAM config object, already resolved by SamModel (attention, ...)
+        self.sam = sam if sam is not None else SamModel(config.sam_config)
+        self.prompt_generator = AutoSamPromptGenerator(config)
+        self.surrogate_decoder = AutoSamSurrogateDecoder(config) if config.use_surrogate_decoder else None
+        self.post_init()
+        self.freeze_sam()
+
+    # ---------------------------------------------------------------- construction and freezing
+    @classmethod
+    def from_sam(
+        cls,
+        sam: str | os.PathLike | SamConfig | SamModel,
+        revision: str | None = None,
+        backbone_weights: str | os.PathLike | bool | None = None,
+        **config_overrides,
+    ) -> "AutoSamForSegmentation":
+        """Build AutoSAM around SAM weights, with a fresh g (and h).
+
+        Args:
+            sam: a Hub id or folder of a transformers SAM checkpoint (`facebook/sam-vit-base`, ...), an original
+                segment-anything `.pth` file (vit_b/l/h, detected from the weights), a `SamConfig` (random
+                weights) or a `SamModel`.
+            revision: Hub revision of `sam`.
+            backbone_weights: ImageNet weights for g's encoder: a path to the authors' `hardnet85.pth` for
+                HarDNet-85, or `True` to let timm fetch a timm backbone's weights.
+            config_overrides: any `AutoSamConfig` field (`prompt_input_size`, `backbone`, ...).
+        """
+        sam_model = load_sam(sam, revision=revision)
+        if isinstance(sam, (str, os.PathLike)):
+            config_overrides.setdefault("sam_name_or_path", str(sam))
+            config_overrides.setdefault("sam_revision", revision)
+        # A copy: building a config resets the attention setting of the sub-configs it is handed.
+        config = AutoSamConfig(sam_config=sam_model.config.to_dict(), **config_overrides)
+        model = cls(config, sam=sam_model)
+        if backbone_weights:
+            model.load_backbone_weights(backbone_weights)
+        return model
+
+    def load_backbone_weights(self, weights: str | os.PathLike | bool) -> None:
+        """Load ImageNet weights into g's encoder (see `from_sam`)."""
+        encoder = self.prompt_generator.encoder
+        if isinstance(encoder, HarDNet85Features):
+            if weights is True:
+                raise ValueError("HarDNet-85 weights must be given as a path to hardnet85.pth (backbone_weights=...)")
+            load_hardnet_weights(encoder, weights)
+        else:
+            pretrained = TimmFeatures(self.config.backbone, pretrained=True) if weights is True else None
+            state_dict = pretrained.state_dict() if pretrained else torch.load(weights, weights_only=True)
+            encoder.load_state_dict(state_dict)
+
+    def freeze_sam(self) -> None:
+        """SAM never trains: no gradients, and eval mode (re-applied by `train()` and after loading)."""
+        self.sam.requires_grad_(False)
+        self.sam.eval()
+
+    def train(self, mode: bool = True) -> "AutoSamForSegmentation":
+        super().train(mode)
+        self.sam.eval()
+        return self
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        model = super().from_pretrained(*args, **kwargs)
+        model.freeze_sam()
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        if self._auto_class is not None:
+            # `register_for_auto_class` records a single Auto class; remote code should resolve through
+            # `AutoModel` as well as `AutoModelForSemanticSegmentation` (what the pipeline uses).
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map["AutoModel"] = f"modeling_autosam.{type(self).__name__}"
+            self.config.auto_map = auto_map
+        super().save_pretrained(save_directory, *args, **kwargs)
+
+    # ---------------------------------------------------------------- pieces of the forward pass
+    @torch.no_grad()
+    def get_image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """SAM's frozen image encoder: (B, 3, S, S) → (B, C, E, E). What the embedding cache stores."""
+        return self.sam.get_image_embeddings(pixel_values)
+
+    def decode_masks(
+        self, image_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SAM's mask decoder with a dense prompt and no sparse prompt → ((B, 1, 4E, 4E), (B, 1))."""
+        batch_size = image_embeddings.shape[0]
+        positional = self.sam.get_image_wide_positional_embeddings().repeat(batch_size, 1, 1, 1)
+        masks, iou_scores = self.sam.mask_decoder(
+            image_embeddings=image_embeddings,
+            image_positional_embeddings=positional.to(image_embeddings.dtype),
+            sparse_prompt_embeddings=None,
+            dense_prompt_embeddings=dense_prompt_embeddings.to(image_embeddings.dtype),
+            multimask_output=False,
+        )
+        return masks[:, 0], iou_scores[:, 0]
+
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor | None = None,
+        image_embeddings: torch.FloatTensor | None = None,
+        labels: torch.Tensor | None = None,
+        valid_mask: torch.Tensor | None = None,
+        mode: str | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> AutoSamSegmentationOutput | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, S, S)`):
+            The processor's output: SAM-normalised, padded to SAM's input size S (1024). g always needs it.
+        image_embeddings (`torch.FloatTensor` of shape `(batch_size, C, E, E)`, *optional*):
+            Precomputed SAM image embeddings (e.g. from the embedding cache); SAM's encoder is then skipped.
+        labels (`torch.Tensor` of shape `(batch_size, 4E, 4E)`, *optional*):
+            Binary masks on the padded low-resolution canvas (the processor's `labels`).
+        valid_mask (`torch.Tensor` of shape `(batch_size, 4E, 4E)`, *optional*):
+            True where the canvas is image rather than padding; the loss only counts these pixels.
+        mode (`str`, *optional*):
+            `"sam"` (AutoSAM), `"surrogate"` (h(g(I)), SAM not run) or `"sam_mask_prompt"` (AutoSAM's own mask
+            fed back through SAM's mask prompt encoder). Defaults to `config.default_mode`.
+        kwargs:
+            Other processor outputs (`original_sizes`, `reshaped_input_sizes`) are accepted and ignored, so
+            `model(**processor(images))` and the `image-segmentation` pipeline work.
+        """
+        mode = mode or self.config.default_mode
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if mode not in AUTOSAM_MODES:
+            raise ValueError(f"mode must be one of {AUTOSAM_MODES}, got {mode!r}")
+        if pixel_values is None:
+            raise ValueError("pixel_values is required: the prompt generator reads the image.")
+        if mode == "surrogate" and self.surrogate_decoder is None:
+            raise ValueError("mode='surrogate' needs a surrogate decoder (config.use_surrogate_decoder=True).")
+
+        prompt_embeddings = self.prompt_generator(pixel_values)
+        logits = iou_scores = surrogate_logits = None
+        if mode == "surrogate":
+            logits = surrogate_logits = self.surrogate_decoder(prompt_embeddings)
+        else:
+            if image_embeddings is None:
+                image_embeddings = self.get_image_embeddings(pixel_values)
+            logits, iou_scores = self.decode_masks(image_embeddings, prompt_embeddings)
+            if mode == "sam_mask_prompt":
+                mask_prompt = self.sam.prompt_encoder.mask_embed(logits.to(image_embeddings.dtype))
+                logits, iou_scores = self.decode_masks(image_embeddings, mask_prompt)
+
+        loss = None
+        if labels is not None:
+            loss = masked_segmentation_loss(
+                logits, labels, valid_mask, self.config.bce_loss_weight, self.config.dice_loss_weight
+            )
+
+        output = AutoSamSegmentationOutput(
+            loss=loss,
+            logits=logits,
+            iou_scores=iou_scores,
+            surrogate_logits=surrogate_logits,
+            prompt_embeddings=prompt_embeddings,
+            image_embeddings=image_embeddings,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "AutoSamForSegmentation",
+    "AutoSamPreTrainedModel",
+    "AutoSamPromptGenerator",
+    "AutoSamSegmentationOutput",
+    "AutoSamSurrogateDecoder",
+    "masked_segmentation_loss",
+]

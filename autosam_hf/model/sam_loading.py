@@ -1,0 +1,174 @@
+"""Loading a frozen SAM from any of its published forms.
+
+- a transformers checkpoint (Hub id such as `facebook/sam-vit-base` or a local folder), read by `SamModel`;
+- an original segment-anything checkpoint (`sam_vit_b_01ec64.pth`, ...): its keys are converted here and its
+  architecture (vit_b / vit_l / vit_h, or any other size) is read off the weights themselves;
+- a bare `SamConfig` (random weights, for tests and timing).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import torch
+from transformers import SamConfig, SamModel
+
+# Original segment-anything name → transformers name, applied in order (after the layer-specific rules below).
+_ORIGINAL_TO_HF_PATTERNS = [
+    (r"^image_encoder\.", "vision_encoder."),
+    (r"\.blocks\.", ".layers."),
+    (r"\.patch_embed\.proj\.", ".patch_embed.projection."),
+    (r"\.norm(\d|_final_attn)", r".layer_norm\1"),
+    (r"\.neck\.0\.", ".neck.conv1."),
+    (r"\.neck\.1\.", ".neck.layer_norm1."),
+    (r"\.neck\.2\.", ".neck.conv2."),
+    (r"\.neck\.3\.", ".neck.layer_norm2."),
+    (r"\.output_upscaling\.0\.", ".upscale_conv1."),
+    (r"\.output_upscaling\.1\.", ".upscale_layer_norm."),
+    (r"\.output_upscaling\.3\.", ".upscale_conv2."),
+    (r"\.mask_downscaling\.0\.", ".mask_embed.conv1."),
+    (r"\.mask_downscaling\.1\.", ".mask_embed.layer_norm1."),
+    (r"\.mask_downscaling\.3\.", ".mask_embed.conv2."),
+    (r"\.mask_downscaling\.4\.", ".mask_embed.layer_norm2."),
+    (r"\.mask_downscaling\.6\.", ".mask_embed.conv3."),
+    (r"\.point_embeddings\.", ".point_embed."),
+]
+# Buffers of the original model that transformers' SAM does not keep (normalisation lives in the processor).
+_DROPPED_KEYS = ("pixel_mean", "pixel_std")
+
+
+def _rename_feed_forward(key: str, depths: dict[str, int]) -> str:
+    """`<mlp>.layers.0/.../N-1` → `proj_in`, `layers.k-1`, `proj_out` (transformers' SamFeedForward)."""
+    match = re.match(r"^(.*(?:iou_prediction_head|output_hypernetworks_mlps\.\d+))\.layers\.(\d+)\.(.*)$", key)
+    if match is None:
+        return key
+    prefix, index, leaf = match.group(1), int(match.group(2)), match.group(3)
+    if index == 0:
+        return f"{prefix}.proj_in.{leaf}"
+    if index == depths[prefix] - 1:
+        return f"{prefix}.proj_out.{leaf}"
+    return f"{prefix}.layers.{index - 1}.{leaf}"
+
+
+def convert_original_sam_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an original segment-anything state dict to transformers' `SamModel` keys."""
+    depths: dict[str, int] = {}
+    for key in state_dict:
+        match = re.match(r"^(.*(?:iou_prediction_head|output_hypernetworks_mlps\.\d+))\.layers\.(\d+)\.", key)
+        if match:
+            depths[match.group(1)] = max(depths.get(match.group(1), 0), int(match.group(2)) + 1)
+
+    converted = {}
+    for key, value in state_dict.items():
+        if key in _DROPPED_KEYS:
+            continue
+        new_key = _rename_feed_forward(key, depths)
+        for pattern, replacement in _ORIGINAL_TO_HF_PATTERNS:
+            new_key = re.sub(pattern, replacement, new_key)
+        if new_key == "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix":
+            # One Gaussian matrix serves both the prompt and the image positional encodings in transformers.
+            converted["shared_image_embedding.positional_embedding"] = value
+            new_key = "prompt_encoder.shared_embedding.positional_embedding"
+        converted[new_key] = value
+    return converted
+
+
+def sam_config_from_original_state_dict(
+    state_dict: dict[str, torch.Tensor], mask_decoder_num_attention_heads: int = 8
+) -> SamConfig:
+    """Read a `SamConfig` off original segment-anything weights (vit_b/l/h, or any other size).
+
+    The mask decoder's head count is not visible in its weights; every released SAM uses 8.
+    """
+    patch_weight = state_dict["image_encoder.patch_embed.proj.weight"]
+    hidden_size, _, patch_size, _ = patch_weight.shape
+    grid = state_dict["image_encoder.pos_embed"].shape[1]
+    num_layers = 1 + max(int(k.split(".")[2]) for k in state_dict if k.startswith("image_encoder.blocks."))
+    rel_pos_lengths = [state_dict[f"image_encoder.blocks.{i}.attn.rel_pos_h"].shape[0] for i in range(num_layers)]
+    head_dim = state_dict["image_encoder.blocks.0.attn.rel_pos_h"].shape[1]
+    global_attn_indexes = [i for i, length in enumerate(rel_pos_lengths) if length == 2 * grid - 1]
+    window_lengths = [length for length in rel_pos_lengths if length != 2 * grid - 1]
+    window_size = (window_lengths[0] + 1) // 2 if window_lengths else grid
+    decoder_dim = state_dict["mask_decoder.iou_token.weight"].shape[1]
+    decoder_layers = 1 + max(
+        int(k.split(".")[3]) for k in state_dict if k.startswith("mask_decoder.transformer.layers.")
+    )
+    image_size = grid * patch_size
+    return SamConfig(
+        vision_config=dict(
+            hidden_size=hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=hidden_size // head_dim,
+            image_size=image_size,
+            patch_size=patch_size,
+            output_channels=state_dict["image_encoder.neck.0.weight"].shape[0],
+            mlp_dim=state_dict["image_encoder.blocks.0.mlp.lin1.weight"].shape[0],
+            window_size=window_size,
+            global_attn_indexes=global_attn_indexes,
+            num_pos_feats=state_dict["prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"].shape[1],
+        ),
+        prompt_encoder_config=dict(
+            hidden_size=decoder_dim,
+            image_size=image_size,
+            patch_size=patch_size,
+            mask_input_channels=state_dict["prompt_encoder.mask_downscaling.3.weight"].shape[0],
+        ),
+        mask_decoder_config=dict(
+            hidden_size=decoder_dim,
+            mlp_dim=state_dict["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0],
+            num_hidden_layers=decoder_layers,
+            num_attention_heads=mask_decoder_num_attention_heads,
+            iou_head_hidden_dim=state_dict["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0],
+            iou_head_depth=1 + max(
+                int(k.split(".")[3]) for k in state_dict if k.startswith("mask_decoder.iou_prediction_head.layers.")
+            ),
+        ),
+    )
+
+
+def load_original_sam_checkpoint(checkpoint_path: str | os.PathLike) -> SamModel:
+    """Build a transformers `SamModel` from an original segment-anything `.pth` file (loaded with weights_only)."""
+    try:
+        state_dict = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and weights_only errors all mean "not a usable checkpoint"
+        raise ValueError(f"Could not read SAM checkpoint {checkpoint_path}: {error}") from error
+    if not isinstance(state_dict, dict) or "image_encoder.patch_embed.proj.weight" not in state_dict:
+        raise ValueError(
+            f"{checkpoint_path} is not an original segment-anything checkpoint "
+            "(no 'image_encoder.patch_embed.proj.weight' key)."
+        )
+    sam = SamModel(sam_config_from_original_state_dict(state_dict))
+    converted = convert_original_sam_state_dict(state_dict)
+    result = sam.load_state_dict(converted, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{checkpoint_path}: conversion left missing keys {result.missing_keys[:5]} and unexpected keys "
+            f"{result.unexpected_keys[:5]}"
+        )
+    return sam
+
+
+def load_sam(sam: str | os.PathLike | SamConfig | SamModel, revision: str | None = None) -> SamModel:
+    """A `SamModel` from a Hub id, a transformers folder, an original `.pth` file, a `SamConfig` or a `SamModel`."""
+    if isinstance(sam, SamModel):
+        return sam
+    if isinstance(sam, SamConfig):
+        return SamModel(sam)
+    if os.path.isfile(sam):
+        return load_original_sam_checkpoint(sam)
+    try:
+        return SamModel.from_pretrained(sam, revision=revision)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"Could not load SAM from {sam!r}: not an original .pth file, a transformers SAM folder, "
+            f"or a reachable Hub id ({error})"
+        ) from error
+
+
+__all__ = [
+    "convert_original_sam_state_dict",
+    "load_original_sam_checkpoint",
+    "load_sam",
+    "sam_config_from_original_state_dict",
+]
