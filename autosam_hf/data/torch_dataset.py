@@ -1,0 +1,68 @@
+"""The bridge from a `datasets.Dataset` of (image, mask) rows to AutoSAM's model inputs."""
+
+from __future__ import annotations
+
+import datasets
+import torch
+
+from .augmentation import JointAugmentation, to_arrays
+from .embedding_cache import EmbeddingCache
+
+
+class AutoSamViewDataset(torch.utils.data.Dataset):
+    """Row `i` of `dataset`, as the augmentation view of the current epoch, processed for AutoSAM.
+
+    With a K-view embedding cache, epoch `e` reads view `e mod K` (image and cached SAM embedding of the same
+    view). Without a cache each epoch draws a new view `e`. Without augmentation, images are used as they are.
+
+    Items:
+        - `pixel_values` (3, S, S), `labels` (4E, 4E) float 0/1, `valid_mask` (4E, 4E) bool;
+        - `original_size` (2,) and `index` (), to score predictions at the original resolution;
+        - `image_embeddings` (C, E, E) when a cache is given.
+    """
+
+    def __init__(
+        self,
+        dataset: datasets.Dataset,
+        processor,
+        augmentation: JointAugmentation | None = None,
+        cache: EmbeddingCache | None = None,
+    ):
+        if cache is not None and len(cache) != len(dataset):
+            raise ValueError(f"the embedding cache has {len(cache)} rows but the dataset has {len(dataset)}")
+        self.dataset = dataset
+        self.processor = processor
+        self.augmentation = augmentation if augmentation is not None and not augmentation.is_identity else None
+        self.cache = cache
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by accelerate's data loader at the start of every epoch."""
+        self.epoch = epoch
+
+    def view(self) -> int:
+        if self.cache is not None:
+            return self.cache.view_for_epoch(self.epoch)
+        return self.epoch if self.augmentation is not None else 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        row = self.dataset[index]
+        view = self.view()
+        if self.augmentation is not None:
+            image, mask = self.augmentation(row["image"], row["mask"], index, view)
+        else:
+            image, mask = to_arrays(row["image"], row["mask"])
+        processed = self.processor(images=image, segmentation_maps=mask, return_tensors="pt")
+        item = {
+            "pixel_values": processed["pixel_values"][0],
+            "labels": processed["labels"][0],
+            "valid_mask": processed["valid_mask"][0],
+            "original_size": processed["original_sizes"][0],
+            "index": torch.tensor(index),
+        }
+        if self.cache is not None:
+            item["image_embeddings"] = self.cache.get(index, view)
+        return item
