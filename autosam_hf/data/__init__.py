@@ -1,0 +1,49 @@
+"""Data loading for AutoSAM: folder/Hub loaders returning `datasets.Dataset` (``id``, ``image``, ``mask`` 0/1
+[, ``case``, ``frame``]), dataset presets, deterministic joint augmentation, and the SAM image-embedding cache."""
+
+from .augmentation import (
+    GLAS_AUGMENTATION,
+    MONUSEG_AUGMENTATION,
+    NO_AUGMENTATION,
+    POLYP_AUGMENTATION,
+    AugmentationConfig,
+    JointAugmentation,
+    to_arrays,
+)
+from .dataset_builder import IMAGE_FEATURES, VIDEO_FEATURES
+from .embedding_cache import EmbeddingCache, processor_fingerprint, sam_vision_fingerprint
+from .hub import load_hub_dataset
+from .masks import binarize_mask
+from .monuseg_xml import rasterize_monuseg_xml
+from .presets import PRESETS, DatasetPreset, TrainingDefaults, get_preset, load_preset_dataset
+from .sources import load_glas_warwick, load_image_mask_folder, load_monuseg_xml, load_sunseg
+from .splits import train_val_split
+
+
+__all__ = [
+    "AugmentationConfig",
+    "DatasetPreset",
+    "EmbeddingCache",
+    "GLAS_AUGMENTATION",
+    "IMAGE_FEATURES",
+    "JointAugmentation",
+    "MONUSEG_AUGMENTATION",
+    "NO_AUGMENTATION",
+    "POLYP_AUGMENTATION",
+    "PRESETS",
+    "TrainingDefaults",
+    "VIDEO_FEATURES",
+    "binarize_mask",
+    "get_preset",
+    "load_glas_warwick",
+    "load_hub_dataset",
+    "load_image_mask_folder",
+    "load_monuseg_xml",
+    "load_preset_dataset",
+    "load_sunseg",
+    "processor_fingerprint",
+    "rasterize_monuseg_xml",
+    "sam_vision_fingerprint",
+    "to_arrays",
+    "train_val_split",
+]

@@ -1,0 +1,151 @@
+"""Joint image + mask augmentation with kornia, with the AutoSAM reference code's settings.
+
+The reference code (``dataset/tfs.py`` + ``dataset/transforms_shir.py`` of talshaharabany/AutoSAM) applies, in
+this order: ``ColorJitter`` (always; brightness/contrast/saturation factors drawn from [1 - x, 1 + x], hue shift
+from [-h, h], the four steps in random order), ``RandomVerticalFlip`` (polyps only) and ``RandomHorizontalFlip``
+(p = 0.5 each), then ``RandomAffine`` (always; rotation uniform in [-d, d], scale uniform in the range, no
+translation or shear, zero fill; bilinear for the image, nearest for the mask). kornia's `ColorJitter` uses
+torchvision's formulas, so the same settings give the same distribution.
+
+A view is a fixed random draw: view ``v`` of example ``i`` is computed under a torch seed derived from
+``(seed, i, v)``, so the same triple always gives the same pixels (on CPU, where the data pipeline runs) and an
+embedding cached for it stays valid.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import kornia.augmentation as K
+import numpy as np
+import torch
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class AugmentationConfig:
+    """Settings of a joint augmentation. The defaults are the identity (no augmentation).
+
+    Attributes:
+        brightness, contrast, saturation: jitter strength x; factor drawn from [max(0, 1 - x), 1 + x].
+        hue: hue shift drawn from [-hue, hue], in turns (at most 0.5).
+        horizontal_flip, vertical_flip: flip with probability 0.5.
+        rotation_degrees: rotation drawn from [-rotation_degrees, rotation_degrees].
+        scale_range: isotropic scale drawn from this (min, max) range.
+    """
+
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    horizontal_flip: bool = False
+    vertical_flip: bool = False
+    rotation_degrees: float = 0.0
+    scale_range: tuple[float, float] = (1.0, 1.0)
+
+    @property
+    def is_identity(self) -> bool:
+        return self == AugmentationConfig()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+NO_AUGMENTATION = AugmentationConfig()
+POLYP_AUGMENTATION = AugmentationConfig(
+    brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
+    horizontal_flip=True, vertical_flip=True, rotation_degrees=90.0, scale_range=(0.75, 1.25),
+)  # fmt: skip
+GLAS_AUGMENTATION = AugmentationConfig(
+    brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1,
+    horizontal_flip=True, rotation_degrees=5.0, scale_range=(0.75, 1.25),
+)  # fmt: skip
+MONUSEG_AUGMENTATION = AugmentationConfig(
+    brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
+    horizontal_flip=True, rotation_degrees=22.0, scale_range=(0.75, 1.25),
+)  # fmt: skip
+
+
+def _build_pipeline(config: AugmentationConfig) -> K.AugmentationSequential:
+    steps = []
+    if any((config.brightness, config.contrast, config.saturation, config.hue)):
+        steps.append(K.ColorJitter(config.brightness, config.contrast, config.saturation, config.hue, p=1.0))
+    if config.vertical_flip:
+        steps.append(K.RandomVerticalFlip(p=0.5))
+    if config.horizontal_flip:
+        steps.append(K.RandomHorizontalFlip(p=0.5))
+    if config.rotation_degrees or config.scale_range != (1.0, 1.0):
+        steps.append(K.RandomAffine(degrees=config.rotation_degrees, scale=config.scale_range, p=1.0))
+    # "mask" inputs are resampled with nearest interpolation (kornia's default for that data key).
+    return K.AugmentationSequential(*steps, data_keys=["input", "mask"])
+
+
+def to_arrays(image: Image.Image | np.ndarray, mask: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The identity view: ``(image uint8 (H, W, 3), mask uint8 (H, W) in {0, 1})``; non-zero mask values are
+    foreground."""
+    if isinstance(image, Image.Image):
+        image = image.convert("RGB")
+    image = np.asarray(image, dtype=np.uint8)
+    mask = (np.asarray(mask) > 0).astype(np.uint8)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"Expected an RGB image of shape (H, W, 3), got {image.shape}.")
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"Mask shape {mask.shape} does not match image shape {image.shape[:2]}.")
+    return image, mask
+
+
+class JointAugmentation:
+    """Deterministic joint augmentation: ``augment(image, mask, index, view)`` always returns the same view.
+
+    Args:
+        config: the settings (`POLYP_AUGMENTATION`, `GLAS_AUGMENTATION`, `MONUSEG_AUGMENTATION`, or
+            `NO_AUGMENTATION` for evaluation, which returns the inputs unchanged).
+        seed: the run's augmentation seed; part of every view's draw.
+    """
+
+    def __init__(self, config: AugmentationConfig = NO_AUGMENTATION, seed: int = 0):
+        self.config = config
+        self.seed = seed
+        self._pipeline = None if config.is_identity else _build_pipeline(config)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.config.is_identity
+
+    def fingerprint(self) -> str:
+        """A string that changes whenever the augmentation's output could change (settings, seed)."""
+        if self.is_identity:
+            return "identity"
+        return json.dumps({"config": self.config.to_dict(), "seed": self.seed}, sort_keys=True)
+
+    def view_seed(self, index: int, view: int) -> int:
+        """The torch seed of view ``view`` of example ``index``."""
+        if index < 0 or view < 0:
+            raise ValueError(f"index and view must be >= 0, got index={index}, view={view}.")
+        return int(np.random.SeedSequence([self.seed, index, view]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+    def __call__(
+        self, image: Image.Image | np.ndarray, mask: Image.Image | np.ndarray, index: int, view: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return view ``view`` of example ``index``.
+
+        Args:
+            image: RGB PIL image, or uint8 array (H, W, 3).
+            mask: PIL image or array (H, W); non-zero is foreground.
+            index: the example's row in its dataset.
+            view: which fixed random draw (epoch ``e`` of a K-view cache uses ``e % K``).
+
+        Returns:
+            ``(image, mask)``: uint8 arrays (H, W, 3) and (H, W) with values {0, 1}, the input's size.
+        """
+        image, mask = to_arrays(image, mask)
+        if self._pipeline is None:
+            return image, mask
+        image_tensor = torch.tensor(image).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
+        mask_tensor = torch.tensor(mask)[None, None].float()  # (1, 1, H, W)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.view_seed(index, view))
+            image_tensor, mask_tensor = self._pipeline(image_tensor, mask_tensor)
+        augmented_image = (image_tensor[0].permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8)
+        augmented_mask = (mask_tensor[0, 0] > 0.5).to(torch.uint8)
+        return augmented_image.numpy(), augmented_mask.numpy()

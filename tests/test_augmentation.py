@@ -1,0 +1,114 @@
+"""Tests of the deterministic joint augmentation (autosam_hf.data.augmentation)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from autosam_hf.data import (
+    GLAS_AUGMENTATION,
+    MONUSEG_AUGMENTATION,
+    NO_AUGMENTATION,
+    POLYP_AUGMENTATION,
+    AugmentationConfig,
+    JointAugmentation,
+)
+
+
+def make_example(width=64, height=40, seed=0) -> tuple[Image.Image, Image.Image]:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[5:25, 10:40] = 1
+    return Image.fromarray(image), Image.fromarray(mask)
+
+
+def test_reference_settings():
+    # talshaharabany/AutoSAM dataset/tfs.py: ColorJitter(0.4, 0.4, 0.4, hue=0.1), v+h flips, RandomAffine(90, scale)
+    assert POLYP_AUGMENTATION == AugmentationConfig(0.4, 0.4, 0.4, 0.1, True, True, 90.0, (0.75, 1.25))
+    assert GLAS_AUGMENTATION == AugmentationConfig(0.2, 0.2, 0.2, 0.1, True, False, 5.0, (0.75, 1.25))
+    assert MONUSEG_AUGMENTATION == AugmentationConfig(0.4, 0.4, 0.4, 0.1, True, False, 22.0, (0.75, 1.25))
+    assert NO_AUGMENTATION.is_identity and not POLYP_AUGMENTATION.is_identity
+
+
+@pytest.mark.parametrize("config", [POLYP_AUGMENTATION, GLAS_AUGMENTATION, MONUSEG_AUGMENTATION])
+def test_output_types_shapes_and_binary_mask(config):
+    image, mask = make_example()
+    augmented_image, augmented_mask = JointAugmentation(config)(image, mask, index=3, view=1)
+    assert augmented_image.shape == (40, 64, 3) and augmented_image.dtype == np.uint8
+    assert augmented_mask.shape == (40, 64) and augmented_mask.dtype == np.uint8
+    assert set(np.unique(augmented_mask)) <= {0, 1}
+
+
+def test_same_seed_index_view_gives_the_same_view():
+    image, mask = make_example()
+    augment = JointAugmentation(POLYP_AUGMENTATION, seed=7)
+    first = augment(image, mask, index=5, view=2)
+    augment(image, mask, index=5, view=3)  # other draws in between change nothing
+    torch.manual_seed(1234)
+    again = JointAugmentation(POLYP_AUGMENTATION, seed=7)(image, mask, index=5, view=2)
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+
+
+def test_views_indices_and_seeds_differ():
+    image, mask = make_example()
+    augment = JointAugmentation(POLYP_AUGMENTATION, seed=0)
+    reference = augment(image, mask, index=0, view=0)[0]
+    for other in [
+        augment(image, mask, index=0, view=1)[0],
+        augment(image, mask, index=1, view=0)[0],
+        JointAugmentation(POLYP_AUGMENTATION, seed=1)(image, mask, index=0, view=0)[0],
+    ]:
+        assert (other != reference).mean() > 0.5
+
+
+def test_global_torch_rng_is_untouched():
+    image, mask = make_example()
+    state = torch.random.get_rng_state()
+    JointAugmentation(POLYP_AUGMENTATION)(image, mask, index=0, view=0)
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_identity_view_returns_the_input():
+    image, mask = make_example()
+    mask_255 = Image.fromarray(np.array(mask) * 255)
+    augment = JointAugmentation(NO_AUGMENTATION)
+    assert augment.is_identity and augment.fingerprint() == "identity"
+    augmented_image, augmented_mask = augment(image, mask_255, index=4, view=9)
+    np.testing.assert_array_equal(augmented_image, np.array(image))
+    np.testing.assert_array_equal(augmented_mask, np.array(mask))
+
+
+def test_mask_moves_with_the_image():
+    # Geometry only, on an image whose red channel is the mask: after the warp they must still coincide.
+    geometry = AugmentationConfig(
+        horizontal_flip=True, vertical_flip=True, rotation_degrees=90, scale_range=(0.75, 1.25)
+    )
+    _, mask = make_example(96, 80)
+    image = Image.fromarray(np.stack([np.array(mask) * 255] * 3, axis=-1))
+    augment = JointAugmentation(geometry)
+    for view in range(4):
+        augmented_image, augmented_mask = augment(image, mask, index=0, view=view)
+        assert augmented_mask.any()
+        assert ((augmented_image[..., 0] > 127) == augmented_mask).mean() > 0.98
+
+
+def test_flip_probability_is_about_one_half():
+    flip_only = AugmentationConfig(horizontal_flip=True)
+    image, mask = make_example()
+    augment = JointAugmentation(flip_only)
+    flipped = []
+    for view in range(40):
+        augmented_image, augmented_mask = augment(image, mask, 0, view)
+        is_flipped = not np.array_equal(augmented_mask, np.array(mask))
+        expected_image = np.array(image)[:, ::-1] if is_flipped else np.array(image)
+        np.testing.assert_array_equal(augmented_image, expected_image)  # an exact flip, no resampling
+        flipped.append(is_flipped)
+    assert 10 <= sum(flipped) <= 30
+
+
+def test_negative_index_or_view_is_rejected():
+    image, mask = make_example()
+    with pytest.raises(ValueError, match="index and view must be >= 0"):
+        JointAugmentation(POLYP_AUGMENTATION)(image, mask, index=-1, view=0)
