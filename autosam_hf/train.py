@@ -140,7 +140,7 @@ def load_train_val(args: argparse.Namespace, preset) -> tuple[datasets.Dataset, 
     if val is None:
         fraction = args.val_fraction if args.val_fraction is not None else preset.training.val_fraction
         split = train_val_split(train, val_fraction=fraction, seed=args.seed)
-        train, val = split["train"], split["validation"]
+        train, val = split["train"], split["val"]
     if args.max_train_samples:
         train = train.select(range(min(args.max_train_samples, len(train))))
     if args.max_eval_samples:
@@ -186,16 +186,21 @@ def save_atomically(save: callable, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
-def find_checkpoint(checkpoints_dir: Path, resume_from: str | None) -> Path | None:
-    """The checkpoint to resume this stage from: the newest in `checkpoints_dir` for 'latest', else the given path
-    (None when it belongs to another stage)."""
+def state_dir(args: argparse.Namespace, stage: str) -> Path:
+    """<output_dir>/training_state/<stage>/: accelerate checkpoints (in checkpoints/) and the best epoch's g/h."""
+    return Path(args.output_dir) / "training_state" / stage
+
+
+def find_checkpoint(checkpoints_dir: Path, resume_from: str | None, stage: str) -> Path | None:
+    """The checkpoint to resume `stage` from: with 'latest', the newest in `checkpoints_dir`; with a path, that
+    checkpoint if it belongs to `stage` (its progress file says which)."""
     if resume_from is None:
         return None
     if resume_from != "latest":
         path = Path(resume_from)
         if not (path / PROGRESS_FILE).is_file():
-            raise ValueError(f"--resume_from_checkpoint {path}: not a checkpoint of this script (no {PROGRESS_FILE})")
-        return path if path.resolve().parent == checkpoints_dir.resolve() else None
+            raise ValueError(f"--resume_from_checkpoint {path}: not a checkpoint folder of this script (no {PROGRESS_FILE})")
+        return path if json.loads((path / PROGRESS_FILE).read_text()).get("stage") == stage else None
     candidates = [p for p in checkpoints_dir.glob("checkpoint_*") if (p / PROGRESS_FILE).is_file()]
     return max(candidates, key=lambda p: int(p.name.split("_")[-1]), default=None)
 
@@ -239,14 +244,14 @@ def evaluate(accelerator, model, loader, val_dataset, processor, mode: str) -> d
 # ------------------------------------------------------------------------------------------------ one stage
 def train_stage(stage, args, preset, model, processor, train_dataset, val_dataset, caches, log_path) -> dict:
     """Train g (`prompt`) or h (`surrogate`); return the best validation metrics, with the best weights loaded."""
-    # <output_dir>/training_state/<stage>/: accelerate checkpoints (in checkpoints/) and the best epoch's g/h.
-    state_dir = Path(args.output_dir) / "training_state" / stage
+    stage_dir = state_dir(args, stage)
+    stage_dir.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=args.report_to,
         project_config=ProjectConfiguration(
-            project_dir=str(state_dir), automatic_checkpoint_naming=True, total_limit=args.checkpoints_total_limit
+            project_dir=str(stage_dir), automatic_checkpoint_naming=True, total_limit=args.checkpoints_total_limit
         ),
         # Seeded shuffling: the data order of an epoch depends only on (seed, epoch), so a resumed run sees
         # exactly the batches an uninterrupted one would.
@@ -301,14 +306,14 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
     accelerator.register_load_state_pre_hook(load_trainable_hook)
 
     progress = {"stage": stage, "completed_steps": 0, "best": None, "history": []}
-    checkpoint = find_checkpoint(state_dir / "checkpoints", args.resume_from_checkpoint)
+    checkpoint = find_checkpoint(stage_dir / "checkpoints", args.resume_from_checkpoint, stage)
     if checkpoint is not None:
         progress = validate_checkpoint(checkpoint, model, stage)
         accelerator.load_state(str(checkpoint))
         # Continue the automatic checkpoint numbering after the loaded one.
         accelerator.project_configuration.iteration = int(checkpoint.name.split("_")[-1]) + 1
         accelerator.print(f"[{stage}] resumed from {checkpoint} at step {progress['completed_steps']}")
-    best_weights = state_dir / "best.safetensors"
+    best_weights = stage_dir / "best.safetensors"
 
     def save_checkpoint() -> None:
         checkpoint_dir = Path(accelerator.save_state())
@@ -384,7 +389,8 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
             save_checkpoint()
     bar.close()
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    for tracker in accelerator.trackers:  # not end_training(): it would tear down the process group mid-run
+        tracker.finish()
     load_trainable_state_dict(model, best_weights)  # the selected epoch, not the last one
     return progress
 
@@ -430,8 +436,13 @@ def main(argv: list[str] | None = None) -> None:
     stages = STAGES[args.stage]
     if "surrogate" in stages and model.surrogate_decoder is None:
         raise ValueError("--stage surrogate needs a model with a surrogate decoder")
-    if args.resume_from_checkpoint not in (None, "latest") and not Path(args.resume_from_checkpoint).is_dir():
-        raise ValueError(f"--resume_from_checkpoint {args.resume_from_checkpoint}: no such folder")
+    # An unusable checkpoint must fail now, not after the embedding cache is built.
+    checkpoints = [find_checkpoint(state_dir(args, s) / "checkpoints", args.resume_from_checkpoint, s) for s in stages]
+    for stage, checkpoint in zip(stages, checkpoints):
+        if checkpoint is not None:
+            validate_checkpoint(checkpoint, model, stage)
+    if args.resume_from_checkpoint not in (None, "latest") and not any(checkpoints):
+        raise ValueError(f"--resume_from_checkpoint {args.resume_from_checkpoint} is not a checkpoint of --stage {args.stage}")
     log_path = output_dir / "train_log.jsonl"
     if args.resume_from_checkpoint is None and log_path.exists():
         log_path.unlink()  # a fresh run: old curves would be misleading
@@ -464,6 +475,7 @@ def main(argv: list[str] | None = None) -> None:
 
             publish(output_dir, dataset=preset.name, repo_id=args.hub_model_id, private=args.hub_private)
     state.wait_for_everyone()
+    state.destroy_process_group()
 
 
 def build_caches(args, preset, model, processor, train_dataset, val_dataset) -> tuple[EmbeddingCache, EmbeddingCache]:

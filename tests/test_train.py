@@ -1,0 +1,167 @@
+"""The training script end to end, on a few real Kvasir-SEG images with a tiny SAM."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_tiny_sam_config
+from transformers import SamModel
+
+from autosam_hf import AutoSamForSegmentation
+from autosam_hf.train import main
+
+
+@pytest.fixture(scope="module")
+def tiny_sam_dir(tmp_path_factory) -> Path:
+    """A transformers SAM checkpoint folder (what --sam takes), tiny and random."""
+    folder = tmp_path_factory.mktemp("tiny_sam")
+    torch.manual_seed(0)
+    SamModel(make_tiny_sam_config()).save_pretrained(folder)
+    return folder
+
+
+def quick_args(sam_dir: Path, data_dir: Path, output_dir: Path, *extra: str, **overrides: str) -> list[str]:
+    """A few-step run on 6 train / 3 val Kvasir images; `overrides` replace flag values (`preset="nope"`)."""
+    flags = {
+        "sam": str(sam_dir), "preset": "kvasir", "data": str(data_dir / "kvasir"), "output_dir": str(output_dir),
+        "max_train_samples": "6", "max_eval_samples": "3", "per_device_train_batch_size": "2",
+        "surrogate_batch_size": "3", "per_device_eval_batch_size": "3", "prompt_input_size": "64",
+        "num_views": "2", "num_overlays": "2", "seed": "3",
+    }
+    flags.update(overrides)
+    return [item for flag, value in flags.items() for item in (f"--{flag}", value)] + list(extra)
+
+
+def logged(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_both_stages_on_real_kvasir(tiny_sam_dir, shared_data_dir, tmp_path):
+    output_dir = tmp_path / "run"
+    main(quick_args(tiny_sam_dir, shared_data_dir, output_dir, "--stage", "all", "--max_train_steps", "3"))
+
+    results = json.loads((output_dir / "all_results.json").read_text())
+    assert set(results["stages"]) == {"prompt", "surrogate"}
+    assert results["train_examples"] == 6 and results["validation_examples"] == 3
+    for metrics in (results["validation"], results["validation_surrogate"]):
+        assert 0.0 <= metrics["iou"] <= metrics["dice"] <= 1.0
+    records = logged(output_dir)
+    assert [r["step"] for r in records if r["stage"] == "prompt" and "loss" in r] == [1, 2, 3]
+    assert [r["step"] for r in records if r["stage"] == "surrogate" and "loss" in r] == [1, 2, 3]
+    for picture in ("training_curves.png", "validation_overlays_sam.png", "validation_overlays_surrogate.png"):
+        assert (output_dir / picture).stat().st_size > 0
+
+    # The saved model is the best validation epoch, complete, and reloads frozen.
+    model = AutoSamForSegmentation.from_pretrained(output_dir)
+    assert results["stages"]["prompt"]["val_dice"] == results["validation"]["dice"]
+    assert not any(p.requires_grad for p in model.sam.parameters())
+    sam = SamModel.from_pretrained(tiny_sam_dir)
+    for key, value in sam.state_dict().items():
+        assert torch.equal(model.sam.state_dict()[key], value), key  # SAM left untouched by training
+
+
+def test_resume_continues_with_the_same_losses(tiny_sam_dir, shared_data_dir, tmp_path):
+    args = ["--stage", "prompt", "--max_train_steps", "5", "--checkpointing_steps", "2"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    main(quick_args(tiny_sam_dir, shared_data_dir, straight, *args))
+    with pytest.raises(SystemExit) as stop:
+        main(quick_args(tiny_sam_dir, shared_data_dir, resumed, *args, "--stop_after_steps", "2"))
+    assert stop.value.code == 0
+    assert not (resumed / "model.safetensors").exists()
+    main(quick_args(tiny_sam_dir, shared_data_dir, resumed, *args, "--resume_from_checkpoint", "latest"))
+
+    straight_losses = [r["loss"] for r in logged(straight) if "loss" in r]
+    resumed_losses = [r["loss"] for r in logged(resumed) if "loss" in r]
+    assert len(straight_losses) == 5
+    assert resumed_losses == pytest.approx(straight_losses, rel=1e-5, abs=1e-6)
+    straight_val = [r["val_dice"] for r in logged(straight) if "val_dice" in r]
+    assert [r["val_dice"] for r in logged(resumed) if "val_dice" in r] == pytest.approx(straight_val, abs=1e-6)
+    # Checkpoints hold g and h only, never SAM's weights.
+    checkpoint = max((resumed / "training_state" / "prompt" / "checkpoints").iterdir())
+    names = {p.name for p in checkpoint.iterdir()}
+    assert "trainable.safetensors" in names and "model.safetensors" not in names
+
+
+def test_cache_is_used_and_no_cache_gives_the_reference_path(tiny_sam_dir, shared_data_dir, tmp_path, monkeypatch):
+    calls = []
+    original = SamModel.get_image_embeddings
+
+    def counting(self, pixel_values, **kwargs):
+        calls.append(pixel_values.shape[0])
+        return original(self, pixel_values, **kwargs)
+
+    monkeypatch.setattr(SamModel, "get_image_embeddings", counting)
+    base = ["--stage", "prompt", "--max_train_steps", "3"]
+    main(quick_args(tiny_sam_dir, shared_data_dir, tmp_path / "cached", *base, num_overlays="0"))
+    cached_calls = sum(calls)
+    # 6 images x 2 views + 3 validation images, once each; then training reads them back.
+    assert cached_calls == 6 * 2 + 3
+    calls.clear()
+    main(quick_args(tiny_sam_dir, shared_data_dir, tmp_path / "uncached", *base, "--no_cache", num_overlays="0"))
+    assert sum(calls) >= 3 * 2  # every training step ran the encoder
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("preset", "nope", "Unknown dataset preset 'nope'"),
+        ("data", "/nonexistent/kvasir", "/nonexistent/kvasir"),
+        ("sam", "{tmp}/broken.pth", "broken.pth"),
+        ("resume_from_checkpoint", "{tmp}/missing", "missing"),
+    ],
+)
+def test_bad_arguments_fail_before_training(tiny_sam_dir, shared_data_dir, tmp_path, flag, value, message):
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    args = quick_args(
+        tiny_sam_dir, shared_data_dir, tmp_path / "run", "--max_train_steps", "1", **{flag: value.format(tmp=tmp_path)}
+    )
+    with pytest.raises((ValueError, FileNotFoundError)) as error:
+        main(args)
+    assert message in str(error.value)
+    assert not (tmp_path / "run" / "train_log.jsonl").exists()
+
+
+def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_dir, shared_data_dir, tmp_path):
+    first = tmp_path / "first"
+    main(quick_args(tiny_sam_dir, shared_data_dir, first, "--stage", "prompt", "--max_train_steps", "1"))
+    checkpoint = max((first / "training_state" / "prompt" / "checkpoints").iterdir())
+    # A checkpoint of another stage, or of a model whose g has other shapes, is refused up front.
+    with pytest.raises(ValueError, match="not a checkpoint of --stage surrogate"):
+        main(quick_args(tiny_sam_dir, shared_data_dir, tmp_path / "second", "--stage", "surrogate",
+                        "--resume_from_checkpoint", str(checkpoint)))
+    bigger_sam = tmp_path / "bigger_sam"
+    config = make_tiny_sam_config()
+    config.prompt_encoder_config.hidden_size = config.mask_decoder_config.hidden_size = 64
+    config.vision_config.output_channels, config.vision_config.num_pos_feats = 64, 32
+    SamModel(config).save_pretrained(bigger_sam)
+    with pytest.raises(ValueError, match="different model"):
+        main(quick_args(bigger_sam, shared_data_dir, tmp_path / "third", "--stage", "prompt",
+                        "--resume_from_checkpoint", str(checkpoint)))
+
+
+@pytest.mark.slow
+def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp_path):
+    output_dir = tmp_path / "ddp"
+    # accelerate 1.15's `--cpu` flag always takes its single-process launcher; two gloo processes on a CPU
+    # machine come from the torchrun launcher (`--multi_gpu`) with ACCELERATE_USE_CPU=1.
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
+        "-m", "autosam_hf.train",
+        *quick_args(tiny_sam_dir, shared_data_dir, output_dir, "--stage", "all", "--max_train_steps", "2"),
+    ]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((output_dir / "all_results.json").read_text())
+    assert set(results["stages"]) == {"prompt", "surrogate"}
+    # Two processes, batch 2 each: 6 images make 2 steps per epoch; one log line per step, written once.
+    assert [r["step"] for r in logged(output_dir) if r["stage"] == "prompt" and "loss" in r] == [1, 2]
+    # Each process cached its shard; together they cover every (image, view) once.
+    cached = list((output_dir / "embedding_cache").rglob("*.safetensors"))
+    assert len(cached) == 6 * 2 + 3
+    AutoSamForSegmentation.from_pretrained(output_dir)
