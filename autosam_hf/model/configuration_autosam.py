@@ -34,6 +34,9 @@ class AutoSamConfig(PreTrainedConfig):
             (AutoSAM), `"surrogate"` (h(g(I)), SAM not run) or `"sam_mask_prompt"`.
         sam_name_or_path / sam_revision (`str`, *optional*):
             Where the SAM weights came from; adapter-size checkpoints refetch SAM from here.
+        adapter_only (`bool`, *optional*, defaults to `False`):
+            Set in the `config.json` of an adapter-size checkpoint (`AutoSamForSegmentation.save_adapter`): its
+            weights hold g and h only, and `from_pretrained` loads SAM from `sam_name_or_path` at `sam_revision`.
     """
 
     model_type = "autosam"
@@ -49,6 +52,7 @@ class AutoSamConfig(PreTrainedConfig):
     default_mode: str = "sam"
     sam_name_or_path: str | None = None
     sam_revision: str | None = None
+    adapter_only: bool = False
 
     def __post_init__(self, **kwargs):
         if self.id2label is None and "num_labels" not in kwargs:

@@ -124,15 +124,27 @@ def load_hardnet_weights(features: HarDNet85Features, checkpoint_path: str | os.
 
     Keys of the stride-32 stage and the classifier are expected to be left over; any other mismatch is an error.
     """
-    state_dict = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    try:
+        state_dict = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and weights_only errors all mean "not a usable checkpoint"
+        raise ValueError(f"Could not read HarDNet-85 checkpoint {checkpoint_path}: {error}") from error
+    if not isinstance(state_dict, dict):
+        raise ValueError(f"{checkpoint_path} is not a HarDNet-85 checkpoint: it holds a {type(state_dict).__name__}")
     if "state_dict" in state_dict:
         state_dict = state_dict["state_dict"]
     state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
-    own_keys = set(features.state_dict())
-    missing = own_keys - set(state_dict)
+    own_state_dict = features.state_dict()
+    missing = set(own_state_dict) - set(state_dict)
     if missing:
         raise ValueError(
             f"{checkpoint_path} is not a HarDNet-85 checkpoint: {len(missing)} trunk weights are missing, "
             f"e.g. {sorted(missing)[:3]}"
         )
-    features.load_state_dict({key: state_dict[key] for key in own_keys})
+    mismatched = [key for key, value in own_state_dict.items() if tuple(state_dict[key].shape) != tuple(value.shape)]
+    if mismatched:
+        raise ValueError(
+            f"{checkpoint_path} is not a HarDNet-85 checkpoint: {len(mismatched)} weights have other shapes, "
+            f"e.g. {mismatched[0]} is {tuple(state_dict[mismatched[0]].shape)}, expected "
+            f"{tuple(own_state_dict[mismatched[0]].shape)}"
+        )
+    features.load_state_dict({key: state_dict[key] for key in own_state_dict})

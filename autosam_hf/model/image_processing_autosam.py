@@ -64,15 +64,25 @@ def to_rgb_uint8(image: ImageLike, name: str = "image") -> np.ndarray:
     raise ValueError(f"{name}: unsupported dtype {image.dtype}")
 
 
-def binarize_mask(mask: ImageLike, name: str = "mask") -> np.ndarray:
-    """A ground-truth mask as an (H, W) uint8 array of 0/1.
+_WIDE_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
-    Rule: bool masks as they are; 8-bit masks whose maximum exceeds 1 are foreground where > 127 (JPEG-safe);
-    0/1 masks and wider integer masks (16-bit instance labels) are foreground where > 0; float masks where > 0.5.
-    RGB(A) masks are read through their first channel.
+
+def binarize_mask(mask: ImageLike, name: str = "mask", instance_labels: bool = False) -> np.ndarray:
+    """A ground-truth mask as an (H, W) uint8 array of 0/1. The one binarisation rule of this package:
+
+    - bool and bilevel (PIL "1") masks as they are;
+    - 16/32-bit integer masks (instance label maps such as MoNuSeg's) → > 0;
+    - 8-bit masks (grey, palette indices; PIL RGB converted to grey; array RGB read through channel 0) whose
+      maximum exceeds 1 → > 127 (0/255 masks, JPEG noise included); 8-bit 0/1 masks → > 0;
+    - `instance_labels=True` (e.g. GlaS `*_anno.bmp`: 0 background, 1..N glands) → > 0 whatever the depth;
+    - float masks → > 0.5.
     """
     if isinstance(mask, PIL.Image.Image):
-        mask = np.asarray(mask)
+        if mask.mode == "1":
+            return np.asarray(mask, dtype=np.uint8)
+        # Palette masks keep their indices: converting them to grey would turn label 1 into its colour's grey.
+        keep = mask.mode in _WIDE_INTEGER_MODES or mask.mode in ("L", "P")
+        mask = np.asarray(mask if keep else mask.convert("L"))
     elif isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
     elif not isinstance(mask, np.ndarray):
@@ -85,13 +95,13 @@ def binarize_mask(mask: ImageLike, name: str = "mask") -> np.ndarray:
         raise ValueError(f"{name}: expected a single-channel (H, W) mask, got shape {tuple(mask.shape)}")
     if mask.dtype == bool:
         return mask.astype(np.uint8)
-    if mask.dtype == np.uint8:
-        return (mask > (127 if mask.max() > 1 else 0)).astype(np.uint8)
-    if np.issubdtype(mask.dtype, np.integer):
-        return (mask > 0).astype(np.uint8)
     if np.issubdtype(mask.dtype, np.floating):
         return (mask > 0.5).astype(np.uint8)
-    raise ValueError(f"{name}: unsupported dtype {mask.dtype}")
+    if not np.issubdtype(mask.dtype, np.integer):
+        raise ValueError(f"{name}: unsupported dtype {mask.dtype}")
+    if instance_labels or mask.dtype != np.uint8:
+        return (mask > 0).astype(np.uint8)
+    return (mask > (127 if mask.max() > 1 else 0)).astype(np.uint8)
 
 
 class AutoSamImageProcessor(SamImageProcessorPil):
@@ -107,6 +117,23 @@ class AutoSamImageProcessor(SamImageProcessorPil):
     """
 
     model_input_names = ["pixel_values"]
+
+    @classmethod
+    def from_sam_config(cls, sam_config, image_size: int | None = None, **kwargs: Any) -> "AutoSamImageProcessor":
+        """The processor matching a `SamConfig`: canvas = SAM's input size S, label canvas = 4E (SAM's mask size).
+
+        `image_size` sets a smaller image canvas for models used without SAM (g resizes to its own input size, so
+        a canvas of that size loses nothing and costs a fraction); labels stay on the 4E canvas.
+        """
+        image_size = image_size or sam_config.vision_config.image_size
+        mask_size = 4 * sam_config.prompt_encoder_config.image_embedding_size
+        return cls(
+            size={"longest_edge": image_size},
+            pad_size={"height": image_size, "width": image_size},
+            mask_size={"longest_edge": mask_size},
+            mask_pad_size={"height": mask_size, "width": mask_size},
+            **kwargs,
+        )
 
     def __call__(self, images: ImageLike | list[ImageLike], segmentation_maps=None, **kwargs) -> BatchFeature:
         return self.preprocess(images, segmentation_maps=segmentation_maps, **kwargs)
@@ -134,6 +161,18 @@ class AutoSamImageProcessor(SamImageProcessorPil):
                         f"segmentation_maps[{i}] is {mask.shape[0]}x{mask.shape[1]} but images[{i}] is "
                         f"{image.shape[0]}x{image.shape[1]} (height x width)"
                     )
+        longest_edges = [(kwargs.get("size") or self.size)["longest_edge"]]
+        if masks is not None:
+            longest_edges.append((kwargs.get("mask_size") or self.mask_size)["longest_edge"])
+        for i, image in enumerate(images):
+            if min(self._get_preprocess_shape(image.shape[:2], min(longest_edges))) == 0:
+                raise ValueError(
+                    f"images[{i}] is {image.shape[0]}x{image.shape[1]}: too elongated to resize to a longest edge of "
+                    f"{min(longest_edges)} (its short side would become 0 pixels)"
+                )
+        # Images are (H, W, 3) now; said explicitly, because SAM's processor guesses the channel axis from the
+        # shape and takes an image 1 or 3 pixels high for channels-first.
+        kwargs["input_data_format"] = "channels_last"
         outputs = super().preprocess(images, segmentation_maps=masks, return_tensors=return_tensors, **kwargs)
         if masks is not None:
             mask_longest_edge = (kwargs.get("mask_size") or self.mask_size)["longest_edge"]

@@ -221,6 +221,12 @@ class AutoSamPreTrainedModel(PreTrainedModel):
             super()._init_weights(module)
 
 
+# `from_pretrained` arguments that also apply to fetching an adapter checkpoint's base SAM (not `revision`: the
+# base SAM's revision is `config.sam_revision`).
+_BASE_SAM_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "proxies")
+_SAM_TIED_POSITIONAL_EMBEDDING = "sam.shared_image_embedding.positional_embedding"
+
+
 class AutoSamForSegmentation(AutoSamPreTrainedModel):
     """AutoSAM: frozen SAM (`self.sam`), prompt generator g (`self.prompt_generator`) and, when configured, the
     surrogate decoder h (`self.surrogate_decoder`). Only g and h ever receive gradients."""
@@ -233,6 +239,9 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         self.prompt_generator = AutoSamPromptGenerator(config)
         self.surrogate_decoder = AutoSamSurrogateDecoder(config) if config.use_surrogate_decoder else None
         self.post_init()
+        if config.adapter_only:
+            # An adapter checkpoint holds no SAM weights: `from_pretrained` loads them from the base SAM instead.
+            self._keys_to_ignore_on_load_missing.add(r"^sam\.")
         self.freeze_sam()
 
     # ---------------------------------------------------------------- construction and freezing
@@ -283,16 +292,71 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         self.sam.requires_grad_(False)
         self.sam.eval()
 
+    def set_trainable(self, prompt_generator: bool, surrogate_decoder: bool = False) -> None:
+        """Choose which of g and h train (SAM never does). Frozen parts stay in eval mode, so their BatchNorm
+        statistics do not drift while the other part trains."""
+        self.prompt_generator.requires_grad_(prompt_generator)
+        if self.surrogate_decoder is not None:
+            self.surrogate_decoder.requires_grad_(surrogate_decoder)
+        self.train(self.training)
+
     def train(self, mode: bool = True) -> "AutoSamForSegmentation":
         super().train(mode)
-        self.sam.eval()
+        for part in (self.sam, self.prompt_generator, self.surrogate_decoder):
+            if part is not None and not any(parameter.requires_grad for parameter in part.parameters()):
+                part.eval()
         return self
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        model = super().from_pretrained(*args, **kwargs)
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) with output_loading_info
+        if model.config.adapter_only:
+            hub_kwargs = {key: kwargs[key] for key in _BASE_SAM_HUB_KWARGS if key in kwargs}
+            model.load_base_sam_weights(**hub_kwargs)
         model.freeze_sam()
-        return model
+        return loaded
+
+    # ---------------------------------------------------------------- adapter-size checkpoints
+    def save_adapter(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """Save an adapter-size checkpoint: g and h weights, the config (with `adapter_only=True`) and the remote
+        code, but no SAM weights; `from_pretrained` rebuilds the whole model by loading SAM from
+        `config.sam_name_or_path` at `config.sam_revision`. `kwargs` go to `save_pretrained`."""
+        if not self.config.sam_name_or_path:
+            raise ValueError(
+                "save_adapter needs config.sam_name_or_path (the base SAM's Hub id, e.g. 'facebook/sam-vit-base', "
+                "and config.sam_revision) to refetch SAM when loading."
+            )
+        # SAM's one tied parameter (a small Gaussian matrix) stays in, so that transformers finds a side of the tie
+        # when loading; `load_base_sam_weights` overwrites it with the base SAM's own.
+        adapter_state_dict = {
+            name: tensor
+            for name, tensor in self.state_dict().items()
+            if not name.startswith("sam.") or name == _SAM_TIED_POSITIONAL_EMBEDDING
+        }
+        self.config.adapter_only = True
+        try:
+            self.save_pretrained(save_directory, state_dict=adapter_state_dict, **kwargs)
+        finally:
+            self.config.adapter_only = False
+
+    def load_base_sam_weights(self, **from_pretrained_kwargs) -> None:
+        """Fill `self.sam` from `config.sam_name_or_path` at `config.sam_revision` (what loading an adapter
+        checkpoint does), keeping SAM's current dtype and device. The model is then a whole model again
+        (`config.adapter_only = False`). `from_pretrained_kwargs` (`cache_dir`, `local_files_only`, `token`, ...)
+        go to `SamModel.from_pretrained`, which honours the Hub cache and `HF_HUB_OFFLINE`."""
+        name, revision = self.config.sam_name_or_path, self.config.sam_revision
+        if not name:
+            raise ValueError("Adapter checkpoint without config.sam_name_or_path: the base SAM is unknown.")
+        try:
+            base_sam = load_sam(name, revision=revision, **from_pretrained_kwargs)
+            self.sam.load_state_dict(base_sam.state_dict())
+        except (OSError, ValueError, RuntimeError) as error:
+            raise ValueError(
+                f"This adapter checkpoint needs its base SAM {name!r} (revision {revision or 'main'}), which could "
+                f"not be loaded into the model: {error}"
+            ) from error
+        self.config.adapter_only = False
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         if self._auto_class is not None:

@@ -149,8 +149,13 @@ def load_original_sam_checkpoint(checkpoint_path: str | os.PathLike) -> SamModel
     return sam
 
 
-def load_sam(sam: str | os.PathLike | SamConfig | SamModel, revision: str | None = None) -> SamModel:
-    """A `SamModel` from a Hub id, a transformers folder, an original `.pth` file, a `SamConfig` or a `SamModel`."""
+def load_sam(
+    sam: str | os.PathLike | SamConfig | SamModel, revision: str | None = None, **from_pretrained_kwargs
+) -> SamModel:
+    """A `SamModel` from a Hub id, a transformers folder, an original `.pth` file, a `SamConfig` or a `SamModel`.
+
+    `from_pretrained_kwargs` (`cache_dir`, `token`, `local_files_only`, ...) go to `SamModel.from_pretrained`.
+    """
     if isinstance(sam, SamModel):
         return sam
     if isinstance(sam, SamConfig):
@@ -158,7 +163,7 @@ def load_sam(sam: str | os.PathLike | SamConfig | SamModel, revision: str | None
     if os.path.isfile(sam):
         return load_original_sam_checkpoint(sam)
     try:
-        return SamModel.from_pretrained(sam, revision=revision)
+        return SamModel.from_pretrained(sam, revision=revision, **from_pretrained_kwargs)
     except (OSError, ValueError) as error:
         raise ValueError(
             f"Could not load SAM from {sam!r}: not an original .pth file, a transformers SAM folder, "

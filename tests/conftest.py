@@ -1,0 +1,92 @@
+"""Shared fixtures: a tiny SAM (transformers' own test sizes), its processor and a tiny AutoSAM around it.
+
+Shapes with these fixtures: `pixel_values` (B, 3, 24, 24), SAM image/prompt embeddings (B, 32, 12, 12),
+logits and labels (B, 1 | -, 48, 48).
+"""
+
+import os
+
+# Tests never touch the network: Hub look-ups fail fast instead of hanging or downloading.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers import SamConfig  # noqa: E402
+
+from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_tiny_sam_config() -> SamConfig:
+    return SamConfig(
+        vision_config=dict(
+            image_size=24,
+            patch_size=2,
+            hidden_size=36,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            output_channels=32,
+            num_pos_feats=16,
+            global_attn_indexes=[1],
+            window_size=4,
+        ),
+        prompt_encoder_config=dict(hidden_size=32, image_size=24, patch_size=2, mask_input_channels=4),
+        mask_decoder_config=dict(
+            hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=4, iou_head_hidden_dim=32
+        ),
+    )
+
+
+def make_tiny_processor() -> AutoSamImageProcessor:
+    return AutoSamImageProcessor(
+        size={"longest_edge": 24},
+        pad_size={"height": 24, "width": 24},
+        mask_size={"longest_edge": 48},
+        mask_pad_size={"height": 48, "width": 48},
+    )
+
+
+def make_tiny_model(seed: int = 0, **config_overrides) -> AutoSamForSegmentation:
+    """Seeded tiny AutoSAM (HarDNet-85 g at prompt_input_size=64, with h), in the mode `from_sam` leaves it.
+
+    SAM's random init leaves its mask decoder nearly silent (logits ~1e-5, zero biases and relative positions), so
+    every SAM weight is perturbed (seeded): outputs then depend visibly on the image embeddings and the prompt.
+    """
+    config_overrides.setdefault("prompt_input_size", 64)
+    torch.manual_seed(seed)
+    model = AutoSamForSegmentation.from_sam(make_tiny_sam_config(), **config_overrides)
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for parameter in model.sam.parameters():
+            parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+@pytest.fixture
+def tiny_sam_config() -> SamConfig:
+    return make_tiny_sam_config()
+
+
+@pytest.fixture
+def tiny_processor() -> AutoSamImageProcessor:
+    return make_tiny_processor()
+
+
+@pytest.fixture
+def tiny_model() -> AutoSamForSegmentation:
+    return make_tiny_model()
+
+
+@pytest.fixture
+def shared_data_dir() -> Path:
+    """The read-only real data sets (`<set>/<split>/{images,masks}`), next to the repository."""
+    data_dir = REPO_ROOT.parent / "shared" / "data"
+    if not data_dir.is_dir():
+        pytest.fail(
+            f"Real data not found at {data_dir}: tests that read it expect the shared data sets next to the "
+            "repository (../shared/data, see its README.md)."
+        )
+    return data_dir

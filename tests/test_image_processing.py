@@ -1,0 +1,235 @@
+"""Tests for `AutoSamImageProcessor`, `to_rgb_uint8` and `binarize_mask`: every input form, normalisation applied
+once, padding and valid region, label binarisation, clear errors, post-processing back to the original size."""
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from autosam_hf.model import AutoSamImageProcessor, binarize_mask, to_rgb_uint8
+
+MEAN = np.array([0.485, 0.456, 0.406])
+STD = np.array([0.229, 0.224, 0.225])
+
+
+@pytest.fixture
+def rgb() -> np.ndarray:
+    """A 30×40 (height × width) random RGB image: landscape, so SAM's canvas is padded at the bottom."""
+    return np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+
+
+def image_forms(rgb: np.ndarray) -> dict[str, object]:
+    grey = rgb[..., 0]
+    return {
+        "pil_rgb": PIL.Image.fromarray(rgb),
+        "pil_grey": PIL.Image.fromarray(grey),
+        "pil_rgba": PIL.Image.fromarray(np.dstack([rgb, np.full(grey.shape, 128, np.uint8)])),
+        "pil_16bit": PIL.Image.fromarray(grey.astype(np.uint16) * 257),
+        "numpy_hw_uint8": grey,
+        "numpy_hwc_uint8": rgb,
+        "numpy_uint16": rgb.astype(np.uint16) * 257,
+        "numpy_float": rgb / 255.0,
+        "torch_chw_uint8": torch.from_numpy(rgb).permute(2, 0, 1),
+        "torch_chw_float": torch.from_numpy(rgb).permute(2, 0, 1).float() / 255,
+    }
+
+
+GREY_FORMS = {"pil_grey", "pil_16bit", "numpy_hw_uint8"}
+
+
+def test_every_input_form_gives_the_same_pixel_values(tiny_processor, rgb):
+    forms = image_forms(rgb)
+    assert forms["pil_16bit"].mode == "I;16"
+    rgb_reference = tiny_processor(rgb)["pixel_values"]
+    grey_reference = tiny_processor(np.repeat(rgb[..., :1], 3, axis=-1))["pixel_values"]
+    for name, image in forms.items():
+        outputs = tiny_processor(image)
+        assert outputs["pixel_values"].shape == (1, 3, 24, 24), name
+        assert outputs["original_sizes"].tolist() == [[30, 40]], name
+        assert outputs["reshaped_input_sizes"].tolist() == [[18, 24]], name
+        expected = grey_reference if name in GREY_FORMS else rgb_reference
+        torch.testing.assert_close(outputs["pixel_values"], expected, rtol=0, atol=1e-6, msg=name)
+
+
+def test_grey_images_become_three_equal_channels(rgb):
+    for image in (PIL.Image.fromarray(rgb[..., 0]), rgb[..., 0], rgb[..., :1], torch.from_numpy(rgb[..., 0])[None]):
+        converted = to_rgb_uint8(image)
+        assert converted.shape == (30, 40, 3) and converted.dtype == np.uint8
+        for channel in range(3):
+            np.testing.assert_array_equal(converted[..., channel], rgb[..., 0])
+
+
+def test_sixteen_bit_image_matches_its_eight_bit_version(tiny_processor):
+    image16 = np.random.default_rng(1).integers(0, 65536, (30, 40), dtype=np.uint16)
+    image8 = np.round(image16 / 257).astype(np.uint8)
+    from_pil = tiny_processor(PIL.Image.fromarray(image16))["pixel_values"]
+    from_numpy = tiny_processor(image16)["pixel_values"]
+    eight_bit = tiny_processor(image8)["pixel_values"]
+    one_level = 1 / 255 / STD.min() + 1e-6
+    assert (from_pil - eight_bit).abs().max() <= one_level
+    assert (from_numpy - eight_bit).abs().max() <= one_level
+    # Values that only fill the low byte are not mistaken for 8-bit data.
+    np.testing.assert_array_equal(to_rgb_uint8(np.full((2, 2), 300, np.uint16))[..., 0], np.full((2, 2), 1))
+
+
+def test_normalisation_applied_exactly_once(tiny_processor):
+    constant = np.full((30, 40, 3), round(0.485 * 255), np.uint8)
+    pixel_values = tiny_processor(constant)["pixel_values"][0]
+    assert pixel_values[0, :18, :24].abs().max() < 0.01  # (124/255 - 0.485) / 0.229 = 0.0055
+
+    image = np.random.default_rng(2).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    pixel_values = tiny_processor(image)["pixel_values"][0].numpy()
+    resized = np.asarray(PIL.Image.fromarray(image).resize((24, 18), PIL.Image.BILINEAR)).astype(np.float64)
+    expected = ((resized / 255 - MEAN) / STD).transpose(2, 0, 1)
+    np.testing.assert_allclose(pixel_values[:, :18, :24], expected, atol=1 / 255 / STD.min() + 1e-5)
+    assert np.abs(pixel_values[:, :18, :24] - expected).mean() < 0.01
+
+
+@pytest.mark.parametrize("shape", [(3, 8), (1, 4), (1, 1), (4, 3)])
+def test_images_one_or_three_pixels_high_are_read_channels_last(tiny_processor, shape):
+    """SAM's processor guesses the channel axis from the shape; a 3-pixel-high image is still (H, W, 3)."""
+    image = np.random.default_rng(4).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    outputs = tiny_processor(image, segmentation_maps=np.ones(shape, np.uint8))
+    height, width = tiny_processor.reshaped_size(shape)
+    assert outputs["original_sizes"].tolist() == [list(shape)]
+    assert outputs["reshaped_input_sizes"].tolist() == [[height, width]]
+    assert outputs["pixel_values"].shape == (1, 3, 24, 24)
+    mask_height, mask_width = tiny_processor._get_preprocess_shape(shape, 48)
+    assert int(outputs["valid_mask"].sum()) == int(outputs["labels"].sum()) == mask_height * mask_width
+    resized = np.asarray(PIL.Image.fromarray(image).resize((width, height), PIL.Image.BILINEAR)) / 255
+    expected = ((resized - MEAN) / STD).transpose(2, 0, 1)
+    np.testing.assert_allclose(
+        outputs["pixel_values"][0, :, :height, :width].numpy(), expected, atol=1 / 255 / STD.min() + 1e-5
+    )
+    assert tiny_processor.post_process_logits(torch.zeros(1, 1, 48, 48), outputs["original_sizes"])[0].shape == shape
+
+
+def test_too_elongated_image_raises_naming_it(tiny_processor, rgb):
+    with pytest.raises(ValueError, match=r"images\[1\] is 1x100.*too elongated"):
+        tiny_processor([rgb, np.zeros((1, 100, 3), np.uint8)])
+    # SAM's default canvases: 1x600 fits the 1024 image canvas (2 rows) but not the 256 label canvas.
+    processor = AutoSamImageProcessor()
+    assert processor(np.zeros((1, 600, 3), np.uint8))["reshaped_input_sizes"].tolist() == [[2, 1024]]
+    with pytest.raises(ValueError, match=r"images\[0\] is 1x600.*longest edge of 256"):
+        processor(np.zeros((1, 600, 3), np.uint8), segmentation_maps=np.zeros((1, 600), np.uint8))
+
+
+def test_padding_labels_and_valid_mask(tiny_processor):
+    images = [np.full((30, 40, 3), 200, np.uint8), np.full((40, 30, 3), 200, np.uint8)]
+    masks = [np.zeros((30, 40), np.uint8), np.zeros((40, 30), bool)]
+    masks[0][:, :20] = 255
+    masks[1][10:20, 5:15] = True
+    outputs = tiny_processor(images, segmentation_maps=masks)
+
+    pixel_values = outputs["pixel_values"]
+    assert pixel_values.shape == (2, 3, 24, 24)
+    assert (pixel_values[0, :, 18:, :] == 0).all() and (pixel_values[0, :, :18, :] != 0).all()
+    assert (pixel_values[1, :, :, 18:] == 0).all() and (pixel_values[1, :, :, :18] != 0).all()
+
+    labels, valid = outputs["labels"], outputs["valid_mask"]
+    assert labels.shape == valid.shape == (2, 48, 48)
+    assert labels.dtype == torch.float32 and valid.dtype == torch.bool
+    assert set(labels.unique().tolist()) == {0.0, 1.0}
+    for i, image in enumerate(images):
+        height, width = tiny_processor._get_preprocess_shape(image.shape[:2], 48)
+        assert int(valid[i].sum()) == height * width
+        assert valid[i, :height, :width].all()
+    assert tiny_processor._get_preprocess_shape((30, 40), 48) == (36, 48)
+    # Left half of the 30×40 mask → left half (24 of 48 columns) of the 36-row valid canvas; nothing in the padding.
+    assert labels[0, :36, :24].all() and not labels[0, :, 24:].any() and not labels[0, 36:].any()
+    assert not labels[1][~valid[1]].any()
+    assert int(labels[1].sum()) == round(10 * 10 * (48 / 40) ** 2)
+
+
+def test_binarize_mask_rules():
+    np.testing.assert_array_equal(binarize_mask(np.array([[0, 1], [1, 0]], np.uint8)), [[0, 1], [1, 0]])
+    # 8-bit 0..255 masks (JPEG noise included) split at 127.
+    np.testing.assert_array_equal(binarize_mask(np.array([[3, 126], [128, 250]], np.uint8)), [[0, 0], [1, 1]])
+    np.testing.assert_array_equal(binarize_mask(np.array([[0, 2], [700, 0]], np.uint16)), [[0, 1], [1, 0]])
+    np.testing.assert_array_equal(binarize_mask(np.array([[0.2, 0.6]])), [[0, 1]])
+    np.testing.assert_array_equal(binarize_mask(np.array([[[0, 0, 0], [255, 0, 0]]] * 2, np.uint8)), [[0, 1]] * 2)
+    np.testing.assert_array_equal(binarize_mask(torch.tensor([[[True, False]]])), [[1, 0]])
+    np.testing.assert_array_equal(binarize_mask(PIL.Image.fromarray(np.array([[0, 255]], np.uint8))), [[0, 1]])
+
+
+def test_mask_size_mismatch_names_the_mask(tiny_processor, rgb):
+    with pytest.raises(ValueError, match=r"segmentation_maps\[1\].*10x12.*images\[1\].*30x40"):
+        tiny_processor([rgb, rgb], segmentation_maps=[np.zeros((30, 40), np.uint8), np.zeros((10, 12), np.uint8)])
+
+
+@pytest.mark.parametrize(
+    "bad_image, error, message",
+    [
+        ("image.png", TypeError, "str"),
+        (np.zeros((2, 5, 5, 3), np.uint8), ValueError, r"shape \(2, 5, 5, 3\)"),
+        (np.zeros((5, 5, 2), np.uint8), ValueError, r"shape \(5, 5, 2\)"),
+        (-np.ones((5, 5), np.int64), ValueError, "negative"),
+        (np.full((5, 5), 1.5), ValueError, r"\[0, 1\]"),
+        (np.full((5, 5), np.nan, np.float32), ValueError, r"\[0, 1\]"),
+        (np.zeros((0, 5), np.uint8), ValueError, "empty"),
+    ],
+    ids=["string", "4d", "two_channels", "negative", "float_above_1", "nan", "empty"],
+)
+def test_bad_images_raise_naming_the_argument(tiny_processor, rgb, bad_image, error, message):
+    with pytest.raises(error, match=r"images\[1\]") as raised:
+        tiny_processor([rgb, bad_image])
+    assert raised.match(message)
+
+
+def test_bad_masks_raise_naming_the_argument(tiny_processor, rgb):
+    with pytest.raises(ValueError, match=r"segmentation_maps.*1 masks for 2 images"):
+        tiny_processor([rgb, rgb], segmentation_maps=[np.zeros((30, 40), np.uint8)])
+    with pytest.raises(TypeError, match=r"segmentation_maps\[1\]"):
+        tiny_processor([rgb, rgb], segmentation_maps=[np.zeros((30, 40), np.uint8), "mask.png"])
+    with pytest.raises(ValueError, match=r"segmentation_maps\[0\].*single-channel"):
+        tiny_processor(rgb, segmentation_maps=np.zeros((2, 30, 40, 3), np.uint8))
+    with pytest.raises(ValueError, match="images"):
+        tiny_processor([])
+
+
+def test_post_process_logits_returns_original_coordinates(tiny_processor):
+    # Two images: 30×40 (canvas 36×48 of 48×48) and 40×30 (canvas 48×36).
+    sizes = [(30, 40), (40, 30)]
+    logits = torch.full((2, 1, 48, 48), -5.0)
+    logits[0, 0, :36, :24] = 5.0  # left half of the first image's valid canvas
+    logits[1, 0, :24, :36] = 5.0  # top half of the second image's valid canvas
+    logits[0, 0, 36:, :] = 5.0  # padding: must be cropped away
+    logits[1, 0, :, 36:] = 5.0
+
+    maps = tiny_processor.post_process_logits(logits, torch.tensor(sizes))
+    assert [tuple(m.shape) for m in maps] == sizes
+    foreground = [(m > 0).numpy() for m in maps]
+    # Foreground exactly on the drawn half, up to one pixel either side of its border (bilinear resampling).
+    assert foreground[0][:, :19].all() and not foreground[0][:, 21:].any()
+    assert foreground[1][:19, :].all() and not foreground[1][21:, :].any()
+
+    labels = tiny_processor.post_process_semantic_segmentation({"logits": logits}, target_sizes=sizes)
+    assert [tuple(label.shape) for label in labels] == sizes
+    assert labels[0].dtype == torch.long
+    np.testing.assert_array_equal(labels[0].numpy(), foreground[0].astype(np.int64))
+    canvas = tiny_processor.post_process_semantic_segmentation({"logits": logits})
+    assert canvas[0].shape == (48, 48)
+    with pytest.raises(ValueError, match="target_sizes"):
+        tiny_processor.post_process_semantic_segmentation({"logits": logits}, target_sizes=sizes[:1])
+
+
+def test_processor_round_trip(tiny_processor, rgb, tmp_path):
+    tiny_processor.save_pretrained(tmp_path)
+    loaded = AutoSamImageProcessor.from_pretrained(tmp_path)
+    assert loaded.to_dict() == tiny_processor.to_dict()
+    mask = np.zeros((30, 40), np.uint8)
+    mask[5:9, 3:30] = 1
+    for key, value in tiny_processor(rgb, segmentation_maps=mask).items():
+        assert torch.equal(loaded(rgb, segmentation_maps=mask)[key], value), key
+
+
+def test_default_processor_matches_sam_sizes():
+    processor = AutoSamImageProcessor()
+    assert processor.size == {"longest_edge": 1024}
+    assert processor.pad_size == {"height": 1024, "width": 1024}
+    assert processor.mask_pad_size == {"height": 256, "width": 256}
+    outputs = processor(np.zeros((30, 40, 3), np.uint8), segmentation_maps=np.zeros((30, 40), np.uint8))
+    assert outputs["pixel_values"].shape == (1, 3, 1024, 1024)
+    assert outputs["labels"].shape == outputs["valid_mask"].shape == (1, 256, 256)
+    assert outputs["reshaped_input_sizes"].tolist() == [[768, 1024]]
+    assert int(outputs["valid_mask"].sum()) == 192 * 256

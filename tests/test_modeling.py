@@ -1,0 +1,575 @@
+"""Tests for `AutoSamConfig`, `AutoSamForSegmentation` (shapes, frozen SAM, loss, save/load, Auto classes,
+in-process pipeline), HarDNet-85 and the timm backbone adapter. Tiny configs only: no network, no real SAM."""
+
+import math
+import sys
+import types
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from conftest import make_tiny_model
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForSemanticSegmentation,
+    SamConfig,
+    pipeline,
+)
+
+import autosam_hf
+from autosam_hf import AUTOSAM_MODES, AutoSamConfig, AutoSamForSegmentation, AutoSamImageProcessor
+from autosam_hf.model.hardnet import ConvLayer, HarDBlock, HarDNet85Features, harmonic_links, load_hardnet_weights
+from autosam_hf.model.modeling_autosam import (
+    AutoSamPromptGenerator,
+    AutoSamSurrogateDecoder,
+    TimmFeatures,
+    masked_segmentation_loss,
+)
+
+IMAGE_SIZES = [(30, 40), (40, 30), (24, 24)]  # (height, width): landscape, portrait, square
+
+
+def make_images_and_masks(batch_size: int, seed: int = 0):
+    """Random uint8 RGB images of mixed (non-square) sizes, each with a rectangular 0/255 mask."""
+    rng = np.random.default_rng(seed)
+    images, masks = [], []
+    for i in range(batch_size):
+        height, width = IMAGE_SIZES[i % len(IMAGE_SIZES)]
+        images.append(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        mask = np.zeros((height, width), dtype=np.uint8)
+        mask[height // 4 : height // 2, width // 5 : (3 * width) // 4] = 255
+        masks.append(mask)
+    return images, masks
+
+
+@pytest.fixture(scope="module")
+def eval_model() -> AutoSamForSegmentation:
+    """The tiny model in eval mode, shared by tests that only run it (tests may monkeypatch, never mutate)."""
+    return make_tiny_model().eval()
+
+
+def sam_state(model: AutoSamForSegmentation) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.sam.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------------------------- configuration
+def test_config_rejects_bad_values(tiny_sam_config):
+    with pytest.raises(ValueError, match="default_mode"):
+        AutoSamConfig(sam_config=tiny_sam_config.to_dict(), default_mode="sam_points")
+    for bad_size in (16, 50, 100):
+        with pytest.raises(ValueError, match="prompt_input_size"):
+            AutoSamConfig(sam_config=tiny_sam_config.to_dict(), prompt_input_size=bad_size)
+
+
+def test_config_prompt_embedding_shape(tiny_sam_config):
+    assert AutoSamConfig(sam_config=tiny_sam_config.to_dict()).prompt_embedding_shape == (32, 12)
+    assert AutoSamConfig(sam_config=SamConfig().to_dict()).prompt_embedding_shape == (256, 64)  # every released SAM
+
+
+def test_config_round_trip(tiny_sam_config, tmp_path):
+    fields = dict(
+        backbone="resnet18",
+        prompt_input_size=256,
+        use_surrogate_decoder=False,
+        bce_loss_weight=0.25,
+        dice_loss_weight=2.0,
+        mask_threshold=0.3,
+        default_mode="surrogate",
+        sam_name_or_path="facebook/sam-vit-base",
+        sam_revision="main",
+    )
+    config = AutoSamConfig(sam_config=tiny_sam_config.to_dict(), **fields)
+    config.save_pretrained(tmp_path)
+    loaded = AutoSamConfig.from_pretrained(tmp_path)
+    for name, value in fields.items():
+        assert getattr(loaded, name) == value, name
+    assert loaded.id2label == {0: "background", 1: "foreground"}
+    assert loaded.label2id == {"background": 0, "foreground": 1}
+    assert isinstance(loaded.sam_config, SamConfig)
+    assert loaded.sam_config.to_dict() == config.sam_config.to_dict()
+    assert loaded.prompt_embedding_shape == (32, 12)
+    assert loaded.to_dict() == config.to_dict()  # every field, including ones added later
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), AutoSamConfig)
+
+
+# ----------------------------------------------------------------------------------------------- forward shapes
+@pytest.mark.parametrize("mode", AUTOSAM_MODES)
+@pytest.mark.parametrize("batch_size", [1, 2, 3])
+def test_forward_shapes(eval_model, tiny_processor, mode, batch_size):
+    images, masks = make_images_and_masks(batch_size)
+    inputs = tiny_processor(images, segmentation_maps=masks)
+    with torch.no_grad():
+        outputs = eval_model(**inputs, mode=mode)
+
+    assert outputs.logits.shape == (batch_size, 1, 48, 48)
+    assert outputs.loss.ndim == 0 and torch.isfinite(outputs.loss)
+    prompt = outputs.prompt_embeddings
+    assert prompt.shape == (batch_size, 32, 12, 12)
+    assert prompt.min() >= -1 and prompt.max() <= 1
+    if mode == "surrogate":
+        assert outputs.iou_scores is None and outputs.image_embeddings is None
+        assert torch.equal(outputs.surrogate_logits, outputs.logits)
+    else:
+        assert outputs.iou_scores.shape == (batch_size, 1)
+        assert outputs.image_embeddings.shape == (batch_size, 32, 12, 12)
+        assert outputs.surrogate_logits is None
+
+
+def test_default_mode_and_mode_errors(tiny_sam_config, tiny_model):
+    pixel_values = torch.randn(1, 3, 24, 24)
+    tiny_model.eval()
+    with torch.no_grad():
+        assert tiny_model(pixel_values).iou_scores is not None  # default_mode "sam"
+        as_tuple = tiny_model(pixel_values, mode="surrogate", return_dict=False)
+        assert isinstance(as_tuple, tuple) and as_tuple[0].shape == (1, 1, 48, 48)  # (logits, surrogate, prompt)
+        tiny_model.config.default_mode = "surrogate"
+        assert tiny_model(pixel_values).iou_scores is None
+        with pytest.raises(ValueError, match="mode"):
+            tiny_model(pixel_values, mode="points")
+        with pytest.raises(ValueError, match="pixel_values"):
+            tiny_model(image_embeddings=torch.randn(1, 32, 12, 12), mode="sam")
+    without_h = AutoSamForSegmentation.from_sam(tiny_sam_config, prompt_input_size=64, use_surrogate_decoder=False)
+    assert without_h.surrogate_decoder is None
+    with pytest.raises(ValueError, match="surrogate"):
+        without_h(pixel_values, mode="surrogate")
+
+
+@pytest.mark.parametrize("mode", ["sam", "sam_mask_prompt"])
+def test_precomputed_image_embeddings_skip_sam_encoder(eval_model, monkeypatch, mode):
+    tiny_model = eval_model
+    pixel_values = torch.randn(2, 3, 24, 24)
+    with torch.no_grad():
+        reference = tiny_model(pixel_values, mode=mode)
+        image_embeddings = tiny_model.get_image_embeddings(pixel_values)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("SAM's image encoder ran although image_embeddings were given")
+
+    monkeypatch.setattr(tiny_model.sam.vision_encoder, "forward", forbidden)
+    with torch.no_grad():
+        outputs = tiny_model(pixel_values, image_embeddings=image_embeddings, mode=mode)
+    assert torch.equal(outputs.image_embeddings, image_embeddings)
+    torch.testing.assert_close(outputs.logits, reference.logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(outputs.iou_scores, reference.iou_scores, rtol=0, atol=1e-6)
+    # The logits really depend on the embeddings (a wrong cache would show).
+    with torch.no_grad():
+        shuffled = tiny_model(pixel_values, image_embeddings=image_embeddings.flip(0), mode=mode)
+    assert not torch.allclose(shuffled.logits, reference.logits, atol=1e-3)
+
+
+def test_surrogate_mode_never_runs_sam(eval_model, monkeypatch):
+    tiny_model = eval_model
+    def forbidden(*args, **kwargs):
+        raise AssertionError("SAM ran in surrogate mode")
+
+    for module in (tiny_model.sam.vision_encoder, tiny_model.sam.mask_decoder, tiny_model.sam.prompt_encoder):
+        monkeypatch.setattr(module, "forward", forbidden)
+    outputs = tiny_model(torch.randn(2, 3, 24, 24), mode="surrogate")
+    assert outputs.logits.shape == (2, 1, 48, 48)
+
+
+# ----------------------------------------------------------------------------------------------- frozen SAM, gradients
+@pytest.mark.parametrize("mode", AUTOSAM_MODES)
+def test_gradients_reach_only_prompt_generator_and_surrogate(tiny_model, tiny_processor, mode):
+    images, masks = make_images_and_masks(2)
+    tiny_model.train()
+    tiny_model(**tiny_processor(images, segmentation_maps=masks), mode=mode).loss.backward()
+
+    assert all(parameter.grad is None for parameter in tiny_model.sam.parameters())
+    assert all(not parameter.requires_grad for parameter in tiny_model.sam.parameters())
+    generator_grads = [parameter.grad for parameter in tiny_model.prompt_generator.parameters()]
+    assert all(grad is not None for grad in generator_grads)
+    assert any(grad.abs().sum() > 0 for grad in generator_grads)
+    surrogate_grads = [parameter.grad for parameter in tiny_model.surrogate_decoder.parameters()]
+    if mode == "surrogate":
+        assert all(grad is not None and grad.abs().sum() > 0 for grad in surrogate_grads)
+    else:
+        assert all(grad is None for grad in surrogate_grads)
+
+
+def test_optimizer_step_leaves_sam_byte_identical(tiny_model, tiny_processor):
+    images, masks = make_images_and_masks(1)
+    inputs = tiny_processor(images, segmentation_maps=masks)
+    sam_before = sam_state(tiny_model)
+    generator_before = {k: v.clone() for k, v in tiny_model.prompt_generator.state_dict().items()}
+    surrogate_before = {k: v.clone() for k, v in tiny_model.surrogate_decoder.state_dict().items()}
+    # A careless optimizer over every parameter, with weight decay (which would move SAM if it had grads),
+    # then one over the trainable ones only.
+    all_parameters = torch.optim.Adam(tiny_model.parameters(), lr=3e-4, weight_decay=1e-5)
+    trainable = torch.optim.Adam([p for p in tiny_model.parameters() if p.requires_grad], lr=3e-4, weight_decay=1e-5)
+
+    tiny_model.train()
+    for optimizer, mode in ((all_parameters, "sam_mask_prompt"), (trainable, "surrogate")):
+        optimizer.zero_grad()
+        tiny_model(**inputs, mode=mode).loss.backward()
+        optimizer.step()
+
+    sam_after = tiny_model.sam.state_dict()
+    assert sam_after.keys() == sam_before.keys()
+    for name, tensor in sam_before.items():
+        assert torch.equal(sam_after[name], tensor), name
+    generator_after = tiny_model.prompt_generator.state_dict()
+    changed = [name for name, tensor in generator_before.items() if not torch.equal(generator_after[name], tensor)]
+    assert "head.weight" in changed and "encoder.base.0.conv.weight" in changed
+    surrogate_after = tiny_model.surrogate_decoder.state_dict()
+    assert not torch.equal(surrogate_after["layers.0.weight"], surrogate_before["layers.0.weight"])
+
+
+def test_train_keeps_sam_in_eval_mode(tiny_model, tmp_path):
+    tiny_model.train()
+    assert tiny_model.training and tiny_model.prompt_generator.training and tiny_model.surrogate_decoder.training
+    assert not tiny_model.sam.training
+    assert not any(module.training for module in tiny_model.sam.modules())
+    tiny_model.eval()
+    assert not tiny_model.prompt_generator.training
+
+    tiny_model.save_pretrained(tmp_path)
+    loaded, loading_info = AutoSamForSegmentation.from_pretrained(tmp_path, output_loading_info=True)
+    assert not loading_info["missing_keys"] and not loading_info["unexpected_keys"]
+    assert not any(parameter.requires_grad for parameter in loaded.sam.parameters())
+    assert all(parameter.requires_grad for parameter in loaded.prompt_generator.parameters())
+    loaded.train()
+    assert not loaded.sam.training
+
+
+# ----------------------------------------------------------------------------------------------- loss
+def test_masked_segmentation_loss_matches_hand_computation():
+    logits = torch.tensor([[[[2.0, -1.0], [0.5, 3.0]]], [[[-2.0, 0.0], [1.0, -0.5]]]])  # (2, 1, 2, 2)
+    labels = torch.tensor([[[1.0, 0.0], [1.0, 1.0]], [[0.0, 1.0], [0.0, 0.0]]])
+    valid = torch.tensor([[[True, True], [True, False]], [[True, True], [False, False]]])
+
+    def bce(x, y):
+        p = 1 / (1 + math.exp(-x))
+        return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+    pixels = [
+        (logits[b, 0, i, j].item(), labels[b, i, j].item(), b)
+        for b in range(2)
+        for i in range(2)
+        for j in range(2)
+        if valid[b, i, j]
+    ]
+    expected_bce = sum(bce(x, y) for x, y, _ in pixels) / len(pixels)
+    dice_losses = []
+    for b in range(2):
+        own = [(1 / (1 + math.exp(-x)), y) for x, y, image in pixels if image == b]
+        intersection = sum(p * y for p, y in own)
+        dice = (2 * intersection + 1) / (sum(p for p, _ in own) + sum(y for _, y in own) + 1)
+        dice_losses.append(1 - dice)
+    expected_dice = sum(dice_losses) / 2
+
+    loss = masked_segmentation_loss(logits, labels, valid, bce_weight=0.5, dice_weight=2.0)
+    assert loss.item() == pytest.approx(0.5 * expected_bce + 2.0 * expected_dice, rel=1e-6)
+    # (B, H, W) logits and no valid mask: every pixel counts.
+    everything = masked_segmentation_loss(logits[:, 0], labels)
+    assert everything.item() == pytest.approx(
+        masked_segmentation_loss(logits, labels, torch.ones_like(valid)).item(), rel=1e-6
+    )
+
+
+def test_loss_ignores_padding(eval_model, tiny_processor):
+    images, masks = make_images_and_masks(2)  # 30x40 and 40x30: both padded
+    inputs = tiny_processor(images, segmentation_maps=masks)
+    labels, valid = inputs["labels"], inputs["valid_mask"]
+    assert not valid.all() and valid.any()
+    outside = labels.clone()
+    outside[~valid] = 1 - outside[~valid]
+    inside = labels.clone()
+    row, col = [int(index) for index in valid[0].nonzero()[0]]
+    inside[0, row, col] = 1 - inside[0, row, col]
+    config = eval_model.config
+    with torch.no_grad():
+        for mode in ("sam", "surrogate"):
+            outputs = eval_model(**inputs, mode=mode)
+            # The model's loss is masked_segmentation_loss of its logits with the processor's valid_mask ...
+            assert torch.equal(
+                outputs.loss,
+                masked_segmentation_loss(
+                    outputs.logits, labels, valid, config.bce_loss_weight, config.dice_loss_weight
+                ),
+            )
+            # ... which does not see labels on the padding (exactly), but does see every label on the image.
+
+            def loss_with(new_labels):
+                return masked_segmentation_loss(
+                    outputs.logits, new_labels, valid, config.bce_loss_weight, config.dice_loss_weight
+                )
+
+            assert torch.equal(eval_model(**{**inputs, "labels": outside}, mode=mode).loss, outputs.loss)
+            assert torch.equal(loss_with(outside), outputs.loss)
+            assert not torch.equal(loss_with(inside), outputs.loss)
+
+
+# ----------------------------------------------------------------------------------------------- save / load
+def test_save_pretrained_round_trip(tiny_model, tiny_processor, tmp_path):
+    images, _ = make_images_and_masks(2)
+    inputs = tiny_processor(images)
+    tiny_model.config.default_mode = "sam_mask_prompt"
+    tiny_model.eval()
+    tiny_model.save_pretrained(tmp_path)
+    tiny_processor.save_pretrained(tmp_path)
+
+    saved = {path.name for path in tmp_path.iterdir()}
+    assert "model.safetensors" in saved and "config.json" in saved
+    assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl")) for name in saved)
+
+    loaded = AutoSamForSegmentation.from_pretrained(tmp_path)
+    assert not loaded.training and loaded.config.default_mode == "sam_mask_prompt"
+    for name, tensor in tiny_model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    with torch.no_grad():
+        for mode in AUTOSAM_MODES:
+            expected, actual = tiny_model(**inputs, mode=mode), loaded(**inputs, mode=mode)
+            assert torch.equal(actual.logits, expected.logits), mode
+            assert torch.equal(actual.prompt_embeddings, expected.prompt_embeddings), mode
+
+    processor = AutoSamImageProcessor.from_pretrained(tmp_path)
+    assert processor.to_dict() == tiny_processor.to_dict()
+    reloaded_inputs = processor(images)
+    assert torch.equal(reloaded_inputs["pixel_values"], inputs["pixel_values"])
+
+
+def test_auto_classes_in_process(tiny_model, tiny_processor, tmp_path):
+    assert autosam_hf.AutoSamForSegmentation is AutoSamForSegmentation
+    tiny_model.save_pretrained(tmp_path)
+    tiny_processor.save_pretrained(tmp_path)
+    for auto_class in (AutoModel, AutoModelForSemanticSegmentation):
+        model = auto_class.from_pretrained(tmp_path)
+        assert type(model) is AutoSamForSegmentation
+        assert not any(parameter.requires_grad for parameter in model.sam.parameters())
+    assert type(AutoImageProcessor.from_pretrained(tmp_path)) is AutoSamImageProcessor
+
+
+def test_pipeline_in_process(eval_model, tiny_processor, tmp_path):
+    tiny_model = eval_model
+    tiny_model.save_pretrained(tmp_path)
+    tiny_processor.save_pretrained(tmp_path)
+    image = PIL.Image.fromarray(np.random.default_rng(3).integers(0, 256, (30, 44, 3), dtype=np.uint8))
+
+    # trust_remote_code=False: use the classes `import autosam_hf` registered, not the folder's copy. (Left unset,
+    # the pipeline's optional video-processor look-up finds the folder's remote code and asks on stdin.)
+    segmenter = pipeline("image-segmentation", model=str(tmp_path), trust_remote_code=False)
+    assert type(segmenter.model) is AutoSamForSegmentation
+    annotations = segmenter(image)
+
+    with torch.no_grad():
+        inputs = tiny_processor(image)
+        logits = tiny_model(**inputs).logits
+    expected = (tiny_processor.post_process_logits(logits, inputs["original_sizes"])[0] > 0).numpy()
+    assert_pipeline_output(annotations, image, expected, tiny_model.config.id2label)
+
+
+def assert_pipeline_output(annotations, image, expected_foreground, id2label):
+    """Pipeline masks: labels from id2label, masks the size of the image, partitioning it, foreground as expected."""
+    assert annotations and all(annotation["label"] in id2label.values() for annotation in annotations)
+    coverage = np.zeros((image.height, image.width), dtype=int)
+    foreground = np.zeros((image.height, image.width), dtype=bool)
+    for annotation in annotations:
+        assert annotation["mask"].size == image.size
+        mask = np.asarray(annotation["mask"]) > 0
+        coverage += mask
+        if annotation["label"] == id2label[1]:
+            foreground = mask
+    assert (coverage == 1).all()
+    np.testing.assert_array_equal(foreground, expected_foreground)
+
+
+# ----------------------------------------------------------------------------------------------- prompt generator, h
+def test_prompt_generator_for_real_sam_shape():
+    """g at the paper's polyp resolution, producing real SAM's (256, 64, 64) prompt from a 1024² SAM input."""
+    config = AutoSamConfig(sam_config=SamConfig().to_dict(), prompt_input_size=352)
+    torch.manual_seed(0)
+    generator = AutoSamPromptGenerator(config).eval()
+    features = {}
+    generator.encoder.register_forward_hook(lambda module, args, output: features.update(shapes=output))
+    with torch.no_grad():
+        prompt = generator(torch.randn(1, 3, 1024, 1024))
+    assert prompt.shape == (1, 256, 64, 64)
+    assert prompt.abs().max() <= 1
+    # g resized the 1024² input to 352² before its encoder: HarDNet-85 features at strides 4, 8, 16.
+    assert [tuple(f.shape) for f in features["shapes"]] == [(1, 192, 88, 88), (1, 320, 44, 44), (1, 720, 22, 22)]
+
+
+def test_surrogate_decoder_matches_paper_size():
+    config = AutoSamConfig(sam_config=SamConfig().to_dict())
+    decoder = AutoSamSurrogateDecoder(config)
+    assert sum(parameter.numel() for parameter in decoder.parameters()) == 151_809
+    assert decoder(torch.zeros(1, 256, 64, 64)).shape == (1, 1, 256, 256)
+
+
+# ----------------------------------------------------------------------------------------------- HarDNet-85
+def test_hardnet_feature_shapes_and_strides():
+    torch.manual_seed(0)
+    features = HarDNet85Features().eval()
+    assert HarDNet85Features.feature_strides == (4, 8, 16)
+    with torch.no_grad():
+        outputs = features(torch.randn(1, 3, 32, 64))  # non-square; 352² is checked through g below
+    assert [tuple(f.shape) for f in outputs] == [(1, 192, 8, 16), (1, 320, 4, 8), (1, 720, 2, 4)]
+    # With the stride-32 stage this module leaves out (HarDBlock(720, growth 256, 4 layers) + 1×1 conv to 1280),
+    # the trunk has HarDNet-85's 35.4M backbone parameters (36.7M with the 1000-class classifier, as published).
+    stage32 = HarDBlock(720, 256, 1.7, 4)
+    stage32_conv = ConvLayer(stage32.out_channels, 1280, kernel_size=1)
+    trunk = sum(p.numel() for module in (features, stage32, stage32_conv) for p in module.parameters())
+    assert round(trunk / 1e5) == 354
+    assert round((trunk + 1280 * 1000 + 1000) / 1e5) == 367
+
+
+def test_harmonic_links_follow_the_paper():
+    # Layer k links to k - 2^n for every 2^n dividing k; width = growth × 1.7^(links - 1), rounded to even.
+    assert harmonic_links(0, 96, 24, 1.7) == (96, 0, [])
+    assert harmonic_links(1, 96, 24, 1.7) == (24, 96, [0])
+    assert harmonic_links(2, 96, 24, 1.7) == (40, 24 + 96, [1, 0])  # 24 × 1.7 = 40.8 → 40
+    assert harmonic_links(3, 96, 24, 1.7) == (24, 40, [2])
+    assert harmonic_links(4, 96, 24, 1.7) == (70, 24 + 40 + 96, [3, 2, 0])  # 24 × 1.7² = 69.36 → 70
+    # 24 × 1.7³ = 117.9 → 118; inputs: layer 7 (24), layer 6 (links 5, 4 → 40), layer 4 (70), the block input.
+    assert harmonic_links(8, 96, 24, 1.7) == (118, 24 + 40 + 70 + 96, [7, 6, 4, 0])
+
+
+def test_load_hardnet_weights_round_trip(tmp_path):
+    torch.manual_seed(0)
+    source = HarDNet85Features()
+    with torch.no_grad():
+        for name, buffer in source.named_buffers():
+            if buffer.is_floating_point():
+                buffer.add_(torch.rand_like(buffer))
+    state_dict = {f"module.{name}": tensor for name, tensor in source.state_dict().items()}
+    # What the authors' hardnet85.pth also holds: the stride-32 stage and the classifier.
+    state_dict["module.base.16.layers.0.conv.weight"] = torch.randn(256, 720, 3, 3)
+    state_dict["module.base.18.conv.weight"] = torch.randn(1280, 1024, 1, 1)
+    state_dict["module.base.19.3.weight"] = torch.randn(1000, 1280)
+    path = tmp_path / "hardnet85.pth"
+    torch.save({"state_dict": state_dict}, path)
+
+    torch.manual_seed(1)
+    target = HarDNet85Features()
+    load_hardnet_weights(target, path)
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(target.state_dict()[name], tensor), name
+
+    wrong = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.randn(64, 3, 7, 7)}, wrong)
+    with pytest.raises(ValueError, match="resnet.pth is not a HarDNet-85 checkpoint.*missing"):
+        load_hardnet_weights(HarDNet85Features(), wrong)
+    reshaped = dict(state_dict, **{"module.base.0.conv.weight": torch.randn(32, 3, 3, 3)})  # e.g. HarDNet-68
+    torch.save(reshaped, tmp_path / "hardnet68.pth")
+    with pytest.raises(ValueError, match=r"hardnet68.pth.*base.0.conv.weight is \(32, 3, 3, 3\)"):
+        load_hardnet_weights(HarDNet85Features(), tmp_path / "hardnet68.pth")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pth")
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint" * 10)
+    for name in ("tensor.pth", "garbage.pth"):
+        with pytest.raises(ValueError, match=name):
+            load_hardnet_weights(HarDNet85Features(), tmp_path / name)
+
+
+def test_from_sam_loads_hardnet_backbone_weights(tiny_sam_config, tmp_path):
+    torch.manual_seed(0)
+    source = HarDNet85Features()
+    path = tmp_path / "hardnet85.pth"
+    torch.save(source.state_dict(), path)
+    model = AutoSamForSegmentation.from_sam(tiny_sam_config, prompt_input_size=64, backbone_weights=path)
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(model.prompt_generator.encoder.state_dict()[name], tensor), name
+    with pytest.raises(ValueError, match="hardnet85.pth"):
+        model.load_backbone_weights(True)
+
+
+# ----------------------------------------------------------------------------------------------- timm backbones
+class FakeFeatureInfo:
+    def __init__(self, reductions, channels):
+        self._reductions, self._channels = list(reductions), list(channels)
+
+    def reduction(self):
+        return self._reductions
+
+    def channels(self):
+        return self._channels
+
+
+class FakeTimmFeatures(nn.Module):
+    """A timm `features_only` model: a conv per stage, each halving the resolution."""
+
+    def __init__(self, strides, channels, out_indices=None):
+        super().__init__()
+        self.out_indices = tuple(range(len(strides))) if out_indices is None else tuple(out_indices)
+        stages, previous = [], 3
+        for out_channels in channels:
+            stages.append(nn.Conv2d(previous, out_channels, kernel_size=3, stride=2, padding=1))
+            previous = out_channels
+        self.stages = nn.ModuleList(stages)
+        self.feature_info = FakeFeatureInfo(
+            [strides[i] for i in self.out_indices], [channels[i] for i in self.out_indices]
+        )
+
+    def forward(self, pixel_values):
+        outputs, hidden_states = [], pixel_values
+        for index, stage in enumerate(self.stages):
+            hidden_states = stage(hidden_states)
+            if index in self.out_indices:
+                outputs.append(hidden_states)
+        return outputs
+
+
+FAKE_TIMM_MODELS = {
+    "fakenet": ((2, 4, 8, 16, 32), (8, 12, 16, 24, 40)),
+    "fakenet_no16": ((2, 4, 8, 32), (8, 12, 16, 40)),
+}
+
+
+@pytest.fixture
+def fake_timm(monkeypatch):
+    module = types.ModuleType("timm")
+    module.calls = []
+
+    def create_model(name, features_only=False, pretrained=False, out_indices=None):
+        module.calls.append(
+            dict(name=name, features_only=features_only, pretrained=pretrained, out_indices=out_indices)
+        )
+        if name not in FAKE_TIMM_MODELS:
+            raise RuntimeError(f"Unknown model ({name})")
+        torch.manual_seed(1234 if pretrained else 0)  # "pretrained" weights: the same every time
+        return FakeTimmFeatures(*FAKE_TIMM_MODELS[name], out_indices=out_indices)
+
+    module.create_model = create_model
+    monkeypatch.setitem(sys.modules, "timm", module)
+    return module
+
+
+def test_timm_features_tap_strides_4_8_16(fake_timm):
+    features = TimmFeatures("fakenet")
+    assert fake_timm.calls[-1] == dict(name="fakenet", features_only=True, pretrained=False, out_indices=(1, 2, 3))
+    assert features.feature_channels == (12, 16, 24)
+    outputs = features(torch.randn(2, 3, 64, 96))
+    assert [tuple(f.shape) for f in outputs] == [(2, 12, 16, 24), (2, 16, 8, 12), (2, 24, 4, 6)]
+
+
+def test_timm_backbone_builds_prompt_decoder_from_channels(fake_timm, tiny_sam_config):
+    model = AutoSamForSegmentation.from_sam(tiny_sam_config, prompt_input_size=64, backbone="fakenet")
+    generator = model.prompt_generator
+    assert isinstance(generator.encoder, TimmFeatures)
+    assert generator.up16to8.convs[0][0].in_channels == 24 + 16
+    assert generator.up8to4.convs[0][0].in_channels == 16 + 12
+    assert generator.head.in_channels == 12 and generator.head.out_channels == 32
+    outputs = model(torch.randn(2, 3, 24, 24))
+    assert outputs.prompt_embeddings.shape == (2, 32, 12, 12)
+    assert outputs.logits.shape == (2, 1, 48, 48)
+
+    model.load_backbone_weights(True)
+    assert fake_timm.calls[-1]["pretrained"] is True
+    torch.manual_seed(1234)
+    pretrained = FakeTimmFeatures(*FAKE_TIMM_MODELS["fakenet"], out_indices=(1, 2, 3))
+    for name, tensor in pretrained.state_dict().items():
+        assert torch.equal(generator.encoder.model.state_dict()[name], tensor), name
+
+
+def test_timm_backbone_errors(fake_timm, monkeypatch):
+    with pytest.raises(ValueError, match="not_a_model"):
+        TimmFeatures("not_a_model")
+    with pytest.raises(ValueError, match=r"fakenet_no16.*\[16\]"):
+        TimmFeatures("fakenet_no16")
+    monkeypatch.setitem(sys.modules, "timm", None)  # timm not installed
+    with pytest.raises(ImportError, match=r"autosam-hf\[timm\]"):
+        TimmFeatures("fakenet")
