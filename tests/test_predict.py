@@ -1,0 +1,243 @@
+"""Inference: `autosam-predict` on folders, frame folders, videos and bad input; the Python API it is built on."""
+
+import logging
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from transformers import SamModel
+
+from conftest import make_tiny_sam_config
+
+from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
+from autosam_hf.hub import load_model_and_processor
+from autosam_hf.predict import (
+    main,
+    natural_sort_key,
+    open_input,
+    overlay_mask,
+    predict_images,
+    resolve_autocast_dtype,
+    resolve_device,
+)
+
+SIZES = [(30, 40), (17, 23), (40, 26)]  # (height, width)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A saved tiny AutoSAM + processor whose mask logits are scaled far from the threshold (decisive masks)."""
+    folder = tmp_path_factory.mktemp("predict_model")
+    torch.manual_seed(0)
+    sam = SamModel(make_tiny_sam_config())
+    model = AutoSamForSegmentation.from_sam(sam, prompt_input_size=32)
+    with torch.no_grad():
+        for mlp in model.sam.mask_decoder.output_hypernetworks_mlps:
+            mlp.proj_out.weight.mul_(1e3)
+            mlp.proj_out.bias.mul_(1e3)
+        model.surrogate_decoder.layers[-1].weight.mul_(1e2)
+    model.save_pretrained(folder)
+    AutoSamImageProcessor.from_sam_config(model.config.sam_config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def loaded(model_dir):
+    return load_model_and_processor(model_dir)
+
+
+def random_images() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8) for height, width in SIZES]
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Three images (RGB PNG, grey JPEG, RGBA PNG) and one corrupt file."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rgb, grey, rgba = random_images()
+    PIL.Image.fromarray(rgb).save(folder / "a.png")
+    PIL.Image.fromarray(grey[..., 0]).save(folder / "b.jpg")
+    PIL.Image.fromarray(np.dstack([rgba, np.full(rgba.shape[:2], 255, np.uint8)])).save(folder / "c.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (folder / "notes.txt").write_text("not an image; ignored")
+    return folder
+
+
+def reference_masks(loaded, images, mode="sam") -> list[np.ndarray]:
+    """What the model itself predicts: logits > mask_threshold at the original size, image by image."""
+    model, processor = loaded
+    masks = []
+    for image in images:
+        inputs = processor(image, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(pixel_values=inputs["pixel_values"], mode=mode).logits
+        masks.append((processor.post_process_logits(logits, inputs["original_sizes"])[0] > 0).numpy())
+    return masks
+
+
+def read_png(path) -> np.ndarray:
+    with PIL.Image.open(path) as image:
+        return np.asarray(image)
+
+
+# ------------------------------------------------------------------------------------------- the command line
+def test_cli_writes_masks_and_overlays_and_skips_the_bad_file(model_dir, image_folder, tmp_path, caplog, capsys):
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        code = main(["--model", str(model_dir), str(image_folder), "--out", str(out), "--batch-size", "2", "--quiet"])
+    assert code == 0
+    assert "broken.png" in caplog.text  # named, skipped
+    assert "Segmented 3 image(s)" in capsys.readouterr().out
+    assert sorted(path.name for path in (out / "masks").iterdir()) == ["a.png", "b.png", "c.png"]
+    assert sorted(path.name for path in (out / "overlays").iterdir()) == ["a.png", "b.png", "c.png"]
+    for name, (height, width) in zip("abc", SIZES):
+        mask = read_png(out / "masks" / f"{name}.png")
+        assert mask.shape == (height, width) and mask.dtype == np.uint8
+        assert set(np.unique(mask)) <= {0, 255}
+        assert read_png(out / "overlays" / f"{name}.png").shape == (height, width, 3)
+
+
+def test_cli_masks_are_the_models_masks(model_dir, loaded, image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert main(["--model", str(model_dir), str(image_folder / "a.png"), "--out", str(out), "--quiet"]) == 0
+    (expected,) = reference_masks(loaded, [read_png(image_folder / "a.png")])
+    assert expected.any() and not expected.all()
+    np.testing.assert_array_equal(read_png(out / "masks" / "a.png") == 255, expected)
+
+
+def test_fast_runs_the_surrogate_decoder_without_sam(model_dir, loaded, image_folder, tmp_path, monkeypatch):
+    def sam_must_not_run(*args, **kwargs):
+        raise AssertionError("SAM ran in --fast mode")
+
+    monkeypatch.setattr(AutoSamForSegmentation, "get_image_embeddings", sam_must_not_run)
+    monkeypatch.setattr(AutoSamForSegmentation, "decode_masks", sam_must_not_run)
+    monkeypatch.setattr(SamModel, "forward", sam_must_not_run)
+    out = tmp_path / "out"
+    assert main(["--model", str(model_dir), str(image_folder / "a.png"), "--out", str(out), "--fast", "--quiet"]) == 0
+    monkeypatch.undo()
+    (expected,) = reference_masks(loaded, [read_png(image_folder / "a.png")], mode="surrogate")
+    np.testing.assert_array_equal(read_png(out / "masks" / "a.png") == 255, expected)
+
+
+def test_frame_folder_is_read_in_natural_order(model_dir, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in (10, 2, 1):
+        PIL.Image.fromarray(np.full((20, 24, 3), 10 * index, np.uint8)).save(frames / f"frame{index}.jpg")
+    images, total = open_input(frames)
+    assert total == 3 and [image.name for image in images] == ["frame1", "frame2", "frame10"]
+    assert sorted(["f10.png", "F9.png", "f1.png"], key=natural_sort_key) == ["f1.png", "F9.png", "f10.png"]
+    out = tmp_path / "out"
+    assert main(["--model", str(model_dir), str(frames), "--out", str(out), "--no-overlays", "--quiet"]) == 0
+    assert sorted(path.name for path in (out / "masks").iterdir()) == ["frame1.png", "frame10.png", "frame2.png"]
+    assert not (out / "overlays").exists()
+
+
+def test_video_file_is_segmented_frame_by_frame(model_dir, tmp_path):
+    import cv2  # opencv-python-headless: a dependency of pysodmetrics, so installed with autosam-hf
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (24, 20))
+    for value in (0, 120, 240):
+        writer.write(np.full((20, 24, 3), value, np.uint8))
+    writer.release()
+    out = tmp_path / "out"
+    assert main(["--model", str(model_dir), str(video), "--out", str(out), "--quiet"]) == 0
+    names = sorted(path.name for path in (out / "masks").iterdir())
+    assert names == ["clip_000000.png", "clip_000001.png", "clip_000002.png"]
+    assert read_png(out / "masks" / names[0]).shape == (20, 24)
+
+
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (lambda tmp: tmp / "missing.png", "Input not found"),
+        (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "No images in folder"),
+        (lambda tmp: (tmp / "bad.png").write_bytes(b"junk") and tmp / "bad.png", "Cannot read image"),
+        (lambda tmp: (tmp / "bad.mp4").write_bytes(b"junk" * 20) and tmp / "bad.mp4", "Cannot decode video"),
+    ],
+    ids=["missing", "empty-folder", "unreadable-image", "undecodable-video"],
+)
+def test_bad_input_fails_naming_it(model_dir, tmp_path, capsys, make_input, message):
+    path = make_input(tmp_path)
+    assert main(["--model", str(model_dir), str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert message in error and str(path) in error
+
+
+def test_folder_of_only_bad_files_exits_non_zero(model_dir, tmp_path, capsys):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "x.jpg").write_bytes(b"junk")
+    assert main(["--model", str(model_dir), str(folder), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    assert "could be segmented" in capsys.readouterr().err
+
+
+def test_video_without_opencv_names_the_extra(tmp_path, monkeypatch):
+    (tmp_path / "clip.mp4").write_bytes(b"junk")
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
+    with pytest.raises(ValueError, match=r"clip\.mp4.*autosam-hf\[video\]"):
+        open_input(tmp_path / "clip.mp4")
+
+
+def test_unloadable_model_fails_naming_it(image_folder, tmp_path, capsys):
+    assert main(["--model", str(tmp_path / "nope"), str(image_folder), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    assert str(tmp_path / "nope") in capsys.readouterr().err
+
+
+def test_fast_conflicts_with_another_mode(model_dir, image_folder, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(model_dir), str(image_folder), "--out", str(tmp_path), "--fast", "--mode", "sam"])
+    assert exit_info.value.code == 2
+
+
+# ------------------------------------------------------------------------------------------- the Python API
+def test_batching_does_not_change_predictions(loaded):
+    model, processor = loaded
+    images = random_images()[:2]  # two sizes in one batch: padding must not leak between images
+    one_by_one = predict_images(model, processor, images, batch_size=1)
+    batched = predict_images(model, processor, images, batch_size=2)
+    for single, together, (height, width) in zip(one_by_one, batched, SIZES):
+        assert single.shape == (height, width) and single.dtype == np.float32
+        np.testing.assert_allclose(single, together, atol=1e-5)
+    for probabilities, expected in zip(one_by_one, reference_masks(loaded, images)):
+        np.testing.assert_array_equal(probabilities > 0.5, expected)
+
+
+def test_bfloat16_autocast_runs_and_stays_close(loaded):
+    model, processor = loaded
+    images = random_images()[:1]
+    (full,) = predict_images(model, processor, images, mode="surrogate")
+    (reduced,) = predict_images(model, processor, images, mode="surrogate", autocast_dtype=torch.bfloat16)
+    assert reduced.dtype == np.float32 and np.isfinite(reduced).all()
+    assert np.mean((full > 0.5) == (reduced > 0.5)) > 0.9
+
+
+def test_device_and_dtype_choice():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_autocast_dtype("auto", torch.device("cpu")) is None  # float32 on CPU
+    assert resolve_autocast_dtype("float32", torch.device("cpu")) is None
+    assert resolve_autocast_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    if torch.cuda.is_available():
+        assert resolve_device("auto").type == "cuda"
+        assert resolve_autocast_dtype("auto", torch.device("cuda")) in (torch.bfloat16, torch.float16)
+    else:
+        assert resolve_device("auto").type in ("cpu", "mps")
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_overlay_tints_the_mask_and_draws_its_contour():
+    image = np.full((40, 40, 3), 100, np.uint8)
+    mask = np.zeros((40, 40), bool)
+    mask[10:30, 10:30] = True
+    overlay = overlay_mask(image, mask, color=(0, 255, 0), alpha=0.5, contour_color=(255, 0, 0))
+    np.testing.assert_array_equal(overlay[0, 0], [100, 100, 100])  # outside: unchanged
+    np.testing.assert_array_equal(overlay[20, 20], [50, 178, 50])  # inside: half-way to green (177.5 rounds to 178)
+    np.testing.assert_array_equal(overlay[10, 20], [255, 0, 0])  # the mask's border: contour
+    np.testing.assert_array_equal(overlay[9, 20], [100, 100, 100])  # just outside the mask: untouched
+    with pytest.raises(ValueError, match="mask is"):
+        overlay_mask(image, mask[:20])
