@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import datasets
@@ -43,8 +44,9 @@ from .visualization import plot_training_curves, save_overlay_grid
 
 logger = logging.getLogger("autosam_hf.train")
 
-STAGES = {"prompt": ("prompt",), "surrogate": ("surrogate",), "all": ("prompt", "surrogate")}
-STAGE_MODE = {"prompt": "sam", "surrogate": "surrogate"}
+# `standalone` trains g and h together on h(g(I)) without SAM: a SAM-free segmenter from scratch.
+STAGES = {"prompt": ("prompt",), "surrogate": ("surrogate",), "all": ("prompt", "surrogate"), "standalone": ("standalone",)}
+STAGE_MODE = {"prompt": "sam", "surrogate": "surrogate", "standalone": "surrogate"}
 TRAINABLE_FILE = "trainable.safetensors"
 PROGRESS_FILE = "progress.json"
 
@@ -82,7 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="A trained AutoSAM folder to start from (e.g. to run only --stage surrogate on its g).")
 
     training = parser.add_argument_group("training")
-    training.add_argument("--stage", choices=sorted(STAGES), default="all")
+    training.add_argument("--stage", choices=sorted(STAGES), default="all",
+                          help="prompt: g through frozen SAM; surrogate: h on frozen g; all: both; "
+                          "standalone: g and h together, no SAM (a SAM-free segmenter from scratch).")
     training.add_argument("--output_dir", required=True)
     training.add_argument("--per_device_train_batch_size", type=int, default=None, help="Default: preset (10).")
     training.add_argument("--surrogate_batch_size", type=int, default=None, help="Default: preset (24).")
@@ -91,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     training.add_argument("--weight_decay", type=float, default=None, help="Default: preset (1e-5).")
     training.add_argument("--num_train_epochs", type=int, default=None, help="Default: preset (200).")
     training.add_argument("--max_train_steps", type=int, default=None, help="Overrides epochs, per stage.")
+    training.add_argument("--max_train_minutes", type=float, default=None,
+                          help="Wall-clock budget per stage: stop, validate and keep the best epoch when spent.")
     training.add_argument("--lr_scheduler_type", type=SchedulerType, default="constant",
                           choices=list(SchedulerType), help="The paper uses a constant rate.")
     training.add_argument("--num_warmup_steps", type=int, default=0)
@@ -258,12 +264,14 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     mode = STAGE_MODE[stage]
-    model.set_trainable(prompt_generator=stage == "prompt", surrogate_decoder=stage == "surrogate")
+    model.set_trainable(
+        prompt_generator=stage in ("prompt", "standalone"), surrogate_decoder=stage in ("surrogate", "standalone")
+    )
     training = preset.training
     batch_size = (
-        args.per_device_train_batch_size or training.batch_size
-        if stage == "prompt"
-        else args.surrogate_batch_size or training.surrogate_batch_size
+        args.surrogate_batch_size or training.surrogate_batch_size
+        if stage == "surrogate"
+        else args.per_device_train_batch_size or training.batch_size
     )
     augmentation = JointAugmentation(preset.augmentation, seed=args.seed)
     train_cache, val_cache = caches if mode == "sam" else (None, None)
@@ -326,8 +334,9 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
     resume_batches = (completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
     accelerator.init_trackers(f"autosam-{stage}", config={k: str(v) for k, v in vars(args).items()})
     bar = tqdm(total=max_steps, initial=completed_steps, desc=f"{stage} stage", disable=not accelerator.is_main_process)
+    started, out_of_time = time.monotonic(), False
     for epoch in range(starting_epoch, num_epochs):
-        if completed_steps >= max_steps:
+        if completed_steps >= max_steps or out_of_time:
             break
         prepared_model.train()
         train_loader.set_epoch(epoch)
@@ -353,7 +362,7 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
             progress["completed_steps"] = completed_steps
             loss = accelerator.gather(outputs.loss.detach()).mean().item()
             record = {"stage": stage, "epoch": epoch, "step": completed_steps, "loss": loss,
-                      "lr": scheduler.get_last_lr()[0]}
+                      "lr": scheduler.get_last_lr()[0], "seconds": time.monotonic() - started}
             accelerator.log({"train/loss": loss, "train/lr": record["lr"]}, step=completed_steps)
             if accelerator.is_main_process:
                 with open(log_path, "a") as log_file:
@@ -369,7 +378,10 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
                 accelerator.print(f"[{stage}] stopping after step {completed_steps} (--stop_after_steps)")
                 accelerator.end_training()
                 sys.exit(0)
-            if completed_steps >= max_steps:
+            if args.max_train_minutes is not None:  # every process must stop at the same step
+                spent = torch.tensor(time.monotonic() - started > 60 * args.max_train_minutes, device=accelerator.device)
+                out_of_time = bool(accelerator.reduce(spent.float(), reduction="sum") > 0)
+            if completed_steps >= max_steps or out_of_time:
                 break
 
         metrics = evaluate(accelerator, prepared_model, val_loader, val_dataset, processor, mode)
@@ -430,10 +442,12 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(args.seed)
     train_dataset, val_dataset = load_train_val(args, preset)
     model = build_model(args, preset)
-    processor = AutoSamImageProcessor.from_sam_config(model.config.sam_config)
+    stages = STAGES[args.stage]
+    # Without SAM, g is all that reads the image: process it at g's input size rather than SAM's 1024 canvas.
+    canvas = model.config.prompt_input_size if stages == ("standalone",) else None
+    processor = AutoSamImageProcessor.from_sam_config(model.config.sam_config, image_size=canvas)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    stages = STAGES[args.stage]
     if "surrogate" in stages and model.surrogate_decoder is None:
         raise ValueError("--stage surrogate needs a model with a surrogate decoder")
     # An unusable checkpoint must fail now, not after the embedding cache is built.
@@ -452,18 +466,22 @@ def main(argv: list[str] | None = None) -> None:
     for stage in stages:
         caches = (None, None)
         if STAGE_MODE[stage] == "sam" and not args.no_cache:
+            cache_started = time.monotonic()
             caches = build_caches(args, preset, model, processor, train_dataset, val_dataset)
+            results["embedding_cache_seconds"] = time.monotonic() - cache_started
         progress = train_stage(stage, args, preset, model, processor, train_dataset, val_dataset, caches, log_path)
         results["stages"][stage] = progress["best"]
 
     state = PartialState()
     if state.is_main_process:
-        best = results["stages"].get("prompt") or results["stages"].get("surrogate")
-        results["validation"] = {"dice": best["val_dice"], "iou": best["val_iou"]}
-        if "surrogate" in results["stages"]:
-            surrogate = results["stages"]["surrogate"]
-            results["validation_surrogate"] = {"dice": surrogate["val_dice"], "iou": surrogate["val_iou"]}
-        model.config.default_mode = "sam" if "prompt" in results["stages"] or args.init_from else "surrogate"
+        # "validation": AutoSAM's best when the prompt stage ran, else the last stage's; "validation_surrogate":
+        # the best of h(g(I)) when a surrogate-mode stage ran.
+        best = results["stages"]
+        main_stage = "prompt" if "prompt" in best else stages[-1]
+        results["validation"] = {"dice": best[main_stage]["val_dice"], "iou": best[main_stage]["val_iou"]}
+        if STAGE_MODE[stages[-1]] == "surrogate":
+            results["validation_surrogate"] = {"dice": best[stages[-1]]["val_dice"], "iou": best[stages[-1]]["val_iou"]}
+        model.config.default_mode = "surrogate" if stages == ("standalone",) else "sam"
         save_model(model, processor, output_dir)
         save_atomically(lambda p: p.write_text(json.dumps(results, indent=2)), output_dir / "all_results.json")
         plot_training_curves(log_path, output_dir / "training_curves.png")
