@@ -1,0 +1,246 @@
+"""The rows of the AutoSAM paper's Table 1 as evaluation modes: AutoSAM's own outputs, and plain SAM prompted with a
+point, a box or a mask derived from the ground truth.
+
+Every mode turns one processed batch into mask logits on SAM's low-resolution canvas, (B, 1, 4E, 4E) (256×256 for
+a real SAM), which the evaluation then post-processes to each image's original size.
+
+Modes:
+
+- `autosam`: AutoSAM, g's dense prompt through SAM's frozen mask decoder (model mode `"sam"`).
+- `surrogate`: the surrogate decoder, h(g(I)); SAM is not run (model mode `"surrogate"`).
+- `sam_mask_prompt`: AutoSAM's output mask fed back to SAM as a mask prompt (model mode `"sam_mask_prompt"`).
+- `sam_gt_point`, `sam_gt_box`, `sam_gt_mask`: the frozen SAM (`model.sam`, g unused) given one prompt derived from
+  the ground truth, `multimask_output=False`. How each prompt is derived (`point_prompt_from_mask`,
+  `box_prompt_from_mask`, `mask_prompt_from_labels`):
+
+  * **point**: one positive point at the foreground pixel farthest from the mask's boundary: the maximum of the
+    Euclidean distance transform (`scipy.ndimage.distance_transform_edt`) of the mask padded by one background
+    pixel, so the image border counts as boundary; ties go to the first pixel in row-major order. Its (column, row)
+    index is scaled to SAM's resized canvas as `SamProcessor` and segment-anything's `ResizeLongestSide` scale
+    points: `x · w'/W`, `y · h'/H`, with (h', w') the image's size after resizing its longest side to SAM's input
+    size (SAM then adds 0.5 to reach the pixel centre).
+  * **box**: the tight bounding box of all foreground pixels, `(x_min, y_min, x_max, y_max)` as inclusive pixel
+    indices (the convention of MedSAM and SAM's own box demos), scaled to the canvas like the point.
+  * **mask**: the ground truth resized to the label canvas with the processor's own mask resizing (nearest, longest
+    side to 4E, zero padding bottom/right: the processor's `labels`), written as logits `+L` on foreground and `-L`
+    elsewhere, padding included. SAM's mask prompt expects low-resolution mask *logits* (a previous prediction's),
+    not a 0/1 mask; `L = 10` (`GT_MASK_LOGIT`) is the value SAM 2 uses to turn a binary mask into logits
+    (`sigmoid(±10)` = 0.99995 / 0.00005), and the order of magnitude of SAM's own confident low-resolution logits.
+
+  A ground truth with no foreground pixel gives no prompt: SAM is not asked, the prediction is empty (every logit
+  `EMPTY_LOGIT`), and the metrics' empty/empty rule then scores that image Dice = IoU = 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .model import AutoSamForSegmentation, AutoSamImageProcessor
+
+# Paper-table order: SAM baselines first, AutoSAM's rows last.
+EVAL_MODES = ("sam_gt_point", "sam_gt_box", "sam_gt_mask", "surrogate", "sam_mask_prompt", "autosam")
+# Evaluation mode → `AutoSamForSegmentation.forward(mode=...)`.
+MODEL_MODES = {"autosam": "sam", "surrogate": "surrogate", "sam_mask_prompt": "sam_mask_prompt"}
+GT_PROMPT_MODES = ("sam_gt_point", "sam_gt_box", "sam_gt_mask")
+MODE_DISPLAY_NAMES = {
+    "autosam": "AutoSAM",
+    "surrogate": "AutoSAM surrogate h(g(I))",
+    "sam_mask_prompt": "SAM + AutoSAM mask prompt",
+    "sam_gt_point": "SAM, GT point",
+    "sam_gt_box": "SAM, GT box",
+    "sam_gt_mask": "SAM, GT mask",
+}
+
+GT_MASK_LOGIT = 10.0
+# Logit of an empty prediction: sigmoid gives 0 in float32, and it stays finite through bilinear resizing.
+EMPTY_LOGIT = -1e4
+
+
+def eval_mode_for_model_mode(model_mode: str) -> str:
+    """The evaluation mode (table row) of an `AutoSamForSegmentation` mode (`config.default_mode`)."""
+    return {model: evaluation for evaluation, model in MODEL_MODES.items()}[model_mode]
+
+
+def check_modes(modes: Sequence[str], model: AutoSamForSegmentation | None = None) -> list[str]:
+    """Validate evaluation modes (and, given a model, that it can run them); returns them without duplicates.
+
+    Raises:
+        ValueError: an unknown mode, no mode, or `surrogate` for a model without a surrogate decoder.
+    """
+    unknown = [mode for mode in modes if mode not in EVAL_MODES]
+    if unknown:
+        raise ValueError(f"Unknown evaluation mode(s) {unknown}; choose from {', '.join(EVAL_MODES)}.")
+    modes = list(dict.fromkeys(modes))
+    if not modes:
+        raise ValueError("No evaluation mode given.")
+    if model is not None and "surrogate" in modes and model.surrogate_decoder is None:
+        raise ValueError("Mode 'surrogate' needs a model with a surrogate decoder h (config.use_surrogate_decoder).")
+    return modes
+
+
+# ---------------------------------------------------------------------------------------------- GT prompts
+def _canvas_scale(original_size: tuple[int, int], reshaped_size: tuple[int, int]) -> tuple[float, float]:
+    """(x scale, y scale) from original pixel indices to SAM's resized canvas."""
+    (height, width), (new_height, new_width) = original_size, reshaped_size
+    return new_width / width, new_height / height
+
+
+def point_prompt_from_mask(mask: np.ndarray, reshaped_size: tuple[int, int]) -> tuple[float, float] | None:
+    """The GT point prompt: the foreground pixel farthest from the mask boundary, in canvas coordinates.
+
+    Args:
+        mask: (H, W) binary ground truth at the original resolution.
+        reshaped_size: (h', w'), the image's size on SAM's canvas (`AutoSamImageProcessor.reshaped_size`).
+
+    Returns:
+        `(x, y)` on the canvas (SAM's `input_points` convention), or None when `mask` is empty.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return None
+    # One pixel of background around the image, so that the image border counts as the mask's boundary too.
+    distance = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    row, column = np.unravel_index(int(np.argmax(distance)), mask.shape)
+    x_scale, y_scale = _canvas_scale(mask.shape, reshaped_size)
+    return column * x_scale, row * y_scale
+
+
+def box_prompt_from_mask(
+    mask: np.ndarray, reshaped_size: tuple[int, int]
+) -> tuple[float, float, float, float] | None:
+    """The GT box prompt: the tight bounding box of the foreground, in canvas coordinates.
+
+    Args:
+        mask: (H, W) binary ground truth at the original resolution.
+        reshaped_size: (h', w'), the image's size on SAM's canvas.
+
+    Returns:
+        `(x_min, y_min, x_max, y_max)` (inclusive pixel indices, scaled to the canvas), or None when `mask` is empty.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return None
+    rows, columns = np.nonzero(mask)
+    x_scale, y_scale = _canvas_scale(mask.shape, reshaped_size)
+    return columns.min() * x_scale, rows.min() * y_scale, columns.max() * x_scale, rows.max() * y_scale
+
+
+def mask_prompt_from_labels(labels: torch.Tensor, logit: float = GT_MASK_LOGIT) -> torch.Tensor:
+    """The GT mask prompt: the processor's `labels` (B, 4E, 4E), 0/1 → SAM's `input_masks` (B, 1, 4E, 4E), ±logit."""
+    return (labels.float() * 2 - 1).mul(logit).unsqueeze(1)
+
+
+@dataclass
+class GroundTruthPrompts:
+    """The GT-derived prompts of one batch, on SAM's canvas (tensors on the model's device).
+
+    points (B, 1, 1, 2), point_labels (B, 1, 1), boxes (B, 1, 4), masks (B, 1, 4E, 4E) (each None when its mode is
+    not evaluated), has_foreground (B,) bool: False for an empty ground truth, whose prompt is a placeholder.
+    """
+
+    has_foreground: torch.Tensor
+    points: torch.Tensor | None = None
+    point_labels: torch.Tensor | None = None
+    boxes: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
+
+
+def ground_truth_prompts(
+    targets: Sequence[np.ndarray],
+    processor: AutoSamImageProcessor,
+    modes: Sequence[str],
+    labels: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+    mask_logit: float = GT_MASK_LOGIT,
+) -> GroundTruthPrompts:
+    """Derive the prompts of the requested `sam_gt_*` modes for a batch.
+
+    Args:
+        targets: (H_i, W_i) binary ground truths at the original resolution.
+        processor: the processor that made the batch (its longest edge defines the canvas).
+        modes: evaluation modes; prompts are built only for the `sam_gt_*` ones among them.
+        labels: the processor's `labels` (B, 4E, 4E), required for `sam_gt_mask`.
+        device: where the prompt tensors go.
+        mask_logit: L of the mask prompt (see `mask_prompt_from_labels`).
+    """
+    reshaped_sizes = [processor.reshaped_size(target.shape) for target in targets]
+    prompts = GroundTruthPrompts(
+        has_foreground=torch.tensor([bool(np.any(target)) for target in targets], device=device)
+    )
+    if "sam_gt_point" in modes:
+        points = [point_prompt_from_mask(t, size) or (0.0, 0.0) for t, size in zip(targets, reshaped_sizes)]
+        prompts.points = torch.tensor(points, dtype=torch.float32, device=device).reshape(-1, 1, 1, 2)
+        prompts.point_labels = torch.ones(len(targets), 1, 1, dtype=torch.long, device=device)
+    if "sam_gt_box" in modes:
+        boxes = [box_prompt_from_mask(t, size) or (0.0, 0.0, 0.0, 0.0) for t, size in zip(targets, reshaped_sizes)]
+        prompts.boxes = torch.tensor(boxes, dtype=torch.float32, device=device).reshape(-1, 1, 4)
+    if "sam_gt_mask" in modes:
+        if labels is None:
+            raise ValueError("sam_gt_mask needs the processor's `labels` (call it with segmentation_maps=targets).")
+        prompts.masks = mask_prompt_from_labels(labels, mask_logit).to(device)
+    return prompts
+
+
+# ---------------------------------------------------------------------------------------------- one mode
+def predict_logits(
+    model: AutoSamForSegmentation,
+    mode: str,
+    pixel_values: torch.Tensor,
+    image_embeddings: torch.Tensor | None = None,
+    prompts: GroundTruthPrompts | None = None,
+) -> torch.Tensor:
+    """Mask logits (B, 1, 4E, 4E) of one evaluation mode for a processed batch.
+
+    Args:
+        model: AutoSAM in eval mode.
+        mode: one of `EVAL_MODES`.
+        pixel_values: (B, 3, S, S), the processor's output, on the model's device.
+        image_embeddings: (B, C, E, E) SAM image embeddings of `pixel_values`, computed once and shared by every
+            mode (SAM's encoder runs here only when they are missing and the mode needs them).
+        prompts: the batch's GT prompts, for the `sam_gt_*` modes (`ground_truth_prompts`).
+    """
+    if mode in MODEL_MODES:
+        return model(pixel_values=pixel_values, image_embeddings=image_embeddings, mode=MODEL_MODES[mode]).logits
+    if mode not in GT_PROMPT_MODES:
+        raise ValueError(f"Unknown evaluation mode {mode!r}; choose from {', '.join(EVAL_MODES)}.")
+    if prompts is None:
+        raise ValueError(f"Mode {mode!r} needs the batch's ground-truth prompts.")
+    if image_embeddings is None:
+        image_embeddings = model.get_image_embeddings(pixel_values)
+    prompt = {
+        "sam_gt_point": {"input_points": prompts.points, "input_labels": prompts.point_labels},
+        "sam_gt_box": {"input_boxes": prompts.boxes},
+        "sam_gt_mask": {"input_masks": prompts.masks},
+    }[mode]
+    if any(value is None for value in prompt.values()):
+        raise ValueError(f"The ground-truth prompts were built without mode {mode!r}.")
+    if "input_masks" in prompt:
+        prompt["input_masks"] = prompt["input_masks"].to(image_embeddings.dtype)
+    outputs = model.sam(image_embeddings=image_embeddings, multimask_output=False, **prompt)
+    logits = outputs.pred_masks[:, 0]  # (B, point batch 1, 1, 4E, 4E) → (B, 1, 4E, 4E)
+    # No prompt can be derived from an empty ground truth: predict an empty mask there.
+    empty = ~prompts.has_foreground.to(logits.device)
+    return torch.where(empty[:, None, None, None], torch.full_like(logits, EMPTY_LOGIT), logits)
+
+
+__all__ = [
+    "EMPTY_LOGIT",
+    "EVAL_MODES",
+    "GT_MASK_LOGIT",
+    "GT_PROMPT_MODES",
+    "GroundTruthPrompts",
+    "MODEL_MODES",
+    "MODE_DISPLAY_NAMES",
+    "box_prompt_from_mask",
+    "check_modes",
+    "eval_mode_for_model_mode",
+    "ground_truth_prompts",
+    "mask_prompt_from_labels",
+    "point_prompt_from_mask",
+    "predict_logits",
+]

@@ -1,0 +1,67 @@
+"""What the benchmarks share: random-weight SAM checkpoints of a given size, subprocess runs, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import SamConfig, SamModel
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+
+# "vit_b": SAM ViT-B as released (transformers' SamConfig defaults). "small": a 4-layer ViT on a 256 canvas, for
+# quick runs. Random weights: speed does not depend on their values.
+SAM_SIZES = {
+    "vit_b": {},
+    "small": dict(
+        vision_config=dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=4, image_size=256,
+                           global_attn_indexes=[1, 3], window_size=8),
+        prompt_encoder_config=dict(image_size=256),
+    ),
+}
+
+
+def sam_checkpoint(size: str, root: Path | None = None) -> Path:
+    """A transformers SAM folder with random weights (cached under the system temp dir)."""
+    folder = (root or Path(tempfile.gettempdir())) / f"autosam-bench-sam-{size}"
+    if not (folder / "config.json").exists():
+        torch.manual_seed(0)
+        SamModel(SamConfig(**SAM_SIZES[size])).save_pretrained(folder)
+    return folder
+
+
+def run_python(arguments: list[str], threads: int | None = None, timeout: int = 3600) -> subprocess.CompletedProcess:
+    """Run `python <arguments>` in a fresh process (isolated accelerate state, honest peak memory)."""
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if threads:
+        environment["OMP_NUM_THREADS"] = str(threads)
+    result = subprocess.run([sys.executable, *arguments], capture_output=True, text=True, env=environment,
+                            timeout=timeout, cwd=REPO_ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(arguments)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def write_result(name: str, result: dict) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(result, indent=2))
+    os.replace(temporary, path)
+    return path
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
