@@ -55,7 +55,7 @@ from .evaluation_modes import (
 )
 from .metrics import SegmentationMetrics, VideoSegmentationMetrics
 from .model import AutoSamForSegmentation, AutoSamImageProcessor, binarize_mask, to_rgb_uint8
-from .visualization import GROUND_TRUTH_COLOR, overlay_mask, save_overlay_grid
+from .visualization import GROUND_TRUTH_COLOR, overlay_mask, save_overlay_grid, write_png
 
 logger = logging.getLogger(__name__)
 
@@ -326,19 +326,17 @@ class _PredictionWriter:
     image | ground truth | prediction)."""
 
     def __init__(self, directory: Path, num_overlays: int):
-        from .predict import write_png  # atomic PNG writing (temporary file + rename)
-
-        self.directory, self.num_overlays, self.write_png = directory, num_overlays, write_png
+        self.directory, self.num_overlays = directory, num_overlays
         self.grid: dict[str, list[tuple]] = {}
 
     def add(self, mode: str, image_id: str, image: np.ndarray, target: np.ndarray, prediction: np.ndarray) -> None:
         name = _file_part(image_id)
         # The prediction tinted, then the ground truth's boundary on top (alpha 0: boundary only).
-        overlay = overlay_mask(overlay_mask(image, prediction), target, GROUND_TRUTH_COLOR, alpha=0.0)
+        overlay = overlay_mask(overlay_mask(image, prediction), target, GROUND_TRUTH_COLOR, alpha=0.0, contour_color=None)
         for kind, array in (("masks", prediction.astype(np.uint8) * 255), ("overlays", np.asarray(overlay))):
             path = self.directory / mode / kind / name.with_name(name.name + ".png")
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.write_png(array, path)
+            write_png(array, path)
         examples = self.grid.setdefault(mode, [])
         if len(examples) < self.num_overlays:
             examples.append((PIL.Image.fromarray(image), target, prediction))

@@ -32,12 +32,12 @@ from typing import TypeVar
 
 import numpy as np
 import PIL.Image
-import PIL.ImageFilter
 import torch
 from tqdm.auto import tqdm
 
 from .hub.loading import load_model_and_processor
 from .model import AUTOSAM_MODES, AutoSamForSegmentation, AutoSamImageProcessor, to_rgb_uint8
+from .visualization import overlay_mask, write_png
 
 logger = logging.getLogger(__name__)
 
@@ -148,30 +148,6 @@ def probability_threshold(config) -> float:
     return 1.0 / (1.0 + math.exp(-config.mask_threshold))
 
 
-# ---------------------------------------------------------------------------------------------- overlays
-def overlay_mask(
-    image: np.ndarray,
-    mask: np.ndarray,
-    color: tuple[int, int, int] = (0, 255, 0),
-    alpha: float = 0.4,
-    contour_color: tuple[int, int, int] = (255, 255, 0),
-) -> np.ndarray:
-    """The image (H, W, 3) uint8 with the (H, W) bool mask tinted in `color` and its contour drawn.
-
-    The contour is about 1/400 of the longer side thick (at least one pixel).
-    """
-    if image.shape[:2] != mask.shape:
-        raise ValueError(f"mask is {mask.shape} but the image is {image.shape[:2]} (height, width)")
-    mask = mask.astype(bool)
-    overlay = image.astype(np.float32)
-    overlay[mask] = (1 - alpha) * overlay[mask] + alpha * np.asarray(color, dtype=np.float32)
-    thickness = max(1, round(max(mask.shape) / 400))
-    eroded = PIL.Image.fromarray(mask.astype(np.uint8) * 255).filter(PIL.ImageFilter.MinFilter(2 * thickness + 1))
-    contour = mask & (np.asarray(eroded) == 0)
-    overlay[contour] = contour_color
-    return overlay.round().astype(np.uint8)
-
-
 # ---------------------------------------------------------------------------------------------- inputs
 @dataclass
 class InputImage:
@@ -280,17 +256,6 @@ def open_input(path: str | os.PathLike) -> tuple[Iterator[InputImage], int | Non
 
 
 # ---------------------------------------------------------------------------------------------- outputs
-def write_png(array: np.ndarray, path: Path) -> None:
-    """Write a uint8 (H, W) or (H, W, 3) array as PNG, atomically (temporary file, then rename)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        PIL.Image.fromarray(array).save(temporary, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class PredictionSummary:
     written: list[str]

@@ -8,27 +8,47 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageFilter
 
 PREDICTION_COLOR = (255, 64, 64)
 GROUND_TRUTH_COLOR = (64, 255, 64)
+CONTOUR_COLOR = (255, 255, 0)
 
 
 def overlay_mask(
-    image: PIL.Image.Image | np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = PREDICTION_COLOR,
-    alpha: float = 0.45,
-) -> PIL.Image.Image:
-    """`image` (H, W, 3) with the (H, W) binary `mask` tinted in `color` and its boundary drawn solid."""
-    rgb = np.asarray(image.convert("RGB") if isinstance(image, PIL.Image.Image) else image, dtype=np.float32)
-    mask = np.asarray(mask, dtype=bool)
-    if rgb.shape[:2] != mask.shape:
-        raise ValueError(f"overlay: image is {rgb.shape[:2]} but mask is {mask.shape}")
-    tint = np.asarray(color, dtype=np.float32)
-    rgb[mask] = (1 - alpha) * rgb[mask] + alpha * tint
-    # Boundary: foreground pixels with a background 4-neighbour.
-    padded = np.pad(mask, 1, mode="edge")
-    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    rgb[mask & ~interior] = tint
-    return PIL.Image.fromarray(rgb.round().clip(0, 255).astype(np.uint8))
+    image: PIL.Image.Image | np.ndarray,
+    mask: np.ndarray,
+    color: tuple[int, int, int] = PREDICTION_COLOR,
+    alpha: float = 0.4,
+    contour_color: tuple[int, int, int] | None = CONTOUR_COLOR,
+) -> np.ndarray:
+    """The image as (H, W, 3) uint8 with the (H, W) binary `mask` tinted in `color` and its contour drawn.
+
+    The contour is about 1/400 of the longer side thick (at least one pixel); `contour_color=None` draws it in
+    `color`.
+    """
+    image = np.asarray(image.convert("RGB") if isinstance(image, PIL.Image.Image) else image)
+    mask = np.asarray(mask).astype(bool)
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"mask is {mask.shape} but the image is {image.shape[:2]} (height, width)")
+    overlay = image.astype(np.float32)
+    overlay[mask] = (1 - alpha) * overlay[mask] + alpha * np.asarray(color, dtype=np.float32)
+    thickness = max(1, round(max(mask.shape) / 400))
+    eroded = PIL.Image.fromarray(mask.astype(np.uint8) * 255).filter(PIL.ImageFilter.MinFilter(2 * thickness + 1))
+    overlay[mask & (np.asarray(eroded) == 0)] = contour_color or color
+    return overlay.round().astype(np.uint8)
+
+
+def write_png(image: np.ndarray | PIL.Image.Image, path: str | os.PathLike) -> None:
+    """Write a uint8 (H, W) or (H, W, 3) array (or a PIL image) as PNG, atomically (temporary file, then rename)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        (image if isinstance(image, PIL.Image.Image) else PIL.Image.fromarray(image)).save(temporary, format="PNG")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def save_overlay_grid(
@@ -38,9 +58,10 @@ def save_overlay_grid(
     """One row per example: image, ground truth (green), prediction (red); written as a PNG."""
     rows = []
     for image, target, prediction in zip(images, targets, predictions, strict=True):
-        tiles = [image.convert("RGB"), overlay_mask(image, target, GROUND_TRUTH_COLOR), overlay_mask(image, prediction)]
-        rows.append(np.concatenate([np.asarray(t.resize((tile, tile))) for t in tiles], axis=1))
-    _save_png(PIL.Image.fromarray(np.concatenate(rows, axis=0)), Path(path))
+        tiles = [np.asarray(image.convert("RGB")), overlay_mask(image, target, GROUND_TRUTH_COLOR, contour_color=None),
+                 overlay_mask(image, prediction, contour_color=None)]
+        rows.append(np.concatenate([np.asarray(PIL.Image.fromarray(t).resize((tile, tile))) for t in tiles], axis=1))
+    write_png(np.concatenate(rows, axis=0), path)
 
 
 def plot_training_curves(log_path: str | os.PathLike, path: str | os.PathLike) -> None:
@@ -66,10 +87,4 @@ def plot_training_curves(log_path: str | os.PathLike, path: str | os.PathLike) -
     temporary = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp.png")
     figure.savefig(temporary)
     plt.close(figure)
-    os.replace(temporary, path)
-
-
-def _save_png(image: PIL.Image.Image, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    image.save(temporary, format="PNG")
     os.replace(temporary, path)

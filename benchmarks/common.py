@@ -14,7 +14,7 @@ from transformers import SamConfig, SamModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+RESULTS_DIR = Path(os.environ.get("AUTOSAM_BENCHMARK_RESULTS", REPO_ROOT / "benchmarks" / "results"))
 
 # "vit_b": SAM ViT-B as released (transformers' SamConfig defaults). "small": a 4-layer ViT on a 256 canvas, for
 # quick runs. Random weights: speed does not depend on their values.
