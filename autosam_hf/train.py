@@ -211,11 +211,9 @@ def find_checkpoint(checkpoints_dir: Path, resume_from: str | None, stage: str) 
     return max(candidates, key=lambda p: int(p.name.split("_")[-1]), default=None)
 
 
-def validate_checkpoint(path: Path, model: AutoSamForSegmentation, stage: str) -> dict:
-    """Fail before training if a checkpoint cannot continue this run."""
+def validate_checkpoint(path: Path, model: AutoSamForSegmentation) -> dict:
+    """Fail before training if a checkpoint (of the right stage, see `find_checkpoint`) cannot continue this run."""
     progress = json.loads((path / PROGRESS_FILE).read_text())
-    if progress.get("stage") != stage:
-        raise ValueError(f"{path} is a checkpoint of stage {progress.get('stage')!r}, not {stage!r}")
     weights = path / TRAINABLE_FILE
     if not weights.is_file():
         raise ValueError(f"{path}: missing {TRAINABLE_FILE}")
@@ -316,7 +314,7 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
     progress = {"stage": stage, "completed_steps": 0, "best": None, "history": []}
     checkpoint = find_checkpoint(stage_dir / "checkpoints", args.resume_from_checkpoint, stage)
     if checkpoint is not None:
-        progress = validate_checkpoint(checkpoint, model, stage)
+        progress = validate_checkpoint(checkpoint, model)
         accelerator.load_state(str(checkpoint))
         # Continue the automatic checkpoint numbering after the loaded one.
         accelerator.project_configuration.iteration = int(checkpoint.name.split("_")[-1]) + 1
@@ -452,9 +450,8 @@ def main(argv: list[str] | None = None) -> None:
         raise ValueError("--stage surrogate needs a model with a surrogate decoder")
     # An unusable checkpoint must fail now, not after the embedding cache is built.
     checkpoints = [find_checkpoint(state_dir(args, s) / "checkpoints", args.resume_from_checkpoint, s) for s in stages]
-    for stage, checkpoint in zip(stages, checkpoints):
-        if checkpoint is not None:
-            validate_checkpoint(checkpoint, model, stage)
+    for checkpoint in filter(None, checkpoints):
+        validate_checkpoint(checkpoint, model)
     if args.resume_from_checkpoint not in (None, "latest") and not any(checkpoints):
         raise ValueError(f"--resume_from_checkpoint {args.resume_from_checkpoint} is not a checkpoint of --stage {args.stage}")
     log_path = output_dir / "train_log.jsonl"
