@@ -471,13 +471,14 @@ def main(argv: list[str] | None = None) -> None:
 
     state = PartialState()
     if state.is_main_process:
-        # "validation": AutoSAM's best when the prompt stage ran, else the last stage's; "validation_surrogate":
-        # the best of h(g(I)) when a surrogate-mode stage ran.
+        # {"validation": {<preset>: {"dice", "iou"}}} (the schema model cards read): AutoSAM's best when the prompt
+        # stage ran, else the last stage's; "validation_surrogate": h(g(I))'s best when a surrogate stage ran.
         best = results["stages"]
         main_stage = "prompt" if "prompt" in best else stages[-1]
-        results["validation"] = {"dice": best[main_stage]["val_dice"], "iou": best[main_stage]["val_iou"]}
+        results["validation"] = {preset.name: {"dice": best[main_stage]["val_dice"], "iou": best[main_stage]["val_iou"]}}
         if STAGE_MODE[stages[-1]] == "surrogate":
-            results["validation_surrogate"] = {"dice": best[stages[-1]]["val_dice"], "iou": best[stages[-1]]["val_iou"]}
+            last = best[stages[-1]]
+            results["validation_surrogate"] = {preset.name: {"dice": last["val_dice"], "iou": last["val_iou"]}}
         model.config.default_mode = "surrogate" if stages == ("standalone",) else "sam"
         save_model(model, processor, output_dir)
         save_atomically(lambda p: p.write_text(json.dumps(results, indent=2)), output_dir / "all_results.json")

@@ -124,7 +124,7 @@ def score_ours(output_dir: str, quick: bool) -> dict:
     log = [json.loads(line) for line in (Path(output_dir) / "train_log.jsonl").read_text().splitlines()]
     return {
         "test": evaluate_probabilities(lambda pixels: model(pixel_values=pixels, mode="surrogate").logits, processor, test),
-        "validation": results["validation"],
+        "validation": results["validation"]["kvasir"],
         "best_epoch": results["stages"]["standalone"]["epoch"],
         "epochs": 1 + max(r["epoch"] for r in log),
         "steps": max(r["step"] for r in log),

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import make_tiny_sam_config
+from huggingface_hub import ModelCard
 from transformers import SamModel
 
 from autosam_hf import AutoSamForSegmentation
+from autosam_hf.hub import publish
 from autosam_hf.train import main
 
 
@@ -47,7 +49,7 @@ def test_both_stages_on_real_kvasir(tiny_sam_dir, shared_data_dir, tmp_path):
     results = json.loads((output_dir / "all_results.json").read_text())
     assert set(results["stages"]) == {"prompt", "surrogate"}
     assert results["train_examples"] == 6 and results["validation_examples"] == 3
-    for metrics in (results["validation"], results["validation_surrogate"]):
+    for metrics in (results["validation"]["kvasir"], results["validation_surrogate"]["kvasir"]):
         assert 0.0 <= metrics["iou"] <= metrics["dice"] <= 1.0
     records = logged(output_dir)
     assert [r["step"] for r in records if r["stage"] == "prompt" and "loss" in r] == [1, 2, 3]
@@ -57,11 +59,17 @@ def test_both_stages_on_real_kvasir(tiny_sam_dir, shared_data_dir, tmp_path):
 
     # The saved model is the best validation epoch, complete, and reloads frozen.
     model = AutoSamForSegmentation.from_pretrained(output_dir)
-    assert results["stages"]["prompt"]["val_dice"] == results["validation"]["dice"]
+    assert results["stages"]["prompt"]["val_dice"] == results["validation"]["kvasir"]["dice"]
     assert not any(p.requires_grad for p in model.sam.parameters())
     sam = SamModel.from_pretrained(tiny_sam_dir)
     for key, value in sam.state_dict().items():
         assert torch.equal(model.sam.state_dict()[key], value), key  # SAM left untouched by training
+
+    # What training writes is what publishing reads: the card carries the measured validation Dice.
+    card = ModelCard.load(publish(output_dir, dataset="kvasir", repo_id="org/autosam-test", dry_run=True,
+                                  output_dir=tmp_path / "hub") / "README.md")
+    reported = [r.metric_value for r in card.data.eval_results if r.metric_type == "dice"]
+    assert reported == pytest.approx([results["validation"]["kvasir"]["dice"]])
 
 
 def test_resume_continues_with_the_same_losses(tiny_sam_dir, shared_data_dir, tmp_path):
