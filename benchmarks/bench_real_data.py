@@ -10,6 +10,7 @@ images' original resolution.
   - baseline: `unet_baseline.UNet` (32 base channels, 4 levels) in a minimal loop below.
 
     python benchmarks/bench_real_data.py --minutes 20 --threads 1   # both run side by side, 1 thread each
+    python benchmarks/bench_real_data.py --models ours --threads 2 --name real_data_ours_alone  # whole machine
     python benchmarks/bench_real_data.py --quick                    # 0.3 minutes on 16 images (smoke test)
 """
 
@@ -150,6 +151,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=1, help="Threads per model; both models train at once.")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--models", nargs="+", choices=["ours", "unet"], default=["ours", "unet"],
+                        help="Which models to train (side by side when both).")
+    parser.add_argument("--name", default=None, help="Result file name (default real_data[_quick]).")
     parser.add_argument("--unet", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--score", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -163,17 +167,19 @@ def main() -> None:
 
     import concurrent.futures
 
+    result = {"machine": machine(), "minutes_per_model": minutes, "threads_per_model": args.threads}
     with tempfile.TemporaryDirectory() as workdir, concurrent.futures.ThreadPoolExecutor(2) as pool:
         unet_flags = ["--unet", "--minutes", str(minutes), *(["--quick"] if args.quick else [])]
-        unet = pool.submit(run_python, [str(Path(__file__).resolve()), *unet_flags], args.threads, int(60 * minutes * 3 + 1800))
-        ours = pool.submit(train_ours, minutes, max_train, args.threads, Path(workdir))
-        result = {
-            "machine": machine(), "minutes_per_model": minutes, "threads_per_model": args.threads,
-            "autosam_surrogate_h_of_g": ours.result(),
-            "unet": json.loads(unet.result().stdout.strip().splitlines()[-1]),
-        }
-    print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
-    write_result("real_data_quick" if args.quick else "real_data", result)
+        timeout = int(60 * minutes * 3 + 1800)
+        if "unet" in args.models:
+            unet = pool.submit(run_python, [str(Path(__file__).resolve()), *unet_flags], args.threads, timeout)
+        if "ours" in args.models:
+            result["autosam_surrogate_h_of_g"] = pool.submit(train_ours, minutes, max_train, args.threads,
+                                                             Path(workdir)).result()
+        if "unet" in args.models:
+            result["unet"] = json.loads(unet.result().stdout.strip().splitlines()[-1])
+    print(json.dumps(result, indent=2))
+    write_result(args.name or ("real_data_quick" if args.quick else "real_data"), result)
 
 
 if __name__ == "__main__":

@@ -82,8 +82,13 @@ def render_tables(suffix: str = "") -> str:
             "| model | epochs | steps | best val Dice | test Dice | test IoU |",
             "|---|---|---|---|---|---|",
         ]
-        for name, label in (("autosam_surrogate_h_of_g", "h(g(I)) (ours, no SAM)"), ("unet", "plain U-Net")):
-            v = real[name]
+        rows = [(real[name], label) for name, label in (("autosam_surrogate_h_of_g", "h(g(I)) (ours, no SAM)"),
+                                                         ("unet", "plain U-Net"))]
+        alone = load(f"real_data_ours_alone{suffix}")
+        if alone:
+            rows.append((alone["autosam_surrogate_h_of_g"],
+                         f"h(g(I)) alone: {alone['minutes_per_model']:g} min × {alone['threads_per_model']} threads"))
+        for v, label in rows:
             lines.append(
                 f"| {label} | {v['epochs']} | {v['steps']} | {v['validation']['dice']:.3f} | "
                 f"{v['test']['dice']:.3f} | {v['test']['iou']:.3f} |"

@@ -1,0 +1,199 @@
+"""Which datasets an evaluation reads: the paper's benchmark groups, `NAME[:SPLIT][=FOLDER]` specs, and where
+each dataset's folder is found under a data root (this project's folder names, then the official ones)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .data import get_preset, load_preset_dataset
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SPLIT = "test"
+# The paper's tables, as groups of dataset presets (table column order).
+BENCHMARKS: dict[str, tuple[str, ...]] = {
+    "polyps": ("kvasir", "clinicdb", "colondb", "etis"),
+    "histology": ("glas", "monuseg"),
+    "sunseg": ("sunseg_easy", "sunseg_hard"),
+}
+# Folder names tried under --data-root for a preset without --data: this project's, then the official ones.
+DATA_FOLDER_NAMES: dict[str, tuple[str, ...]] = {
+    "kvasir": ("kvasir", "Kvasir-SEG", "Kvasir"),
+    "clinicdb": ("clinicdb", "cvc_clinicdb", "CVC-ClinicDB"),
+    "colondb": ("colondb", "cvc_colondb", "CVC-ColonDB"),
+    "etis": ("etis", "etis_laribpolypdb", "ETIS-LaribPolypDB"),
+    "cvc300": ("cvc300", "cvc_300", "CVC-300"),
+    "glas": ("glas", "GlaS", "Warwick QU Dataset (Released 2016_07_08)"),
+    "monuseg": ("monuseg", "MoNuSeg"),
+    "sunseg_easy": ("sunseg", "SUN-SEG"),
+    "sunseg_hard": ("sunseg", "SUN-SEG"),
+}
+DATASET_DISPLAY_NAMES = {
+    "kvasir": "Kvasir",
+    "clinicdb": "ClinicDB",
+    "colondb": "ColonDB",
+    "etis": "ETIS",
+    "cvc300": "CVC-300",
+    "glas": "GlaS",
+    "monuseg": "MoNuSeg",
+    "sunseg_easy": "SUN-SEG Easy",
+    "sunseg_hard": "SUN-SEG Hard",
+}
+
+
+# ---------------------------------------------------------------------------------------------- dataset specs
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset column: a preset, its split, and the folder it is read from (`data_dir`, once resolved)."""
+
+    name: str
+    split: str = DEFAULT_SPLIT
+    data_dir: Path | None = None
+
+    @property
+    def key(self) -> str:
+        """Its name in the results: the preset name, with the split appended when it is not `test`."""
+        return self.name if self.split == DEFAULT_SPLIT else f"{self.name}_{self.split}"
+
+    @property
+    def display_name(self) -> str:
+        name = DATASET_DISPLAY_NAMES.get(self.name, self.name)
+        return name if self.split == DEFAULT_SPLIT else f"{name} ({self.split})"
+
+    @property
+    def is_video(self) -> bool:
+        return get_preset(self.name).is_video
+
+
+def parse_dataset_spec(text: str, default_split: str = DEFAULT_SPLIT) -> DatasetSpec:
+    """`NAME[:SPLIT][=FOLDER]` → an unresolved `DatasetSpec` (checked: known preset and split).
+
+    Raises:
+        ValueError: unknown preset or split, or an empty part.
+    """
+    name_and_split, _, folder = text.partition("=")
+    name, _, split = name_and_split.partition(":")
+    name, split, folder = name.strip(), split.strip() or default_split, folder.strip()
+    if "=" in text and not folder:
+        raise ValueError(f"Dataset {text!r}: empty folder after '='.")
+    preset = get_preset(name)  # unknown preset: ValueError listing the known ones
+    if split not in preset.split_dirs:
+        raise ValueError(
+            f"Dataset {text!r}: preset {name!r} has no split {split!r}; its splits are {list(preset.split_dirs)}."
+        )
+    return DatasetSpec(name, split, Path(folder) if folder else None)
+
+
+def _holds_split(folder: Path, name: str, split: str) -> bool:
+    return folder.is_dir() and any((folder / candidate).is_dir() for candidate in get_preset(name).split_dirs[split])
+
+
+def find_data_dir(name: str, split: str, data_root: str | os.PathLike) -> Path | None:
+    """The folder under `data_root` holding `split` of preset `name` (`DATA_FOLDER_NAMES`, then `data_root`
+    itself), or None."""
+    data_root = Path(data_root)
+    for candidate in (*(data_root / folder for folder in DATA_FOLDER_NAMES.get(name, (name,))), data_root):
+        if _holds_split(candidate, name, split):
+            return candidate
+    return None
+
+
+def resolve_dataset_spec(spec: DatasetSpec, data_root: str | os.PathLike | None) -> DatasetSpec:
+    """`spec` with its `data_dir` found and checked to hold the split.
+
+    Raises:
+        FileNotFoundError: the folder (given, or looked for under `data_root`) does not exist or lacks the split;
+            the message names the folders tried.
+    """
+    preset = get_preset(spec.name)
+    split_folders = ", ".join(preset.split_dirs[spec.split])
+    if spec.data_dir is not None:
+        if not spec.data_dir.is_dir():
+            raise FileNotFoundError(f"Data folder of {spec.name!r} not found: {spec.data_dir}")
+        if not _holds_split(spec.data_dir, spec.name, spec.split):
+            raise FileNotFoundError(
+                f"{spec.data_dir} holds no {spec.split!r} split of {spec.name!r} (looked for: {split_folders})."
+            )
+        return spec
+    if data_root is None or not Path(data_root).is_dir():
+        raise FileNotFoundError(
+            f"No folder for {spec.name!r}: give one (NAME=FOLDER or --data), or an existing --data-root (got {data_root})."
+        )
+    found = find_data_dir(spec.name, spec.split, data_root)
+    if found is None:
+        tried = ", ".join([*DATA_FOLDER_NAMES.get(spec.name, (spec.name,)), "."])
+        raise FileNotFoundError(
+            f"No {spec.split!r} split of {spec.name!r} under --data-root {data_root} (tried the folders {tried}, each "
+            f"holding one of: {split_folders}). Give its folder with NAME=FOLDER or --data."
+        )
+    return DatasetSpec(spec.name, spec.split, found)
+
+
+def resolve_datasets(
+    specs: Sequence[DatasetSpec] = (),
+    benchmarks: Sequence[str] = (),
+    data_root: str | os.PathLike | None = None,
+    split: str = DEFAULT_SPLIT,
+) -> list[DatasetSpec]:
+    """Resolve the datasets (table columns) of a run, in order: `specs` first, then each benchmark's members.
+
+    Args:
+        specs: datasets named explicitly (`parse_dataset_spec`); each must be found.
+        benchmarks: names of `BENCHMARKS`; a member without the split under `data_root` stays in the list with
+            `data_dir=None` (a column shown as not evaluated).
+        data_root: where datasets without a folder are looked for.
+        split: the split of benchmark members.
+
+    Raises:
+        ValueError: unknown benchmark, or one dataset given twice with different folders.
+        FileNotFoundError: an explicit dataset's folder is missing (see `resolve_dataset_spec`), or no dataset at all
+            was found.
+    """
+    columns: dict[str, DatasetSpec] = {}
+    for spec in specs:
+        spec = resolve_dataset_spec(spec, data_root)
+        known = columns.setdefault(spec.key, spec)
+        if known.data_dir.resolve() != spec.data_dir.resolve():
+            raise ValueError(
+                f"Dataset {spec.key!r} given twice, with different folders: {known.data_dir}, {spec.data_dir}"
+            )
+    for benchmark in benchmarks:
+        if benchmark not in BENCHMARKS:
+            raise ValueError(f"Unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}.")
+        for name in BENCHMARKS[benchmark]:
+            if DatasetSpec(name, split).key in columns:
+                continue
+            has_split = split in get_preset(name).split_dirs
+            found = find_data_dir(name, split, data_root) if has_split and data_root is not None else None
+            if found is None:
+                logger.warning("%s: no %r split of %r under %s; its column stays empty.", benchmark, split, name,
+                               data_root)
+            columns[DatasetSpec(name, split).key] = DatasetSpec(name, split, found)
+    if not any(spec.data_dir for spec in columns.values()):
+        raise FileNotFoundError(f"No dataset to evaluate: none of {', '.join(benchmarks)} was found under {data_root}.")
+    return list(columns.values())
+
+
+def load_evaluation_dataset(spec: DatasetSpec, max_samples: int | None = None):
+    """The `datasets.Dataset` of a resolved spec (columns id, image, mask [, case, frame]), truncated to the first
+    `max_samples` rows (frames stay in order)."""
+    dataset = load_preset_dataset(spec.name, spec.split, spec.data_dir)
+    if max_samples is not None:
+        dataset = dataset.select(range(min(max_samples, len(dataset))))
+    return dataset
+
+
+def source_folder(dataset) -> str | None:
+    """The folder the images were read from (for the report), when the dataset references files."""
+    import datasets
+
+    try:
+        paths = [row["path"] for row in dataset.cast_column("image", datasets.Image(decode=False))["image"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+    paths = [path for path in paths if path]
+    return os.path.commonpath([str(Path(path).parent) for path in paths]) if paths else None
