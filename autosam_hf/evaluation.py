@@ -43,6 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import PRESETS
+from .atomic_write import write_atomically
 from .evaluation_datasets import (
     BENCHMARKS,
     DATA_FOLDER_NAMES,
@@ -434,12 +435,6 @@ def build_report(
     return report
 
 
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 # ---------------------------------------------------------------------------------------------- command line
 class _PresetAction(argparse.Action):
     """`--preset NAME[:SPLIT]`: starts a dataset entry; the next `--data` gives its folder."""
@@ -576,8 +571,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = build_report(args.model, modes, specs, dataset_results, dataset_info, settings,
                           default_mode=model.config.default_mode)
     markdown = format_markdown_report(report)
-    _write_text(output_dir / f"{RESULTS_STEM}.json", json.dumps(report, indent=2) + "\n")
-    _write_text(output_dir / f"{RESULTS_STEM}.md", markdown)
+    report_text = json.dumps(report, indent=2) + "\n"
+    write_atomically(output_dir / f"{RESULTS_STEM}.json", lambda p: p.write_text(report_text, encoding="utf-8"))
+    write_atomically(output_dir / f"{RESULTS_STEM}.md", lambda p: p.write_text(markdown, encoding="utf-8"))
     print(markdown)
     logger.info("wrote %s and %s", output_dir / f"{RESULTS_STEM}.json", output_dir / f"{RESULTS_STEM}.md")
     return 0

@@ -23,7 +23,6 @@ import itertools
 import logging
 import math
 import os
-import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import PIL.Image
 import torch
 from tqdm.auto import tqdm
 
+from .data.sources import natural_sort_key
 from .hub.loading import load_model_and_processor
 from .model import AUTOSAM_MODES, AutoSamForSegmentation, AutoSamImageProcessor, to_rgb_uint8
 from .visualization import overlay_mask, write_png
@@ -158,11 +158,6 @@ class InputImage:
     error: str | None = None
 
 
-def natural_sort_key(path: str | os.PathLike) -> list:
-    """`frame2.png` before `frame10.png`: digit runs compare as numbers."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", Path(path).name.lower())]
-
-
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB. Raises ValueError naming the file when it cannot be decoded."""
     try:
@@ -234,7 +229,7 @@ def open_input(path: str | os.PathLike) -> tuple[Iterator[InputImage], int | Non
     if path.is_dir():
         files = sorted(
             (child for child in path.iterdir() if child.is_file() and child.suffix.lower() in IMAGE_EXTENSIONS),
-            key=natural_sort_key,
+            key=lambda child: natural_sort_key(child.name),
         )
         if not files:
             raise ValueError(f"No images in folder {path} (looked for {', '.join(IMAGE_EXTENSIONS)})")

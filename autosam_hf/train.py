@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import SchedulerType, get_scheduler
 
+from .atomic_write import write_atomically
 from .data import (
     EmbeddingCache,
     JointAugmentation,
@@ -184,13 +185,6 @@ def load_trainable_state_dict(model: AutoSamForSegmentation, path: Path) -> None
         )
 
 
-def save_atomically(save: callable, path: Path) -> None:
-    """Write with `save(temporary_path)`, then move into place: a crash never leaves half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save(temporary)
-    os.replace(temporary, path)
-
-
 # ------------------------------------------------------------------------------------------------ checkpoints
 def state_dir(args: argparse.Namespace, stage: str) -> Path:
     """<output_dir>/training_state/<stage>/: accelerate checkpoints (in checkpoints/) and the best epoch's g/h."""
@@ -230,6 +224,7 @@ def validate_checkpoint(path: Path, model: AutoSamForSegmentation) -> dict:
 def evaluate(accelerator, model, loader, val_dataset, processor, mode: str) -> dict[str, float]:
     """Mean per-image Dice and IoU on the validation split, scored at each image's original resolution."""
     model.eval()
+    masks = val_dataset.select_columns("mask")  # row access would decode the images too
     scores = []
     for batch in loader:
         with accelerator.autocast():
@@ -238,7 +233,7 @@ def evaluate(accelerator, model, loader, val_dataset, processor, mode: str) -> d
             )
         logits = processor.post_process_logits(outputs.logits, batch["original_size"])
         for index, mask_logits in zip(batch["index"].tolist(), logits):
-            target = binarize_mask(val_dataset[index]["mask"])
+            target = binarize_mask(masks[index]["mask"])
             dice, iou = dice_iou_per_image((mask_logits > 0).cpu().numpy(), target)
             scores.append([dice, iou])
     scores = accelerator.gather_for_metrics(torch.tensor(scores, device=accelerator.device).reshape(-1, 2))
@@ -324,7 +319,7 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
     def save_checkpoint() -> None:
         checkpoint_dir = Path(accelerator.save_state())
         if accelerator.is_main_process:
-            save_atomically(lambda p: p.write_text(json.dumps(progress, indent=2)), checkpoint_dir / PROGRESS_FILE)
+            write_atomically(checkpoint_dir / PROGRESS_FILE, lambda p: p.write_text(json.dumps(progress, indent=2)))
         accelerator.wait_for_everyone()
 
     completed_steps = progress["completed_steps"]
@@ -394,7 +389,7 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
             progress["best"] = entry
             if accelerator.is_main_process:
                 state = trainable_state_dict(accelerator.unwrap_model(prepared_model))
-                save_atomically(lambda p: save_file(state, p), best_weights)
+                write_atomically(best_weights, lambda p: save_file(state, p))
         if args.checkpointing_steps == "epoch":
             save_checkpoint()
     bar.close()
@@ -481,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
             results["validation_surrogate"] = {preset.name: {"dice": last["val_dice"], "iou": last["val_iou"]}}
         model.config.default_mode = "surrogate" if stages == ("standalone",) else "sam"
         save_model(model, processor, output_dir)
-        save_atomically(lambda p: p.write_text(json.dumps(results, indent=2)), output_dir / "all_results.json")
+        write_atomically(output_dir / "all_results.json", lambda p: p.write_text(json.dumps(results, indent=2)))
         plot_training_curves(log_path, output_dir / "training_curves.png")
         for stage in stages:
             draw_overlays(model, processor, val_dataset, output_dir, args.num_overlays, STAGE_MODE[stage])

@@ -10,6 +10,8 @@ import numpy as np
 import PIL.Image
 import PIL.ImageFilter
 
+from .atomic_write import write_atomically
+
 PREDICTION_COLOR = (255, 64, 64)
 GROUND_TRUTH_COLOR = (64, 255, 64)
 CONTOUR_COLOR = (255, 255, 0)
@@ -41,14 +43,8 @@ def overlay_mask(
 
 def write_png(image: np.ndarray | PIL.Image.Image, path: str | os.PathLike) -> None:
     """Write a uint8 (H, W) or (H, W, 3) array (or a PIL image) as PNG, atomically (temporary file, then rename)."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        (image if isinstance(image, PIL.Image.Image) else PIL.Image.fromarray(image)).save(temporary, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    image = image if isinstance(image, PIL.Image.Image) else PIL.Image.fromarray(image)
+    write_atomically(path, lambda temporary: image.save(temporary, format="PNG"))
 
 
 def save_overlay_grid(
@@ -84,7 +80,5 @@ def plot_training_curves(log_path: str | os.PathLike, path: str | os.PathLike) -
         row[1].set(title=f"{stage}: validation", xlabel="epoch", ylim=(0, 1))
         row[1].legend()
     figure.tight_layout()
-    temporary = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp.png")
-    figure.savefig(temporary)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, format="png"))
     plt.close(figure)
-    os.replace(temporary, path)

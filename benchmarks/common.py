@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from transformers import SamConfig, SamModel
 
+from autosam_hf.atomic_write import write_atomically
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 RESULTS_DIR = Path(os.environ.get("AUTOSAM_BENCHMARK_RESULTS", REPO_ROOT / "benchmarks" / "results"))
@@ -52,9 +54,7 @@ def run_python(arguments: list[str], threads: int | None = None, timeout: int = 
 def write_result(name: str, result: dict) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(result, indent=2))
-    os.replace(temporary, path)
+    write_atomically(path, lambda temporary: temporary.write_text(json.dumps(result, indent=2)))
     return path
 
 

@@ -43,6 +43,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from ..atomic_write import write_atomically
 from .augmentation import JointAugmentation
 
 
@@ -92,9 +93,8 @@ def _has_embedding(path: Path, key: str) -> bool:
 
 
 def _save_atomically(tensor: torch.Tensor, path: Path, key: str) -> None:
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    save_file({EMBEDDING_TENSOR_NAME: tensor.contiguous()}, temporary, metadata={"key": key})
-    os.replace(temporary, path)
+    tensors = {EMBEDDING_TENSOR_NAME: tensor.contiguous()}
+    write_atomically(path, lambda temporary: save_file(tensors, temporary, metadata={"key": key}))
 
 
 class EmbeddingCache:
@@ -188,9 +188,8 @@ class EmbeddingCache:
         directory = Path(cache_dir) / config_hash
         directory.mkdir(parents=True, exist_ok=True)
         if accelerator.is_main_process and not (directory / "config.json").exists():
-            temporary = directory / f"config.json.{os.getpid()}.tmp"
-            temporary.write_text(json.dumps(config, indent=2, sort_keys=True))
-            os.replace(temporary, directory / "config.json")
+            config_text = json.dumps(config, indent=2, sort_keys=True)
+            write_atomically(directory / "config.json", lambda temporary: temporary.write_text(config_text))
 
         # Names depend on the image bytes (and, when augmented, the row) so edited or reordered data is recomputed.
         image_cells = dataset.cast_column("image", datasets.Image(decode=False))["image"]
