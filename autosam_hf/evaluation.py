@@ -42,19 +42,19 @@ import PIL.Image
 import torch
 from tqdm.auto import tqdm
 
-from .data import PRESETS
 from .atomic_write import write_atomically
+from .data import PRESETS
 from .evaluation_datasets import (
     BENCHMARKS,
     DATA_FOLDER_NAMES,
     DATASET_DISPLAY_NAMES,
     DEFAULT_SPLIT,
     DatasetSpec,
-    parse_dataset_spec,
     find_data_dir,
+    load_evaluation_dataset,
+    parse_dataset_spec,
     resolve_dataset_spec,
     resolve_datasets,
-    load_evaluation_dataset,
     source_folder,
 )
 from .evaluation_modes import (
@@ -162,7 +162,9 @@ class _PredictionWriter:
     def add(self, mode: str, image_id: str, image: np.ndarray, target: np.ndarray, prediction: np.ndarray) -> None:
         name = _file_part(image_id)
         # The prediction tinted, then the ground truth's boundary on top (alpha 0: boundary only).
-        overlay = overlay_mask(overlay_mask(image, prediction), target, GROUND_TRUTH_COLOR, alpha=0.0, contour_color=None)
+        overlay = overlay_mask(
+            overlay_mask(image, prediction), target, GROUND_TRUTH_COLOR, alpha=0.0, contour_color=None
+        )
         for kind, array in (("masks", prediction.astype(np.uint8) * 255), ("overlays", np.asarray(overlay))):
             path = self.directory / mode / kind / name.with_name(name.name + ".png")
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +176,7 @@ class _PredictionWriter:
     def close(self) -> None:
         for mode, examples in self.grid.items():
             if examples:
-                images, targets, predictions = zip(*examples)
+                images, targets, predictions = zip(*examples, strict=True)
                 grid_path = self.directory / mode / "overlay_grid.png"
                 save_overlay_grid(list(images), list(targets), list(predictions), grid_path)
 
@@ -252,15 +254,20 @@ def evaluate_dataset(
         for batch in loader:
             rows = batch["rows"]
             pixel_values = batch["pixel_values"].to(device)
-            with torch.inference_mode(), torch.autocast(
-                device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+            with (
+                torch.inference_mode(),
+                torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None),
             ):
                 image_embeddings = model.get_image_embeddings(pixel_values) if uses_sam else None
                 prompts = None
                 if gt_modes:
                     prompts = ground_truth_prompts(
-                        [row["target"] for row in rows], processor, gt_modes, labels=batch.get("labels"),
-                        device=device, mask_logit=gt_mask_logit,
+                        [row["target"] for row in rows],
+                        processor,
+                        gt_modes,
+                        labels=batch.get("labels"),
+                        device=device,
+                        mask_logit=gt_mask_logit,
                     )
                 logits_per_mode = {
                     mode: predict_logits(model, mode, pixel_values, image_embeddings, prompts) for mode in modes
@@ -268,7 +275,7 @@ def evaluate_dataset(
             for mode, logits in logits_per_mode.items():
                 # Back to each image's original size: every metric is computed there.
                 per_image_logits = processor.post_process_logits(logits.float(), batch["original_sizes"])
-                for row, image_logits in zip(rows, per_image_logits):
+                for row, image_logits in zip(rows, per_image_logits, strict=True):
                     probabilities = torch.sigmoid(image_logits).cpu().numpy()
                     prediction = (image_logits > threshold).cpu().numpy()
                     if is_video:
@@ -356,25 +363,35 @@ def format_markdown_report(report: Mapping) -> str:
         f"# AutoSAM evaluation: `{report['model']}`",
         "",
         format_markdown_table(
-            report["results"], [entry["key"] for entry in datasets], video,
+            report["results"],
+            [entry["key"] for entry in datasets],
+            video,
             {entry["key"]: entry["display_name"] for entry in datasets},
         ),
         "",
         "Metrics per image at its original resolution, then averaged over images"
-        + (" (video: per case, then averaged over cases; Dice and Sensitivity are means over 256 thresholds, as in "
-           "SUN-SEG's toolbox)" if video else "")
+        + (
+            " (video: per case, then averaged over cases; Dice and Sensitivity are means over 256 thresholds, as in "
+            "SUN-SEG's toolbox)"
+            if video
+            else ""
+        )
         + f". Binary masks: logit > {report['settings']['mask_threshold']}.",
         "",
         "Data:",
     ]
     for entry in datasets:
         if not entry["evaluated"]:
-            lines.append(f"- {entry['display_name']}: not evaluated (no `{entry['split']}` split found under "
-                         f"`{report['settings']['data_root']}`)")
+            lines.append(
+                f"- {entry['display_name']}: not evaluated (no `{entry['split']}` split found under "
+                f"`{report['settings']['data_root']}`)"
+            )
             continue
         extent = f"{entry['num_images']} images" + (f" in {entry['num_cases']} cases" if entry["video"] else "")
-        lines.append(f"- {entry['display_name']}: split `{entry['split']}`, {extent}, from "
-                     f"`{entry['source'] or entry['data_dir']}`")
+        lines.append(
+            f"- {entry['display_name']}: split `{entry['split']}`, {extent}, from "
+            f"`{entry['source'] or entry['data_dir']}`"
+        )
     if any(mode in GT_PROMPT_MODES for mode in report["modes"]):
         lines += [
             "",
@@ -414,17 +431,30 @@ def build_report(
         "model": model_name,
         "modes": list(modes),
         "datasets": [
-            {"key": spec.key, "name": spec.name, "display_name": spec.display_name, "split": spec.split,
-             "data_dir": str(spec.data_dir) if spec.data_dir else None, "video": spec.is_video,
-             "evaluated": spec.key in dataset_results, **dataset_info.get(spec.key, {})}
+            {
+                "key": spec.key,
+                "name": spec.name,
+                "display_name": spec.display_name,
+                "split": spec.split,
+                "data_dir": str(spec.data_dir) if spec.data_dir else None,
+                "video": spec.is_video,
+                "evaluated": spec.key in dataset_results,
+                **dataset_info.get(spec.key, {}),
+            }
             for spec in specs
         ],
         "settings": dict(settings),
         "results": {mode: {spec.key: dataset_results[spec.key][mode].metrics for spec in evaluated} for mode in modes},
-        "per_image": {spec.key: {mode: dataset_results[spec.key][mode].per_image for mode in modes}
-                      for spec in evaluated if not spec.is_video},
-        "per_case": {spec.key: {mode: dataset_results[spec.key][mode].per_case for mode in modes}
-                     for spec in evaluated if spec.is_video},
+        "per_image": {
+            spec.key: {mode: dataset_results[spec.key][mode].per_image for mode in modes}
+            for spec in evaluated
+            if not spec.is_video
+        },
+        "per_case": {
+            spec.key: {mode: dataset_results[spec.key][mode].per_case for mode in modes}
+            for spec in evaluated
+            if spec.is_video
+        },
     }
     own_mode = eval_mode_for_model_mode(default_mode) if default_mode else None
     if own_mode in modes:
@@ -449,7 +479,7 @@ class _DataAction(argparse.Action):
     """`--data FOLDER`: the folder of the `--preset` just before it."""
 
     def __call__(self, parser, namespace, value, option_string=None):
-        entries = list(getattr(namespace, "preset_entries") or [])
+        entries = list(namespace.preset_entries or [])
         if not entries or entries[-1][1] is not None:
             parser.error(f"--data {value}: every --data must follow the --preset it belongs to")
         entries[-1] = [entries[-1][0], value]
@@ -461,43 +491,105 @@ def build_parser() -> argparse.ArgumentParser:
         prog="autosam-eval",
         description="Evaluate an AutoSAM checkpoint like the paper's tables: rows = modes, columns = datasets.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="modes: " + ", ".join(f"{mode} ({MODE_DISPLAY_NAMES[mode]})" for mode in EVAL_MODES)
+        epilog="modes: "
+        + ", ".join(f"{mode} ({MODE_DISPLAY_NAMES[mode]})" for mode in EVAL_MODES)
         + "; 'all' = every mode. benchmarks: "
         + "; ".join(f"{name} = {', '.join(members)}" for name, members in BENCHMARKS.items()),
     )
     parser.add_argument("--model", required=True, help="folder or Hub id of an AutoSAM checkpoint (full or adapter)")
     parser.add_argument("--revision", help="Hub revision of --model")
     data = parser.add_argument_group("datasets (any mix; at least one)")
-    data.add_argument("--preset", dest="preset_entries", action=_PresetAction, default=[], metavar="NAME[:SPLIT]",
-                      help="a dataset preset (" + ", ".join(PRESETS) + "); repeatable")
-    data.add_argument("--data", action=_DataAction, metavar="FOLDER",
-                      help="the folder of the --preset before it (default: found under --data-root)")
-    data.add_argument("--datasets", nargs="+", action="extend", default=[], metavar="NAME[:SPLIT][=FOLDER]",
-                      help="datasets, e.g. kvasir=../shared/data/kvasir etis=../shared/data/etis_laribpolypdb")
-    data.add_argument("--eval", nargs="+", action="extend", default=[], choices=sorted(BENCHMARKS),
-                      metavar="BENCHMARK", help=f"a paper table's datasets: {', '.join(BENCHMARKS)}")
-    data.add_argument("--data-root", "--data_root", default=os.environ.get("AUTOSAM_DATA_ROOT", "data"),
-                      help="where datasets without a folder are looked for (default: $AUTOSAM_DATA_ROOT or ./data)")
+    data.add_argument(
+        "--preset",
+        dest="preset_entries",
+        action=_PresetAction,
+        default=[],
+        metavar="NAME[:SPLIT]",
+        help="a dataset preset (" + ", ".join(PRESETS) + "); repeatable",
+    )
+    data.add_argument(
+        "--data",
+        action=_DataAction,
+        metavar="FOLDER",
+        help="the folder of the --preset before it (default: found under --data-root)",
+    )
+    data.add_argument(
+        "--datasets",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="NAME[:SPLIT][=FOLDER]",
+        help="datasets, e.g. kvasir=../shared/data/kvasir etis=../shared/data/etis_laribpolypdb",
+    )
+    data.add_argument(
+        "--eval",
+        nargs="+",
+        action="extend",
+        default=[],
+        choices=sorted(BENCHMARKS),
+        metavar="BENCHMARK",
+        help=f"a paper table's datasets: {', '.join(BENCHMARKS)}",
+    )
+    data.add_argument(
+        "--data-root",
+        "--data_root",
+        default=os.environ.get("AUTOSAM_DATA_ROOT", "data"),
+        help="where datasets without a folder are looked for (default: $AUTOSAM_DATA_ROOT or ./data)",
+    )
     data.add_argument("--split", default=DEFAULT_SPLIT, help="split of datasets given without one (default: test)")
-    data.add_argument("--max-samples", "--max_samples", type=int, default=None,
-                      help="evaluate only the first N images (frames) of each dataset")
+    data.add_argument(
+        "--max-samples",
+        "--max_samples",
+        type=int,
+        default=None,
+        help="evaluate only the first N images (frames) of each dataset",
+    )
     run = parser.add_argument_group("evaluation")
-    run.add_argument("--mode", "--modes", dest="modes", nargs="+", default=["autosam"],
-                     choices=[*EVAL_MODES, "all"], metavar="MODE", help="table rows (default: autosam)")
+    run.add_argument(
+        "--mode",
+        "--modes",
+        dest="modes",
+        nargs="+",
+        default=["autosam"],
+        choices=[*EVAL_MODES, "all"],
+        metavar="MODE",
+        help="table rows (default: autosam)",
+    )
     run.add_argument("--batch-size", "--batch_size", type=int, default=8, help="images per forward pass (default 8)")
     run.add_argument("--num-workers", "--num_workers", type=int, default=0, help="data-loader worker processes")
     run.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, ...")
-    run.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                     help="compute dtype: auto = bfloat16/float16 autocast on GPU, float32 on CPU")
-    run.add_argument("--gt-mask-logit", "--gt_mask_logit", type=float, default=GT_MASK_LOGIT,
-                     help=f"logit magnitude L of the sam_gt_mask prompt (±L; default {GT_MASK_LOGIT:g})")
-    run.add_argument("--score-all-frames", "--score_all_frames", action="store_true",
-                     help="video: also score each case's first and last frame (SUN-SEG's toolbox leaves them out)")
+    run.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="compute dtype: auto = bfloat16/float16 autocast on GPU, float32 on CPU",
+    )
+    run.add_argument(
+        "--gt-mask-logit",
+        "--gt_mask_logit",
+        type=float,
+        default=GT_MASK_LOGIT,
+        help=f"logit magnitude L of the sam_gt_mask prompt (±L; default {GT_MASK_LOGIT:g})",
+    )
+    run.add_argument(
+        "--score-all-frames",
+        "--score_all_frames",
+        action="store_true",
+        help="video: also score each case's first and last frame (SUN-SEG's toolbox leaves them out)",
+    )
     output = parser.add_argument_group("output")
-    output.add_argument("--output-dir", "--output_dir", default="eval_results",
-                        help=f"where {RESULTS_STEM}.json / .md go (default: ./eval_results)")
-    output.add_argument("--save-predictions", "--save_predictions", action="store_true",
-                        help="also write masks (PNG 0/255, original size) and overlays, per dataset and mode")
+    output.add_argument(
+        "--output-dir",
+        "--output_dir",
+        default="eval_results",
+        help=f"where {RESULTS_STEM}.json / .md go (default: ./eval_results)",
+    )
+    output.add_argument(
+        "--save-predictions",
+        "--save_predictions",
+        action="store_true",
+        help="also write masks (PNG 0/255, original size) and overlays, per dataset and mode",
+    )
     output.add_argument("--num-overlays", "--num_overlays", type=int, default=8, help="images per overlay grid")
     output.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -520,8 +612,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not (args.preset_entries or args.datasets or args.eval):
-        parser.error("give at least one dataset: --preset NAME [--data FOLDER], --datasets NAME=FOLDER or "
-                     "--eval BENCHMARK")
+        parser.error(
+            "give at least one dataset: --preset NAME [--data FOLDER], --datasets NAME=FOLDER or --eval BENCHMARK"
+        )
     for option, value in (("--batch-size", args.batch_size), ("--max-samples", args.max_samples)):
         if value is not None and value < 1:
             parser.error(f"{option} must be >= 1, got {value}")
@@ -547,11 +640,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for spec in evaluated:
             dataset = loaded[spec.key]
             dataset_results[spec.key] = evaluate_dataset(
-                model, processor, dataset, modes, args.batch_size, is_video=spec.is_video,
-                autocast_dtype=autocast_dtype, skip_first_and_last_frame=not args.score_all_frames,
+                model,
+                processor,
+                dataset,
+                modes,
+                args.batch_size,
+                is_video=spec.is_video,
+                autocast_dtype=autocast_dtype,
+                skip_first_and_last_frame=not args.score_all_frames,
                 gt_mask_logit=args.gt_mask_logit,
                 predictions_dir=output_dir / "predictions" / spec.key if args.save_predictions else None,
-                num_overlays=args.num_overlays, num_workers=args.num_workers, progress=not args.quiet,
+                num_overlays=args.num_overlays,
+                num_workers=args.num_workers,
+                progress=not args.quiet,
                 description=f"{spec.display_name} ({len(modes)} mode{'s' if len(modes) > 1 else ''})",
             )
             dataset_info[spec.key] = {
@@ -564,12 +665,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     settings = {
-        "batch_size": args.batch_size, "device": str(device), "dtype": args.dtype, "data_root": args.data_root,
-        "max_samples": args.max_samples, "mask_threshold": model.config.mask_threshold,
-        "gt_mask_logit": args.gt_mask_logit, "skip_first_and_last_frame": not args.score_all_frames,
+        "batch_size": args.batch_size,
+        "device": str(device),
+        "dtype": args.dtype,
+        "data_root": args.data_root,
+        "max_samples": args.max_samples,
+        "mask_threshold": model.config.mask_threshold,
+        "gt_mask_logit": args.gt_mask_logit,
+        "skip_first_and_last_frame": not args.score_all_frames,
     }
-    report = build_report(args.model, modes, specs, dataset_results, dataset_info, settings,
-                          default_mode=model.config.default_mode)
+    report = build_report(
+        args.model, modes, specs, dataset_results, dataset_info, settings, default_mode=model.config.default_mode
+    )
     markdown = format_markdown_report(report)
     report_text = json.dumps(report, indent=2) + "\n"
     write_atomically(output_dir / f"{RESULTS_STEM}.json", lambda p: p.write_text(report_text, encoding="utf-8"))

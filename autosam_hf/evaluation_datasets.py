@@ -121,7 +121,8 @@ def resolve_dataset_spec(spec: DatasetSpec, data_root: str | os.PathLike | None)
         return spec
     if data_root is None or not Path(data_root).is_dir():
         raise FileNotFoundError(
-            f"No folder for {spec.name!r}: give one (NAME=FOLDER or --data), or an existing --data-root (got {data_root})."
+            f"No folder for {spec.name!r}: give one (NAME=FOLDER or --data), or an existing --data-root "
+            f"(got {data_root})."
         )
     found = find_data_dir(spec.name, spec.split, data_root)
     if found is None:
@@ -170,8 +171,9 @@ def resolve_datasets(
             has_split = split in get_preset(name).split_dirs
             found = find_data_dir(name, split, data_root) if has_split and data_root is not None else None
             if found is None:
-                logger.warning("%s: no %r split of %r under %s; its column stays empty.", benchmark, split, name,
-                               data_root)
+                logger.warning(
+                    "%s: no %r split of %r under %s; its column stays empty.", benchmark, split, name, data_root
+                )
             columns[DatasetSpec(name, split).key] = DatasetSpec(name, split, found)
     if not any(spec.data_dir for spec in columns.values()):
         raise FileNotFoundError(f"No dataset to evaluate: none of {', '.join(benchmarks)} was found under {data_root}.")

@@ -110,9 +110,7 @@ def point_prompt_from_mask(mask: np.ndarray, reshaped_size: tuple[int, int]) -> 
     return column * x_scale, row * y_scale
 
 
-def box_prompt_from_mask(
-    mask: np.ndarray, reshaped_size: tuple[int, int]
-) -> tuple[float, float, float, float] | None:
+def box_prompt_from_mask(mask: np.ndarray, reshaped_size: tuple[int, int]) -> tuple[float, float, float, float] | None:
     """The GT box prompt: the tight bounding box of the foreground, in canvas coordinates.
 
     Args:
@@ -173,11 +171,16 @@ def ground_truth_prompts(
         has_foreground=torch.tensor([bool(np.any(target)) for target in targets], device=device)
     )
     if "sam_gt_point" in modes:
-        points = [point_prompt_from_mask(t, size) or (0.0, 0.0) for t, size in zip(targets, reshaped_sizes)]
+        points = [
+            point_prompt_from_mask(t, size) or (0.0, 0.0) for t, size in zip(targets, reshaped_sizes, strict=True)
+        ]
         prompts.points = torch.tensor(points, dtype=torch.float32, device=device).reshape(-1, 1, 1, 2)
         prompts.point_labels = torch.ones(len(targets), 1, 1, dtype=torch.long, device=device)
     if "sam_gt_box" in modes:
-        boxes = [box_prompt_from_mask(t, size) or (0.0, 0.0, 0.0, 0.0) for t, size in zip(targets, reshaped_sizes)]
+        boxes = [
+            box_prompt_from_mask(t, size) or (0.0, 0.0, 0.0, 0.0)
+            for t, size in zip(targets, reshaped_sizes, strict=True)
+        ]
         prompts.boxes = torch.tensor(boxes, dtype=torch.float32, device=device).reshape(-1, 1, 4)
     if "sam_gt_mask" in modes:
         if labels is None:

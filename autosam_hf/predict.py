@@ -115,12 +115,13 @@ def iter_predictions(
         keys = [key for key, _ in batch]
         inputs = processor([image for _, image in batch], return_tensors="pt")
         pixel_values = inputs["pixel_values"].to(device)
-        with torch.inference_mode(), torch.autocast(
-            device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None),
         ):
             logits = model(pixel_values=pixel_values, mode=mode).logits
         per_image_logits = processor.post_process_logits(logits.float(), inputs["original_sizes"])
-        for key, image_logits in zip(keys, per_image_logits):
+        for key, image_logits in zip(keys, per_image_logits, strict=True):
             yield key, torch.sigmoid(image_logits).cpu().numpy().astype(np.float32)
 
 
@@ -245,8 +246,10 @@ def open_input(path: str | os.PathLike) -> tuple[Iterator[InputImage], int | Non
     try:
         image = read_image(path)
     except ValueError as error:
-        raise ValueError(f"{error} (not a readable image, and {path.suffix or 'no extension'} is not one of the "
-                         f"video extensions {', '.join(VIDEO_EXTENSIONS)})") from error
+        raise ValueError(
+            f"{error} (not a readable image, and {path.suffix or 'no extension'} is not one of the "
+            f"video extensions {', '.join(VIDEO_EXTENSIONS)})"
+        ) from error
     return iter([InputImage(path.stem, image=image)]), 1
 
 
@@ -317,15 +320,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="Hub id or folder of an AutoSAM checkpoint (full or adapter)")
     parser.add_argument("--out", required=True, help="output folder (masks/ and overlays/ are created in it)")
     parser.add_argument("--revision", help="Hub revision of --model")
-    parser.add_argument("--fast", action="store_true", help="surrogate decoder h only, SAM is not run "
-                        "(same as --mode surrogate)")
+    parser.add_argument(
+        "--fast", action="store_true", help="surrogate decoder h only, SAM is not run (same as --mode surrogate)"
+    )
     parser.add_argument("--mode", choices=AUTOSAM_MODES, help="forward mode (default: the model's default_mode)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", default="auto", choices=("auto", *DTYPES),
-                        help="compute dtype: auto = bfloat16/float16 autocast on GPU, float32 on CPU")
-    parser.add_argument("--threshold", type=float, help="foreground probability threshold (default: the model's "
-                        "mask_threshold, 0.5 unless configured)")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", *DTYPES),
+        help="compute dtype: auto = bfloat16/float16 autocast on GPU, float32 on CPU",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="foreground probability threshold (default: the model's mask_threshold, 0.5 unless configured)",
+    )
     parser.add_argument("--no-overlays", action="store_true", help="write masks only")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -353,8 +364,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--fast / --mode surrogate: {args.model} has no surrogate decoder h")
         model.to(device)
         summary = segment_input(
-            model, processor, images, args.out, mode=mode, batch_size=args.batch_size,
-            autocast_dtype=autocast_dtype, threshold=args.threshold, overlays=not args.no_overlays, total=total,
+            model,
+            processor,
+            images,
+            args.out,
+            mode=mode,
+            batch_size=args.batch_size,
+            autocast_dtype=autocast_dtype,
+            threshold=args.threshold,
+            overlays=not args.no_overlays,
+            total=total,
             progress=not args.quiet,
         )
     except (FileNotFoundError, ValueError) as error:

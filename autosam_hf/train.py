@@ -46,7 +46,12 @@ from .visualization import plot_training_curves, save_overlay_grid
 logger = logging.getLogger("autosam_hf.train")
 
 # `standalone` trains g and h together on h(g(I)) without SAM: a SAM-free segmenter from scratch.
-STAGES = {"prompt": ("prompt",), "surrogate": ("surrogate",), "all": ("prompt", "surrogate"), "standalone": ("standalone",)}
+STAGES = {
+    "prompt": ("prompt",),
+    "surrogate": ("surrogate",),
+    "all": ("prompt", "surrogate"),
+    "standalone": ("standalone",),
+}
 STAGE_MODE = {"prompt": "sam", "surrogate": "surrogate", "standalone": "surrogate"}
 TRAINABLE_FILE = "trainable.safetensors"
 PROGRESS_FILE = "progress.json"
@@ -55,39 +60,71 @@ PROGRESS_FILE = "progress.json"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train AutoSAM (frozen SAM + prompt generator, then surrogate h).")
     data = parser.add_argument_group("data")
-    data.add_argument("--preset", required=True, help="Dataset preset: kvasir, clinicdb, colondb, etis, cvc300, "
-                      "glas, monuseg, sunseg_easy, sunseg_hard. Sets the layout, g's input size, the augmentation "
-                      "and the paper's hyper-parameters.")
+    data.add_argument(
+        "--preset",
+        required=True,
+        help="Dataset preset: kvasir, clinicdb, colondb, etis, cvc300, "
+        "glas, monuseg, sunseg_easy, sunseg_hard. Sets the layout, g's input size, the augmentation "
+        "and the paper's hyper-parameters.",
+    )
     data.add_argument("--data", help="Root folder of the dataset (e.g. ../shared/data/kvasir).")
     data.add_argument("--dataset_name", help="A Hub dataset id, read with datasets.load_dataset instead of --data.")
-    data.add_argument("--column_mapping", type=json.loads, default=None,
-                      help='JSON mapping for --dataset_name, e.g. \'{"image": "img", "mask": "label"}\'.')
-    data.add_argument("--val_fraction", type=float, default=None,
-                      help="Part of train held out for validation when the dataset has no val split.")
+    data.add_argument(
+        "--column_mapping",
+        type=json.loads,
+        default=None,
+        help='JSON mapping for --dataset_name, e.g. \'{"image": "img", "mask": "label"}\'.',
+    )
+    data.add_argument(
+        "--val_fraction",
+        type=float,
+        default=None,
+        help="Part of train held out for validation when the dataset has no val split.",
+    )
     data.add_argument("--max_train_samples", type=int, default=None, help="Truncate train (quick runs).")
     data.add_argument("--max_eval_samples", type=int, default=None, help="Truncate validation (quick runs).")
-    data.add_argument("--num_views", type=int, default=8,
-                      help="Augmented views cached per training image; epoch e trains on view e mod K.")
-    data.add_argument("--no_cache", action="store_true",
-                      help="Recompute SAM's encoder every step (the reference behaviour; slow).")
-    data.add_argument("--cache_dir", default=None, help="Embedding cache folder (default <output_dir>/embedding_cache).")
+    data.add_argument(
+        "--num_views",
+        type=int,
+        default=8,
+        help="Augmented views cached per training image; epoch e trains on view e mod K.",
+    )
+    data.add_argument(
+        "--no_cache", action="store_true", help="Recompute SAM's encoder every step (the reference behaviour; slow)."
+    )
+    data.add_argument(
+        "--cache_dir", default=None, help="Embedding cache folder (default <output_dir>/embedding_cache)."
+    )
     data.add_argument("--dataloader_num_workers", type=int, default=0)
 
     model = parser.add_argument_group("model")
-    model.add_argument("--sam", default="facebook/sam-vit-base",
-                       help="SAM weights: Hub id, transformers folder, or original segment-anything .pth.")
+    model.add_argument(
+        "--sam",
+        default="facebook/sam-vit-base",
+        help="SAM weights: Hub id, transformers folder, or original segment-anything .pth.",
+    )
     model.add_argument("--sam_revision", default=None)
     model.add_argument("--backbone", default="hardnet85", help="g's encoder: hardnet85 or a timm model name.")
-    model.add_argument("--backbone_weights", default=None,
-                       help="ImageNet weights for g's encoder: path to hardnet85.pth, or 'timm' to let timm fetch them.")
+    model.add_argument(
+        "--backbone_weights",
+        default=None,
+        help="ImageNet weights for g's encoder: path to hardnet85.pth, or 'timm' to let timm fetch them.",
+    )
     model.add_argument("--prompt_input_size", type=int, default=None, help="g's input size (default: preset's).")
-    model.add_argument("--init_from", default=None,
-                       help="A trained AutoSAM folder to start from (e.g. to run only --stage surrogate on its g).")
+    model.add_argument(
+        "--init_from",
+        default=None,
+        help="A trained AutoSAM folder to start from (e.g. to run only --stage surrogate on its g).",
+    )
 
     training = parser.add_argument_group("training")
-    training.add_argument("--stage", choices=sorted(STAGES), default="all",
-                          help="prompt: g through frozen SAM; surrogate: h on frozen g; all: both; "
-                          "standalone: g and h together, no SAM (a SAM-free segmenter from scratch).")
+    training.add_argument(
+        "--stage",
+        choices=sorted(STAGES),
+        default="all",
+        help="prompt: g through frozen SAM; surrogate: h on frozen g; all: both; "
+        "standalone: g and h together, no SAM (a SAM-free segmenter from scratch).",
+    )
     training.add_argument("--output_dir", required=True)
     training.add_argument("--per_device_train_batch_size", type=int, default=None, help="Default: preset (10).")
     training.add_argument("--surrogate_batch_size", type=int, default=None, help="Default: preset (24).")
@@ -96,20 +133,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     training.add_argument("--weight_decay", type=float, default=None, help="Default: preset (1e-5).")
     training.add_argument("--num_train_epochs", type=int, default=None, help="Default: preset (200).")
     training.add_argument("--max_train_steps", type=int, default=None, help="Overrides epochs, per stage.")
-    training.add_argument("--max_train_minutes", type=float, default=None,
-                          help="Wall-clock budget per stage: stop, validate and keep the best epoch when spent.")
-    training.add_argument("--lr_scheduler_type", type=SchedulerType, default="constant",
-                          choices=list(SchedulerType), help="The paper uses a constant rate.")
+    training.add_argument(
+        "--max_train_minutes",
+        type=float,
+        default=None,
+        help="Wall-clock budget per stage: stop, validate and keep the best epoch when spent.",
+    )
+    training.add_argument(
+        "--lr_scheduler_type",
+        type=SchedulerType,
+        default="constant",
+        choices=list(SchedulerType),
+        help="The paper uses a constant rate.",
+    )
     training.add_argument("--num_warmup_steps", type=int, default=0)
     training.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    training.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None,
-                          help="Default: accelerate config (bf16 is the sensible choice on recent GPUs).")
+    training.add_argument(
+        "--mixed_precision",
+        choices=["no", "fp16", "bf16"],
+        default=None,
+        help="Default: accelerate config (bf16 is the sensible choice on recent GPUs).",
+    )
     training.add_argument("--seed", type=int, default=42)
     training.add_argument("--checkpointing_steps", default="epoch", help="'epoch' or a number of steps.")
     training.add_argument("--checkpoints_total_limit", type=int, default=2)
     training.add_argument("--resume_from_checkpoint", default=None, help="A checkpoint folder or 'latest'.")
-    training.add_argument("--stop_after_steps", type=int, default=None,
-                          help="Checkpoint and exit after this many steps of a stage, as if interrupted (resume tests).")
+    training.add_argument(
+        "--stop_after_steps",
+        type=int,
+        default=None,
+        help="Checkpoint and exit after this many steps of a stage, as if interrupted (resume tests).",
+    )
     training.add_argument("--num_overlays", type=int, default=4, help="Validation overlays drawn at the end.")
     training.add_argument("--report_to", default=None, help="Trackers for accelerate (tensorboard, wandb, all).")
 
@@ -176,7 +230,7 @@ def trainable_state_dict(model: AutoSamForSegmentation) -> dict[str, torch.Tenso
 
 def load_trainable_state_dict(model: AutoSamForSegmentation, path: Path) -> None:
     state_dict = load_file(path)
-    result = model.load_state_dict(state_dict, strict=False)
+    result = model.load_state_dict(state_dict, strict=True)
     missing = [key for key in result.missing_keys if not key.startswith("sam.")]
     if missing or result.unexpected_keys:
         raise ValueError(
@@ -199,7 +253,9 @@ def find_checkpoint(checkpoints_dir: Path, resume_from: str | None, stage: str) 
     if resume_from != "latest":
         path = Path(resume_from)
         if not (path / PROGRESS_FILE).is_file():
-            raise ValueError(f"--resume_from_checkpoint {path}: not a checkpoint folder of this script (no {PROGRESS_FILE})")
+            raise ValueError(
+                f"--resume_from_checkpoint {path}: not a checkpoint folder of this script (no {PROGRESS_FILE})"
+            )
         return path if json.loads((path / PROGRESS_FILE).read_text()).get("stage") == stage else None
     candidates = [p for p in checkpoints_dir.glob("checkpoint_*") if (p / PROGRESS_FILE).is_file()]
     return max(candidates, key=lambda p: int(p.name.split("_")[-1]), default=None)
@@ -232,7 +288,7 @@ def evaluate(accelerator, model, loader, val_dataset, processor, mode: str) -> d
                 pixel_values=batch["pixel_values"], image_embeddings=batch.get("image_embeddings"), mode=mode
             )
         logits = processor.post_process_logits(outputs.logits, batch["original_size"])
-        for index, mask_logits in zip(batch["index"].tolist(), logits):
+        for index, mask_logits in zip(batch["index"].tolist(), logits, strict=True):
             target = binarize_mask(masks[index]["mask"])
             dice, iou = dice_iou_per_image((mask_logits > 0).cpu().numpy(), target)
             scores.append([dice, iou])
@@ -270,11 +326,14 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
     train_cache, val_cache = caches if mode == "sam" else (None, None)
     train_loader = torch.utils.data.DataLoader(
         AutoSamViewDataset(train_dataset, processor, augmentation, cache=train_cache),
-        batch_size=batch_size, shuffle=True, num_workers=args.dataloader_num_workers,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=args.dataloader_num_workers,
     )
     val_loader = torch.utils.data.DataLoader(
         AutoSamViewDataset(val_dataset, processor, cache=val_cache),
-        batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
+        batch_size=args.per_device_eval_batch_size,
+        num_workers=args.dataloader_num_workers,
     )
     optimizer = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad],
@@ -354,8 +413,14 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
             completed_steps += 1
             progress["completed_steps"] = completed_steps
             loss = accelerator.gather(outputs.loss.detach()).mean().item()
-            record = {"stage": stage, "epoch": epoch, "step": completed_steps, "loss": loss,
-                      "lr": scheduler.get_last_lr()[0], "seconds": time.monotonic() - started}
+            record = {
+                "stage": stage,
+                "epoch": epoch,
+                "step": completed_steps,
+                "loss": loss,
+                "lr": scheduler.get_last_lr()[0],
+                "seconds": time.monotonic() - started,
+            }
             accelerator.log({"train/loss": loss, "train/lr": record["lr"]}, step=completed_steps)
             if accelerator.is_main_process:
                 with open(log_path, "a") as log_file:
@@ -372,7 +437,9 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
                 accelerator.end_training()
                 sys.exit(0)
             if args.max_train_minutes is not None:  # every process must stop at the same step
-                spent = torch.tensor(time.monotonic() - started > 60 * args.max_train_minutes, device=accelerator.device)
+                spent = torch.tensor(
+                    time.monotonic() - started > 60 * args.max_train_minutes, device=accelerator.device
+                )
                 out_of_time = bool(accelerator.reduce(spent.float(), reduction="sum") > 0)
             if completed_steps >= max_steps or out_of_time:
                 break
@@ -389,7 +456,7 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
             progress["best"] = entry
             if accelerator.is_main_process:
                 state = trainable_state_dict(accelerator.unwrap_model(prepared_model))
-                write_atomically(best_weights, lambda p: save_file(state, p))
+                write_atomically(best_weights, lambda p, state=state: save_file(state, p))
         if args.checkpointing_steps == "epoch":
             save_checkpoint()
     bar.close()
@@ -421,7 +488,9 @@ def draw_overlays(model, processor, val_dataset, output_dir: Path, count: int, m
     with torch.no_grad():
         inputs = processor(images=images, return_tensors="pt")
         outputs = model(pixel_values=inputs["pixel_values"].to(model.device), mode=mode)
-    predictions = [(m > 0).cpu().numpy() for m in processor.post_process_logits(outputs.logits, inputs["original_sizes"])]
+    predictions = [
+        (m > 0).cpu().numpy() for m in processor.post_process_logits(outputs.logits, inputs["original_sizes"])
+    ]
     targets = [binarize_mask(row["mask"]) for row in rows]
     save_overlay_grid(images, targets, predictions, output_dir / f"validation_overlays_{mode}.png")
 
@@ -448,13 +517,20 @@ def main(argv: list[str] | None = None) -> None:
     for checkpoint in filter(None, checkpoints):
         validate_checkpoint(checkpoint, model)
     if args.resume_from_checkpoint not in (None, "latest") and not any(checkpoints):
-        raise ValueError(f"--resume_from_checkpoint {args.resume_from_checkpoint} is not a checkpoint of --stage {args.stage}")
+        raise ValueError(
+            f"--resume_from_checkpoint {args.resume_from_checkpoint} is not a checkpoint of --stage {args.stage}"
+        )
     log_path = output_dir / "train_log.jsonl"
     if args.resume_from_checkpoint is None and log_path.exists():
         log_path.unlink()  # a fresh run: old curves would be misleading
 
-    results = {"preset": preset.name, "sam": args.sam, "train_examples": len(train_dataset),
-               "validation_examples": len(val_dataset), "stages": {}}
+    results = {
+        "preset": preset.name,
+        "sam": args.sam,
+        "train_examples": len(train_dataset),
+        "validation_examples": len(val_dataset),
+        "stages": {},
+    }
     for stage in stages:
         caches = (None, None)
         if STAGE_MODE[stage] == "sam" and not args.no_cache:
@@ -470,7 +546,9 @@ def main(argv: list[str] | None = None) -> None:
         # stage ran, else the last stage's; "validation_surrogate": h(g(I))'s best when a surrogate stage ran.
         best = results["stages"]
         main_stage = "prompt" if "prompt" in best else stages[-1]
-        results["validation"] = {preset.name: {"dice": best[main_stage]["val_dice"], "iou": best[main_stage]["val_iou"]}}
+        results["validation"] = {
+            preset.name: {"dice": best[main_stage]["val_dice"], "iou": best[main_stage]["val_iou"]}
+        }
         if STAGE_MODE[stages[-1]] == "surrogate":
             last = best[stages[-1]]
             results["validation_surrogate"] = {preset.name: {"dice": last["val_dice"], "iou": last["val_iou"]}}
@@ -495,15 +573,27 @@ def build_caches(args, preset, model, processor, train_dataset, val_dataset) -> 
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
     model.to(accelerator.device)
     # Embeddings computed in reduced precision differ from fp32 ones: keep them apart.
-    cache_dir = Path(args.cache_dir or Path(args.output_dir) / "embedding_cache") / f"precision-{accelerator.mixed_precision}"
+    cache_dir = (
+        Path(args.cache_dir or Path(args.output_dir) / "embedding_cache") / f"precision-{accelerator.mixed_precision}"
+    )
     augmentation = JointAugmentation(preset.augmentation, seed=args.seed)
     with accelerator.autocast():
         train_cache = EmbeddingCache.build(
-            train_dataset, model, processor, cache_dir, augmentation=augmentation, num_views=args.num_views,
-            batch_size=args.per_device_eval_batch_size, accelerator=accelerator,
+            train_dataset,
+            model,
+            processor,
+            cache_dir,
+            augmentation=augmentation,
+            num_views=args.num_views,
+            batch_size=args.per_device_eval_batch_size,
+            accelerator=accelerator,
         )
         val_cache = EmbeddingCache.build(
-            val_dataset, model, processor, cache_dir, batch_size=args.per_device_eval_batch_size,
+            val_dataset,
+            model,
+            processor,
+            cache_dir,
+            batch_size=args.per_device_eval_batch_size,
             accelerator=accelerator,
         )
     return train_cache, val_cache

@@ -48,14 +48,20 @@ def write_png(image: np.ndarray | PIL.Image.Image, path: str | os.PathLike) -> N
 
 
 def save_overlay_grid(
-    images: list[PIL.Image.Image], targets: list[np.ndarray], predictions: list[np.ndarray], path: str | os.PathLike,
+    images: list[PIL.Image.Image],
+    targets: list[np.ndarray],
+    predictions: list[np.ndarray],
+    path: str | os.PathLike,
     tile: int = 256,
 ) -> None:
     """One row per example: image, ground truth (green), prediction (red); written as a PNG."""
     rows = []
     for image, target, prediction in zip(images, targets, predictions, strict=True):
-        tiles = [np.asarray(image.convert("RGB")), overlay_mask(image, target, GROUND_TRUTH_COLOR, contour_color=None),
-                 overlay_mask(image, prediction, contour_color=None)]
+        tiles = [
+            np.asarray(image.convert("RGB")),
+            overlay_mask(image, target, GROUND_TRUTH_COLOR, contour_color=None),
+            overlay_mask(image, prediction, contour_color=None),
+        ]
         rows.append(np.concatenate([np.asarray(PIL.Image.fromarray(t).resize((tile, tile))) for t in tiles], axis=1))
     write_png(np.concatenate(rows, axis=0), path)
 
@@ -70,7 +76,7 @@ def plot_training_curves(log_path: str | os.PathLike, path: str | os.PathLike) -
     records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     stages = list(dict.fromkeys(record["stage"] for record in records))
     figure, axes = plt.subplots(len(stages), 2, figsize=(10, 3.5 * len(stages)), squeeze=False)
-    for row, stage in zip(axes, stages):
+    for row, stage in zip(axes, stages, strict=True):
         steps = [r for r in records if r["stage"] == stage and "loss" in r]
         evaluations = [r for r in records if r["stage"] == stage and "val_dice" in r]
         row[0].plot([r["step"] for r in steps], [r["loss"] for r in steps])

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import DATA_DIR, machine, run_python, sam_checkpoint, write_result
 
 MODES = ("autosam", "surrogate", "sam_point")
@@ -50,12 +49,15 @@ def measure_one(sam_dir: str, mode: str, precision: str, count: int) -> dict:
             height, width = inputs["reshaped_input_sizes"][0].tolist()
             with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
                 outputs = model.sam(
-                    pixel_values=inputs["pixel_values"], input_points=torch.tensor([[[[width / 2, height / 2]]]]),
-                    input_labels=torch.ones(1, 1, 1, dtype=torch.long), multimask_output=False,
+                    pixel_values=inputs["pixel_values"],
+                    input_points=torch.tensor([[[[width / 2, height / 2]]]]),
+                    input_labels=torch.ones(1, 1, 1, dtype=torch.long),
+                    multimask_output=False,
                 )
             return processor.post_process_logits(outputs.pred_masks[:, 0].float(), inputs["original_sizes"])
-        return predict_images(model, processor, [image], mode="sam" if mode == "autosam" else mode,
-                              batch_size=1, autocast_dtype=dtype)
+        return predict_images(
+            model, processor, [image], mode="sam" if mode == "autosam" else mode, batch_size=1, autocast_dtype=dtype
+        )
 
     run(images[0])  # warm-up: first-call allocations and kernel selection
     started = time.perf_counter()

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import DATA_DIR, RESULTS_DIR, machine, run_python, sam_checkpoint, write_result
 
 BATCH_SIZE = 8
@@ -42,7 +41,9 @@ def evaluate_probabilities(predict, processor, dataset, batch_size: int = 8) -> 
         inputs = processor(images=list(rows["image"]), return_tensors="pt")
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
             logits = predict(inputs["pixel_values"]).float()
-        for mask_logits, mask in zip(processor.post_process_logits(logits, inputs["original_sizes"]), rows["mask"]):
+        for mask_logits, mask in zip(
+            processor.post_process_logits(logits, inputs["original_sizes"]), rows["mask"], strict=True
+        ):
             metrics.update((mask_logits > 0).numpy(), binarize_mask(mask))
     result = metrics.compute()
     return {"dice": result["dice"], "iou": result["iou"]}
@@ -52,11 +53,11 @@ def train_unet(minutes: float, max_train: int | None, seed: int = 42) -> dict:
     """The baseline: a U-Net trained with the same data, loss, optimiser and budget; best epoch on val."""
     from accelerate.utils import set_seed
     from transformers import SamConfig
+    from unet_baseline import UNet
 
     from autosam_hf.data import JointAugmentation, get_preset, load_preset_dataset
     from autosam_hf.data.torch_dataset import AutoSamViewDataset
     from autosam_hf.model import AutoSamImageProcessor, masked_segmentation_loss
-    from unet_baseline import UNet
 
     set_seed(seed)
     preset = get_preset("kvasir")
@@ -68,8 +69,9 @@ def train_unet(minutes: float, max_train: int | None, seed: int = 42) -> dict:
     dataset = AutoSamViewDataset(train, processor, JointAugmentation(preset.augmentation, seed=seed))
     loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True)
     model = UNet(out_size=256).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=preset.training.learning_rate,
-                                 weight_decay=preset.training.weight_decay)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=preset.training.learning_rate, weight_decay=preset.training.weight_decay
+    )
     started, epoch, steps, best, history = time.monotonic(), 0, 0, None, []
     while time.monotonic() - started < 60 * minutes:
         dataset.set_epoch(epoch)
@@ -93,23 +95,59 @@ def train_unet(minutes: float, max_train: int | None, seed: int = 42) -> dict:
         epoch += 1
     model.load_state_dict(best[1])
     model.eval()
-    return {"test": evaluate_probabilities(model, processor, test), "validation": best[0], "best_epoch": best[2],
-            "epochs": epoch, "steps": steps, "history": history}
+    return {
+        "test": evaluate_probabilities(model, processor, test),
+        "validation": best[0],
+        "best_epoch": best[2],
+        "epochs": epoch,
+        "steps": steps,
+        "history": history,
+    }
 
 
 def train_ours(minutes: float, max_train: int | None, threads: int, workdir: Path) -> dict:
     """`autosam-train --stage standalone` under the same budget, then scored on test in surrogate mode."""
     output_dir = workdir / "autosam_standalone"
     limits = ["--max_train_samples", str(max_train), "--max_eval_samples", "8"] if max_train else []
-    run_python([
-        "-m", "autosam_hf.train", "--sam", str(sam_checkpoint("vit_b")), "--preset", "kvasir",
-        "--data", str(DATA_DIR / "kvasir"), "--output_dir", str(output_dir), "--stage", "standalone",
-        "--per_device_train_batch_size", str(BATCH_SIZE), "--num_train_epochs", "100000",
-        "--max_train_minutes", str(minutes), "--mixed_precision", "bf16", "--checkpointing_steps", "100000000",
-        "--num_overlays", "4", *limits,
-    ], threads=threads, timeout=int(60 * minutes * 3 + 1800))
-    return json.loads(run_python([str(Path(__file__).resolve()), "--score", str(output_dir), *(["--quick"] if max_train else [])],
-                                 threads=threads).stdout.strip().splitlines()[-1])
+    run_python(
+        [
+            "-m",
+            "autosam_hf.train",
+            "--sam",
+            str(sam_checkpoint("vit_b")),
+            "--preset",
+            "kvasir",
+            "--data",
+            str(DATA_DIR / "kvasir"),
+            "--output_dir",
+            str(output_dir),
+            "--stage",
+            "standalone",
+            "--per_device_train_batch_size",
+            str(BATCH_SIZE),
+            "--num_train_epochs",
+            "100000",
+            "--max_train_minutes",
+            str(minutes),
+            "--mixed_precision",
+            "bf16",
+            "--checkpointing_steps",
+            "100000000",
+            "--num_overlays",
+            "4",
+            *limits,
+        ],
+        threads=threads,
+        timeout=int(60 * minutes * 3 + 1800),
+    )
+    return json.loads(
+        run_python(
+            [str(Path(__file__).resolve()), "--score", str(output_dir), *(["--quick"] if max_train else [])],
+            threads=threads,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
 
 
 def score_ours(output_dir: str, quick: bool) -> dict:
@@ -124,7 +162,9 @@ def score_ours(output_dir: str, quick: bool) -> dict:
     save_test_overlays(model, processor, test, RESULTS_DIR / f"real_data{'_quick' if quick else ''}_test_overlays.png")
     log = [json.loads(line) for line in (Path(output_dir) / "train_log.jsonl").read_text().splitlines()]
     return {
-        "test": evaluate_probabilities(lambda pixels: model(pixel_values=pixels, mode="surrogate").logits, processor, test),
+        "test": evaluate_probabilities(
+            lambda pixels: model(pixel_values=pixels, mode="surrogate").logits, processor, test
+        ),
         "validation": results["validation"]["kvasir"],
         "best_epoch": results["stages"]["standalone"]["epoch"],
         "epochs": 1 + max(r["epoch"] for r in log),
@@ -151,8 +191,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=1, help="Threads per model; both models train at once.")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--models", nargs="+", choices=["ours", "unet"], default=["ours", "unet"],
-                        help="Which models to train (side by side when both).")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=["ours", "unet"],
+        default=["ours", "unet"],
+        help="Which models to train (side by side when both).",
+    )
     parser.add_argument("--name", default=None, help="Result file name (default real_data[_quick]).")
     parser.add_argument("--unet", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--score", help=argparse.SUPPRESS)
@@ -174,8 +219,9 @@ def main() -> None:
         if "unet" in args.models:
             unet = pool.submit(run_python, [str(Path(__file__).resolve()), *unet_flags], args.threads, timeout)
         if "ours" in args.models:
-            result["autosam_surrogate_h_of_g"] = pool.submit(train_ours, minutes, max_train, args.threads,
-                                                             Path(workdir)).result()
+            result["autosam_surrogate_h_of_g"] = pool.submit(
+                train_ours, minutes, max_train, args.threads, Path(workdir)
+            ).result()
         if "unet" in args.models:
             result["unet"] = json.loads(unet.result().stdout.strip().splitlines()[-1])
     print(json.dumps(result, indent=2))

@@ -14,6 +14,7 @@ of building the cache from `all_results.json`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import tempfile
@@ -30,16 +31,42 @@ VARIANTS = {  # name → extra training flags
 
 def time_variant(sam_dir: Path, flags: list[str], images: int, steps: int, batch_size: int, workdir: Path) -> dict:
     output_dir = Path(tempfile.mkdtemp(dir=workdir))
-    run_python([
-        "-m", "autosam_hf.train", "--sam", str(sam_dir), "--preset", "kvasir", "--data", str(DATA_DIR / "kvasir"),
-        "--output_dir", str(output_dir), "--stage", "prompt", "--max_train_samples", str(images),
-        "--max_eval_samples", "2", "--per_device_train_batch_size", str(batch_size), "--num_views", "1",
-        "--max_train_steps", str(steps), "--checkpointing_steps", "1000000", "--num_overlays", "0",
-        "--prompt_input_size", "352", *flags,
-    ])
+    run_python(
+        [
+            "-m",
+            "autosam_hf.train",
+            "--sam",
+            str(sam_dir),
+            "--preset",
+            "kvasir",
+            "--data",
+            str(DATA_DIR / "kvasir"),
+            "--output_dir",
+            str(output_dir),
+            "--stage",
+            "prompt",
+            "--max_train_samples",
+            str(images),
+            "--max_eval_samples",
+            "2",
+            "--per_device_train_batch_size",
+            str(batch_size),
+            "--num_views",
+            "1",
+            "--max_train_steps",
+            str(steps),
+            "--checkpointing_steps",
+            "1000000",
+            "--num_overlays",
+            "0",
+            "--prompt_input_size",
+            "352",
+            *flags,
+        ]
+    )
     records = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
     seconds = [r["seconds"] for r in records if "loss" in r]
-    step_times = [b - a for a, b in zip(seconds, seconds[1:])]
+    step_times = [b - a for a, b in itertools.pairwise(seconds)]
     results = json.loads((output_dir / "all_results.json").read_text())
     step = statistics.median(step_times)
     return {

@@ -23,8 +23,14 @@ RESULTS_DIR = Path(os.environ.get("AUTOSAM_BENCHMARK_RESULTS", REPO_ROOT / "benc
 SAM_SIZES = {
     "vit_b": {},
     "small": dict(
-        vision_config=dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=4, image_size=256,
-                           global_attn_indexes=[1, 3], window_size=8),
+        vision_config=dict(
+            hidden_size=192,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            image_size=256,
+            global_attn_indexes=[1, 3],
+            window_size=8,
+        ),
         prompt_encoder_config=dict(image_size=256),
     ),
 }
@@ -44,8 +50,9 @@ def run_python(arguments: list[str], threads: int | None = None, timeout: int = 
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if threads:
         environment["OMP_NUM_THREADS"] = str(threads)
-    result = subprocess.run([sys.executable, *arguments], capture_output=True, text=True, env=environment,
-                            timeout=timeout, cwd=REPO_ROOT)
+    result = subprocess.run(
+        [sys.executable, *arguments], capture_output=True, text=True, env=environment, timeout=timeout, cwd=REPO_ROOT
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(arguments)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
     return result

@@ -1,8 +1,8 @@
 """Run every benchmark, then print their results as the Markdown tables of the README.
 
-    python benchmarks/run_all.py            # full runs: ~10 minutes + 2 × the real-data budget (20 min, side by side)
-    python benchmarks/run_all.py --quick    # each benchmark in under a minute (what the test suite runs)
-    python benchmarks/run_all.py --table    # only print the tables from benchmarks/results/*.json
+python benchmarks/run_all.py            # full runs: ~10 minutes + 2 × the real-data budget (20 min, side by side)
+python benchmarks/run_all.py --quick    # each benchmark in under a minute (what the test suite runs)
+python benchmarks/run_all.py --table    # only print the tables from benchmarks/results/*.json
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def render_tables(suffix: str = "") -> str:
             f"**Training cost** (prompt stage, batch {training['batch_size']}, g = {training['g']}; "
             f"{training['machine']})",
             "",
-            "| SAM | variant | s/step | s/image | speed-up vs no-cache fp32 (same run) | vs reference loop (15.1 s/image) "
+            "| SAM | variant | s/step | s/image | speed-up vs no-cache fp32 (same run) "
+            "| vs reference loop (15.1 s/image) "
             "| one-off cache build, s/image |",
             "|---|---|---|---|---|---|---|",
         ]
@@ -64,8 +65,13 @@ def render_tables(suffix: str = "") -> str:
                 f"{v['peak_memory_mib']:.0f} | {v['speedup_vs_autosam_same_precision']:.1f}× | "
                 f"{REFERENCE['inference_seconds_per_image'] / v['seconds_per_image']:.1f}× |"
             )
-        lines += ["", "**Where one AutoSAM forward spends its time** (batch 1)", "",
-                  "| part | fp32 s | fp32 share | bf16 s | bf16 share |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "**Where one AutoSAM forward spends its time** (batch 1)",
+            "",
+            "| part | fp32 s | fp32 share | bf16 s | bf16 share |",
+            "|---|---|---|---|---|",
+        ]
         fp32, bf16 = inference["breakdown"]["fp32"], inference["breakdown"]["bf16"]
         for part in fp32:
             lines.append(
@@ -82,12 +88,18 @@ def render_tables(suffix: str = "") -> str:
             "| model | epochs | steps | best val Dice | test Dice | test IoU |",
             "|---|---|---|---|---|---|",
         ]
-        rows = [(real[name], label) for name, label in (("autosam_surrogate_h_of_g", "h(g(I)) (ours, no SAM)"),
-                                                         ("unet", "plain U-Net"))]
+        rows = [
+            (real[name], label)
+            for name, label in (("autosam_surrogate_h_of_g", "h(g(I)) (ours, no SAM)"), ("unet", "plain U-Net"))
+        ]
         alone = load(f"real_data_ours_alone{suffix}")
         if alone:
-            rows.append((alone["autosam_surrogate_h_of_g"],
-                         f"h(g(I)) alone: {alone['minutes_per_model']:g} min × {alone['threads_per_model']} threads"))
+            rows.append(
+                (
+                    alone["autosam_surrogate_h_of_g"],
+                    f"h(g(I)) alone: {alone['minutes_per_model']:g} min × {alone['threads_per_model']} threads",
+                )
+            )
         for v, label in rows:
             lines.append(
                 f"| {label} | {v['epochs']} | {v['steps']} | {v['validation']['dice']:.3f} | "

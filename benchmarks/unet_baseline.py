@@ -42,7 +42,7 @@ class UNet(nn.Module):
         for index, block in enumerate(self.down):
             hidden = block(hidden if index == 0 else F.max_pool2d(hidden, 2))
             skips.append(hidden)
-        for up, conv, skip in zip(self.up, self.up_convs, reversed(skips[:-1])):
+        for up, conv, skip in zip(self.up, self.up_convs, reversed(skips[:-1]), strict=True):
             hidden = up(hidden)
             hidden = conv(torch.cat([hidden, skip], dim=1))
         logits = self.head(hidden)

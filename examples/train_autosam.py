@@ -13,12 +13,18 @@ from autosam_hf.train import main
 if __name__ == "__main__":
     main(
         [
-            "--sam", "facebook/sam-vit-base",      # or a transformers folder, or sam_vit_b_01ec64.pth
-            "--preset", "kvasir",                  # layout, g input 352, augmentation, Adam 3e-4 / 1e-5, batch 10
-            "--data", "../shared/data/kvasir",     # train/ val/ test/ with images/ + masks/
-            "--output_dir", "runs/kvasir",
-            "--stage", "all",                      # g through frozen SAM, then the surrogate h
-            "--mixed_precision", "bf16",
+            "--sam",
+            "facebook/sam-vit-base",  # or a transformers folder, or sam_vit_b_01ec64.pth
+            "--preset",
+            "kvasir",  # layout, g input 352, augmentation, Adam 3e-4 / 1e-5, batch 10
+            "--data",
+            "../shared/data/kvasir",  # train/ val/ test/ with images/ + masks/
+            "--output_dir",
+            "runs/kvasir",
+            "--stage",
+            "all",  # g through frozen SAM, then the surrogate h
+            "--mixed_precision",
+            "bf16",
             *sys.argv[1:],
         ]
     )

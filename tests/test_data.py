@@ -25,7 +25,6 @@ from autosam_hf.data import (
     train_val_split,
 )
 
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

@@ -9,7 +9,6 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-
 from conftest import make_tiny_model, make_tiny_processor
 
 from autosam_hf.data import IMAGE_FEATURES, load_preset_dataset
@@ -53,13 +52,27 @@ def assert_metrics_in_unit_interval(report):
 # ---------------------------------------------------------------------------------------------- CLI, real data
 def test_cli_on_real_images_writes_paper_table_and_predictions(model_dir, shared_data_dir, tmp_path, capsys):
     output_dir = tmp_path / "eval"
-    status = main([
-        "--model", str(model_dir),
-        "--datasets", f"kvasir={shared_data_dir / 'kvasir'}", f"etis={shared_data_dir / 'etis_laribpolypdb'}",
-        "--max-samples", "2", "--batch-size", "3",
-        "--mode", "autosam", "surrogate", "sam_gt_box",
-        "--output-dir", str(output_dir), "--save_predictions", "--quiet",
-    ])
+    status = main(
+        [
+            "--model",
+            str(model_dir),
+            "--datasets",
+            f"kvasir={shared_data_dir / 'kvasir'}",
+            f"etis={shared_data_dir / 'etis_laribpolypdb'}",
+            "--max-samples",
+            "2",
+            "--batch-size",
+            "3",
+            "--mode",
+            "autosam",
+            "surrogate",
+            "sam_gt_box",
+            "--output-dir",
+            str(output_dir),
+            "--save_predictions",
+            "--quiet",
+        ]
+    )
     assert status == 0
     report, markdown = read_report(output_dir)
 
@@ -73,7 +86,9 @@ def test_cli_on_real_images_writes_paper_table_and_predictions(model_dir, shared
     # Dataset Dice/IoU = mean of the per-image scores.
     per_image = report["per_image"]["etis"]["sam_gt_box"]
     assert len(per_image) == 2
-    assert report["results"]["sam_gt_box"]["etis"]["dice"] == pytest.approx(np.mean([s["dice"] for s in per_image.values()]))
+    assert report["results"]["sam_gt_box"]["etis"]["dice"] == pytest.approx(
+        np.mean([s["dice"] for s in per_image.values()])
+    )
     # The model's own row (default_mode "sam" → autosam) in the schema the model card reads.
     assert report["test"]["kvasir"] == report["results"]["autosam"]["kvasir"]
 
@@ -100,25 +115,56 @@ def test_cli_on_real_images_writes_paper_table_and_predictions(model_dir, shared
             assert (folder / "overlay_grid.png").is_file()
     # The saved mask is the one that was scored.
     first_id = next(iter(report["per_image"]["kvasir"]["autosam"]))
-    saved = np.asarray(PIL.Image.open(output_dir / "predictions" / "kvasir" / "autosam" / "masks" / f"{first_id}.png")) > 0
+    saved = (
+        np.asarray(PIL.Image.open(output_dir / "predictions" / "kvasir" / "autosam" / "masks" / f"{first_id}.png")) > 0
+    )
     target = np.asarray(PIL.Image.open(shared_data_dir / "kvasir" / "test" / "masks" / f"{first_id}.png")) > 127
     intersection, total = (saved & target).sum(), saved.sum() + target.sum()
     expected_dice = 2 * intersection / total if total else 1.0
     assert report["per_image"]["kvasir"]["autosam"][first_id]["dice"] == pytest.approx(expected_dice)
 
 
+def polyp_root_without_clinicdb(shared_data_dir, tmp_path):
+    """A data root holding three of the four polyp benchmark sets (links to the real ones), ClinicDB missing."""
+    root = tmp_path / "data_root"
+    root.mkdir()
+    for name in ("kvasir", "cvc_colondb", "etis_laribpolypdb"):
+        (root / name).symlink_to(shared_data_dir / name, target_is_directory=True)
+    return root
+
+
 def test_cli_polyp_benchmark_keeps_paper_columns_and_marks_missing(model_dir, shared_data_dir, tmp_path):
     output_dir = tmp_path / "eval"
-    status = main(["--model", str(model_dir), "--eval", "polyps", "--data-root", str(shared_data_dir),
-                   "--max-samples", "1", "--output-dir", str(output_dir), "--quiet"])
+    data_root = polyp_root_without_clinicdb(shared_data_dir, tmp_path)
+    status = main(
+        [
+            "--model",
+            str(model_dir),
+            "--eval",
+            "polyps",
+            "--data-root",
+            str(data_root),
+            "--max-samples",
+            "1",
+            "--output-dir",
+            str(output_dir),
+            "--quiet",
+        ]
+    )
     assert status == 0
     report, markdown = read_report(output_dir)
     assert [(entry["key"], entry["evaluated"]) for entry in report["datasets"]] == [
-        ("kvasir", True), ("clinicdb", False), ("colondb", True), ("etis", True)]
+        ("kvasir", True),
+        ("clinicdb", False),
+        ("colondb", True),
+        ("etis", True),
+    ]
     assert set(report["results"]["autosam"]) == {"kvasir", "colondb", "etis"}
     assert_metrics_in_unit_interval(report)
-    assert ("| Method | Kvasir Dice | Kvasir IoU | ClinicDB Dice | ClinicDB IoU | ColonDB Dice | ColonDB IoU | "
-            "ETIS Dice | ETIS IoU |") in markdown
+    assert (
+        "| Method | Kvasir Dice | Kvasir IoU | ClinicDB Dice | ClinicDB IoU | ColonDB Dice | ColonDB IoU | "
+        "ETIS Dice | ETIS IoU |"
+    ) in markdown
     autosam_row = next(line for line in markdown.splitlines() if line.startswith("| AutoSAM |"))
     assert autosam_row.split(" | ")[3:5] == ["–", "–"]
     assert "cvc_colondb/test_subset" in markdown and "ClinicDB: not evaluated" in markdown
@@ -130,8 +176,11 @@ def make_dataset(images, masks, ids=None):
 
     ids = ids or [str(index) for index in range(len(images))]
     return datasets.Dataset.from_dict(
-        {"id": ids, "image": [PIL.Image.fromarray(image) for image in images],
-         "mask": [PIL.Image.fromarray(mask.astype(np.uint8)) for mask in masks]},
+        {
+            "id": ids,
+            "image": [PIL.Image.fromarray(image) for image in images],
+            "mask": [PIL.Image.fromarray(mask.astype(np.uint8)) for mask in masks],
+        },
         features=IMAGE_FEATURES,
     )
 
@@ -255,7 +304,8 @@ def write_sunseg_split(root, frames_per_case, band_sides):
         (split / "GT" / case).mkdir(parents=True)
         for index, side in enumerate(sides):
             PIL.Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(
-                split / "Frame" / case / f"{case}_frame{index}.jpg")
+                split / "Frame" / case / f"{case}_frame{index}.jpg"
+            )
             mask = np.zeros((96, 96), dtype=np.uint8)
             mask[:, 8:40] = 255 if side == "left" else 0
             mask[:, 56:88] = 255 if side == "right" else 0
@@ -288,35 +338,58 @@ def test_video_metrics_are_per_case_then_averaged(tmp_path, monkeypatch):
     again = evaluate_dataset(model, processor, shuffled, ["sam_gt_mask"], batch_size=4, progress=False)["sam_gt_mask"]
     assert again.metrics == pytest.approx(result.metrics)
 
-    every_frame = evaluate_dataset(model, processor, dataset, ["sam_gt_mask"], skip_first_and_last_frame=False,
-                                   progress=False)["sam_gt_mask"]
+    every_frame = evaluate_dataset(
+        model, processor, dataset, ["sam_gt_mask"], skip_first_and_last_frame=False, progress=False
+    )["sam_gt_mask"]
     assert every_frame.per_case["b"]["dice"] == pytest.approx(4 / 6)
 
 
 def test_cli_video_preset_writes_sunseg_columns(model_dir, tmp_path):
     root = write_sunseg_split(tmp_path / "SUN-SEG", {"a": 4, "b": 4}, {"a": ["left"] * 4, "b": ["right"] * 4})
     output_dir = tmp_path / "eval"
-    status = main(["--model", str(model_dir), "--preset", "sunseg_easy", "--data", str(root),
-                   "--output-dir", str(output_dir), "--quiet"])
+    status = main(
+        [
+            "--model",
+            str(model_dir),
+            "--preset",
+            "sunseg_easy",
+            "--data",
+            str(root),
+            "--output-dir",
+            str(output_dir),
+            "--quiet",
+        ]
+    )
     assert status == 0
     report, markdown = read_report(output_dir)
     assert report["datasets"][0]["video"] and report["datasets"][0]["num_cases"] == 2
     assert set(report["per_case"]["sunseg_easy"]["autosam"]) == {"a", "b"}
     assert_metrics_in_unit_interval(report)
-    assert ("| Method | SUN-SEG Easy S-alpha | SUN-SEG Easy mean E-phi | SUN-SEG Easy weighted F | "
-            "SUN-SEG Easy mean F | SUN-SEG Easy Dice | SUN-SEG Easy Sensitivity |") in markdown
+    assert (
+        "| Method | SUN-SEG Easy S-alpha | SUN-SEG Easy mean E-phi | SUN-SEG Easy weighted F | "
+        "SUN-SEG Easy mean F | SUN-SEG Easy Dice | SUN-SEG Easy Sensitivity |"
+    ) in markdown
     per_case = report["per_case"]["sunseg_easy"]["autosam"]
     assert report["results"]["autosam"]["sunseg_easy"]["s_alpha"] == pytest.approx(
-        np.mean([scores["s_alpha"] for scores in per_case.values()]))
+        np.mean([scores["s_alpha"] for scores in per_case.values()])
+    )
 
 
 # ---------------------------------------------------------------------------------------------- tables
 def test_format_markdown_table_rows_modes_columns_datasets():
     results = {
         "sam_gt_box": {"kvasir": {"dice": 0.5, "iou": 0.25}},
-        "autosam": {"kvasir": {"dice": 0.91234, "iou": 0.85}, "sunseg_easy": {
-            "s_alpha": 0.8, "e_phi_mean": 0.7, "f_beta_weighted": 0.6, "f_beta_mean": 0.5, "dice_threshold_mean": 0.4,
-            "sensitivity": 0.3}},
+        "autosam": {
+            "kvasir": {"dice": 0.91234, "iou": 0.85},
+            "sunseg_easy": {
+                "s_alpha": 0.8,
+                "e_phi_mean": 0.7,
+                "f_beta_weighted": 0.6,
+                "f_beta_mean": 0.5,
+                "dice_threshold_mean": 0.4,
+                "sensitivity": 0.3,
+            },
+        },
     }
     table = format_markdown_table(results, ["kvasir", "etis", "sunseg_easy"])
     image_table, video_table = table.split("\n\n")
@@ -342,9 +415,14 @@ def test_dataset_specs_resolve_and_reject_bad_names(shared_data_dir, tmp_path):
         resolve_dataset_spec(parse_dataset_spec(f"etis={tmp_path}"), None)
     with pytest.raises(FileNotFoundError, match="tried the folders etis, etis_laribpolypdb"):
         resolve_dataset_spec(parse_dataset_spec("etis"), tmp_path)
-    specs = resolve_datasets([parse_dataset_spec("etis")], ["polyps"], shared_data_dir)
+    data_root = polyp_root_without_clinicdb(shared_data_dir, tmp_path)
+    specs = resolve_datasets([parse_dataset_spec("etis")], ["polyps"], data_root)
     assert [(spec.key, spec.data_dir and spec.data_dir.name) for spec in specs] == [
-        ("etis", "etis_laribpolypdb"), ("kvasir", "kvasir"), ("clinicdb", None), ("colondb", "cvc_colondb")]
+        ("etis", "etis_laribpolypdb"),
+        ("kvasir", "kvasir"),
+        ("clinicdb", None),
+        ("colondb", "cvc_colondb"),
+    ]
 
 
 def test_cli_bad_inputs_fail_before_any_work_naming_the_culprit(model_dir, shared_data_dir, tmp_path, capsys):
@@ -354,22 +432,27 @@ def test_cli_bad_inputs_fail_before_any_work_naming_the_culprit(model_dir, share
 
     kvasir = f"kvasir={shared_data_dir / 'kvasir'}"
     # Data problems are reported before the (here also broken) model is even loaded.
-    assert "missing_folder" in error_of(["--model", str(tmp_path / "no_model"), "--datasets",
-                                         f"kvasir={tmp_path / 'missing_folder'}"])
+    assert "missing_folder" in error_of(
+        ["--model", str(tmp_path / "no_model"), "--datasets", f"kvasir={tmp_path / 'missing_folder'}"]
+    )
     assert "'polypz'" in error_of(["--model", str(model_dir), "--preset", "polypz"])
     no_model = tmp_path / "not_a_model"
     no_model.mkdir()
-    assert str(no_model) in error_of(["--model", str(no_model), "--datasets", kvasir, "--output-dir", str(tmp_path / "o")])
+    assert str(no_model) in error_of(
+        ["--model", str(no_model), "--datasets", kvasir, "--output-dir", str(tmp_path / "o")]
+    )
     assert not (tmp_path / "o").exists()
 
     plain = tmp_path / "without_h"
     make_tiny_model(use_surrogate_decoder=False).save_pretrained(plain)
     assert "surrogate" in error_of(["--model", str(plain), "--datasets", kvasir, "--mode", "surrogate"])
 
-    for argv in (["--model", str(model_dir), "--datasets", kvasir, "--mode", "sam_gt_scribble"],
-                 ["--model", str(model_dir), "--data", str(shared_data_dir / "kvasir")],
-                 ["--model", str(model_dir)],
-                 ["--model", str(model_dir), "--datasets", kvasir, "--batch-size", "0"]):
+    for argv in (
+        ["--model", str(model_dir), "--datasets", kvasir, "--mode", "sam_gt_scribble"],
+        ["--model", str(model_dir), "--data", str(shared_data_dir / "kvasir")],
+        ["--model", str(model_dir)],
+        ["--model", str(model_dir), "--datasets", kvasir, "--batch-size", "0"],
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 2

@@ -16,11 +16,10 @@ import PIL.Image
 import pytest
 import torch
 import yaml
+from conftest import make_tiny_sam_config
 from huggingface_hub import ModelCard
 from safetensors import safe_open
 from transformers import SamModel
-
-from conftest import make_tiny_sam_config
 
 from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
 from autosam_hf.hub import NOT_MEASURED, available_card_datasets, build_model_card, publish, read_measured_metrics
@@ -94,8 +93,9 @@ def workspace(tmp_path_factory):
     model = build_trained_folder(root / "trained", base_sam_dir)
 
     full = publish(root / "trained", "kvasir", FULL_REPO_ID, dry_run=True, output_dir=root / "exports" / "full")
-    adapter = publish(root / "trained", "kvasir", ADAPTER_REPO_ID, adapter=True, dry_run=True,
-                      output_dir=root / "exports" / "adapter")
+    adapter = publish(
+        root / "trained", "kvasir", ADAPTER_REPO_ID, adapter=True, dry_run=True, output_dir=root / "exports" / "adapter"
+    )
 
     cache = root / "hub_cache"
     add_to_hub_cache(cache, BASE_SAM_ID, base_sam_dir)
@@ -108,16 +108,33 @@ def workspace(tmp_path_factory):
     pixel_values = processor(image, return_tensors="pt")["pixel_values"]
     expected = reference_logits(model, pixel_values)
     torch.save({"pixel_values": pixel_values, **expected}, root / "reference.pt")
-    return dict(root=root, trained=root / "trained", full=full, adapter=adapter, cache=cache, image=image,
-                pixel_values=pixel_values, expected=expected, model=model)
+    return dict(
+        root=root,
+        trained=root / "trained",
+        full=full,
+        adapter=adapter,
+        cache=cache,
+        image=image,
+        pixel_values=pixel_values,
+        expected=expected,
+        model=model,
+    )
 
 
 # ------------------------------------------------------------------------------------------- the written folder
 def test_full_folder_has_weights_configs_remote_code_and_card(workspace):
     full = workspace["full"]
     names = {path.name for path in full.iterdir()}
-    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "all_results.json",
-            "modeling_autosam.py", "configuration_autosam.py", "image_processing_autosam.py"} <= names
+    assert {
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "README.md",
+        "all_results.json",
+        "modeling_autosam.py",
+        "configuration_autosam.py",
+        "image_processing_autosam.py",
+    } <= names
     config = json.loads((full / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_autosam.AutoSamConfig",
@@ -214,12 +231,26 @@ def fresh_process_results(workspace):
     script, out = root / "fresh.py", root / "fresh.json"
     script.write_text(FRESH_PROCESS_SCRIPT)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "PYTHONPATH"))}
-    env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(workspace["cache"]), HF_HOME=str(root / "hf_home"),
-               HF_MODULES_CACHE=str(root / "hf_modules"))
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_HUB_CACHE=str(workspace["cache"]),
+        HF_HOME=str(root / "hf_home"),
+        HF_MODULES_CACHE=str(root / "hf_modules"),
+    )
     completed = subprocess.run(
-        [sys.executable, str(script), str(workspace["full"]), str(root / "image.png"), str(root / "reference.pt"),
-         str(out)],
-        cwd=root, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(script),
+            str(workspace["full"]),
+            str(root / "image.png"),
+            str(root / "reference.pt"),
+            str(out),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     return json.loads(out.read_text()), out
@@ -304,9 +335,18 @@ def test_every_dataset_card_renders_its_facts(dataset, workspace):
     assert available_card_datasets() == CARD_DATASETS
     card = build_model_card(dataset, f"org/autosam-{dataset}", workspace["model"].config, adapter=True)
     text = card.text
-    for required in ("Research use only", "arXiv:2306.06370", "Segment Anything", "Kirillov", "Apache License 2.0",
-                     "Terms of the data", "Adam, learning rate 0.0003, weight decay 1e-05, batch 10",
-                     "200 epochs", "adapter checkpoint", "embedding cache"):
+    for required in (
+        "Research use only",
+        "arXiv:2306.06370",
+        "Segment Anything",
+        "Kirillov",
+        "Apache License 2.0",
+        "Terms of the data",
+        "Adam, learning rate 0.0003, weight decay 1e-05, batch 10",
+        "200 epochs",
+        "adapter checkpoint",
+        "embedding cache",
+    ):
         assert required in text, required
     facts = yaml.safe_load((Path(__file__).parents[1] / "model_cards" / f"{dataset}.yaml").read_text())
     assert facts["pretty_name"] in text and facts["citation"].splitlines()[0] in text
@@ -354,8 +394,16 @@ class RecordingHfApi:
 def test_publish_creates_the_repo_and_uploads_the_folder(workspace, tmp_path, monkeypatch):
     RecordingHfApi.calls = []
     monkeypatch.setattr(publish_module, "HfApi", RecordingHfApi)
-    folder = publish(workspace["trained"], "kvasir", "me/model", output_dir=tmp_path / "out", private=True,
-                     revision="v1", commit_message="first", token="hf_x")
+    folder = publish(
+        workspace["trained"],
+        "kvasir",
+        "me/model",
+        output_dir=tmp_path / "out",
+        private=True,
+        revision="v1",
+        commit_message="first",
+        token="hf_x",
+    )
     kinds = [call[0] for call in RecordingHfApi.calls]
     assert kinds == ["init", "create_repo", "create_branch", "upload_folder"]
     assert RecordingHfApi.calls[1][1:] == ("me/model", {"repo_type": "model", "private": True, "exist_ok": True})
@@ -368,8 +416,18 @@ def test_publish_creates_the_repo_and_uploads_the_folder(workspace, tmp_path, mo
 def test_dry_run_uploads_nothing(workspace, tmp_path, monkeypatch, capsys):
     RecordingHfApi.calls = []
     monkeypatch.setattr(publish_module, "HfApi", RecordingHfApi)
-    code = publish_main([str(workspace["trained"]), "--dataset", "glas", "--repo-id", "me/glas", "--dry-run",
-                         "--output-dir", str(tmp_path / "out")])
+    code = publish_main(
+        [
+            str(workspace["trained"]),
+            "--dataset",
+            "glas",
+            "--repo-id",
+            "me/glas",
+            "--dry-run",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0 and RecordingHfApi.calls == []
     assert capsys.readouterr().out.strip() == str(tmp_path / "out")
     assert "GlaS" in (tmp_path / "out" / "README.md").read_text()
@@ -393,8 +451,16 @@ def test_publish_rejects_bad_arguments_naming_them(workspace, tmp_path, argument
 def test_publish_never_overwrites_without_being_asked(workspace, tmp_path, capsys):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
-    argv = [str(workspace["trained"]), "--dataset", "kvasir", "--repo-id", "me/model", "--dry-run", "--output-dir",
-            str(tmp_path / "out")]
+    argv = [
+        str(workspace["trained"]),
+        "--dataset",
+        "kvasir",
+        "--repo-id",
+        "me/model",
+        "--dry-run",
+        "--output-dir",
+        str(tmp_path / "out"),
+    ]
     assert publish_main(argv) == 1
     assert "exists and is not empty" in capsys.readouterr().err
     assert publish_main([*argv, "--overwrite"]) == 0

@@ -19,7 +19,6 @@ from autosam_hf.metrics import (
     dice_iou_per_image,
 )
 
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED_KEYS = {
@@ -280,7 +279,7 @@ def test_evaluate_module_loads_offline_and_matches_plain_functions(tmp_path):
         references.append(target)
 
     expected = SegmentationMetrics()
-    for prediction, reference in zip(predictions, references):
+    for prediction, reference in zip(predictions, references, strict=True):
         expected.update_from_probabilities(prediction, reference)
     expected = expected.compute()
 

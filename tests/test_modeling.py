@@ -163,6 +163,7 @@ def test_precomputed_image_embeddings_skip_sam_encoder(eval_model, monkeypatch, 
 
 def test_surrogate_mode_never_runs_sam(eval_model, monkeypatch):
     tiny_model = eval_model
+
     def forbidden(*args, **kwargs):
         raise AssertionError("SAM ran in surrogate mode")
 
@@ -294,9 +295,9 @@ def test_loss_ignores_padding(eval_model, tiny_processor):
             )
             # ... which does not see labels on the padding (exactly), but does see every label on the image.
 
-            def loss_with(new_labels):
+            def loss_with(new_labels, logits=outputs.logits):
                 return masked_segmentation_loss(
-                    outputs.logits, new_labels, valid, config.bce_loss_weight, config.dice_loss_weight
+                    logits, new_labels, valid, config.bce_loss_weight, config.dice_loss_weight
                 )
 
             assert torch.equal(eval_model(**{**inputs, "labels": outside}, mode=mode).loss, outputs.loss)
@@ -433,7 +434,7 @@ def test_load_hardnet_weights_round_trip(tmp_path):
     torch.manual_seed(0)
     source = HarDNet85Features()
     with torch.no_grad():
-        for name, buffer in source.named_buffers():
+        for buffer in source.buffers():
             if buffer.is_floating_point():
                 buffer.add_(torch.rand_like(buffer))
     state_dict = {f"module.{name}": tensor for name, tensor in source.state_dict().items()}

@@ -7,9 +7,8 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from transformers import SamModel
-
 from conftest import make_tiny_sam_config
+from transformers import SamModel
 
 from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
 from autosam_hf.hub import load_model_and_processor
@@ -94,7 +93,7 @@ def test_cli_writes_masks_and_overlays_and_skips_the_bad_file(model_dir, image_f
     assert "Segmented 3 image(s)" in capsys.readouterr().out
     assert sorted(path.name for path in (out / "masks").iterdir()) == ["a.png", "b.png", "c.png"]
     assert sorted(path.name for path in (out / "overlays").iterdir()) == ["a.png", "b.png", "c.png"]
-    for name, (height, width) in zip("abc", SIZES):
+    for name, (height, width) in zip("abc", SIZES, strict=True):
         mask = read_png(out / "masks" / f"{name}.png")
         assert mask.shape == (height, width) and mask.dtype == np.uint8
         assert set(np.unique(mask)) <= {0, 255}
@@ -139,6 +138,7 @@ def test_frame_folder_is_read_in_natural_order(model_dir, tmp_path):
 
 def test_video_file_is_segmented_frame_by_frame(model_dir, tmp_path):
     import cv2  # opencv-python-headless: a dependency of pysodmetrics, so installed with autosam-hf
+
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (24, 20))
     for value in (0, 120, 240):
@@ -200,10 +200,10 @@ def test_batching_does_not_change_predictions(loaded):
     images = random_images()[:2]  # two sizes in one batch: padding must not leak between images
     one_by_one = predict_images(model, processor, images, batch_size=1)
     batched = predict_images(model, processor, images, batch_size=2)
-    for single, together, (height, width) in zip(one_by_one, batched, SIZES):
+    for single, together, (height, width) in zip(one_by_one, batched, SIZES, strict=True):
         assert single.shape == (height, width) and single.dtype == np.float32
         np.testing.assert_allclose(single, together, atol=1e-5)
-    for probabilities, expected in zip(one_by_one, reference_masks(loaded, images)):
+    for probabilities, expected in zip(one_by_one, reference_masks(loaded, images), strict=True):
         np.testing.assert_array_equal(probabilities > 0.5, expected)
 
 

@@ -119,6 +119,6 @@ def test_saved_folder_runs_as_remote_code(tiny_model, tiny_processor, tmp_path):
     masks = [np.load(work / f"mask_{i}.npy") > 0 for i in range(len(report["labels"]))]
     assert all(mask.shape == image.shape[:2] for mask in masks)
     assert (np.sum(masks, axis=0) == 1).all()
-    foreground = dict(zip(report["labels"], masks)).get(id2label[1], np.zeros(image.shape[:2], bool))
+    foreground = dict(zip(report["labels"], masks, strict=True)).get(id2label[1], np.zeros(image.shape[:2], bool))
     np.testing.assert_array_equal(foreground, expected_foreground)
     assert PIL.Image.fromarray(image).size == (44, 30)

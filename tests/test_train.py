@@ -29,10 +29,19 @@ def tiny_sam_dir(tmp_path_factory) -> Path:
 def quick_args(sam_dir: Path, data_dir: Path, output_dir: Path, *extra: str, **overrides: str) -> list[str]:
     """A few-step run on 6 train / 3 val Kvasir images; `overrides` replace flag values (`preset="nope"`)."""
     flags = {
-        "sam": str(sam_dir), "preset": "kvasir", "data": str(data_dir / "kvasir"), "output_dir": str(output_dir),
-        "max_train_samples": "6", "max_eval_samples": "3", "per_device_train_batch_size": "2",
-        "surrogate_batch_size": "3", "per_device_eval_batch_size": "3", "prompt_input_size": "64",
-        "num_views": "2", "num_overlays": "2", "seed": "3",
+        "sam": str(sam_dir),
+        "preset": "kvasir",
+        "data": str(data_dir / "kvasir"),
+        "output_dir": str(output_dir),
+        "max_train_samples": "6",
+        "max_eval_samples": "3",
+        "per_device_train_batch_size": "2",
+        "surrogate_batch_size": "3",
+        "per_device_eval_batch_size": "3",
+        "prompt_input_size": "64",
+        "num_views": "2",
+        "num_overlays": "2",
+        "seed": "3",
     }
     flags.update(overrides)
     return [item for flag, value in flags.items() for item in (f"--{flag}", value)] + list(extra)
@@ -66,8 +75,10 @@ def test_both_stages_on_real_kvasir(tiny_sam_dir, shared_data_dir, tmp_path):
         assert torch.equal(model.sam.state_dict()[key], value), key  # SAM left untouched by training
 
     # What training writes is what publishing reads: the card carries the measured validation Dice.
-    card = ModelCard.load(publish(output_dir, dataset="kvasir", repo_id="org/autosam-test", dry_run=True,
-                                  output_dir=tmp_path / "hub") / "README.md")
+    card = ModelCard.load(
+        publish(output_dir, dataset="kvasir", repo_id="org/autosam-test", dry_run=True, output_dir=tmp_path / "hub")
+        / "README.md"
+    )
     reported = [r.metric_value for r in card.data.eval_results if r.metric_type == "dice"]
     assert reported == pytest.approx([results["validation"]["kvasir"]["dice"]])
 
@@ -139,16 +150,34 @@ def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_d
     checkpoint = max((first / "training_state" / "prompt" / "checkpoints").iterdir())
     # A checkpoint of another stage, or of a model whose g has other shapes, is refused up front.
     with pytest.raises(ValueError, match="not a checkpoint of --stage surrogate"):
-        main(quick_args(tiny_sam_dir, shared_data_dir, tmp_path / "second", "--stage", "surrogate",
-                        "--resume_from_checkpoint", str(checkpoint)))
+        main(
+            quick_args(
+                tiny_sam_dir,
+                shared_data_dir,
+                tmp_path / "second",
+                "--stage",
+                "surrogate",
+                "--resume_from_checkpoint",
+                str(checkpoint),
+            )
+        )
     bigger_sam = tmp_path / "bigger_sam"
     config = make_tiny_sam_config()
     config.prompt_encoder_config.hidden_size = config.mask_decoder_config.hidden_size = 64
     config.vision_config.output_channels, config.vision_config.num_pos_feats = 64, 32
     SamModel(config).save_pretrained(bigger_sam)
     with pytest.raises(ValueError, match="different model"):
-        main(quick_args(bigger_sam, shared_data_dir, tmp_path / "third", "--stage", "prompt",
-                        "--resume_from_checkpoint", str(checkpoint)))
+        main(
+            quick_args(
+                bigger_sam,
+                shared_data_dir,
+                tmp_path / "third",
+                "--stage",
+                "prompt",
+                "--resume_from_checkpoint",
+                str(checkpoint),
+            )
+        )
 
 
 @pytest.mark.slow
@@ -157,9 +186,22 @@ def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp
     # accelerate 1.15's `--cpu` flag always takes its single-process launcher; two gloo processes on a CPU
     # machine come from the torchrun launcher (`--multi_gpu`) with ACCELERATE_USE_CPU=1.
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
-        "-m", "autosam_hf.train",
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29533",
+        "-m",
+        "autosam_hf.train",
         *quick_args(tiny_sam_dir, shared_data_dir, output_dir, "--stage", "all", "--max_train_steps", "2"),
     ]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}

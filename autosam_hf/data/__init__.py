@@ -19,7 +19,6 @@ from .presets import PRESETS, DatasetPreset, TrainingDefaults, get_preset, load_
 from .sources import load_glas_warwick, load_image_mask_folder, load_monuseg_xml, load_sunseg
 from .splits import train_val_split
 
-
 __all__ = [
     "AugmentationConfig",
     "DatasetPreset",

@@ -23,7 +23,6 @@ from PIL import Image, ImageFile
 from .masks import binarize_mask, encode_mask_png
 from .monuseg_xml import rasterize_monuseg_xml
 
-
 IMAGE_FEATURES = datasets.Features(
     {"id": datasets.Value("string"), "image": datasets.Image(mode="RGB"), "mask": datasets.Image(mode="L")}
 )

@@ -46,7 +46,6 @@ from tqdm.auto import tqdm
 from ..atomic_write import write_atomically
 from .augmentation import JointAugmentation
 
-
 CACHE_FORMAT_VERSION = 1
 EMBEDDING_TENSOR_NAME = "image_embeddings"
 

@@ -21,8 +21,6 @@ from PIL import Image
 from ..model.image_processing_autosam import binarize_mask as binarize_processor_mask
 
 
-
-
 def binarize_mask(mask: Image.Image, instance_labels: bool = False) -> np.ndarray:
     """The package's one binarisation rule (`autosam_hf.model.binarize_mask`), as a bool (H, W) array."""
     return binarize_processor_mask(mask, instance_labels=instance_labels).astype(bool)

@@ -17,7 +17,6 @@ import datasets
 
 from .dataset_builder import ExampleFiles, build_dataset
 
-
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 GLAS_SPLIT_PREFIXES = {"train": ("train",), "test": ("testA", "testB"), "testA": ("testA",), "testB": ("testB",)}
 

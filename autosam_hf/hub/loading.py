@@ -19,16 +19,18 @@ def load_processor(
     """The checkpoint's saved processor, or, when it has none (`preprocessor_config.json`), the one matching its SAM
     (`AutoSamImageProcessor.from_sam_config`), with a warning."""
     try:
-        has_processor = cached_file(
-            name_or_path, IMAGE_PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False, **hub_kwargs
-        ) is not None
+        has_processor = (
+            cached_file(name_or_path, IMAGE_PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+            is not None
+        )
     except EntryNotFoundError:
         has_processor = False
     if has_processor:
         return AutoSamImageProcessor.from_pretrained(name_or_path, **hub_kwargs)
     logger.warning(
         "%s has no %s; using the processor that matches its SAM (AutoSamImageProcessor.from_sam_config).",
-        name_or_path, IMAGE_PROCESSOR_NAME,
+        name_or_path,
+        IMAGE_PROCESSOR_NAME,
     )
     return AutoSamImageProcessor.from_sam_config(model.config.sam_config)
 
@@ -46,8 +48,9 @@ def load_model_and_processor(
         if key in from_pretrained_kwargs:
             hub_kwargs[key] = from_pretrained_kwargs[key]
     try:
-        model = AutoSamForSegmentation.from_pretrained(name_or_path, revision=revision or "main",
-                                                       **from_pretrained_kwargs)
+        model = AutoSamForSegmentation.from_pretrained(
+            name_or_path, revision=revision or "main", **from_pretrained_kwargs
+        )
     except (OSError, ValueError) as error:
         raise ValueError(f"Could not load an AutoSAM model from {str(name_or_path)!r}: {error}") from error
     model.eval()

@@ -88,8 +88,17 @@ def load_card_facts(dataset: str, template_dir: str | os.PathLike | None = None)
         known = ", ".join(available_card_datasets(folder))
         raise ValueError(f"No model card for dataset {dataset!r} ({path} is missing). Known datasets: {known}.")
     facts = yaml.safe_load(path.read_text(encoding="utf-8"))
-    required = ("name", "pretty_name", "dataset_id", "domain", "training_data", "evaluation_datasets", "terms",
-                "terms_checked", "citation")
+    required = (
+        "name",
+        "pretty_name",
+        "dataset_id",
+        "domain",
+        "training_data",
+        "evaluation_datasets",
+        "terms",
+        "terms_checked",
+        "citation",
+    )
     missing = [key for key in required if key not in facts]
     if missing:
         raise ValueError(f"{path}: missing fields {missing}")
@@ -123,8 +132,9 @@ def read_measured_metrics(paths: Iterable[str | os.PathLike]) -> tuple[Metrics, 
                     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                         kept[name] = float(value)
                     else:
-                        logger.warning("Metrics file %s: ignoring non-numeric %s.%s.%s = %r", path, split, dataset,
-                                       name, value)
+                        logger.warning(
+                            "Metrics file %s: ignoring non-numeric %s.%s.%s = %r", path, split, dataset, name, value
+                        )
         training.update(content.get("training") or {})
     return metrics, training, sources
 
@@ -238,8 +248,7 @@ def build_model_card(
         base_model=base_model,
         model_name=repo_id.split("/")[-1],
         eval_results=eval_results(metrics, dataset_names, facts) or None,
-        metrics=[name for name in METRIC_NAMES if any(name in v for s in metrics.values() for v in s.values())]
-        or None,
+        metrics=[name for name in METRIC_NAMES if any(name in v for s in metrics.values() for v in s.values())] or None,
     )
     return ModelCard.from_template(
         card_data,

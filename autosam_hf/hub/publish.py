@@ -181,8 +181,17 @@ def publish(
     """
     output_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_dir, repo_id)
     folder = write_hub_folder(
-        model_dir, dataset, repo_id, output_dir, adapter=adapter, metrics_files=metrics_files, base_sam=base_sam,
-        base_sam_revision=base_sam_revision, license=license, template_dir=template_dir, overwrite=overwrite,
+        model_dir,
+        dataset,
+        repo_id,
+        output_dir,
+        adapter=adapter,
+        metrics_files=metrics_files,
+        base_sam=base_sam,
+        base_sam_revision=base_sam_revision,
+        license=license,
+        template_dir=template_dir,
+        overwrite=overwrite,
     )
     if dry_run:
         logger.info("Dry run: wrote %s; nothing uploaded.", folder)
@@ -209,18 +218,25 @@ def build_parser() -> argparse.ArgumentParser:
         "model card with the measured metrics) and upload it.",
     )
     parser.add_argument("model_dir", help="trained folder (save_pretrained output; all_results.json is read)")
-    parser.add_argument("--dataset", required=True, help="card to use: kvasir, clinicdb, colondb, etis, cvc300, "
-                        "glas, monuseg or sunseg")
+    parser.add_argument(
+        "--dataset", required=True, help="card to use: kvasir, clinicdb, colondb, etis, cvc300, glas, monuseg or sunseg"
+    )
     parser.add_argument("--repo-id", required=True, help="Hub repository, org/name")
-    parser.add_argument("--adapter", action="store_true", help="publish g and h only (tens of MB); loading "
-                        "fetches the base SAM")
+    parser.add_argument(
+        "--adapter", action="store_true", help="publish g and h only (tens of MB); loading fetches the base SAM"
+    )
     parser.add_argument("--base-sam", help="base SAM Hub id recorded for --adapter (default: the config's)")
     parser.add_argument("--base-sam-revision", help="base SAM revision recorded with --base-sam")
     parser.add_argument("--dry-run", action="store_true", help="write the folder only, upload nothing")
     parser.add_argument("--output-dir", help="where to write the folder (default MODEL_DIR/hub/ORG--NAME)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output-dir")
-    parser.add_argument("--metrics", nargs="+", default=[], metavar="JSON",
-                        help="more measured-metrics files (schema: autosam_hf.hub.model_card)")
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="more measured-metrics files (schema: autosam_hf.hub.model_card)",
+    )
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--revision", help="branch to upload to (created if missing)")
     parser.add_argument("--commit-message", help="message of the upload commit")
@@ -235,10 +251,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         folder = publish(
-            args.model_dir, args.dataset, args.repo_id, adapter=args.adapter, dry_run=args.dry_run,
-            output_dir=args.output_dir, private=args.private, revision=args.revision,
-            commit_message=args.commit_message, metrics_files=args.metrics, base_sam=args.base_sam,
-            base_sam_revision=args.base_sam_revision, license=args.license, template_dir=args.template_dir,
+            args.model_dir,
+            args.dataset,
+            args.repo_id,
+            adapter=args.adapter,
+            dry_run=args.dry_run,
+            output_dir=args.output_dir,
+            private=args.private,
+            revision=args.revision,
+            commit_message=args.commit_message,
+            metrics_files=args.metrics,
+            base_sam=args.base_sam,
+            base_sam_revision=args.base_sam_revision,
+            license=args.license,
+            template_dir=args.template_dir,
             overwrite=args.overwrite,
         )
     except (ValueError, OSError, HfHubHTTPError) as error:  # OSError: file and connection errors

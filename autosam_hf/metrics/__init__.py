@@ -23,7 +23,6 @@ from .segmentation import (
     dice_iou_per_image,
 )
 
-
 # The `evaluate` module script ships inside the package (see `package_data` in setup.cfg).
 EVALUATE_MODULE_PATH = Path(__file__).parent / "autosam_segmentation" / "autosam_segmentation.py"
 

@@ -29,14 +29,12 @@ empty, Dice = IoU = 0.0. pysodmetrics' own binary Dice/IoU give 0.0 when both ar
 """
 
 from collections.abc import Iterable, Mapping
-from typing import Optional, Union
 
 import numpy as np
 import py_sod_metrics
 import torch
 
-
-ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayLike = np.ndarray | torch.Tensor
 
 # A pixel is foreground when its probability is strictly above this value (i.e. logit > 0).
 DEFAULT_THRESHOLD = 0.5
@@ -118,7 +116,7 @@ def dice_iou_per_image(pred: ArrayLike, target: ArrayLike) -> tuple[float, float
 
 
 def _validate_image(
-    pred_binary: ArrayLike, target: ArrayLike, pred_prob: Optional[ArrayLike]
+    pred_binary: ArrayLike, target: ArrayLike, pred_prob: ArrayLike | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns one image's inputs as (bool, bool, float64) arrays of one shape; a missing map is the binary mask."""
     pred_binary = _as_binary_mask(pred_binary, "pred_binary")
@@ -172,7 +170,7 @@ class SegmentationMetrics:
         return len(self.dices)
 
     def update(
-        self, pred_binary: ArrayLike, target: ArrayLike, pred_prob: Optional[ArrayLike] = None
+        self, pred_binary: ArrayLike, target: ArrayLike, pred_prob: ArrayLike | None = None
     ) -> tuple[float, float]:
         """
         Adds one image.
@@ -278,9 +276,7 @@ class VideoSegmentationMetrics:
         self._held_back_frame: dict[str, tuple] = {}
         self._num_frames_seen: dict[str, int] = {}
 
-    def update(
-        self, case: str, pred_binary: ArrayLike, target: ArrayLike, pred_prob: Optional[ArrayLike] = None
-    ) -> None:
+    def update(self, case: str, pred_binary: ArrayLike, target: ArrayLike, pred_prob: ArrayLike | None = None) -> None:
         """
         Adds the next frame of video `case`; arguments as in [`SegmentationMetrics.update`].
         """

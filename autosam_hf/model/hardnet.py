@@ -66,7 +66,7 @@ class HarDBlock(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         outputs = [hidden_states]
-        for layer, links in zip(self.layers, self.links):
+        for layer, links in zip(self.layers, self.links, strict=True):
             inputs = [outputs[i] for i in links]
             outputs.append(layer(torch.cat(inputs, 1) if len(inputs) > 1 else inputs[0]))
         last = len(outputs) - 1

@@ -119,7 +119,7 @@ class AutoSamImageProcessor(SamImageProcessorPil):
     model_input_names = ["pixel_values"]
 
     @classmethod
-    def from_sam_config(cls, sam_config, image_size: int | None = None, **kwargs: Any) -> "AutoSamImageProcessor":
+    def from_sam_config(cls, sam_config, image_size: int | None = None, **kwargs: Any) -> AutoSamImageProcessor:
         """The processor matching a `SamConfig`: canvas = SAM's input size S, label canvas = 4E (SAM's mask size).
 
         `image_size` sets a smaller image canvas for models used without SAM (g resizes to its own input size, so
@@ -155,7 +155,7 @@ class AutoSamImageProcessor(SamImageProcessorPil):
             if len(masks) != len(images):
                 raise ValueError(f"segmentation_maps: got {len(masks)} masks for {len(images)} images")
             masks = [binarize_mask(mask, name=f"segmentation_maps[{i}]") for i, mask in enumerate(masks)]
-            for i, (image, mask) in enumerate(zip(images, masks)):
+            for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
                 if image.shape[:2] != mask.shape:
                     raise ValueError(
                         f"segmentation_maps[{i}] is {mask.shape[0]}x{mask.shape[1]} but images[{i}] is "

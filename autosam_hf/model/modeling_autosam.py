@@ -136,13 +136,18 @@ class AutoSamPromptGenerator(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if pixel_values.shape[-1] != self.input_size or pixel_values.shape[-2] != self.input_size:
             pixel_values = F.interpolate(
-                pixel_values, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                pixel_values,
+                size=(self.input_size, self.input_size),
+                mode="bilinear",
+                align_corners=False,
                 antialias=True,
             )
         features4, features8, features16 = self.encoder(pixel_values.contiguous(memory_format=torch.channels_last))
         hidden_states = self.up8to4(self.up16to8(features16, features8), features4)
         prompt = torch.tanh(self.head(hidden_states))
-        return F.interpolate(prompt, size=(self.embedding_size, self.embedding_size), mode="bilinear", align_corners=False)
+        return F.interpolate(
+            prompt, size=(self.embedding_size, self.embedding_size), mode="bilinear", align_corners=False
+        )
 
 
 class AutoSamSurrogateDecoder(nn.Module):
@@ -253,7 +258,7 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         revision: str | None = None,
         backbone_weights: str | os.PathLike | bool | None = None,
         **config_overrides,
-    ) -> "AutoSamForSegmentation":
+    ) -> AutoSamForSegmentation:
         """Build AutoSAM around SAM weights, with a fresh g (and h).
 
         Args:
@@ -301,7 +306,7 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
             self.surrogate_decoder.requires_grad_(surrogate_decoder)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "AutoSamForSegmentation":
+    def train(self, mode: bool = True) -> AutoSamForSegmentation:
         super().train(mode)
         for part in (self.sam, self.prompt_generator, self.surrogate_decoder):
             if part is not None and not any(parameter.requires_grad for parameter in part.parameters()):

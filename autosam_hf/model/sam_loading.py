@@ -120,9 +120,8 @@ def sam_config_from_original_state_dict(
             num_hidden_layers=decoder_layers,
             num_attention_heads=mask_decoder_num_attention_heads,
             iou_head_hidden_dim=state_dict["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0],
-            iou_head_depth=1 + max(
-                int(k.split(".")[3]) for k in state_dict if k.startswith("mask_decoder.iou_prediction_head.layers.")
-            ),
+            iou_head_depth=1
+            + max(int(k.split(".")[3]) for k in state_dict if k.startswith("mask_decoder.iou_prediction_head.layers.")),
         ),
     )
 
@@ -140,7 +139,7 @@ def load_original_sam_checkpoint(checkpoint_path: str | os.PathLike) -> SamModel
         )
     sam = SamModel(sam_config_from_original_state_dict(state_dict))
     converted = convert_original_sam_state_dict(state_dict)
-    result = sam.load_state_dict(converted, strict=False)
+    result = sam.load_state_dict(converted, strict=True)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(
             f"{checkpoint_path}: conversion left missing keys {result.missing_keys[:5]} and unexpected keys "

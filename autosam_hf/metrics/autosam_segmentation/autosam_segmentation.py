@@ -23,7 +23,6 @@ import numpy as np
 
 from autosam_hf.metrics.segmentation import DEFAULT_THRESHOLD, SegmentationMetrics
 
-
 _CITATION = """\
 @article{shaharabany2023autosam,
   title={AutoSAM: Adapting SAM to Medical Images by Overloading the Prompt Encoder},
@@ -88,7 +87,7 @@ class AutosamSegmentation(evaluate.Metric):
 
     def _compute(self, predictions, references, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
         metrics = SegmentationMetrics()
-        for prediction, reference in zip(predictions, references):
+        for prediction, reference in zip(predictions, references, strict=True):
             # float32, as stored, so that results match `SegmentationMetrics` fed the same float32 maps.
             metrics.update_from_probabilities(
                 np.asarray(prediction, dtype=np.float32), np.asarray(reference), threshold=threshold
