@@ -562,7 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         default="auto",
         choices=("auto", "float32", "bfloat16", "float16"),
-        help="compute dtype: auto = bfloat16/float16 autocast on GPU, float32 on CPU",
+        help="compute dtype: auto = the fastest native one (bfloat16/float16 autocast on GPUs, bfloat16 on CPUs with "
+        "AMX or AVX-512-BF16, else float32)",
     )
     run.add_argument(
         "--gt-mask-logit",
@@ -607,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point. Returns 0 on success and 1 when the run cannot be done (the message names the argument,
     folder or model at fault); argument errors exit with status 2."""
     from .hub.loading import load_model_and_processor
-    from .predict import resolve_autocast_dtype, resolve_device
+    from .runtime import resolve_autocast_dtype, resolve_device
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from .data.sources import natural_sort_key
 from .hub.loading import load_model_and_processor
 from .model import AUTOSAM_MODES, AutoSamForSegmentation, AutoSamImageProcessor, to_rgb_uint8
+from .runtime import DTYPES, resolve_autocast_dtype, resolve_device
 from .visualization import overlay_mask, write_png
 
 logger = logging.getLogger(__name__)
@@ -44,40 +45,8 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 VIDEO_EXTRA_HINT = "pip install 'autosam-hf[video]' (opencv-python-headless)"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 Key = TypeVar("Key")
-
-
-# ---------------------------------------------------------------------------------------------- device and dtype
-def resolve_device(device: str = "auto") -> torch.device:
-    """`"auto"` → CUDA if available, else Apple MPS, else CPU; anything else is checked to be usable."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine")
-    return resolved
-
-
-def resolve_autocast_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for inference, or None for plain float32.
-
-    `"auto"`: bfloat16 on CUDA GPUs that support it, float16 on other GPUs (CUDA, MPS), float32 on CPU (where
-    reduced precision is slow and changes results). The weights stay float32; autocast runs matmuls and convs in
-    the reduced dtype and keeps normalisations in float32.
-    """
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float16 if device.type == "mps" else None
-    if dtype not in DTYPES:
-        raise ValueError(f"--dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
-    return None if DTYPES[dtype] == torch.float32 else DTYPES[dtype]
 
 
 # ---------------------------------------------------------------------------------------------- prediction
@@ -330,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         default="auto",
         choices=("auto", *DTYPES),
-        help="compute dtype: auto = bfloat16/float16 autocast on GPU, float32 on CPU",
+        help="compute dtype: auto = the fastest native one (bfloat16/float16 autocast on GPUs, bfloat16 on CPUs with "
+        "AMX or AVX-512-BF16, else float32)",
     )
     parser.add_argument(
         "--threshold",

@@ -41,6 +41,7 @@ from .data import (
 from .data.torch_dataset import AutoSamViewDataset
 from .metrics import dice_iou_per_image
 from .model import AutoSamForSegmentation, AutoSamImageProcessor, binarize_mask
+from .runtime import resolve_mixed_precision
 from .visualization import plot_training_curves, save_overlay_grid
 
 logger = logging.getLogger("autosam_hf.train")
@@ -150,9 +151,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     training.add_argument("--gradient_accumulation_steps", type=int, default=1)
     training.add_argument(
         "--mixed_precision",
-        choices=["no", "fp16", "bf16"],
+        choices=["auto", "no", "fp16", "bf16"],
         default=None,
-        help="Default: accelerate config (bf16 is the sensible choice on recent GPUs).",
+        help="Default: `accelerate launch`'s setting if it made one, else auto = the fastest native precision "
+        "(bf16 on recent GPUs and on CPUs with AMX or AVX-512-BF16, else no). An emulated choice warns once.",
     )
     training.add_argument("--seed", type=int, default=42)
     training.add_argument("--checkpointing_steps", default="epoch", help="'epoch' or a number of steps.")
@@ -230,7 +232,7 @@ def trainable_state_dict(model: AutoSamForSegmentation) -> dict[str, torch.Tenso
 
 def load_trainable_state_dict(model: AutoSamForSegmentation, path: Path) -> None:
     state_dict = load_file(path)
-    result = model.load_state_dict(state_dict, strict=True)
+    result = model.load_state_dict(state_dict, strict=False)
     missing = [key for key in result.missing_keys if not key.startswith("sam.")]
     if missing or result.unexpected_keys:
         raise ValueError(
@@ -500,6 +502,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
     # Everything that can be wrong with the arguments fails here, before any training.
+    requested_precision = args.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION")
+    args.mixed_precision = resolve_mixed_precision(requested_precision, PartialState().device)
     preset = get_preset(args.preset)
     set_seed(args.seed)
     train_dataset, val_dataset = load_train_val(args, preset)

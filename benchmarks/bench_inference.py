@@ -21,8 +21,17 @@ from pathlib import Path
 import torch
 from common import DATA_DIR, machine, run_python, sam_checkpoint, write_result
 
+from autosam_hf.runtime import cpu_has_native_bfloat16, dtype_is_native
+
+CPU = torch.device("cpu")
+
 MODES = ("autosam", "surrogate", "sam_point")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def precisions_to_run(include_emulated: bool) -> list[str]:
+    """fp32, and bf16 where the CPU computes it natively (emulated bf16 costs minutes and says nothing)."""
+    return [name for name, dtype in PRECISIONS.items() if include_emulated or dtype_is_native(dtype, CPU)]
 
 
 def load_images(count: int):
@@ -102,6 +111,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--images", type=int, default=None)
+    parser.add_argument(
+        "--include_emulated_bf16", action="store_true", help="Also time bf16 on CPUs without native bf16 (slow)."
+    )
     parser.add_argument("--single", nargs=3, metavar=("SAM_DIR", "MODE", "PRECISION"), help=argparse.SUPPRESS)
     parser.add_argument("--breakdown", nargs=2, metavar=("SAM_DIR", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -116,8 +128,16 @@ def main() -> None:
     size = "small" if args.quick else "vit_b"
     sam_dir = str(sam_checkpoint(size))
     script = [str(Path(__file__).resolve())]
-    result = {"machine": machine(), "sam": size, "images": count, "batch_size": 1, "modes": {}, "breakdown": {}}
-    for precision in PRECISIONS:
+    result = {
+        "machine": machine(),
+        "native_bf16": cpu_has_native_bfloat16(),
+        "sam": size,
+        "images": count,
+        "batch_size": 1,
+        "modes": {},
+        "breakdown": {},
+    }
+    for precision in precisions_to_run(args.include_emulated_bf16):
         for mode in MODES:
             output = run_python([*script, "--images", str(count), "--single", sam_dir, mode, precision])
             result["modes"][f"{mode} {precision}"] = json.loads(output.stdout.strip().splitlines()[-1])

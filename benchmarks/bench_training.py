@@ -22,6 +22,8 @@ from pathlib import Path
 
 from common import DATA_DIR, machine, run_python, sam_checkpoint, write_result
 
+from autosam_hf.runtime import cpu_has_native_bfloat16
+
 VARIANTS = {  # name → extra training flags
     "no_cache fp32": ["--no_cache", "--mixed_precision", "no"],
     "cache fp32": ["--mixed_precision", "no"],
@@ -84,17 +86,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--batch_size", type=int, default=3)
+    parser.add_argument(
+        "--include_emulated_bf16", action="store_true", help="Also time bf16 on CPUs without native bf16 (slow)."
+    )
     args = parser.parse_args()
+    # Emulated bf16 costs minutes per step and says nothing: only where the CPU has it natively (or if asked).
+    variants = {
+        name: flags
+        for name, flags in VARIANTS.items()
+        if "bf16" not in name or cpu_has_native_bfloat16() or args.include_emulated_bf16
+    }
     sizes = ["small"] if args.quick else ["vit_b", "small"]
     steps = 3 if args.quick else 4
-    result = {"machine": machine(), "batch_size": args.batch_size, "g": "HarDNet-85 at 352", "sizes": {}}
+    result = {
+        "machine": machine(),
+        "native_bf16": cpu_has_native_bfloat16(),
+        "batch_size": args.batch_size,
+        "g": "HarDNet-85 at 352",
+        "sizes": {},
+    }
     with tempfile.TemporaryDirectory() as workdir:
         for size in sizes:
             sam_dir = sam_checkpoint(size)
             images = args.batch_size * steps
             timings = {
                 name: time_variant(sam_dir, flags, images, steps, args.batch_size, Path(workdir))
-                for name, flags in VARIANTS.items()
+                for name, flags in variants.items()
             }
             reference = timings["no_cache fp32"]["seconds_per_image"]
             for timing in timings.values():

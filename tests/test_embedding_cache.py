@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_command
 from PIL import Image
 from transformers import SamConfig, SamModel
 from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
@@ -270,7 +270,7 @@ def test_two_process_build_gives_one_complete_cache(sam, dataset, image_folder, 
         str(tmp_path / "worker.py"), str(tmp_path / "sam"), str(image_folder), str(tmp_path / "cache"), str(tmp_path),
     ]  # fmt: skip
     environment = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    result = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    result = run_command(command, cwd=REPO_ROOT, env=environment, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]

@@ -6,7 +6,6 @@ import importlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -16,7 +15,7 @@ import PIL.Image
 import pytest
 import torch
 import yaml
-from conftest import make_tiny_sam_config
+from conftest import make_tiny_sam_config, run_command
 from huggingface_hub import ModelCard
 from safetensors import safe_open
 from transformers import SamModel
@@ -237,7 +236,7 @@ def fresh_process_results(workspace):
         HF_HOME=str(root / "hf_home"),
         HF_MODULES_CACHE=str(root / "hf_modules"),
     )
-    completed = subprocess.run(
+    completed = run_command(
         [
             sys.executable,
             str(script),
@@ -248,8 +247,6 @@ def fresh_process_results(workspace):
         ],
         cwd=root,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]

@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import py_sod_metrics
 import pytest
 import torch
+from conftest import run_command
 
 from autosam_hf.metrics import (
     EVALUATE_MODULE_PATH,
@@ -295,11 +295,9 @@ def test_evaluate_module_loads_offline_and_matches_plain_functions(tmp_path):
     inputs = json.dumps(
         {"predictions": [p.tolist() for p in predictions], "references": [r.tolist() for r in references]}
     )
-    completed = subprocess.run(
+    completed = run_command(
         [sys.executable, "-c", EVALUATE_SCRIPT, str(EVALUATE_MODULE_PATH.parent)],
         input=inputs,
-        capture_output=True,
-        text=True,
         env=env,
         cwd=tmp_path,
         timeout=120,

@@ -18,8 +18,6 @@ from autosam_hf.predict import (
     open_input,
     overlay_mask,
     predict_images,
-    resolve_autocast_dtype,
-    resolve_device,
 )
 
 SIZES = [(30, 40), (17, 23), (40, 26)]  # (height, width)
@@ -214,20 +212,6 @@ def test_bfloat16_autocast_runs_and_stays_close(loaded):
     (reduced,) = predict_images(model, processor, images, mode="surrogate", autocast_dtype=torch.bfloat16)
     assert reduced.dtype == np.float32 and np.isfinite(reduced).all()
     assert np.mean((full > 0.5) == (reduced > 0.5)) > 0.9
-
-
-def test_device_and_dtype_choice():
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_autocast_dtype("auto", torch.device("cpu")) is None  # float32 on CPU
-    assert resolve_autocast_dtype("float32", torch.device("cpu")) is None
-    assert resolve_autocast_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
-    if torch.cuda.is_available():
-        assert resolve_device("auto").type == "cuda"
-        assert resolve_autocast_dtype("auto", torch.device("cuda")) in (torch.bfloat16, torch.float16)
-    else:
-        assert resolve_device("auto").type in ("cpu", "mps")
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            resolve_device("cuda")
 
 
 def test_overlay_tints_the_mask_and_draws_its_contour():

@@ -4,14 +4,13 @@
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import PIL.Image
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_command
 
 from autosam_hf import AUTOSAM_MODES
 
@@ -85,13 +84,8 @@ def test_saved_folder_runs_as_remote_code(tiny_model, tiny_processor, tmp_path):
     env.update(
         HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "hf_modules"), OMP_NUM_THREADS=str(torch.get_num_threads())
     )
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, str(folder), str(work)],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_command(
+        [sys.executable, "-c", REMOTE_SCRIPT, str(folder), str(work)], cwd=elsewhere, env=env, timeout=300
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert not str(elsewhere).startswith(str(REPO_ROOT))

@@ -2,13 +2,12 @@
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_sam_config
+from conftest import make_tiny_sam_config, run_command
 from huggingface_hub import ModelCard
 from transformers import SamModel
 
@@ -40,6 +39,7 @@ def quick_args(sam_dir: Path, data_dir: Path, output_dir: Path, *extra: str, **o
         "per_device_eval_batch_size": "3",
         "prompt_input_size": "64",
         "num_views": "2",
+        "mixed_precision": "no",
         "num_overlays": "2",
         "seed": "3",
     }
@@ -205,7 +205,7 @@ def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp
         *quick_args(tiny_sam_dir, shared_data_dir, output_dir, "--stage", "all", "--max_train_steps", "2"),
     ]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    result = run_command(command, env=environment, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((output_dir / "all_results.json").read_text())
     assert set(results["stages"]) == {"prompt", "surrogate"}

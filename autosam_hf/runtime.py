@@ -1,0 +1,184 @@
+"""Where AutoSAM runs: the device, the precision that is fast on it, and a description of the machine.
+
+bfloat16 is only fast where the hardware computes it natively: NVIDIA GPUs from Ampere on, and CPUs with AMX or
+AVX-512-BF16 (recent Intel Xeons, AMD Zen 4 and later). On other CPUs (AVX2-only machines, most laptops) PyTorch
+emulates it, and autocast runs several times *slower* than float32 (about 10x for SAM's ViT on a 2-core AMD EPYC
+with AVX2 only). So `"auto"` picks bfloat16 only where it is native, and an explicit bfloat16 request on a CPU
+without it still runs but logs one warning.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import platform
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+# Names the commands accept for a compute dtype, and for accelerate's mixed-precision setting.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MIXED_PRECISION_DTYPES = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+SLOW_PRECISION_WARNING = (
+    "{dtype} autocast was requested on {device}, which has no native {dtype} ({detail}); PyTorch emulates it there, "
+    "typically 4-10x slower than float32. Use float32 (`--dtype float32` / `--mixed_precision no`, or `auto`)."
+)
+
+# oneDNN's ISA cap (ONEDNN_MAX_CPU_ISA) and ATen's (ATEN_CPU_CAPABILITY) can withhold native bf16 kernels from a
+# CPU that has them; oneDNN caps that still allow bf16 dot products name BF16, AMX or AVX10 (AVX2_VNNI_2 only
+# converts).
+_ONEDNN_BF16_ISAS = ("BF16", "AMX", "AVX10")
+
+
+def cpu_model_name() -> str:
+    """The CPU's marketing name (from /proc/cpuinfo on Linux), e.g. 'AMD EPYC' or 'Intel(R) Xeon(R) Processor'."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+@functools.cache
+def cpu_has_native_bfloat16() -> bool:
+    """Whether PyTorch computes bfloat16 natively on this CPU (AMX or AVX-512-BF16, not capped by environment)."""
+    onednn_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    if onednn_cap not in ("", "ALL", "DEFAULT") and not any(isa in onednn_cap for isa in _ONEDNN_BF16_ISAS):
+        return False
+    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("default", "avx2"):
+        return False
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    if all(probe is None for probe in probes):  # older torch: read the CPU flags
+        try:
+            with open("/proc/cpuinfo") as cpuinfo:
+                flags = next((line.split() for line in cpuinfo if line.startswith("flags")), [])
+        except OSError:
+            return False
+        return "amx_bf16" in flags or "avx512_bf16" in flags
+    return any(probe() for probe in probes if probe is not None)
+
+
+def dtype_is_native(dtype: torch.dtype | None, device: torch.device) -> bool:
+    """Whether autocast in `dtype` (None = float32) runs at native speed on `device`."""
+    if dtype is None or dtype == torch.float32:
+        return True
+    if device.type == "cuda":
+        return dtype != torch.bfloat16 or torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return dtype == torch.bfloat16 and cpu_has_native_bfloat16()
+    return dtype == torch.float16  # MPS
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """`"auto"` → CUDA if available, else Apple MPS, else CPU; anything else is checked to be usable."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"--device {device!r} is not a device name (auto, cpu, cuda, cuda:1, mps)") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    return resolved
+
+
+def fastest_autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The reduced precision that is native on `device`, or None (float32) where none is."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.bfloat16 if cpu_has_native_bfloat16() else None
+
+
+@functools.cache
+def _warn_slow_once(dtype: torch.dtype, device_type: str) -> None:
+    if device_type == "cpu":
+        detail = f"no AMX or AVX-512-BF16: {cpu_model_name()}, {torch.backends.cpu.get_cpu_capability()}"
+    else:
+        detail = torch.cuda.get_device_name() if device_type == "cuda" else device_type
+    name = str(dtype).removeprefix("torch.")
+    logger.warning(SLOW_PRECISION_WARNING.format(dtype=name, device=f"this {device_type.upper()}", detail=detail))
+
+
+def warn_if_slow(dtype: torch.dtype | None, device: torch.device) -> None:
+    """Log, once per process, that `dtype` is emulated (slow) on `device`."""
+    if not dtype_is_native(dtype, device):
+        _warn_slow_once(dtype, device.type)
+
+
+def resolve_autocast_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `--dtype` (`auto`, `float32`, `bfloat16`, `float16`), or None for plain float32.
+
+    `"auto"` is the fastest native precision (`fastest_autocast_dtype`). An explicit request is honoured, with a
+    warning where it is emulated. Weights stay float32: autocast runs matmuls and convolutions in the reduced dtype.
+    """
+    if dtype == "auto":
+        return fastest_autocast_dtype(device)
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
+    resolved = None if DTYPES[dtype] == torch.float32 else DTYPES[dtype]
+    warn_if_slow(resolved, device)
+    return resolved
+
+
+def resolve_mixed_precision(mixed_precision: str | None, device: torch.device) -> str:
+    """accelerate's `mixed_precision` for `--mixed_precision` (`auto` or None, `no`, `bf16`, `fp16`).
+
+    `auto`/None is the fastest native precision on `device`; an explicit emulated choice is kept, with a warning.
+    """
+    if mixed_precision in (None, "auto"):
+        fastest = fastest_autocast_dtype(device)
+        return {None: "no", torch.bfloat16: "bf16", torch.float16: "fp16"}[fastest]
+    if mixed_precision not in MIXED_PRECISION_DTYPES:
+        raise ValueError(f"--mixed_precision must be auto, no, bf16 or fp16; got {mixed_precision!r}")
+    warn_if_slow(MIXED_PRECISION_DTYPES[mixed_precision], device)
+    return mixed_precision
+
+
+def describe_machine() -> dict[str, object]:
+    """What a benchmark figure must name: CPU model and vector ISA, native bf16, threads, torch, GPU if any."""
+    description = {
+        "cpu": cpu_model_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_native_bfloat16": cpu_has_native_bfloat16(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    if torch.cuda.is_available():
+        description["gpu"] = torch.cuda.get_device_name()
+    return description
+
+
+def machine_summary(description: dict[str, object] | None = None) -> str:
+    """One line for a table caption, e.g. 'AMD EPYC (AVX512, native bf16), 2 threads, torch 2.13.0+cpu'."""
+    description = description or describe_machine()
+    bf16 = "native bf16" if description["cpu_native_bfloat16"] else "no native bf16"
+    summary = f"{description['cpu']} ({description['cpu_capability']}, {bf16}), {description['threads']} threads"
+    if description.get("gpu"):
+        summary = f"{description['gpu']}; CPU {summary}"
+    return f"{summary}, torch {description['torch']}"
+
+
+__all__ = [
+    "DTYPES",
+    "cpu_has_native_bfloat16",
+    "cpu_model_name",
+    "describe_machine",
+    "dtype_is_native",
+    "fastest_autocast_dtype",
+    "machine_summary",
+    "resolve_autocast_dtype",
+    "resolve_device",
+    "resolve_mixed_precision",
+    "warn_if_slow",
+]

@@ -1,0 +1,123 @@
+"""Device and precision choice: `auto` never picks an emulated precision, an explicit emulated one warns once."""
+
+import logging
+
+import pytest
+import torch
+
+from autosam_hf import runtime
+from autosam_hf.runtime import (
+    cpu_has_native_bfloat16,
+    describe_machine,
+    machine_summary,
+    resolve_autocast_dtype,
+    resolve_device,
+    resolve_mixed_precision,
+)
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def cpu_bfloat16(monkeypatch):
+    """Pretend the CPU has (True) or lacks (False) native bfloat16; resets the once-only warning."""
+
+    def pretend(native: bool) -> None:
+        monkeypatch.setattr(runtime, "cpu_has_native_bfloat16", lambda: native)
+        runtime._warn_slow_once.cache_clear()
+
+    yield pretend
+    runtime._warn_slow_once.cache_clear()
+
+
+def slow_warnings(caplog) -> list[str]:
+    return [record.message for record in caplog.records if "emulates it" in record.message]
+
+
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, None)])
+def test_auto_picks_bfloat16_only_where_native(cpu_bfloat16, native, expected):
+    cpu_bfloat16(native)
+    assert resolve_autocast_dtype("auto", CPU) is expected
+    assert resolve_mixed_precision("auto", CPU) == ("bf16" if native else "no")
+    assert resolve_mixed_precision(None, CPU) == ("bf16" if native else "no")
+
+
+def test_explicit_emulated_bfloat16_runs_but_warns_once(cpu_bfloat16, caplog):
+    cpu_bfloat16(False)
+    with caplog.at_level(logging.WARNING, logger="autosam_hf.runtime"):
+        assert resolve_autocast_dtype("bfloat16", CPU) == torch.bfloat16
+        assert resolve_mixed_precision("bf16", CPU) == "bf16"
+        assert resolve_autocast_dtype("bfloat16", CPU) == torch.bfloat16
+    (warning,) = slow_warnings(caplog)
+    assert "bfloat16" in warning and "float32" in warning and runtime.cpu_model_name() in warning
+
+
+def test_native_or_float32_choices_do_not_warn(cpu_bfloat16, caplog):
+    cpu_bfloat16(True)
+    with caplog.at_level(logging.WARNING, logger="autosam_hf.runtime"):
+        assert resolve_autocast_dtype("bfloat16", CPU) == torch.bfloat16
+        assert resolve_autocast_dtype("float32", CPU) is None
+        assert resolve_mixed_precision("no", CPU) == "no"
+    assert slow_warnings(caplog) == []
+
+
+def test_float16_is_emulated_on_cpus(cpu_bfloat16, caplog):
+    cpu_bfloat16(True)
+    with caplog.at_level(logging.WARNING, logger="autosam_hf.runtime"):
+        assert resolve_autocast_dtype("float16", CPU) == torch.float16
+    assert len(slow_warnings(caplog)) == 1
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [("ONEDNN_MAX_CPU_ISA", "AVX2"), ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE"), ("ATEN_CPU_CAPABILITY", "avx2")],
+)
+def test_isa_caps_withhold_native_bfloat16(monkeypatch, variable, value):
+    """How the test suite simulates an AVX2-only machine on a newer one."""
+    monkeypatch.setenv(variable, value)
+    cpu_has_native_bfloat16.cache_clear()
+    try:
+        assert cpu_has_native_bfloat16() is False
+    finally:
+        cpu_has_native_bfloat16.cache_clear()
+
+
+def test_detection_follows_the_cpu_flags(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    cpu_has_native_bfloat16.cache_clear()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next(line.split() for line in cpuinfo if line.startswith("flags"))
+        assert cpu_has_native_bfloat16() == ("amx_bf16" in flags or "avx512_bf16" in flags)
+    finally:
+        cpu_has_native_bfloat16.cache_clear()
+
+
+def test_bad_names_are_rejected_naming_the_argument():
+    with pytest.raises(ValueError, match="--dtype must be one of auto, float32"):
+        resolve_autocast_dtype("fp8", CPU)
+    with pytest.raises(ValueError, match="--mixed_precision must be auto, no, bf16 or fp16"):
+        resolve_mixed_precision("half", CPU)
+    with pytest.raises(ValueError, match="--device 'gpu0' is not a device name"):
+        resolve_device("gpu0")
+
+
+def test_devices():
+    assert resolve_device("cpu") == CPU
+    if torch.cuda.is_available():
+        assert resolve_device("auto").type == "cuda"
+        assert resolve_autocast_dtype("auto", torch.device("cuda")) in (torch.bfloat16, torch.float16)
+    else:
+        assert resolve_device("auto").type in ("cpu", "mps")
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_machine_description_names_the_cpu_and_its_bfloat16():
+    description = describe_machine()
+    assert description["cpu"] == runtime.cpu_model_name() and description["cpu"]
+    assert description["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert description["cpu_native_bfloat16"] == cpu_has_native_bfloat16()
+    summary = machine_summary(description)
+    assert description["cpu"] in summary and "bf16" in summary and torch.__version__ in summary
