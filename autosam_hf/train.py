@@ -41,7 +41,7 @@ from .data import (
 from .data.torch_dataset import AutoSamViewDataset
 from .metrics import dice_iou_per_image
 from .model import AutoSamForSegmentation, AutoSamImageProcessor, binarize_mask
-from .runtime import resolve_mixed_precision
+from .runtime import resolve_device, resolve_mixed_precision
 from .visualization import plot_training_curves, save_overlay_grid
 
 logger = logging.getLogger("autosam_hf.train")
@@ -503,7 +503,9 @@ def main(argv: list[str] | None = None) -> None:
 
     # Everything that can be wrong with the arguments fails here, before any training.
     requested_precision = args.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION")
-    args.mixed_precision = resolve_mixed_precision(requested_precision, PartialState().device)
+    # The device accelerate will pick, read without creating its state yet (that must wait for the Accelerator).
+    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    args.mixed_precision = resolve_mixed_precision(requested_precision, resolve_device("cpu" if use_cpu else "auto"))
     preset = get_preset(args.preset)
     set_seed(args.seed)
     train_dataset, val_dataset = load_train_val(args, preset)

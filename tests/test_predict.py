@@ -198,7 +198,7 @@ def test_batching_does_not_change_predictions(loaded):
     images = random_images()[:2]  # two sizes in one batch: padding must not leak between images
     one_by_one = predict_images(model, processor, images, batch_size=1)
     batched = predict_images(model, processor, images, batch_size=2)
-    for single, together, (height, width) in zip(one_by_one, batched, SIZES, strict=True):
+    for single, together, (height, width) in zip(one_by_one, batched, SIZES[:2], strict=True):
         assert single.shape == (height, width) and single.dtype == np.float32
         np.testing.assert_allclose(single, together, atol=1e-5)
     for probabilities, expected in zip(one_by_one, reference_masks(loaded, images), strict=True):

@@ -206,7 +206,7 @@ def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp
     ]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
     result = run_command(command, env=environment, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-8000:]
     results = json.loads((output_dir / "all_results.json").read_text())
     assert set(results["stages"]) == {"prompt", "surrogate"}
     # Two processes, batch 2 each: 6 images make 2 steps per epoch; one log line per step, written once.
