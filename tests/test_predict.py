@@ -16,7 +16,6 @@ from autosam_hf.predict import (
     main,
     natural_sort_key,
     open_input,
-    overlay_mask,
     predict_images,
 )
 
@@ -212,16 +211,3 @@ def test_bfloat16_autocast_runs_and_stays_close(loaded):
     (reduced,) = predict_images(model, processor, images, mode="surrogate", autocast_dtype=torch.bfloat16)
     assert reduced.dtype == np.float32 and np.isfinite(reduced).all()
     assert np.mean((full > 0.5) == (reduced > 0.5)) > 0.9
-
-
-def test_overlay_tints_the_mask_and_draws_its_contour():
-    image = np.full((40, 40, 3), 100, np.uint8)
-    mask = np.zeros((40, 40), bool)
-    mask[10:30, 10:30] = True
-    overlay = overlay_mask(image, mask, color=(0, 255, 0), alpha=0.5, contour_color=(255, 0, 0))
-    np.testing.assert_array_equal(overlay[0, 0], [100, 100, 100])  # outside: unchanged
-    np.testing.assert_array_equal(overlay[20, 20], [50, 178, 50])  # inside: half-way to green (177.5 rounds to 178)
-    np.testing.assert_array_equal(overlay[10, 20], [255, 0, 0])  # the mask's border: contour
-    np.testing.assert_array_equal(overlay[9, 20], [100, 100, 100])  # just outside the mask: untouched
-    with pytest.raises(ValueError, match="mask is"):
-        overlay_mask(image, mask[:20])

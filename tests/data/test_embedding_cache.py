@@ -19,7 +19,7 @@ from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPi
 from autosam_hf.data import POLYP_AUGMENTATION, EmbeddingCache, JointAugmentation, load_image_mask_folder
 from autosam_hf.data import embedding_cache as embedding_cache_module
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZES = [(30, 20), (24, 24), (17, 41), (50, 10), (24, 24)]  # (width, height)
 FLOAT32_TOLERANCE = 1e-5  # batch-composition noise of the encoder, documented in embedding_cache.py
 

@@ -1,0 +1,104 @@
+"""autosam_hf.data.presets: layouts, paper settings, errors, and every real data set in ../shared/data."""
+
+import numpy as np
+import pytest
+
+from autosam_hf.data import (
+    GLAS_AUGMENTATION,
+    MONUSEG_AUGMENTATION,
+    POLYP_AUGMENTATION,
+    PRESETS,
+    get_preset,
+    load_image_mask_folder,
+    load_preset_dataset,
+)
+from data.files import make_pair_folder, mask_array
+
+
+def test_pranet_layouts_through_presets(tmp_path):
+    make_pair_folder(tmp_path / "TrainDataset")
+    make_pair_folder(tmp_path / "TestDataset" / "CVC-ColonDB", stems=("a", "b"))
+    make_pair_folder(tmp_path / "TestDataset" / "Kvasir", stems=("k",))
+    assert len(load_preset_dataset("kvasir", "train", tmp_path)) == 3
+    assert len(load_preset_dataset("clinicdb", "train", tmp_path)) == 3
+    assert load_preset_dataset("colondb", "test", tmp_path)["id"] == ["a", "b"]
+    assert load_preset_dataset("kvasir", "test", tmp_path)["id"] == ["k"]
+
+
+def test_unknown_preset_lists_known_names():
+    with pytest.raises(ValueError, match=r"'kvasirr'.*kvasir, clinicdb, colondb, etis, cvc300, glas, monuseg"):
+        get_preset("kvasirr")
+    with pytest.raises(ValueError, match=r"sunseg_hard"):
+        load_preset_dataset("nope", "train", ".")
+
+
+def test_preset_errors_name_split_and_folders(tmp_path):
+    with pytest.raises(ValueError, match=r"no split 'val'.*train_val_split"):
+        load_preset_dataset("colondb", "val", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"data_dir .*missing"):
+        load_preset_dataset("kvasir", "train", tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match=r"No 'test' split of preset 'etis'.*TestDataset/ETIS-LaribPolypDB"):
+        load_preset_dataset("etis", "test", tmp_path)
+
+
+def test_presets_carry_paper_settings():
+    assert list(PRESETS) == [
+        "kvasir", "clinicdb", "colondb", "etis", "cvc300", "glas", "monuseg", "sunseg_easy", "sunseg_hard",
+    ]  # fmt: skip
+    sizes = {name: preset.image_size for name, preset in PRESETS.items()}
+    assert sizes == {
+        "kvasir": 352, "clinicdb": 352, "colondb": 352, "etis": 352, "cvc300": 352,
+        "glas": 256, "monuseg": 512, "sunseg_easy": 352, "sunseg_hard": 352,
+    }  # fmt: skip
+    assert get_preset("kvasir").augmentation == POLYP_AUGMENTATION
+    assert get_preset("glas").augmentation == GLAS_AUGMENTATION
+    assert get_preset("monuseg").augmentation == MONUSEG_AUGMENTATION
+    training = get_preset("glas").training
+    assert (training.learning_rate, training.weight_decay) == (3e-4, 1e-5)
+    assert (training.batch_size, training.num_epochs) == (10, 200)
+    assert training.surrogate_batch_size == 24
+    assert get_preset("kvasir").has_val_split and not get_preset("monuseg").has_val_split
+    assert get_preset("sunseg_hard").is_video
+    with pytest.raises(AttributeError):
+        get_preset("kvasir").image_size = 1024  # frozen
+    with pytest.raises(TypeError):
+        get_preset("kvasir").split_dirs["train"] = ("elsewhere",)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "preset, folder, split, count",
+    [
+        ("kvasir", "kvasir", "train", 800),
+        ("kvasir", "kvasir", "val", 100),
+        ("kvasir", "kvasir", "test", 100),
+        ("kvasir", "kvasir", "original_resolution_samples", 5),
+        ("monuseg", "monuseg", "train", 30),
+        ("monuseg", "monuseg", "test", 14),
+        ("glas", "glas", "test", 22),
+        ("colondb", "cvc_colondb", "test", 19),
+        ("etis", "etis_laribpolypdb", "test", 20),
+    ],
+)
+def test_real_data_loads(shared_data_dir, preset, folder, split, count):
+    dataset = load_preset_dataset(preset, split, shared_data_dir / folder)
+    assert len(dataset) == count
+    assert len(set(dataset["id"])) == count
+    for row in (0, count - 1):
+        example = dataset[row]
+        mask = mask_array(example)
+        assert example["image"].mode == "RGB"
+        assert mask.shape == example["image"].size[::-1]
+        assert set(np.unique(mask)) <= {0, 1} and mask.any()
+
+
+@pytest.mark.slow
+def test_real_monuseg_instance_masks_binarise_like_the_binary_masks(shared_data_dir):
+    test_folder = shared_data_dir / "monuseg" / "test"
+    instance = load_image_mask_folder(test_folder, masks_dir="masks_instance")
+    binary = load_image_mask_folder(test_folder)
+    assert instance["id"] == binary["id"]
+    for row in (0, 13):
+        a, b = mask_array(instance[row]).astype(bool), mask_array(binary[row]).astype(bool)
+        dice = 2 * (a & b).sum() / (a.sum() + b.sum())
+        assert dice > 0.9  # README: the UCTransNet masks and the XML fill agree at Dice 0.93-0.95
