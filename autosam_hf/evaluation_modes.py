@@ -6,7 +6,7 @@ a real SAM), which the evaluation then post-processes to each image's original s
 
 Modes:
 
-- `autosam`: AutoSAM, g's dense prompt through SAM's frozen mask decoder (model mode `"sam"`).
+- `autosam`: AutoSAM, g's dense prompt through SAM's frozen mask decoder (model mode `"autosam"`).
 - `surrogate`: the surrogate decoder, h(g(I)); SAM is not run (model mode `"surrogate"`).
 - `sam_mask_prompt`: AutoSAM's output mask fed back to SAM as a mask prompt (model mode `"sam_mask_prompt"`).
 - `sam_gt_point`, `sam_gt_box`, `sam_gt_mask`: the frozen SAM (`model.sam`, g unused) given one prompt derived from
@@ -45,7 +45,7 @@ from .model import AutoSamForSegmentation, AutoSamImageProcessor
 # Paper-table order: SAM baselines first, AutoSAM's rows last.
 EVAL_MODES = ("sam_gt_point", "sam_gt_box", "sam_gt_mask", "surrogate", "sam_mask_prompt", "autosam")
 # Evaluation mode → `AutoSamForSegmentation.forward(mode=...)`.
-MODEL_MODES = {"autosam": "sam", "surrogate": "surrogate", "sam_mask_prompt": "sam_mask_prompt"}
+MODEL_MODES = {"autosam": "autosam", "surrogate": "surrogate", "sam_mask_prompt": "sam_mask_prompt"}
 GT_PROMPT_MODES = ("sam_gt_point", "sam_gt_box", "sam_gt_mask")
 MODE_DISPLAY_NAMES = {
     "autosam": "AutoSAM",

@@ -70,7 +70,7 @@ def iter_predictions(
         model: AutoSAM in eval mode, on the device to run on.
         processor: its image processor.
         items: any iterable of (key, image); images are what the processor accepts (PIL, (H, W[, C]) arrays, ...).
-        mode: `"sam"`, `"surrogate"` (h only, SAM is not run) or `"sam_mask_prompt"`; default `config.default_mode`.
+        mode: `"autosam"`, `"surrogate"` (h only, SAM is not run) or `"sam_mask_prompt"`; default `config.default_mode`.
         batch_size: images per forward pass.
         autocast_dtype: run under `torch.autocast` in this dtype (see `resolve_autocast_dtype`); None = float32.
 

@@ -53,7 +53,7 @@ STAGES = {
     "all": ("prompt", "surrogate"),
     "standalone": ("standalone",),
 }
-STAGE_MODE = {"prompt": "sam", "surrogate": "surrogate", "standalone": "surrogate"}
+STAGE_MODE = {"prompt": "autosam", "surrogate": "surrogate", "standalone": "surrogate"}
 TRAINABLE_FILE = "trainable.safetensors"
 PROGRESS_FILE = "progress.json"
 
@@ -325,7 +325,7 @@ def train_stage(stage, args, preset, model, processor, train_dataset, val_datase
         else args.per_device_train_batch_size or training.batch_size
     )
     augmentation = JointAugmentation(preset.augmentation, seed=args.seed)
-    train_cache, val_cache = caches if mode == "sam" else (None, None)
+    train_cache, val_cache = caches if mode == "autosam" else (None, None)
     train_loader = torch.utils.data.DataLoader(
         AutoSamViewDataset(train_dataset, processor, augmentation, cache=train_cache),
         batch_size=batch_size,
@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     for stage in stages:
         caches = (None, None)
-        if STAGE_MODE[stage] == "sam" and not args.no_cache:
+        if STAGE_MODE[stage] == "autosam" and not args.no_cache:
             cache_started = time.monotonic()
             caches = build_caches(args, preset, model, processor, train_dataset, val_dataset)
             results["embedding_cache_seconds"] = time.monotonic() - cache_started
@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> None:
         if STAGE_MODE[stages[-1]] == "surrogate":
             last = best[stages[-1]]
             results["validation_surrogate"] = {preset.name: {"dice": last["val_dice"], "iou": last["val_iou"]}}
-        model.config.default_mode = "surrogate" if stages == ("standalone",) else "sam"
+        model.config.default_mode = "surrogate" if stages == ("standalone",) else "autosam"
         save_model(model, processor, output_dir)
         write_atomically(output_dir / "all_results.json", lambda p: p.write_text(json.dumps(results, indent=2)))
         plot_training_curves(log_path, output_dir / "training_curves.png")

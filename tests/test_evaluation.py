@@ -89,7 +89,7 @@ def test_cli_on_real_images_writes_paper_table_and_predictions(model_dir, shared
     assert report["results"]["sam_gt_box"]["etis"]["dice"] == pytest.approx(
         np.mean([s["dice"] for s in per_image.values()])
     )
-    # The model's own row (default_mode "sam" → autosam) in the schema the model card reads.
+    # The model's own row (default_mode "autosam") in the schema the model card reads.
     assert report["test"]["kvasir"] == report["results"]["autosam"]["kvasir"]
 
     table_lines = markdown.splitlines()

@@ -74,7 +74,7 @@ def add_to_hub_cache(cache: Path, repo_id: str, folder: Path) -> Path:
 
 def reference_logits(model: AutoSamForSegmentation, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
     with torch.no_grad():
-        return {mode: model(pixel_values=pixel_values, mode=mode).logits for mode in ("sam", "surrogate")}
+        return {mode: model(pixel_values=pixel_values, mode=mode).logits for mode in ("autosam", "surrogate")}
 
 
 def assert_same_outputs(model, pixel_values, expected):
@@ -195,7 +195,7 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent(
         with torch.no_grad():
             return max(
                 (model(pixel_values=reference["pixel_values"], mode=mode).logits - reference[mode]).abs().max().item()
-                for mode in ("sam", "surrogate")
+                for mode in ("autosam", "surrogate")
             )
 
     model = AutoModelForSemanticSegmentation.from_pretrained(full, trust_remote_code=True)
@@ -280,7 +280,7 @@ def test_pipeline_segments_with_the_published_folder(fresh_process_results, work
     assert all(segment["size"] == [width, height] for segment in results["pipeline"])
     # Its foreground is the model's own mask: logits > 0 at the original size.
     processor = AutoSamImageProcessor.from_pretrained(workspace["full"])
-    logits = processor.post_process_logits(workspace["expected"]["sam"], [(height, width)])[0]
+    logits = processor.post_process_logits(workspace["expected"]["autosam"], [(height, width)])[0]
     expected = (logits > 0).numpy()
     assert expected.any() and not expected.all()
     np.testing.assert_array_equal(np.load(str(out) + ".npy") > 0, expected)

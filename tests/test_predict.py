@@ -63,7 +63,7 @@ def image_folder(tmp_path):
     return folder
 
 
-def reference_masks(loaded, images, mode="sam") -> list[np.ndarray]:
+def reference_masks(loaded, images, mode="autosam") -> list[np.ndarray]:
     """What the model itself predicts: logits > mask_threshold at the original size, image by image."""
     model, processor = loaded
     masks = []
@@ -99,7 +99,12 @@ def test_cli_writes_masks_and_overlays_and_skips_the_bad_file(model_dir, image_f
 
 def test_cli_masks_are_the_models_masks(model_dir, loaded, image_folder, tmp_path):
     out = tmp_path / "out"
-    assert main(["--model", str(model_dir), str(image_folder / "a.png"), "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            ["--model", str(model_dir), str(image_folder / "a.png"), "--out", str(out), "--dtype", "float32", "--quiet"]
+        )
+        == 0
+    )
     (expected,) = reference_masks(loaded, [read_png(image_folder / "a.png")])
     assert expected.any() and not expected.all()
     np.testing.assert_array_equal(read_png(out / "masks" / "a.png") == 255, expected)
@@ -113,7 +118,22 @@ def test_fast_runs_the_surrogate_decoder_without_sam(model_dir, loaded, image_fo
     monkeypatch.setattr(AutoSamForSegmentation, "decode_masks", sam_must_not_run)
     monkeypatch.setattr(SamModel, "forward", sam_must_not_run)
     out = tmp_path / "out"
-    assert main(["--model", str(model_dir), str(image_folder / "a.png"), "--out", str(out), "--fast", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(model_dir),
+                str(image_folder / "a.png"),
+                "--out",
+                str(out),
+                "--fast",
+                "--dtype",
+                "float32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     monkeypatch.undo()
     (expected,) = reference_masks(loaded, [read_png(image_folder / "a.png")], mode="surrogate")
     np.testing.assert_array_equal(read_png(out / "masks" / "a.png") == 255, expected)
@@ -187,7 +207,7 @@ def test_unloadable_model_fails_naming_it(image_folder, tmp_path, capsys):
 
 def test_fast_conflicts_with_another_mode(model_dir, image_folder, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        main(["--model", str(model_dir), str(image_folder), "--out", str(tmp_path), "--fast", "--mode", "sam"])
+        main(["--model", str(model_dir), str(image_folder), "--out", str(tmp_path), "--fast", "--mode", "autosam"])
     assert exit_info.value.code == 2
 
 

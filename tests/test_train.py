@@ -63,7 +63,7 @@ def test_both_stages_on_real_kvasir(tiny_sam_dir, shared_data_dir, tmp_path):
     records = logged(output_dir)
     assert [r["step"] for r in records if r["stage"] == "prompt" and "loss" in r] == [1, 2, 3]
     assert [r["step"] for r in records if r["stage"] == "surrogate" and "loss" in r] == [1, 2, 3]
-    for picture in ("training_curves.png", "validation_overlays_sam.png", "validation_overlays_surrogate.png"):
+    for picture in ("training_curves.png", "validation_overlays_autosam.png", "validation_overlays_surrogate.png"):
         assert (output_dir / picture).stat().st_size > 0
 
     # The saved model is the best validation epoch, complete, and reloads frozen.

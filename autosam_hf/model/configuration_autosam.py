@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig, SamConfig
 
-AUTOSAM_MODES = ("sam", "surrogate", "sam_mask_prompt")
+AUTOSAM_MODES = ("autosam", "surrogate", "sam_mask_prompt")
+# Checkpoints saved before the modes were named after what they run used "sam" for AutoSAM's own path.
+LEGACY_MODE_NAMES = {"sam": "autosam"}
+
+
+def canonical_mode(mode: str) -> str:
+    """`mode` under its current name (`"sam"` → `"autosam"`); raises for unknown modes."""
+    mode = LEGACY_MODE_NAMES.get(mode, mode)
+    if mode not in AUTOSAM_MODES:
+        raise ValueError(f"mode must be one of {AUTOSAM_MODES}, got {mode!r}")
+    return mode
 
 
 class AutoSamConfig(PreTrainedConfig):
@@ -29,8 +39,8 @@ class AutoSamConfig(PreTrainedConfig):
             Weights of the BCE-with-logits and soft-Dice terms of the loss.
         mask_threshold (`float`, *optional*, defaults to 0.0):
             Threshold on the logits when binarising masks.
-        default_mode (`str`, *optional*, defaults to `"sam"`):
-            Mode used when `forward` is called without one (e.g. by the `image-segmentation` pipeline): `"sam"`
+        default_mode (`str`, *optional*, defaults to `"autosam"`):
+            Mode used when `forward` is called without one (e.g. by the `image-segmentation` pipeline): `"autosam"`
             (AutoSAM), `"surrogate"` (h(g(I)), SAM not run) or `"sam_mask_prompt"`.
         sam_name_or_path / sam_revision (`str`, *optional*):
             Where the SAM weights came from; adapter-size checkpoints refetch SAM from here.
@@ -49,7 +59,7 @@ class AutoSamConfig(PreTrainedConfig):
     bce_loss_weight: float = 1.0
     dice_loss_weight: float = 1.0
     mask_threshold: float = 0.0
-    default_mode: str = "sam"
+    default_mode: str = "autosam"
     sam_name_or_path: str | None = None
     sam_revision: str | None = None
     adapter_only: bool = False
@@ -59,8 +69,7 @@ class AutoSamConfig(PreTrainedConfig):
             self.id2label = {0: "background", 1: "foreground"}
             self.label2id = {"background": 0, "foreground": 1}
         super().__post_init__(**kwargs)
-        if self.default_mode not in AUTOSAM_MODES:
-            raise ValueError(f"default_mode must be one of {AUTOSAM_MODES}, got {self.default_mode!r}")
+        self.default_mode = canonical_mode(self.default_mode)
         if self.prompt_input_size < 32 or self.prompt_input_size % 16:
             raise ValueError(f"prompt_input_size must be a multiple of 16 and >= 32, got {self.prompt_input_size}")
 
@@ -71,4 +80,4 @@ class AutoSamConfig(PreTrainedConfig):
         return prompt_config.hidden_size, prompt_config.image_embedding_size
 
 
-__all__ = ["AutoSamConfig", "AUTOSAM_MODES"]
+__all__ = ["AutoSamConfig", "AUTOSAM_MODES", "canonical_mode"]

@@ -24,7 +24,7 @@ from transformers import initialization as init
 from transformers.models.sam.modeling_sam import SamLayerNorm
 from transformers.utils import ModelOutput
 
-from .configuration_autosam import AUTOSAM_MODES, AutoSamConfig
+from .configuration_autosam import AutoSamConfig, canonical_mode
 from .hardnet import HarDNet85Features, load_hardnet_weights
 from .sam_loading import load_sam
 
@@ -422,16 +422,15 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         valid_mask (`torch.Tensor` of shape `(batch_size, 4E, 4E)`, *optional*):
             True where the canvas is image rather than padding; the loss only counts these pixels.
         mode (`str`, *optional*):
-            `"sam"` (AutoSAM), `"surrogate"` (h(g(I)), SAM not run) or `"sam_mask_prompt"` (AutoSAM's own mask
-            fed back through SAM's mask prompt encoder). Defaults to `config.default_mode`.
+            `"autosam"` (g's prompt through SAM), `"surrogate"` (h(g(I)), SAM not run) or `"sam_mask_prompt"`
+            (AutoSAM's own mask fed back through SAM's mask prompt encoder). Defaults to `config.default_mode`;
+            `"sam"` is accepted for `"autosam"`.
         kwargs:
             Other processor outputs (`original_sizes`, `reshaped_input_sizes`) are accepted and ignored, so
             `model(**processor(images))` and the `image-segmentation` pipeline work.
         """
-        mode = mode or self.config.default_mode
+        mode = canonical_mode(mode or self.config.default_mode)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if mode not in AUTOSAM_MODES:
-            raise ValueError(f"mode must be one of {AUTOSAM_MODES}, got {mode!r}")
         if pixel_values is None:
             raise ValueError("pixel_values is required: the prompt generator reads the image.")
         if mode == "surrogate" and self.surrogate_decoder is None:

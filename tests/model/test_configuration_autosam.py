@@ -1,5 +1,7 @@
 """AutoSamConfig: validation, the prompt shape it derives from SAM, save/load."""
 
+import json
+
 import pytest
 from transformers import (
     AutoConfig,
@@ -7,11 +9,12 @@ from transformers import (
 )
 
 from autosam_hf import AutoSamConfig
+from autosam_hf.model.configuration_autosam import canonical_mode
 
 
 # ----------------------------------------------------------------------------------------------- configuration
 def test_config_rejects_bad_values(tiny_sam_config):
-    with pytest.raises(ValueError, match="default_mode"):
+    with pytest.raises(ValueError, match="mode must be one of"):
         AutoSamConfig(sam_config=tiny_sam_config.to_dict(), default_mode="sam_points")
     for bad_size in (16, 50, 100):
         with pytest.raises(ValueError, match="prompt_input_size"):
@@ -47,3 +50,14 @@ def test_config_round_trip(tiny_sam_config, tmp_path):
     assert loaded.prompt_embedding_shape == (32, 12)
     assert loaded.to_dict() == config.to_dict()  # every field, including ones added later
     assert isinstance(AutoConfig.from_pretrained(tmp_path), AutoSamConfig)
+
+
+def test_checkpoints_with_the_old_mode_name_load(tiny_sam_config, tmp_path):
+    """Configs saved before the rename say default_mode "sam"; they load as "autosam", and "sam" still works."""
+    AutoSamConfig(sam_config=tiny_sam_config.to_dict()).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "default_mode": "sam"}))
+    assert AutoSamConfig.from_pretrained(tmp_path).default_mode == "autosam"
+    assert canonical_mode("sam") == "autosam" and canonical_mode("surrogate") == "surrogate"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        canonical_mode("fast")

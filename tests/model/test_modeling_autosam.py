@@ -81,7 +81,7 @@ def test_default_mode_and_mode_errors(tiny_sam_config, tiny_model):
     pixel_values = torch.randn(1, 3, 24, 24)
     tiny_model.eval()
     with torch.no_grad():
-        assert tiny_model(pixel_values).iou_scores is not None  # default_mode "sam"
+        assert tiny_model(pixel_values).iou_scores is not None  # default_mode "autosam"
         as_tuple = tiny_model(pixel_values, mode="surrogate", return_dict=False)
         assert isinstance(as_tuple, tuple) and as_tuple[0].shape == (1, 1, 48, 48)  # (logits, surrogate, prompt)
         tiny_model.config.default_mode = "surrogate"
@@ -89,7 +89,7 @@ def test_default_mode_and_mode_errors(tiny_sam_config, tiny_model):
         with pytest.raises(ValueError, match="mode"):
             tiny_model(pixel_values, mode="points")
         with pytest.raises(ValueError, match="pixel_values"):
-            tiny_model(image_embeddings=torch.randn(1, 32, 12, 12), mode="sam")
+            tiny_model(image_embeddings=torch.randn(1, 32, 12, 12), mode="autosam")
     without_h = AutoSamForSegmentation.from_sam(tiny_sam_config, prompt_input_size=64, use_surrogate_decoder=False)
     assert without_h.surrogate_decoder is None
     with pytest.raises(ValueError, match="surrogate"):
@@ -242,7 +242,7 @@ def test_loss_ignores_padding(eval_model, tiny_processor):
     inside[0, row, col] = 1 - inside[0, row, col]
     config = eval_model.config
     with torch.no_grad():
-        for mode in ("sam", "surrogate"):
+        for mode in ("autosam", "surrogate"):
             outputs = eval_model(**inputs, mode=mode)
             # The model's loss is masked_segmentation_loss of its logits with the processor's valid_mask ...
             assert torch.equal(

@@ -33,7 +33,7 @@ REMOTE_SCRIPT = textwrap.dedent(
     image = np.load(work / "image.npy")
     outputs = {"processed": processor(image)["pixel_values"]}
     with torch.no_grad():
-        for mode in ("sam", "surrogate", "sam_mask_prompt"):
+        for mode in ("autosam", "surrogate", "sam_mask_prompt"):
             outputs[mode] = model(pixel_values, mode=mode).logits
         outputs["auto_model"] = base(pixel_values).logits
     torch.save(outputs, work / "remote_outputs.pt")
@@ -102,7 +102,7 @@ def test_saved_folder_runs_as_remote_code(tiny_model, tiny_processor, tmp_path):
         for mode in AUTOSAM_MODES:
             expected = tiny_model(inputs["pixel_values"], mode=mode).logits
             torch.testing.assert_close(remote[mode], expected, rtol=0, atol=1e-5, msg=mode)
-        torch.testing.assert_close(remote["auto_model"], remote["sam"], rtol=0, atol=0)
+        torch.testing.assert_close(remote["auto_model"], remote["autosam"], rtol=0, atol=0)
 
         # Pipeline: one mask per label present, from id2label, the size of the image, foreground as in-process.
         single = tiny_processor(image)
