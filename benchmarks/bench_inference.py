@@ -64,9 +64,7 @@ def measure_one(sam_dir: str, mode: str, precision: str, count: int) -> dict:
                     multimask_output=False,
                 )
             return processor.post_process_logits(outputs.pred_masks[:, 0].float(), inputs["original_sizes"])
-        return predict_images(
-            model, processor, [image], mode="sam" if mode == "autosam" else mode, batch_size=1, autocast_dtype=dtype
-        )
+        return predict_images(model, processor, [image], mode=mode, batch_size=1, autocast_dtype=dtype)
 
     run(images[0])  # warm-up: first-call allocations and kernel selection
     started = time.perf_counter()

@@ -1,231 +1,508 @@
-"""Benchmark 4: does h(g(I)) learn on real medical images? Same CPU budget as a plain U-Net, on Kvasir-SEG.
+"""Benchmark 4: how fast do the models LEARN on real images? Validation Dice vs optimizer steps and vs minutes.
 
-Both models train from scratch (no ImageNet weights: none can be fetched here) on `kvasir/train` with the same
-data pipeline (reference polyp augmentation, g's 352 canvas, 256×256 labels, the unpadded-region BCE + Dice loss,
-Adam 3e-4 / 1e-5, batch 8, bf16 autocast, channels-last), each for the same wall-clock budget on the same number of
-threads. The best epoch is picked on `kvasir/val`; Dice and IoU are reported once, on `kvasir/test`, at the
-images' original resolution.
+Every model trains from random weights (none can be fetched here) on Kvasir-SEG `train` for the same number of
+optimizer steps at the same batch size and number of threads, one model after the other. The curve is the mean
+per-image Dice on `kvasir/val` at each image's original resolution, every `--eval_every` steps. The model kept is
+the best one on val; it is scored ONCE, at the end, on `kvasir/test` and, for generalisation, on the CVC-ColonDB
+and ETIS-LaribPolypDB test subsets. Nothing is ever selected on those.
 
-  - ours: `autosam-train --stage standalone` (g = HarDNet-85 + its decoder, h = the surrogate decoder; no SAM);
-  - baseline: `unet_baseline.UNet` (32 base channels, 4 levels) in a minimal loop below.
+Models ("runners"; `--models` picks them):
+  - `pipeline:<variant>`: g + h (HarDNet-85 prompt generator + surrogate decoder, no SAM) trained by the project's
+    own `python -m autosam_hf.train --stage standalone`, with its data path (reference augmentation, letterboxed
+    canvas, masked loss) and the variant's extra flags (`VARIANTS`). It validates once per epoch (800 images at
+    batch 8: every 100 steps); the curve is read from its `train_log.jsonl`.
+  - `minimal:g+h`: the same model in the minimal loop below (`train_minimal`): square resize, random horizontal and
+    vertical flips only, fp32, Adam 3e-4 / wd 1e-5, plain BCE + soft Dice, decoded images preloaded.
+  - `minimal:unet`: the standard baseline, MONAI's FlexibleUNet with a ResNet-34 encoder (random init, 256² input;
+    `pip install monai`), in the same loop.
 
-    python benchmarks/bench_real_data.py --minutes 20 --threads 1   # both run side by side, 1 thread each
-    python benchmarks/bench_real_data.py --models ours --threads 2 --name real_data_ours_alone  # whole machine
-    python benchmarks/bench_real_data.py --quick                    # 0.3 minutes on 16 images (smoke test)
+Minutes are training time: the time a loop spends validating is taken off its clock (`summarize_log`).
+
+    python benchmarks/bench_real_data.py                       # 1000 steps, every model, all threads
+    python benchmarks/bench_real_data.py --input_size 128 --name real_data_128
+    python benchmarks/bench_real_data.py --models pipeline --variants default,flips --merge
+    python benchmarks/bench_real_data.py --quick               # smoke test: 6 steps on 16 images, < 1 min/model
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
+import math
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
+import PIL.Image
 import torch
+import torch.nn.functional as F
 from common import DATA_DIR, RESULTS_DIR, machine, run_python, sam_checkpoint, write_result
+from torch import nn
 
-BATCH_SIZE = 8
+from autosam_hf.atomic_write import write_atomically
+from autosam_hf.runtime import describe_machine
 
+if TYPE_CHECKING:
+    import datasets
 
-def evaluate_probabilities(predict, processor, dataset, batch_size: int = 8) -> dict[str, float]:
-    """Mean per-image Dice/IoU at original resolution; `predict(pixel_values) -> (B, 1, 256, 256) logits`."""
-    from autosam_hf.metrics import SegmentationMetrics
-    from autosam_hf.model import binarize_mask
+# Pipeline variants: name → extra `autosam_hf.train` flags. Adding an ablation is one line here, e.g.
+# "flips": ["--augmentation", "flips"], "cosine": ["--lr_scheduler_type", "cosine", "--num_warmup_steps", "50"].
+VARIANTS: dict[str, list[str]] = {
+    "default": [],
+}
+MINIMAL_MODELS = ("minimal:g+h", "minimal:unet")
+# Generalisation sets: name → (preset, folder under the data dir). Their `test` split resolves to `test_subset`.
+TEST_SETS = {
+    "kvasir": ("kvasir", "kvasir"),
+    "colondb": ("colondb", "cvc_colondb"),
+    "etis": ("etis", "etis_laribpolypdb"),
+}
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
-    metrics = SegmentationMetrics()
-    for start in range(0, len(dataset), batch_size):
-        rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
-        inputs = processor(images=list(rows["image"]), return_tensors="pt")
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = predict(inputs["pixel_values"]).float()
-        for mask_logits, mask in zip(
-            processor.post_process_logits(logits, inputs["original_sizes"]), rows["mask"], strict=True
-        ):
-            metrics.update((mask_logits > 0).numpy(), binarize_mask(mask))
-    result = metrics.compute()
-    return {"dice": result["dice"], "iou": result["iou"]}
-
-
-def train_unet(minutes: float, max_train: int | None, seed: int = 42) -> dict:
-    """The baseline: a U-Net trained with the same data, loss, optimiser and budget; best epoch on val."""
-    from accelerate.utils import set_seed
-    from transformers import SamConfig
-    from unet_baseline import UNet
-
-    from autosam_hf.data import JointAugmentation, get_preset, load_preset_dataset
-    from autosam_hf.data.torch_dataset import AutoSamViewDataset
-    from autosam_hf.model import AutoSamImageProcessor, masked_segmentation_loss
-
-    set_seed(seed)
-    preset = get_preset("kvasir")
-    data = DATA_DIR / "kvasir"
-    train, val, test = (load_preset_dataset("kvasir", split, data) for split in ("train", "val", "test"))
-    if max_train:
-        train, val, test = train.select(range(max_train)), val.select(range(8)), test.select(range(8))
-    processor = AutoSamImageProcessor.from_sam_config(SamConfig(), image_size=preset.image_size)
-    dataset = AutoSamViewDataset(train, processor, JointAugmentation(preset.augmentation, seed=seed))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True)
-    model = UNet(out_size=256).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=preset.training.learning_rate, weight_decay=preset.training.weight_decay
-    )
-    started, epoch, steps, best, history = time.monotonic(), 0, 0, None, []
-    while time.monotonic() - started < 60 * minutes:
-        dataset.set_epoch(epoch)
-        model.train()
-        for batch in loader:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                logits = model(batch["pixel_values"].contiguous(memory_format=torch.channels_last))
-            loss = masked_segmentation_loss(logits, batch["labels"], batch["valid_mask"])
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            steps += 1
-            if time.monotonic() - started > 60 * minutes:
-                break
-        model.eval()
-        scores = evaluate_probabilities(model, processor, val)
-        history.append({"epoch": epoch, "steps": steps, **{f"val_{k}": v for k, v in scores.items()}})
-        print(json.dumps(history[-1]), flush=True)
-        if best is None or scores["dice"] > best[0]["dice"]:
-            best = (scores, copy.deepcopy(model.state_dict()), epoch)
-        epoch += 1
-    model.load_state_dict(best[1])
-    model.eval()
-    return {
-        "test": evaluate_probabilities(model, processor, test),
-        "validation": best[0],
-        "best_epoch": best[2],
-        "epochs": epoch,
-        "steps": steps,
-        "history": history,
-    }
+# list of PIL images → list of (H_i, W_i) float foreground probabilities at each image's original size.
+Predictor = Callable[[list[PIL.Image.Image]], list[np.ndarray]]
 
 
-def train_ours(minutes: float, max_train: int | None, threads: int, workdir: Path) -> dict:
-    """`autosam-train --stage standalone` under the same budget, then scored on test in surrogate mode."""
-    output_dir = workdir / "autosam_standalone"
-    limits = ["--max_train_samples", str(max_train), "--max_eval_samples", "8"] if max_train else []
-    run_python(
-        [
-            "-m",
-            "autosam_hf.train",
-            "--sam",
-            str(sam_checkpoint("vit_b")),
-            "--preset",
-            "kvasir",
-            "--data",
-            str(DATA_DIR / "kvasir"),
-            "--output_dir",
-            str(output_dir),
-            "--stage",
-            "standalone",
-            "--per_device_train_batch_size",
-            str(BATCH_SIZE),
-            "--num_train_epochs",
-            "100000",
-            "--max_train_minutes",
-            str(minutes),
-            "--mixed_precision",
-            "bf16",
-            "--checkpointing_steps",
-            "100000000",
-            "--num_overlays",
-            "4",
-            *limits,
-        ],
-        threads=threads,
-        timeout=int(60 * minutes * 3 + 1800),
-    )
-    return json.loads(
-        run_python(
-            [str(Path(__file__).resolve()), "--score", str(output_dir), *(["--quick"] if max_train else [])],
-            threads=threads,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+@dataclass(frozen=True)
+class Settings:
+    """What every model of one run shares (stored in the result file; `--merge` requires equal settings)."""
+
+    steps: int
+    batch_size: int
+    eval_every: int
+    input_size: int  # g's input side (pipeline and minimal:g+h)
+    unet_size: int  # the U-Net's input and output side
+    threads: int
+    seed: int
+    minutes: float | None  # wall-clock cap per model (validation included), None = none
+    max_train_samples: int | None
+    max_eval_samples: int | None  # caps val and every test set
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-5
 
 
-def score_ours(output_dir: str, quick: bool) -> dict:
-    from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
+# ------------------------------------------------------------------------------------------------ data and scores
+def load_split(preset: str, folder: str, split: str, limit: int | None) -> datasets.Dataset:
+    """A `datasets.Dataset` with `image` (PIL RGB) and `mask` columns, truncated to its first `limit` rows."""
     from autosam_hf.data import load_preset_dataset
 
-    model = AutoSamForSegmentation.from_pretrained(output_dir).eval()
-    processor = AutoSamImageProcessor.from_pretrained(output_dir)
-    test = load_preset_dataset("kvasir", "test", DATA_DIR / "kvasir")
-    test = test.select(range(8)) if quick else test
-    results = json.loads((Path(output_dir) / "all_results.json").read_text())
-    save_test_overlays(model, processor, test, RESULTS_DIR / f"real_data{'_quick' if quick else ''}_test_overlays.png")
-    log = [json.loads(line) for line in (Path(output_dir) / "train_log.jsonl").read_text().splitlines()]
+    dataset = load_preset_dataset(preset, split, DATA_DIR / folder)
+    return dataset.select(range(min(limit, len(dataset)))) if limit else dataset
+
+
+def score(probabilities: Sequence[np.ndarray], masks: Sequence) -> dict[str, float]:
+    """Mean per-image Dice and IoU of `probabilities > 0.5` ((H, W) each, original size) against the masks.
+
+    The one scoring rule of this benchmark; the training script's validation applies the same (`logits > 0`,
+    `dice_iou_per_image` at the original size).
+    """
+    from autosam_hf.metrics import dice_iou_per_image
+    from autosam_hf.model import binarize_mask
+
+    scores = np.array(
+        [dice_iou_per_image(p > 0.5, binarize_mask(m)) for p, m in zip(probabilities, masks, strict=True)]
+    )
+    return {"dice": float(scores[:, 0].mean()), "iou": float(scores[:, 1].mean())}
+
+
+def score_test_sets(predict: Predictor, settings: Settings) -> dict[str, dict]:
+    """The selected model on kvasir/test, ColonDB and ETIS: scored once, never used for any choice."""
+    results = {}
+    for name, (preset, folder) in TEST_SETS.items():
+        dataset = load_split(preset, folder, "test", settings.max_eval_samples)
+        images = [image.convert("RGB") for image in dataset["image"]]
+        results[name] = {**score(predict(images), dataset["mask"]), "images": len(dataset)}
+    return results
+
+
+def summarize_log(log: list[dict]) -> dict:
+    """Curve, best val point and speed from a training log in `train_log.jsonl`'s schema.
+
+    `log` holds step records `{"step", "loss", "seconds"}` (`seconds`: wall clock since training started) and
+    validation records `{"step", "val_dice", "val_iou"}`. Both loops validate between two steps, so the step after
+    a validation also paid for it: its duration is replaced by the median step's, and `minutes` is training time.
+    """
+    steps = [r for r in log if "loss" in r]
+    validations = [r for r in log if "val_dice" in r]
+    validated = {r["step"] for r in validations}
+    durations = np.diff([0.0] + [r["seconds"] for r in steps])
+    # Step 1 carries the one-off warm-up (allocations, oneDNN kernel choice): kept in the clock, not in s/step.
+    plain = [d for r, d in zip(steps, durations, strict=True) if r["step"] != 1 and r["step"] - 1 not in validated]
+    seconds_per_step = statistics.median(plain) if plain else float(np.median(durations))
+    training = [seconds_per_step if r["step"] - 1 in validated else d for r, d in zip(steps, durations, strict=True)]
+    minutes_at = dict(zip((r["step"] for r in steps), np.cumsum(training) / 60, strict=True))
+    curve, previous = [], 0
+    for r in validations:
+        # Mean training loss since the previous validation: with the val Dice, it tells a model that fits its
+        # (augmented) training batches slowly from one that fits them but does not transfer to val.
+        losses = [s["loss"] for s in steps if previous < s["step"] <= r["step"]]
+        curve.append(
+            {
+                "step": r["step"],
+                "minutes": float(minutes_at[r["step"]]),
+                "train_loss": float(np.mean(losses)) if losses else None,
+                "val_dice": r["val_dice"],
+                "val_iou": r["val_iou"],
+            }
+        )
+        previous = r["step"]
+    best = max(curve, key=lambda point: point["val_dice"])  # the first of equal maxima, as the training script
     return {
-        "test": evaluate_probabilities(
-            lambda pixels: model(pixel_values=pixels, mode="surrogate").logits, processor, test
-        ),
-        "validation": results["validation"]["kvasir"],
-        "best_epoch": results["stages"]["standalone"]["epoch"],
-        "epochs": 1 + max(r["epoch"] for r in log),
-        "steps": max(r["step"] for r in log),
-        "history": [r for r in log if "val_dice" in r],
+        "steps": steps[-1]["step"],
+        "seconds_per_step": seconds_per_step,
+        "train_minutes": float(minutes_at[steps[-1]["step"]]),
+        "curve": curve,
+        "best_val": {"dice": best["val_dice"], "iou": best["val_iou"], "step": best["step"]},
     }
 
 
-def save_test_overlays(model, processor, test, path: Path, count: int = 4) -> None:
-    """Image, ground truth (green) and h(g(I)) (red) for the first test images: the README's picture."""
-    from autosam_hf.model import binarize_mask
+# ------------------------------------------------------------------------------------------------ pipeline runner
+def run_pipeline(variant: str, settings: Settings, workdir: Path) -> tuple[list[dict], Predictor, dict]:
+    """`autosam_hf.train --stage standalone` + the variant's flags; returns its log, its val-selected model as a
+    predictor (surrogate mode, the processor it saved) and what describes the run."""
+    from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
     from autosam_hf.predict import predict_images
-    from autosam_hf.visualization import save_overlay_grid
 
-    rows = test.select(range(min(count, len(test))))
-    images = [image.convert("RGB") for image in rows["image"]]
-    probabilities = predict_images(model, processor, images, mode="surrogate", autocast_dtype=torch.bfloat16)
+    output_dir = workdir / f"pipeline-{variant}"
+    limits = []
+    if settings.max_train_samples:
+        limits += ["--max_train_samples", str(settings.max_train_samples)]
+    if settings.max_eval_samples:
+        limits += ["--max_eval_samples", str(settings.max_eval_samples)]
+    arguments = [
+        "-m", "autosam_hf.train",
+        "--stage", "standalone",
+        "--preset", "kvasir",
+        "--data", str(DATA_DIR / "kvasir"),
+        # Standalone never runs SAM's encoder; only SAM's config (C = 256, E = 64) shapes g and h.
+        "--sam", str(sam_checkpoint("tiny_encoder")),
+        "--prompt_input_size", str(settings.input_size),
+        "--per_device_train_batch_size", str(settings.batch_size),
+        "--max_train_steps", str(settings.steps),
+        "--mixed_precision", "no",
+        "--seed", str(settings.seed),
+        "--checkpointing_steps", str(10**9),  # resumable checkpoints would cost time between epochs
+        "--num_overlays", "0",
+        "--output_dir", str(output_dir),
+        *(["--max_train_minutes", str(settings.minutes)] if settings.minutes else []),
+        *limits,
+        *VARIANTS[variant],
+    ]  # fmt: skip
+    timeout = 60 * settings.minutes + 3600 if settings.minutes else 14 * 24 * 3600
+    run_python(arguments, threads=settings.threads, timeout=timeout)
+    log = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
+    model = AutoSamForSegmentation.from_pretrained(output_dir).eval()  # the best epoch on val, saved by the script
+    processor = AutoSamImageProcessor.from_pretrained(output_dir)
+
+    def predict(images: list[PIL.Image.Image]) -> list[np.ndarray]:
+        return predict_images(model, processor, images, mode="surrogate", batch_size=settings.batch_size)
+
+    description = {
+        "runner": "pipeline",
+        "extra_flags": VARIANTS[variant],
+        "command": "python " + " ".join(arguments),
+        "image_size": settings.input_size,
+        "mask_size": 4 * model.config.prompt_embedding_shape[1],  # h's output canvas, 4E
+        "trainable_parameters": sum(p.numel() for n, p in model.named_parameters() if not n.startswith("sam.")),
+    }
+    return [r for r in log if r.get("stage", "standalone") == "standalone"], predict, description
+
+
+# ------------------------------------------------------------------------------------------------ minimal runners
+@dataclass
+class MinimalModel:
+    """A network for the minimal loop: `forward` maps ImageNet-normalised (B, 3, S, S) to (B, 1, M, M) logits,
+    S = `image_size`, M = `mask_size` (the square the masks are resized to)."""
+
+    module: nn.Module
+    image_size: int
+    mask_size: int
+    forward: Callable[[torch.Tensor], torch.Tensor]
+
+
+def build_g_h(settings: Settings) -> MinimalModel:
+    """AutoSAM's g + h exactly as the pipeline builds them (same SAM config, input size and seed → same init),
+    trained in surrogate mode; SAM stays frozen and is never run."""
+    from autosam_hf import AutoSamForSegmentation
+
+    model = AutoSamForSegmentation.from_sam(str(sam_checkpoint("tiny_encoder")), prompt_input_size=settings.input_size)
+    model.set_trainable(prompt_generator=True, surrogate_decoder=True)
+    mask_size = 4 * model.config.prompt_embedding_shape[1]  # h's output canvas, 4E = 256
+
+    def forward(pixel_values: torch.Tensor) -> torch.Tensor:
+        return model(pixel_values=pixel_values, mode="surrogate").logits
+
+    return MinimalModel(model, settings.input_size, mask_size, forward)
+
+
+def build_unet(settings: Settings) -> MinimalModel:
+    """MONAI FlexibleUNet, ResNet-34 encoder, random init: the standard "resnet34 U-Net" baseline."""
+    from monai.networks.nets import FlexibleUNet
+
+    network = FlexibleUNet(in_channels=3, out_channels=1, backbone="resnet34", pretrained=False, spatial_dims=2)
+    # Channels-last like g (which converts its own input): s/step then compares the networks, not memory layouts.
+    network = network.to(memory_format=torch.channels_last)
+    return MinimalModel(network, settings.unet_size, settings.unet_size, network)
+
+
+BUILDERS: dict[str, Callable[[Settings], MinimalModel]] = {"minimal:g+h": build_g_h, "minimal:unet": build_unet}
+
+
+def square_images(images: Sequence[PIL.Image.Image], size: int) -> torch.Tensor:
+    """RGB images resized (bilinear, PIL) to size × size → uint8 (N, 3, size, size)."""
+    arrays = [np.asarray(image.convert("RGB").resize((size, size), PIL.Image.BILINEAR)) for image in images]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def square_masks(masks: Sequence, size: int) -> torch.Tensor:
+    """Ground-truth masks binarised, then resized (nearest) to size × size → float 0/1 (N, 1, size, size)."""
+    from autosam_hf.model import binarize_mask
+
+    arrays = [
+        np.asarray(PIL.Image.fromarray(binarize_mask(mask) * 255).resize((size, size), PIL.Image.NEAREST)) > 127
+        for mask in masks
+    ]
+    return torch.from_numpy(np.stack(arrays)).float()[:, None]
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, S, S) → ImageNet-normalised float32, channels-last."""
+    pixels = (images.float() / 255 - IMAGENET_MEAN) / IMAGENET_STD
+    return pixels.contiguous(memory_format=torch.channels_last)
+
+
+def random_flips(
+    images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip each (image (3, S, S), mask (1, M, M)) pair left-right, and independently up-down, with p = 0.5."""
+    for dim in (-1, -2):
+        flip = (torch.rand(len(images), generator=generator) < 0.5)[:, None, None, None]
+        images = torch.where(flip, images.flip(dim), images)
+        masks = torch.where(flip, masks.flip(dim), masks)
+    return images, masks
+
+
+def bce_dice_loss(logits: torch.Tensor, masks: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Mean BCE-with-logits + mean over images of (1 − soft Dice); logits and masks (B, 1, M, M).
+
+    Written here rather than imported: the reference loop must not share the code under test.
+    """
+    bce = F.binary_cross_entropy_with_logits(logits, masks)
+    probabilities = torch.sigmoid(logits).flatten(1)
+    targets = masks.flatten(1)
+    dice = (2 * (probabilities * targets).sum(1) + smooth) / (probabilities.sum(1) + targets.sum(1) + smooth)
+    return bce + (1 - dice).mean()
+
+
+@torch.no_grad()
+def predict_square(
+    model: MinimalModel, images: torch.Tensor, sizes: Sequence[tuple[int, int]], batch_size: int
+) -> list[np.ndarray]:
+    """uint8 (N, 3, S, S) → list of (H_i, W_i) float32 probabilities, logits resized bilinearly to `sizes`."""
+    model.module.eval()
+    probabilities = []
+    for start in range(0, len(images), batch_size):
+        logits = model.forward(normalize(images[start : start + batch_size])).float()
+        for image_logits, size in zip(logits, sizes[start : start + batch_size], strict=True):
+            resized = F.interpolate(image_logits[None], size=tuple(size), mode="bilinear", align_corners=False)
+            probabilities.append(torch.sigmoid(resized)[0, 0].numpy())
+    return probabilities
+
+
+def train_minimal(model: MinimalModel, settings: Settings, name: str) -> list[dict]:
+    """The minimal loop: fixed steps, batches of preloaded square tensors shuffled each epoch by a seeded generator,
+    flips only, fp32 Adam, BCE + soft Dice; validates every `eval_every` steps and keeps the best weights on val
+    (loaded into `model.module` on return). Returns a log in `train_log.jsonl`'s schema."""
+    train = load_split("kvasir", "kvasir", "train", settings.max_train_samples)
+    val = load_split("kvasir", "kvasir", "val", settings.max_eval_samples)
+    images, masks = square_images(train["image"], model.image_size), square_masks(train["mask"], model.mask_size)
+    val_images = square_images(val["image"], model.image_size)
+    val_sizes = [(image.height, image.width) for image in val["image"]]
+    val_masks = val["mask"]
+    generator = torch.Generator().manual_seed(settings.seed)
+    parameters = [p for p in model.module.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    log, best, best_state = [], -1.0, None
+    step, epoch, out_of_time = 0, 0, False
+    started = time.monotonic()
+    while step < settings.steps and not out_of_time:
+        order = torch.randperm(len(images), generator=generator)
+        for batch in order.split(settings.batch_size):
+            model.module.train()
+            batch_images, batch_masks = random_flips(images[batch], masks[batch], generator)
+            loss = bce_dice_loss(model.forward(normalize(batch_images)), batch_masks)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            seconds = time.monotonic() - started
+            log.append({"epoch": epoch, "step": step, "loss": loss.item(), "seconds": seconds})
+            out_of_time = settings.minutes is not None and seconds > 60 * settings.minutes
+            if step % settings.eval_every == 0 or step == settings.steps or out_of_time:
+                scores = score(predict_square(model, val_images, val_sizes, settings.batch_size), val_masks)
+                log.append({"epoch": epoch, "step": step, "val_dice": scores["dice"], "val_iou": scores["iou"]})
+                print(f"[{name}] step {step}: val Dice {scores['dice']:.4f} ({seconds / 60:.1f} min)", flush=True)
+                if scores["dice"] > best:
+                    best, best_state = scores["dice"], copy.deepcopy(model.module.state_dict())
+            if step >= settings.steps or out_of_time:
+                break
+        epoch += 1
+    model.module.load_state_dict(best_state)
+    return log
+
+
+def run_minimal(name: str, settings: Settings) -> tuple[list[dict], Predictor, dict]:
+    """Seed, build, train in the minimal loop; returns its log, the val-selected model as a predictor, and what
+    describes the run."""
+    from accelerate.utils import set_seed
+
+    set_seed(settings.seed)  # what the training script does before building: the same g/h initialisation
+    model = BUILDERS[name](settings)
+    log = train_minimal(model, settings, name)
+
+    def predict(images: list[PIL.Image.Image]) -> list[np.ndarray]:
+        sizes = [(image.height, image.width) for image in images]
+        return predict_square(model, square_images(images, model.image_size), sizes, settings.batch_size)
+
+    description = {
+        "runner": "minimal",
+        "image_size": model.image_size,
+        "mask_size": model.mask_size,
+        "trainable_parameters": sum(p.numel() for p in model.module.parameters() if p.requires_grad),
+    }
+    return log, predict, description
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+def plot_curves(models: dict[str, dict], path: Path) -> None:
+    """Val Dice vs optimizer steps (left) and vs training minutes (right), one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (by_step, by_minute) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for name, result in models.items():
+        curve = result["curve"]
+        by_step.plot([p["step"] for p in curve], [p["val_dice"] for p in curve], marker="o", markersize=3, label=name)
+        by_minute.plot([p["minutes"] for p in curve], [p["val_dice"] for p in curve], marker="o", markersize=3)
+    by_step.set(xlabel="optimizer steps", ylabel="val Dice (Kvasir-SEG, per image)", ylim=(0, 1))
+    by_minute.set(xlabel="training minutes (validation excluded)")
+    for axis in (by_step, by_minute):
+        axis.grid(alpha=0.3)
+    by_step.legend()
+    figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_overlay_grid(images, [binarize_mask(m) for m in rows["mask"]], [p > 0.5 for p in probabilities], path)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
+    plt.close(figure)
 
 
-def main() -> None:
+def machine_info(threads: int) -> dict:
+    """The CPU the timings belong to: compare s/step and minutes only between equal `cpu` + `cpu_capability`."""
+    return {**describe_machine(), "threads": threads, "description": machine()}
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=20.0)
-    parser.add_argument("--threads", type=int, default=1, help="Threads per model; both models train at once.")
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--steps", type=int, default=1000, help="Optimizer steps per model.")
+    parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument(
-        "--models",
-        nargs="+",
-        choices=["ours", "unet"],
-        default=["ours", "unet"],
-        help="Which models to train (side by side when both).",
+        "--eval_every", type=int, default=None, help="Minimal loops: steps between validations (default one epoch, "
+        "100 for Kvasir at batch 8: the pipeline validates once per epoch)."
+    )  # fmt: skip
+    parser.add_argument("--input_size", type=int, default=352, help="g's input side (the preset's is 352).")
+    parser.add_argument("--unet_size", type=int, default=256, help="The U-Net's input side.")
+    parser.add_argument("--threads", type=int, default=None, help="Torch threads per run (default: all).")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--minutes", type=float, default=None, help="Wall-clock cap per model; keeps what it reached.")
+    parser.add_argument(
+        "--models", default="pipeline," + ",".join(MINIMAL_MODELS),
+        help=f"Comma list of: pipeline (every --variants), pipeline:<variant>, {', '.join(MINIMAL_MODELS)}.",
+    )  # fmt: skip
+    parser.add_argument("--variants", default="default", help=f"Pipeline variants, comma list of {sorted(VARIANTS)}.")
+    parser.add_argument("--max_train_samples", type=int, default=None, help="Train on the first N images only.")
+    parser.add_argument("--max_eval_samples", type=int, default=None, help="Cap val and each test set at N images.")
+    parser.add_argument("--name", default=None, help="Result file name (default real_data, or real_data_quick).")
+    parser.add_argument("--merge", action="store_true", help="Keep the other models of an existing result file.")
+    parser.add_argument("--quick", action="store_true", help="Smoke test: 6 steps on 16 images at 64², 4 val/test.")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.input_size, args.unet_size = 6, 64, 64
+        args.max_train_samples, args.max_eval_samples = 16, 4
+    train_size = min(args.max_train_samples or 800, 800)  # kvasir/train holds 800 images
+    models = []
+    for entry in filter(None, args.models.split(",")):
+        if entry == "pipeline":
+            models += [f"pipeline:{variant}" for variant in filter(None, args.variants.split(","))]
+        else:
+            models.append(entry)
+    for entry in models:
+        if entry not in MINIMAL_MODELS and entry.removeprefix("pipeline:") not in VARIANTS:
+            parser.error(
+                f"unknown model {entry!r}: use pipeline, pipeline:<{'|'.join(VARIANTS)}>, {', '.join(MINIMAL_MODELS)}"
+            )
+    if "minimal:unet" in models:
+        try:
+            import monai  # noqa: F401
+        except ImportError:
+            parser.error("minimal:unet needs MONAI: `pip install monai` (torch + numpy only)")
+    settings = Settings(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        eval_every=args.eval_every or math.ceil(train_size / args.batch_size),
+        input_size=args.input_size,
+        unet_size=args.unet_size,
+        threads=args.threads or torch.get_num_threads(),
+        seed=args.seed,
+        minutes=args.minutes,
+        max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples,
     )
-    parser.add_argument("--name", default=None, help="Result file name (default real_data[_quick]).")
-    parser.add_argument("--unet", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--score", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    minutes, max_train = (0.3, 16) if args.quick else (args.minutes, None)
-    if args.score:
-        print(json.dumps(score_ours(args.score, args.quick)))
-        return
-    if args.unet:
-        print(json.dumps(train_unet(minutes, max_train)))
-        return
+    return args, settings, list(dict.fromkeys(models))
 
-    import concurrent.futures
 
-    result = {"machine": machine(), "minutes_per_model": minutes, "threads_per_model": args.threads}
-    with tempfile.TemporaryDirectory() as workdir, concurrent.futures.ThreadPoolExecutor(2) as pool:
-        unet_flags = ["--unet", "--minutes", str(minutes), *(["--quick"] if args.quick else [])]
-        timeout = int(60 * minutes * 3 + 1800)
-        if "unet" in args.models:
-            unet = pool.submit(run_python, [str(Path(__file__).resolve()), *unet_flags], args.threads, timeout)
-        if "ours" in args.models:
-            result["autosam_surrogate_h_of_g"] = pool.submit(
-                train_ours, minutes, max_train, args.threads, Path(workdir)
-            ).result()
-        if "unet" in args.models:
-            result["unet"] = json.loads(unet.result().stdout.strip().splitlines()[-1])
-    print(json.dumps(result, indent=2))
-    write_result(args.name or ("real_data_quick" if args.quick else "real_data"), result)
+def main(argv: list[str] | None = None) -> None:
+    args, settings, models = parse_args(argv)
+    torch.set_num_threads(settings.threads)
+    name = args.name or ("real_data_quick" if args.quick else "real_data")
+    result = {
+        "machine": machine_info(settings.threads),
+        "settings": dataclasses.asdict(settings),
+        "selection": "best val Dice on kvasir/val; the test sets are scored once, on that model",
+        "models": {},
+    }
+    existing = RESULTS_DIR / f"{name}.json"
+    if args.merge and existing.exists():
+        previous = json.loads(existing.read_text())
+        # Curves and s/step only compare under the same settings on the same kind of CPU.
+        if previous.get("settings") != result["settings"] or any(
+            previous.get("machine", {}).get(key) != result["machine"][key] for key in ("cpu", "cpu_capability")
+        ):
+            sys.exit(f"--merge: {existing} was measured with other settings or on another CPU; use another --name")
+        result["models"] = previous["models"]
+    print(f"{name}: {models} on {result['machine']['description']}; {settings}", flush=True)
+    plot_path = RESULTS_DIR / f"{name.replace('real_data', 'learning_curves', 1)}.png"
+    with tempfile.TemporaryDirectory() as workdir:
+        for model in models:
+            if model.startswith("pipeline:"):
+                log, predict, description = run_pipeline(model.removeprefix("pipeline:"), settings, Path(workdir))
+            else:
+                log, predict, description = run_minimal(model, settings)
+            summary = summarize_log(log)
+            result["models"][model] = {**description, **summary, "test": score_test_sets(predict, settings)}
+            print(json.dumps({model: {k: v for k, v in result["models"][model].items() if k != "curve"}}), flush=True)
+            write_result(name, result)  # after every model: a long run keeps what it finished
+            plot_curves(result["models"], plot_path)
+    print(f"wrote {RESULTS_DIR / name}.json and {plot_path}")
 
 
 if __name__ == "__main__":

@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from process_group import run_command
 from transformers import SamConfig, SamModel
 
 from autosam_hf.atomic_write import write_atomically
+from autosam_hf.runtime import machine_summary
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 RESULTS_DIR = Path(os.environ.get("AUTOSAM_BENCHMARK_RESULTS", REPO_ROOT / "benchmarks" / "results"))
 
 # "vit_b": SAM ViT-B as released (transformers' SamConfig defaults). "small": a 4-layer ViT on a 256 canvas, for
-# quick runs. Random weights: speed does not depend on their values.
+# quick runs. "tiny_encoder": released SAM's prompt/mask shapes (C = 256, E = 64, 256² masks) around a 1-layer ViT,
+# for runs that never call SAM's encoder (`--stage standalone`): g and h get their real sizes, the folder stays small.
+# Random weights: speed does not depend on their values.
 SAM_SIZES = {
     "vit_b": {},
+    "tiny_encoder": dict(
+        vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=1, global_attn_indexes=[0])
+    ),
     "small": dict(
         vision_config=dict(
             hidden_size=192,
@@ -37,11 +45,17 @@ SAM_SIZES = {
 
 
 def sam_checkpoint(size: str, root: Path | None = None) -> Path:
-    """A transformers SAM folder with random weights (cached under the system temp dir)."""
+    """A transformers SAM folder with random weights (cached under the system temp dir; built in a temporary
+    folder and renamed into place, so a killed build or a concurrent one never leaves a half-written checkpoint)."""
     folder = (root or Path(tempfile.gettempdir())) / f"autosam-bench-sam-{size}"
     if not (folder / "config.json").exists():
         torch.manual_seed(0)
-        SamModel(SamConfig(**SAM_SIZES[size])).save_pretrained(folder)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        SamModel(SamConfig(**SAM_SIZES[size])).save_pretrained(staging)
+        try:
+            staging.rename(folder)
+        except OSError:  # another process finished first: keep its copy
+            shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
@@ -50,9 +64,7 @@ def run_python(arguments: list[str], threads: int | None = None, timeout: int = 
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if threads:
         environment["OMP_NUM_THREADS"] = str(threads)
-    result = subprocess.run(
-        [sys.executable, *arguments], capture_output=True, text=True, env=environment, timeout=timeout, cwd=REPO_ROOT
-    )
+    result = run_command([sys.executable, *arguments], env=environment, timeout=timeout, cwd=REPO_ROOT)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(arguments)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
     return result
@@ -66,9 +78,5 @@ def write_result(name: str, result: dict) -> Path:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    """The machine every figure must name: CPU model, vector ISA, native bf16 or not, threads, torch (and GPU)."""
+    return machine_summary()

@@ -1,6 +1,6 @@
 """Run every benchmark, then print their results as the Markdown tables of the README.
 
-python benchmarks/run_all.py            # full runs: ~10 minutes + 2 × the real-data budget (20 min, side by side)
+python benchmarks/run_all.py            # full runs: ~10 minutes + the real-data learning runs (hours)
 python benchmarks/run_all.py --quick    # each benchmark in under a minute (what the test suite runs)
 python benchmarks/run_all.py --table    # only print the tables from benchmarks/results/*.json
 """
@@ -22,6 +22,38 @@ REFERENCE = {"train_seconds_per_image": 15.1, "inference_seconds_per_image": 10.
 def load(name: str) -> dict | None:
     path = RESULTS_DIR / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+REAL_DATA_MILESTONES = (100, 300, 1000)  # steps at which the real-data table shows val Dice
+
+
+def render_real_data(real: dict, file_name: str) -> list[str]:
+    """The learning benchmark (bench_real_data.py): one row per model, val curve milestones and test scores."""
+    if "models" not in real:
+        return [f"**Real data**: {file_name} is in an older format; rerun benchmarks/bench_real_data.py.", ""]
+    settings, machine = real["settings"], real["machine"]
+    lines = [
+        f"**Real data: learning from scratch on Kvasir-SEG** ({settings['steps']} optimizer steps at batch "
+        f"{settings['batch_size']}; g at {settings['input_size']}², U-Net at {settings['unet_size']}²; "
+        f"{settings['threads']} threads, one model at a time; best step on val, test sets scored once on it; "
+        f"{machine['description']})",
+        "",
+        "| model | steps | best val Dice (step) | "
+        + " | ".join(f"val Dice @{step}" for step in REAL_DATA_MILESTONES)
+        + " | Kvasir test Dice | ColonDB Dice | ETIS Dice | s/step |",
+        "|---|---|---|" + "---|" * len(REAL_DATA_MILESTONES) + "---|---|---|---|",
+    ]
+    for name, model in real["models"].items():
+        at_step = {point["step"]: point["val_dice"] for point in model["curve"]}
+        milestones = [f"{at_step[step]:.3f}" if step in at_step else "–" for step in REAL_DATA_MILESTONES]
+        test = model["test"]
+        lines.append(
+            f"| {name} | {model['steps']} | {model['best_val']['dice']:.3f} ({model['best_val']['step']}) | "
+            + " | ".join(milestones)
+            + f" | {test['kvasir']['dice']:.3f} | {test['colondb']['dice']:.3f} | {test['etis']['dice']:.3f} | "
+            f"{model['seconds_per_step']:.2f} |"
+        )
+    return lines + [""]
 
 
 def render_tables(suffix: str = "") -> str:
@@ -69,42 +101,22 @@ def render_tables(suffix: str = "") -> str:
             "",
             "**Where one AutoSAM forward spends its time** (batch 1)",
             "",
-            "| part | fp32 s | fp32 share | bf16 s | bf16 share |",
-            "|---|---|---|---|---|",
+            "| part | " + " | ".join(f"{p} s | {p} share" for p in inference["breakdown"]) + " |",
+            "|---|" + "---|---|" * len(inference["breakdown"]),
         ]
-        fp32, bf16 = inference["breakdown"]["fp32"], inference["breakdown"]["bf16"]
-        for part in fp32:
-            lines.append(
-                f"| {part} | {fp32[part]['seconds']:.3f} | {fp32[part]['share_of_autosam_forward']:.1%} | "
-                f"{bf16[part]['seconds']:.3f} | {bf16[part]['share_of_autosam_forward']:.1%} |"
-            )
+        breakdowns = list(inference["breakdown"].values())
+        for part in breakdowns[0]:
+            cells = [f"{b[part]['seconds']:.3f} | {b[part]['share_of_autosam_forward']:.1%}" for b in breakdowns]
+            lines.append(f"| {part} | " + " | ".join(cells) + " |")
+        if not inference.get("native_bf16", True):
+            lines += [
+                "",
+                "bf16 rows left out: this CPU has no native bf16 (emulated: several times slower).",
+            ]
         lines.append("")
     real = load(f"real_data{suffix}")
     if real:
-        lines += [
-            f"**Real data** (Kvasir-SEG, from scratch, {real['minutes_per_model']:g} min × "
-            f"{real['threads_per_model']} thread per model, side by side; best epoch on val; {real['machine']})",
-            "",
-            "| model | epochs | steps | best val Dice | test Dice | test IoU |",
-            "|---|---|---|---|---|---|",
-        ]
-        rows = [
-            (real[name], label)
-            for name, label in (("autosam_surrogate_h_of_g", "h(g(I)) (ours, no SAM)"), ("unet", "plain U-Net"))
-        ]
-        alone = load(f"real_data_ours_alone{suffix}")
-        if alone:
-            rows.append(
-                (
-                    alone["autosam_surrogate_h_of_g"],
-                    f"h(g(I)) alone: {alone['minutes_per_model']:g} min × {alone['threads_per_model']} threads",
-                )
-            )
-        for v, label in rows:
-            lines.append(
-                f"| {label} | {v['epochs']} | {v['steps']} | {v['validation']['dice']:.3f} | "
-                f"{v['test']['dice']:.3f} | {v['test']['iou']:.3f} |"
-            )
+        lines += render_real_data(real, f"real_data{suffix}.json")
     return "\n".join(lines)
 
 

@@ -42,8 +42,12 @@ def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
     }
 
     real = json.loads((tmp_path / "real_data_quick.json").read_text())
-    for model in ("autosam_surrogate_h_of_g", "unet"):
-        assert 0.0 <= real[model]["test"]["dice"] <= 1.0 and real[model]["steps"] > 0
+    assert set(real["models"]) == {"pipeline:default", "minimal:g+h", "minimal:unet"}
+    assert real["machine"]["cpu"] and "cpu_native_bfloat16" in real["machine"]
+    for model in real["models"].values():
+        assert model["steps"] == 6 and [point["step"] for point in model["curve"]][-1] == 6
+        assert all(0.0 <= model["test"][name]["dice"] <= 1.0 for name in ("kvasir", "colondb", "etis"))
+    assert (tmp_path / "learning_curves_quick.png").stat().st_size > 0
 
     # The printed tables carry every benchmark.
     for heading in ("Training cost", "Inference cost per image", "Where one AutoSAM forward", "Real data"):
