@@ -1,19 +1,23 @@
-"""Segment images, folders of images (or video frames) and video files with a trained AutoSAM.
+"""`autosam-predict`: segment images, folders of images (or video frames) and video files with a trained AutoSAM.
 
-    autosam-predict --model my-org/autosam-kvasir images/ --out predictions/ [--fast] [--batch-size 8]
+    autosam-predict --model my-org/autosam-kvasir images/ --output_dir predictions/ [--fast] [--batch_size 8]
 
-For every input image it writes, under `--out`:
-    - `masks/<stem>.png`: the binary mask, 0/255, at the image's original size;
+For every input image it writes, under `--output_dir`:
+    - `masks/<stem>.png`: the binary mask, 0/255, at the image's original size: `logit > config.mask_threshold`
+      (`autosam_hf.postprocessing`, as in evaluation and the pipeline; `--mask_threshold` overrides it);
     - `overlays/<stem>.png`: the image with the mask tinted and its contour drawn.
 Video frames are named `<video stem>_<frame index, 6 digits>`. A folder is read in natural order (`frame2` before
-`frame10`), so a folder of frames is just a folder. Files are written atomically (temporary file + rename).
+`frame10`), so a folder of frames is just a folder; its images are the files with an extension of
+`autosam_hf.data.IMAGE_EXTENSIONS` (what training reads too). Files are written atomically (temporary file + rename).
 
 Errors: a missing input, an empty folder, an unreadable single image or an undecodable video stops with a message
-naming it. Inside a folder an unreadable file is reported (a warning naming it) and skipped. Exit status: 0 when
-at least one image was segmented, 1 when nothing could be (or the model could not be loaded), 2 for bad arguments.
+naming it. Inside a folder an unreadable file is reported (a warning naming it) and skipped.
+Exit status: 0 when at least one image was segmented; 2 for bad input (arguments, the input, a model that cannot be
+loaded, or no image of the input that could be read), printed as `autosam-predict: error: <message>`.
 
-Python API: `predict_images` (probabilities for a list of images) and `iter_predictions` (streaming, keyed, for
-large inputs) share the batching, device/dtype handling and post-processing; `overlay_mask` draws an overlay.
+Python API: `iter_predictions` (streaming, keyed, for large inputs; yields `ImagePrediction`s with the mask and
+the logits) and `predict_images` (probabilities for a list of images) share the batching, device/dtype handling
+and post-processing; `overlay_mask` draws an overlay.
 """
 
 from __future__ import annotations
@@ -21,9 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import math
 import os
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,15 +36,24 @@ import PIL.Image
 import torch
 from tqdm.auto import tqdm
 
-from .data.sources import natural_sort_key
+from .cli import (
+    ArgumentParser,
+    add_model_arguments,
+    add_output_dir_argument,
+    add_runtime_arguments,
+    configure_logging,
+    positive_int,
+    resolve_runtime,
+)
+from .data.sources import IMAGE_EXTENSIONS, natural_sort_key
 from .hub.loading import load_model_and_processor
 from .model import AUTOSAM_MODES, AutoSamForSegmentation, AutoSamImageProcessor, to_rgb_uint8
-from .runtime import DTYPES, resolve_autocast_dtype, resolve_device
+from .postprocessing import ImagePrediction, post_process_predictions
+from .runtime import inference_autocast
 from .visualization import overlay_mask, write_png
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 VIDEO_EXTRA_HINT = "pip install 'autosam-hf[video]' (opencv-python-headless)"
 
@@ -63,8 +74,9 @@ def iter_predictions(
     mode: str | None = None,
     batch_size: int = 8,
     autocast_dtype: torch.dtype | None = None,
-) -> Iterator[tuple[Key, np.ndarray]]:
-    """Segment `(key, image)` pairs in batches, lazily; yields `(key, probabilities)` in input order.
+    mask_threshold: float | None = None,
+) -> Iterator[tuple[Key, ImagePrediction]]:
+    """Segment `(key, image)` pairs in batches, lazily; yields `(key, prediction)` in input order.
 
     Args:
         model: AutoSAM in eval mode, on the device to run on.
@@ -73,25 +85,23 @@ def iter_predictions(
         mode: `"autosam"`, `"surrogate"` (h only, SAM is not run) or `"sam_mask_prompt"`; default `config.default_mode`.
         batch_size: images per forward pass.
         autocast_dtype: run under `torch.autocast` in this dtype (see `resolve_autocast_dtype`); None = float32.
+        mask_threshold: threshold on the logits; default the model's `config.mask_threshold`.
 
     Yields:
-        (key, (H, W) float32 foreground probabilities at the image's original size).
+        (key, `ImagePrediction`: the (H, W) logits and bool mask at the image's original size).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = next(model.parameters()).device
+    mask_threshold = model.config.mask_threshold if mask_threshold is None else mask_threshold
+    device = model.device
     for batch in _batched(items, batch_size):
         keys = [key for key, _ in batch]
         inputs = processor([image for _, image in batch], return_tensors="pt")
-        pixel_values = inputs["pixel_values"].to(device)
-        with (
-            torch.inference_mode(),
-            torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None),
-        ):
-            logits = model(pixel_values=pixel_values, mode=mode).logits
-        per_image_logits = processor.post_process_logits(logits.float(), inputs["original_sizes"])
-        for key, image_logits in zip(keys, per_image_logits, strict=True):
-            yield key, torch.sigmoid(image_logits).cpu().numpy().astype(np.float32)
+        model_inputs = {name: inputs[name].to(device) for name in processor.model_input_names if name in inputs}
+        with inference_autocast(device, autocast_dtype):
+            logits = model(**model_inputs, mode=mode).logits
+        predictions = post_process_predictions(processor, logits, inputs["original_sizes"], mask_threshold)
+        yield from zip(keys, predictions, strict=True)
 
 
 def predict_images(
@@ -104,18 +114,14 @@ def predict_images(
 ) -> list[np.ndarray]:
     """Foreground probabilities, (H_i, W_i) float32 at each image's original size, for a list of images.
 
-    Threshold them with `probability_threshold(model.config)` (0.5 for the default `mask_threshold` of 0 on
-    logits) to get the masks the model predicts. See `iter_predictions` for the arguments.
+    The masks the model predicts are `iter_predictions`' `ImagePrediction.mask` (logits > `config.mask_threshold`;
+    probability 0.5 for the default threshold of 0). See `iter_predictions` for the arguments.
     """
+    items = enumerate(images)
     return [
-        probabilities
-        for _, probabilities in iter_predictions(model, processor, enumerate(images), mode, batch_size, autocast_dtype)
+        prediction.probabilities
+        for _, prediction in iter_predictions(model, processor, items, mode, batch_size, autocast_dtype)
     ]
-
-
-def probability_threshold(config) -> float:
-    """`config.mask_threshold` (on logits) as a probability threshold."""
-    return 1.0 / (1.0 + math.exp(-config.mask_threshold))
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -229,32 +235,38 @@ class PredictionSummary:
     skipped: list[str]
 
 
+@dataclass(frozen=True)
+class PredictionSettings:
+    """How `segment_input` runs: the forward `mode` (default `config.default_mode`), images per forward pass,
+    autocast dtype (None: float32), the logit threshold (None: `config.mask_threshold`), whether overlays are
+    written, and the progress bar (`total` images expected, if known)."""
+
+    mode: str | None = None
+    batch_size: int = 8
+    autocast_dtype: torch.dtype | None = None
+    mask_threshold: float | None = None
+    overlays: bool = True
+    progress: bool = True
+    total: int | None = None
+
+
 def segment_input(
     model: AutoSamForSegmentation,
     processor: AutoSamImageProcessor,
     images: Iterable[InputImage],
-    out_dir: str | os.PathLike,
-    mode: str | None = None,
-    batch_size: int = 8,
-    autocast_dtype: torch.dtype | None = None,
-    threshold: float | None = None,
-    overlays: bool = True,
-    total: int | None = None,
-    progress: bool = True,
+    output_dir: str | os.PathLike,
+    settings: PredictionSettings | None = None,
 ) -> PredictionSummary:
-    """Segment `images` (from `open_input`) and write `out_dir/masks/<name>.png` (0/255) and, with `overlays`,
-    `out_dir/overlays/<name>.png`. Unreadable images are logged (naming them) and skipped.
-
-    `threshold` is a probability (default `probability_threshold(model.config)`).
-    """
-    out_dir = Path(out_dir)
-    mask_dir, overlay_dir = out_dir / "masks", out_dir / "overlays"
+    """Segment `images` (from `open_input`) and write `output_dir/masks/<name>.png` (0/255) and, with
+    `settings.overlays`, `output_dir/overlays/<name>.png`. Unreadable images are logged (naming them) and skipped."""
+    settings = settings or PredictionSettings()
+    output_dir = Path(output_dir)
+    mask_dir, overlay_dir = output_dir / "masks", output_dir / "overlays"
     mask_dir.mkdir(parents=True, exist_ok=True)
-    if overlays:
+    if settings.overlays:
         overlay_dir.mkdir(parents=True, exist_ok=True)
-    threshold = probability_threshold(model.config) if threshold is None else threshold
     summary = PredictionSummary(written=[], skipped=[])
-    progress_bar = tqdm(total=total, unit="image", desc="Segmenting", disable=not progress)
+    progress_bar = tqdm(total=settings.total, unit="image", desc="Segmenting", disable=not settings.progress)
 
     def readable(items: Iterable[InputImage]) -> Iterator[tuple[InputImage, np.ndarray]]:
         for item in items:
@@ -265,98 +277,84 @@ def segment_input(
             else:
                 yield item, item.image
 
+    predictions = iter_predictions(
+        model,
+        processor,
+        readable(images),
+        mode=settings.mode,
+        batch_size=settings.batch_size,
+        autocast_dtype=settings.autocast_dtype,
+        mask_threshold=settings.mask_threshold,
+    )
     with progress_bar:
-        for item, probabilities in iter_predictions(
-            model, processor, readable(images), mode=mode, batch_size=batch_size, autocast_dtype=autocast_dtype
-        ):
-            mask = probabilities > threshold
-            write_png(mask.astype(np.uint8) * 255, mask_dir / f"{item.name}.png")
-            if overlays:
-                write_png(overlay_mask(item.image, mask), overlay_dir / f"{item.name}.png")
+        for item, prediction in predictions:
+            write_png(prediction.mask.astype(np.uint8) * 255, mask_dir / f"{item.name}.png")
+            if settings.overlays:
+                write_png(overlay_mask(item.image, prediction.mask), overlay_dir / f"{item.name}.png")
             summary.written.append(item.name)
             progress_bar.update(1)
     return summary
 
 
 # ---------------------------------------------------------------------------------------------- command line
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="autosam-predict",
         description="Segment an image, a folder of images or video frames, or a video with AutoSAM; writes binary "
         "masks (PNG 0/255, original size) and overlays.",
     )
     parser.add_argument("input", help="image file, folder of images/frames (natural order) or video file")
-    parser.add_argument("--model", required=True, help="Hub id or folder of an AutoSAM checkpoint (full or adapter)")
-    parser.add_argument("--out", required=True, help="output folder (masks/ and overlays/ are created in it)")
-    parser.add_argument("--revision", help="Hub revision of --model")
+    add_model_arguments(parser)
+    add_output_dir_argument(parser, required=True, help="output folder (masks/ and overlays/ are created in it)")
     parser.add_argument(
         "--fast", action="store_true", help="surrogate decoder h only, SAM is not run (same as --mode surrogate)"
     )
     parser.add_argument("--mode", choices=AUTOSAM_MODES, help="forward mode (default: the model's default_mode)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--batch_size", type=positive_int, default=8, help="images per forward pass (default 8)")
+    add_runtime_arguments(parser)
     parser.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", *DTYPES),
-        help="compute dtype: auto = the fastest native one (bfloat16/float16 autocast on GPUs, bfloat16 on CPUs with "
-        "AMX or AVX-512-BF16, else float32)",
-    )
-    parser.add_argument(
-        "--threshold",
+        "--mask_threshold",
         type=float,
-        help="foreground probability threshold (default: the model's mask_threshold, 0.5 unless configured)",
+        help="threshold on the mask logits (default: the model's config.mask_threshold, 0.0 = probability 0.5)",
     )
-    parser.add_argument("--no-overlays", action="store_true", help="write masks only")
+    parser.add_argument("--no_overlays", action="store_true", help="write masks only")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point. Returns 0 if at least one image was segmented, 1 if none could be (errors are printed,
-    naming the input or model at fault)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def predict(args: argparse.Namespace) -> int:
+    """Run `autosam-predict` with parsed arguments; bad input raises ValueError / OSError naming it."""
     if args.fast and args.mode not in (None, "surrogate"):
-        parser.error(f"--fast means --mode surrogate; it conflicts with --mode {args.mode}")
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-        parser.error(f"--threshold is a probability in (0, 1), got {args.threshold}")
+        raise ValueError(f"--fast means --mode surrogate; it conflicts with --mode {args.mode}")
     mode = "surrogate" if args.fast else args.mode
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        images, total = open_input(args.input)
-        device = resolve_device(args.device)
-        autocast_dtype = resolve_autocast_dtype(args.dtype, device)
-        model, processor = load_model_and_processor(args.model, revision=args.revision)
-        if (mode or model.config.default_mode) == "surrogate" and model.surrogate_decoder is None:
-            raise ValueError(f"--fast / --mode surrogate: {args.model} has no surrogate decoder h")
-        model.to(device)
-        summary = segment_input(
-            model,
-            processor,
-            images,
-            args.out,
-            mode=mode,
-            batch_size=args.batch_size,
-            autocast_dtype=autocast_dtype,
-            threshold=args.threshold,
-            overlays=not args.no_overlays,
-            total=total,
-            progress=not args.quiet,
-        )
-    except (FileNotFoundError, ValueError) as error:
-        print(f"autosam-predict: error: {error}", file=sys.stderr)
-        return 1
-
+    configure_logging()
+    images, total = open_input(args.input)
+    device, autocast_dtype = resolve_runtime(args)
+    model, processor = load_model_and_processor(args.model, revision=args.revision)
+    if (mode or model.config.default_mode) == "surrogate" and model.surrogate_decoder is None:
+        raise ValueError(f"--fast / --mode surrogate: {args.model} has no surrogate decoder h")
+    model.to(device)
+    settings = PredictionSettings(
+        mode=mode,
+        batch_size=args.batch_size,
+        autocast_dtype=autocast_dtype,
+        mask_threshold=args.mask_threshold,
+        overlays=not args.no_overlays,
+        progress=not args.quiet,
+        total=total,
+    )
+    summary = segment_input(model, processor, images, args.output_dir, settings)
     if summary.skipped:
         logger.warning("Skipped %d unreadable input(s): %s", len(summary.skipped), ", ".join(summary.skipped))
     if not summary.written:
-        print(f"autosam-predict: error: no image of {args.input} could be segmented", file=sys.stderr)
-        return 1
-    print(f"Segmented {len(summary.written)} image(s) from {args.input} into {args.out}")
+        raise ValueError(f"no image of {args.input} could be segmented")
+    print(f"Segmented {len(summary.written)} image(s) from {args.input} into {args.output_dir}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (`autosam-predict`); exit statuses in the module docstring."""
+    return build_parser().run(predict, argv)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ without it still runs but logs one warning.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import platform
+from collections.abc import Iterator
 
 import torch
 
@@ -131,6 +133,14 @@ def resolve_autocast_dtype(dtype: str, device: torch.device) -> torch.dtype | No
     return resolved
 
 
+@contextlib.contextmanager
+def inference_autocast(device: torch.device, autocast_dtype: torch.dtype | None) -> Iterator[None]:
+    """`torch.inference_mode()` with autocast in `autocast_dtype` on `device`; None runs plain float32."""
+    enabled = autocast_dtype is not None
+    with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=enabled):
+        yield
+
+
 def resolve_mixed_precision(mixed_precision: str | None, device: torch.device) -> str:
     """accelerate's `mixed_precision` for `--mixed_precision` (`auto` or None, `no`, `bf16`, `fp16`).
 
@@ -176,6 +186,7 @@ __all__ = [
     "describe_machine",
     "dtype_is_native",
     "fastest_autocast_dtype",
+    "inference_autocast",
     "machine_summary",
     "resolve_autocast_dtype",
     "resolve_device",

@@ -1,6 +1,8 @@
-"""Inference: `autosam-predict` on folders, frame folders, videos and bad input; the Python API it is built on."""
+"""Inference: `autosam-predict` on folders, frame folders, videos and bad input; the Python API it is built on
+(masks are the model's: logits > config.mask_threshold, through autosam_hf.postprocessing)."""
 
 import logging
+import re
 import sys
 
 import numpy as np
@@ -13,6 +15,7 @@ from transformers import SamModel
 from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
 from autosam_hf.hub import load_model_and_processor
 from autosam_hf.predict import (
+    iter_predictions,
     main,
     natural_sort_key,
     open_input,
@@ -84,7 +87,9 @@ def read_png(path) -> np.ndarray:
 def test_cli_writes_masks_and_overlays_and_skips_the_bad_file(model_dir, image_folder, tmp_path, caplog, capsys):
     out = tmp_path / "out"
     with caplog.at_level(logging.WARNING):
-        code = main(["--model", str(model_dir), str(image_folder), "--out", str(out), "--batch-size", "2", "--quiet"])
+        code = main(
+            ["--model", str(model_dir), str(image_folder), "--output_dir", str(out), "--batch-size", "2", "--quiet"]
+        )
     assert code == 0
     assert "broken.png" in caplog.text  # named, skipped
     assert "Segmented 3 image(s)" in capsys.readouterr().out
@@ -101,7 +106,16 @@ def test_cli_masks_are_the_models_masks(model_dir, loaded, image_folder, tmp_pat
     out = tmp_path / "out"
     assert (
         main(
-            ["--model", str(model_dir), str(image_folder / "a.png"), "--out", str(out), "--dtype", "float32", "--quiet"]
+            [
+                "--model",
+                str(model_dir),
+                str(image_folder / "a.png"),
+                "--output-dir",
+                str(out),
+                "--dtype",
+                "float32",
+                "--quiet",
+            ]
         )
         == 0
     )
@@ -124,7 +138,7 @@ def test_fast_runs_the_surrogate_decoder_without_sam(model_dir, loaded, image_fo
                 "--model",
                 str(model_dir),
                 str(image_folder / "a.png"),
-                "--out",
+                "--output_dir",
                 str(out),
                 "--fast",
                 "--dtype",
@@ -148,7 +162,7 @@ def test_frame_folder_is_read_in_natural_order(model_dir, tmp_path):
     assert total == 3 and [image.name for image in images] == ["frame1", "frame2", "frame10"]
     assert sorted(["f10.png", "F9.png", "f1.png"], key=natural_sort_key) == ["f1.png", "F9.png", "f10.png"]
     out = tmp_path / "out"
-    assert main(["--model", str(model_dir), str(frames), "--out", str(out), "--no-overlays", "--quiet"]) == 0
+    assert main(["--model", str(model_dir), str(frames), "--output_dir", str(out), "--no-overlays", "--quiet"]) == 0
     assert sorted(path.name for path in (out / "masks").iterdir()) == ["frame1.png", "frame10.png", "frame2.png"]
     assert not (out / "overlays").exists()
 
@@ -162,10 +176,22 @@ def test_video_file_is_segmented_frame_by_frame(model_dir, tmp_path):
         writer.write(np.full((20, 24, 3), value, np.uint8))
     writer.release()
     out = tmp_path / "out"
-    assert main(["--model", str(model_dir), str(video), "--out", str(out), "--quiet"]) == 0
+    assert main(["--model", str(model_dir), str(video), "--output_dir", str(out), "--quiet"]) == 0
     names = sorted(path.name for path in (out / "masks").iterdir())
     assert names == ["clip_000000.png", "clip_000001.png", "clip_000002.png"]
     assert read_png(out / "masks" / names[0]).shape == (20, 24)
+
+
+def bad_input_error(argv, capsys) -> str:
+    """The one-line error of a command that must stop with exit status 2 and no traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    last_line = re.split(r"[\r\n]", error.rstrip("\n"))[-1]  # after any progress bar of the model's loading
+    assert last_line.startswith("autosam-predict: error: ")
+    return last_line
 
 
 @pytest.mark.parametrize(
@@ -180,17 +206,18 @@ def test_video_file_is_segmented_frame_by_frame(model_dir, tmp_path):
 )
 def test_bad_input_fails_naming_it(model_dir, tmp_path, capsys, make_input, message):
     path = make_input(tmp_path)
-    assert main(["--model", str(model_dir), str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 1
-    error = capsys.readouterr().err
+    error = bad_input_error(
+        ["--model", str(model_dir), str(path), "--output_dir", str(tmp_path / "out"), "--quiet"], capsys
+    )
     assert message in error and str(path) in error
 
 
-def test_folder_of_only_bad_files_exits_non_zero(model_dir, tmp_path, capsys):
+def test_folder_of_only_bad_files_is_bad_input(model_dir, tmp_path, capsys):
     folder = tmp_path / "bad"
     folder.mkdir()
     (folder / "x.jpg").write_bytes(b"junk")
-    assert main(["--model", str(model_dir), str(folder), "--out", str(tmp_path / "out"), "--quiet"]) == 1
-    assert "could be segmented" in capsys.readouterr().err
+    argv = ["--model", str(model_dir), str(folder), "--output_dir", str(tmp_path / "out"), "--quiet"]
+    assert "could be segmented" in bad_input_error(argv, capsys)
 
 
 def test_video_without_opencv_names_the_extra(tmp_path, monkeypatch):
@@ -201,14 +228,13 @@ def test_video_without_opencv_names_the_extra(tmp_path, monkeypatch):
 
 
 def test_unloadable_model_fails_naming_it(image_folder, tmp_path, capsys):
-    assert main(["--model", str(tmp_path / "nope"), str(image_folder), "--out", str(tmp_path / "out"), "--quiet"]) == 1
-    assert str(tmp_path / "nope") in capsys.readouterr().err
+    argv = ["--model", str(tmp_path / "nope"), str(image_folder), "--output_dir", str(tmp_path / "out"), "--quiet"]
+    assert str(tmp_path / "nope") in bad_input_error(argv, capsys)
 
 
-def test_fast_conflicts_with_another_mode(model_dir, image_folder, tmp_path):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--model", str(model_dir), str(image_folder), "--out", str(tmp_path), "--fast", "--mode", "autosam"])
-    assert exit_info.value.code == 2
+def test_fast_conflicts_with_another_mode(model_dir, image_folder, tmp_path, capsys):
+    argv = ["--model", str(model_dir), str(image_folder), "--output_dir", str(tmp_path), "--fast", "--mode", "autosam"]
+    assert "--fast means --mode surrogate" in bad_input_error(argv, capsys)
 
 
 # ------------------------------------------------------------------------------------------- the Python API
@@ -222,6 +248,22 @@ def test_batching_does_not_change_predictions(loaded):
         np.testing.assert_allclose(single, together, atol=1e-5)
     for probabilities, expected in zip(one_by_one, reference_masks(loaded, images), strict=True):
         np.testing.assert_array_equal(probabilities > 0.5, expected)
+
+
+def test_masks_are_logits_above_the_models_threshold_unless_overridden(loaded):
+    model, processor = loaded
+    image = random_images()[0]
+    ((_, prediction),) = iter_predictions(model, processor, [("a", image)], mode="surrogate")
+    inputs = processor(image)
+    with torch.no_grad():
+        logits = processor.post_process_logits(model(**inputs, mode="surrogate").logits, inputs["original_sizes"])[0]
+    torch.testing.assert_close(prediction.logits, logits)
+    np.testing.assert_array_equal(prediction.mask, (logits > model.config.mask_threshold).numpy())
+    np.testing.assert_allclose(prediction.probabilities, torch.sigmoid(logits).numpy(), rtol=1e-6)
+    threshold = float(logits.median())  # splits the image: a different mask than the model's
+    ((_, overridden),) = iter_predictions(model, processor, [("a", image)], mode="surrogate", mask_threshold=threshold)
+    np.testing.assert_array_equal(overridden.mask, (logits > threshold).numpy())
+    assert not np.array_equal(overridden.mask, prediction.mask)
 
 
 def test_bfloat16_autocast_runs_and_stays_close(loaded):

@@ -2,28 +2,34 @@
 [, ``case``, ``frame``]), dataset presets, deterministic joint augmentation, and the SAM image-embedding cache."""
 
 from .augmentation import (
+    AUGMENTATION_LEVELS,
     GLAS_AUGMENTATION,
     MONUSEG_AUGMENTATION,
     NO_AUGMENTATION,
     POLYP_AUGMENTATION,
     AugmentationConfig,
     JointAugmentation,
+    augmentation_for_level,
     to_arrays,
 )
 from .dataset_builder import IMAGE_FEATURES, VIDEO_FEATURES
 from .embedding_cache import EmbeddingCache, processor_fingerprint, sam_vision_fingerprint
 from .hub import load_hub_dataset
-from .masks import binarize_mask
 from .monuseg_xml import rasterize_monuseg_xml
-from .presets import PRESETS, DatasetPreset, TrainingDefaults, get_preset, load_preset_dataset
-from .sources import load_glas_warwick, load_image_mask_folder, load_monuseg_xml, load_sunseg
+from .presets import BENCHMARKS, PRESETS, DatasetCard, DatasetPreset, TrainingDefaults, get_preset, load_preset_dataset
+from .sources import IMAGE_EXTENSIONS, load_glas_warwick, load_image_mask_folder, load_monuseg_xml, load_sunseg
 from .splits import train_val_split
 
 __all__ = [
+    "AUGMENTATION_LEVELS",
+    "augmentation_for_level",
     "AugmentationConfig",
+    "BENCHMARKS",
+    "DatasetCard",
     "DatasetPreset",
     "EmbeddingCache",
     "GLAS_AUGMENTATION",
+    "IMAGE_EXTENSIONS",
     "IMAGE_FEATURES",
     "JointAugmentation",
     "MONUSEG_AUGMENTATION",
@@ -32,7 +38,6 @@ __all__ = [
     "PRESETS",
     "TrainingDefaults",
     "VIDEO_FEATURES",
-    "binarize_mask",
     "get_preset",
     "load_glas_warwick",
     "load_hub_dataset",

@@ -20,7 +20,8 @@ from pathlib import Path
 import datasets
 from PIL import Image, ImageFile
 
-from .masks import binarize_mask, encode_mask_png
+from ..model import binarize_mask
+from .masks import encode_mask_png
 from .monuseg_xml import rasterize_monuseg_xml
 
 IMAGE_FEATURES = datasets.Features(
@@ -83,7 +84,9 @@ def _read_mask(example: ExampleFiles) -> bytes:
                 f"Mask {example.mask_path} is {decoded.size[0]}x{decoded.size[1]} but its image "
                 f"{example.image_path} is {image_size[0]}x{image_size[1]} (width x height)."
             )
-        mask = binarize_mask(decoded, instance_labels=example.mask_format == "instance")
+        mask = binarize_mask(
+            decoded, name=f"Mask {example.mask_path}", instance_labels=example.mask_format == "instance"
+        )
     return encode_mask_png(mask)
 
 

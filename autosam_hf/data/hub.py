@@ -3,8 +3,9 @@ columns and mask format of the folder loaders."""
 
 import datasets
 
+from ..model import binarize_mask
 from .dataset_builder import IMAGE_FEATURES, VIDEO_FEATURES
-from .masks import binarize_mask, encode_mask_png
+from .masks import encode_mask_png
 
 
 def _binarize_example(example: dict, instance_labels: bool) -> dict:
@@ -14,7 +15,8 @@ def _binarize_example(example: dict, instance_labels: bool) -> dict:
             f"Example {example['id']!r}: mask is {mask.size[0]}x{mask.size[1]} but its image is "
             f"{image.size[0]}x{image.size[1]} (width x height)."
         )
-    return {"mask": {"path": None, "bytes": encode_mask_png(binarize_mask(mask, instance_labels))}}
+    mask = binarize_mask(mask, name=f"mask of {example['id']!r}", instance_labels=instance_labels)
+    return {"mask": {"path": None, "bytes": encode_mask_png(mask)}}
 
 
 def load_hub_dataset(
@@ -28,7 +30,7 @@ def load_hub_dataset(
     """Load a dataset with `datasets.load_dataset` and bring it to this package's columns.
 
     Every example is decoded once here (same eager policy as the folder loaders): masks are binarised
-    (`masks.binarize_mask`) and re-encoded as 0/1 PNGs, and an image/mask size mismatch raises.
+    (`autosam_hf.model.binarize_mask`) and re-encoded as 0/1 PNGs, and an image/mask size mismatch raises.
 
     Args:
         path: a Hub dataset id (``"user/polyps"``) or a local path `datasets.load_dataset` accepts.

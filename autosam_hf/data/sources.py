@@ -17,7 +17,8 @@ import datasets
 
 from .dataset_builder import ExampleFiles, build_dataset
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+# File types read as images, by training, evaluation and `autosam-predict` alike (lower case; matched ignoring case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 GLAS_SPLIT_PREFIXES = {"train": ("train",), "test": ("testA", "testB"), "testA": ("testA",), "testB": ("testB",)}
 
 

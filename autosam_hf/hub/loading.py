@@ -17,7 +17,9 @@ def load_processor(
     name_or_path: str | os.PathLike, model: AutoSamForSegmentation, **hub_kwargs
 ) -> AutoSamImageProcessor:
     """The checkpoint's saved processor, or, when it has none (`preprocessor_config.json`), the one matching its SAM
-    (`AutoSamImageProcessor.from_sam_config`), with a warning."""
+    (`AutoSamImageProcessor.from_sam_config`), with a warning. Either way its `mask_threshold` is the model's
+    `config.mask_threshold`, so that `post_process_semantic_segmentation` (the pipeline's) binarises as the model
+    does, and a processor saved from here carries it."""
     try:
         has_processor = (
             cached_file(name_or_path, IMAGE_PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
@@ -26,13 +28,16 @@ def load_processor(
     except EntryNotFoundError:
         has_processor = False
     if has_processor:
-        return AutoSamImageProcessor.from_pretrained(name_or_path, **hub_kwargs)
-    logger.warning(
-        "%s has no %s; using the processor that matches its SAM (AutoSamImageProcessor.from_sam_config).",
-        name_or_path,
-        IMAGE_PROCESSOR_NAME,
-    )
-    return AutoSamImageProcessor.from_sam_config(model.config.sam_config)
+        processor = AutoSamImageProcessor.from_pretrained(name_or_path, **hub_kwargs)
+    else:
+        logger.warning(
+            "%s has no %s; using the processor that matches its SAM (AutoSamImageProcessor.from_sam_config).",
+            name_or_path,
+            IMAGE_PROCESSOR_NAME,
+        )
+        processor = AutoSamImageProcessor.from_sam_config(model.config.sam_config)
+    processor.mask_threshold = model.config.mask_threshold
+    return processor
 
 
 def load_model_and_processor(

@@ -1,9 +1,9 @@
-"""Model cards for published AutoSAM checkpoints: per-dataset facts (`model_cards/<dataset>.yaml`) rendered into the
-shared template (`model_cards/template.md`), with the metrics actually measured as a table and as model-index
-metadata (`huggingface_hub.ModelCardData` / `EvalResult`).
+"""Model cards for published AutoSAM checkpoints: the facts of the dataset preset (`DatasetPreset.card`) rendered
+into the shared template (`model_cards/template.md`, shipped in the package as `autosam_hf.model_cards`), with the
+metrics actually measured as a table and as model-index metadata (`huggingface_hub.ModelCardData` / `EvalResult`).
 
 Measured metrics are read from JSON files of this schema (`all_results.json` in a trained folder, or any file given
-to `autosam-publish --metrics`); every key is optional:
+to `autosam-publish --metrics`, such as `autosam-eval`'s `eval_results.json`); every key is optional:
 
     {
       "test":       {"<dataset>": {"dice": 0.912, "iou": 0.857, "s_alpha": ..., "mae": ...}, ...},
@@ -19,6 +19,7 @@ recorded. A dataset of the card without a measurement is shown as "not measured"
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import logging
 import math
@@ -28,15 +29,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..data.presets import PRESETS, DatasetPreset, get_preset
 from ..model import AutoSamConfig
 
 logger = logging.getLogger(__name__)
 
-# `model_cards/` at the repository root (next to the package in a source checkout or an editable install).
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+# The package that holds `template.md` (the repository's top-level model_cards/, mapped by setup.cfg).
+TEMPLATE_PACKAGE = "autosam_hf.model_cards"
 TEMPLATE_FILENAME = "template.md"
 METRICS_FILENAME = "all_results.json"
 RESULT_SPLITS = ("test", "validation")
@@ -56,53 +57,22 @@ METRIC_NAMES = {
 }
 # Always columns of the table, even where nothing was measured.
 PRIMARY_METRICS = ("dice", "iou")
-# Dataset presets (`autosam_hf.data.get_preset`) that share a card: both SUN-SEG presets train on SUN-SEG's train set.
-CARD_ALIASES = {"sunseg_easy": "sunseg", "sunseg_hard": "sunseg"}
 
 Metrics = dict[str, dict[str, dict[str, float]]]  # split → dataset → metric → value
 
 
-def resolve_template_dir(template_dir: str | os.PathLike | None = None) -> Path:
-    """The folder holding `template.md` and the per-dataset `<name>.yaml` files."""
-    folder = Path(template_dir) if template_dir is not None else DEFAULT_TEMPLATE_DIR
-    if not (folder / TEMPLATE_FILENAME).is_file():
-        raise FileNotFoundError(
-            f"No model card template at {folder / TEMPLATE_FILENAME}. Pass template_dir (--template-dir) pointing "
-            "at the repository's model_cards/ folder."
-        )
-    return folder
+def read_template(template_dir: str | os.PathLike | None = None) -> str:
+    """The card template: `<template_dir>/template.md`, by default the one installed with the package.
 
-
-def available_card_datasets(template_dir: str | os.PathLike | None = None) -> list[str]:
-    """Names of the datasets that have a card (`model_cards/<name>.yaml`)."""
-    return sorted(path.stem for path in resolve_template_dir(template_dir).glob("*.yaml"))
-
-
-def load_card_facts(dataset: str, template_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The per-dataset facts of `model_cards/<dataset>.yaml` (pretty name, training data, terms, citation, ...).
-    `dataset` may also be a preset name that shares a card (`CARD_ALIASES`)."""
-    folder = resolve_template_dir(template_dir)
-    dataset = CARD_ALIASES.get(dataset, dataset)
-    path = folder / f"{dataset}.yaml"
+    Raises:
+        FileNotFoundError: `template_dir` has no `template.md`.
+    """
+    if template_dir is None:
+        return importlib.resources.files(TEMPLATE_PACKAGE).joinpath(TEMPLATE_FILENAME).read_text(encoding="utf-8")
+    path = Path(template_dir) / TEMPLATE_FILENAME
     if not path.is_file():
-        known = ", ".join(available_card_datasets(folder))
-        raise ValueError(f"No model card for dataset {dataset!r} ({path} is missing). Known datasets: {known}.")
-    facts = yaml.safe_load(path.read_text(encoding="utf-8"))
-    required = (
-        "name",
-        "pretty_name",
-        "dataset_id",
-        "domain",
-        "training_data",
-        "evaluation_datasets",
-        "terms",
-        "terms_checked",
-        "citation",
-    )
-    missing = [key for key in required if key not in facts]
-    if missing:
-        raise ValueError(f"{path}: missing fields {missing}")
-    return facts
+        raise FileNotFoundError(f"No model card template {TEMPLATE_FILENAME} in --template_dir {template_dir}.")
+    return path.read_text(encoding="utf-8")
 
 
 def read_measured_metrics(paths: Iterable[str | os.PathLike]) -> tuple[Metrics, dict[str, Any], list[str]]:
@@ -139,22 +109,18 @@ def read_measured_metrics(paths: Iterable[str | os.PathLike]) -> tuple[Metrics, 
     return metrics, training, sources
 
 
-def _dataset_display_name(name: str, facts: Mapping[str, Any], template_dir: Path) -> str:
-    if name in (facts.get("evaluation_names") or {}):
-        return facts["evaluation_names"][name]
-    path = template_dir / f"{name}.yaml"
-    if path.is_file():
-        return yaml.safe_load(path.read_text(encoding="utf-8")).get("pretty_name", name)
-    return name
+def display_name(dataset: str) -> str:
+    """A dataset's name in the results table: its preset's display name, or the name as measured."""
+    return PRESETS[dataset].display_name if dataset in PRESETS else dataset
 
 
 def _format_value(value: float | None) -> str:
     return NOT_MEASURED if value is None else f"{value:.4f}"
 
 
-def metrics_table(metrics: Metrics, evaluation_datasets: Iterable[str], dataset_names: Mapping[str, str]) -> str:
+def metrics_table(metrics: Metrics, evaluation_datasets: Iterable[str]) -> str:
     """Markdown table, one row per (split, dataset): `evaluation_datasets` on the test split (measured or
-    "not measured"), then every other measured (split, dataset). `dataset_names` maps names to display names."""
+    "not measured"), then every other measured (split, dataset)."""
     rows = [("test", dataset) for dataset in evaluation_datasets]
     rows += [
         (split, dataset)
@@ -172,23 +138,23 @@ def metrics_table(metrics: Metrics, evaluation_datasets: Iterable[str], dataset_
     for split, dataset in rows:
         values = metrics.get(split, {}).get(dataset, {})
         cells = [_format_value(values.get(name)) for name in columns]
-        lines.append(f"| {dataset_names.get(dataset, dataset)} | {split} | " + " | ".join(cells) + " |")
+        lines.append(f"| {display_name(dataset)} | {split} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def eval_results(metrics: Metrics, dataset_names: Mapping[str, str], facts: Mapping[str, Any]) -> list[EvalResult]:
-    """model-index entries: one per measured (split, dataset, metric)."""
+def eval_results(metrics: Metrics, preset: DatasetPreset) -> list[EvalResult]:
+    """model-index entries: one per measured (split, dataset, metric). The trained-on dataset is named by its Hub
+    id (`preset.card.hub_id`), other datasets by the name they were measured under."""
     results = []
     for split in RESULT_SPLITS:
         for dataset, values in metrics.get(split, {}).items():
-            dataset_type = facts["dataset_id"] if dataset == facts["name"] else dataset
             for name, value in values.items():
                 results.append(
                     EvalResult(
                         task_type="image-segmentation",
                         task_name="Image segmentation",
-                        dataset_type=dataset_type,
-                        dataset_name=dataset_names.get(dataset, dataset),
+                        dataset_type=preset.card.hub_id if dataset == preset.name else dataset,
+                        dataset_name=display_name(dataset),
                         dataset_split=split,
                         metric_type=name,
                         metric_name=METRIC_NAMES.get(name, name),
@@ -204,8 +170,14 @@ def _arguments_table(arguments: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _checkpoint_description(adapter: bool, sam_name: str) -> str:
+    if adapter:
+        return f"adapter: *g* and *h* weights only; SAM is loaded from `{sam_name}` when the model is loaded"
+    return "full: SAM, *g* and *h* weights in one `model.safetensors`"
+
+
 def build_model_card(
-    dataset: str,
+    preset: str,
     repo_id: str,
     config: AutoSamConfig,
     metrics: Metrics | None = None,
@@ -215,10 +187,10 @@ def build_model_card(
     license: str = "apache-2.0",
     template_dir: str | os.PathLike | None = None,
 ) -> ModelCard:
-    """Render the card of a checkpoint trained for `dataset`.
+    """Render the card of a checkpoint trained on `preset`'s dataset.
 
     Args:
-        dataset: a card name (`available_card_datasets()`), e.g. `"kvasir"`.
+        preset: a dataset preset (`autosam_hf.data.PRESETS`), e.g. `"kvasir"`; its `card` holds the facts.
         repo_id: the Hub repository the card is for (used in the usage snippets and as model-index name).
         config: the checkpoint's `AutoSamConfig` (architecture facts and the base SAM).
         metrics: split → dataset → metric → value, as measured (`read_measured_metrics`); what is missing is
@@ -227,57 +199,50 @@ def build_model_card(
         metrics_sources: names of the files the metrics came from (named in the card).
         adapter: the checkpoint holds g and h only (SAM is fetched from `config.sam_name_or_path`).
         license: the card's `license` metadata.
-        template_dir: folder with `template.md` and `<dataset>.yaml` (default: the repository's `model_cards/`).
+        template_dir: a folder with another `template.md` (default: the one installed with the package).
+
+    Raises:
+        ValueError: an unknown preset.
     """
-    from ..data.presets import TrainingDefaults  # the paper's recipe, the training script's defaults
-
-    folder = resolve_template_dir(template_dir)
-    facts = load_card_facts(dataset, folder)
-    dataset = facts["name"]
+    dataset = get_preset(preset)
+    card = dataset.card
     metrics = metrics or {}
-    names = [*facts["evaluation_datasets"], *(d for split in metrics.values() for d in split)]
-    dataset_names = {name: _dataset_display_name(name, facts, folder) for name in dict.fromkeys(names)}
-
     sam_name = config.sam_name_or_path or "unknown (not recorded in the config)"
-    base_model = config.sam_name_or_path if is_hub_repo_id(config.sam_name_or_path) else None
+    measured_names = {name for split in metrics.values() for values in split.values() for name in values}
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag="image-segmentation",
         license=license,
-        tags=["autosam", "segment-anything", "medical-imaging", "custom_code", *facts.get("tags", [])],
-        base_model=base_model,
+        tags=["autosam", "segment-anything", "medical-imaging", "custom_code", *card.tags],
+        base_model=config.sam_name_or_path if is_hub_repo_id(config.sam_name_or_path) else None,
         model_name=repo_id.split("/")[-1],
-        eval_results=eval_results(metrics, dataset_names, facts) or None,
-        metrics=[name for name in METRIC_NAMES if any(name in v for s in metrics.values() for v in s.values())] or None,
+        eval_results=eval_results(metrics, dataset) or None,
+        metrics=[name for name in METRIC_NAMES if name in measured_names] or None,
     )
     return ModelCard.from_template(
         card_data,
-        template_path=str(folder / TEMPLATE_FILENAME),
-        dataset=dataset,
+        template_str=read_template(template_dir),
+        dataset=dataset.name,
         repo_id=repo_id,
-        pretty_name=facts["pretty_name"],
-        domain=facts["domain"],
-        training_data=facts["training_data"],
-        terms=facts["terms"],
-        terms_checked=bool(facts["terms_checked"]),
-        homepage=facts.get("homepage"),
-        data_citation=facts["citation"],
+        pretty_name=card.title,
+        domain=card.domain,
+        training_data=card.training_data,
+        terms=card.terms,
+        terms_checked=card.terms_checked,
+        homepage=card.homepage,
+        data_citation=card.citation,
         adapter=adapter,
         checkpoint_kind="adapter-size" if adapter else "full",
-        checkpoint_description=(
-            f"adapter: *g* and *h* weights only; SAM is loaded from `{sam_name}` when the model is loaded"
-            if adapter
-            else "full: SAM, *g* and *h* weights in one `model.safetensors`"
-        ),
+        checkpoint_description=_checkpoint_description(adapter, sam_name),
         sam_name=sam_name,
         sam_revision=config.sam_revision,
         backbone=config.backbone,
         prompt_input_size=config.prompt_input_size,
         has_surrogate_decoder=bool(config.use_surrogate_decoder),
         default_mode=config.default_mode,
-        recipe=asdict(TrainingDefaults()),
+        recipe=asdict(dataset.training),
         training_arguments=_arguments_table(training_arguments) if training_arguments else "",
-        metrics_table=metrics_table(metrics, facts["evaluation_datasets"], dataset_names),
+        metrics_table=metrics_table(metrics, card.evaluation_datasets),
         metrics_sources=", ".join(f"`{name}`" for name in metrics_sources),
     )
 
@@ -288,17 +253,15 @@ def is_hub_repo_id(name: str | None) -> bool:
 
 
 __all__ = [
-    "CARD_ALIASES",
-    "DEFAULT_TEMPLATE_DIR",
-    "is_hub_repo_id",
     "METRICS_FILENAME",
     "METRIC_NAMES",
     "NOT_MEASURED",
-    "available_card_datasets",
+    "TEMPLATE_PACKAGE",
     "build_model_card",
+    "display_name",
     "eval_results",
-    "load_card_facts",
+    "is_hub_repo_id",
     "metrics_table",
     "read_measured_metrics",
-    "resolve_template_dir",
+    "read_template",
 ]

@@ -1,9 +1,16 @@
 """Image processor for AutoSAM.
 
-Builds on transformers' SAM processor (PIL backend, so torchvision is not needed): resize the longest side to
-SAM's input size, rescale, normalise **once** with ImageNet statistics (g reads the same `pixel_values`), pad
-bottom/right. Masks go to the low-resolution label canvas with a `valid_mask` that marks the unpadded part, so the
-loss never learns the padding. Post-processing crops the padding and resizes back to each original image.
+Builds on transformers' SAM processor (PIL backend, so torchvision is not needed): resize the longest side, rescale,
+normalise **once** with ImageNet statistics, pad bottom/right. It makes up to two canvases of the same image, each
+straight from the original pixels:
+
+- the SAM canvas (`pixel_values`, S×S, S = 1024 for released SAMs), for SAM's image encoder;
+- the prompt canvas (`prompt_pixel_values`, P×P, P = g's input size), for the prompt generator g.
+
+Only the canvases a forward pass needs are built (`canvases=`): h(g(I)) needs no SAM canvas, and neither does
+training from cached SAM embeddings, so neither pays for a 1024² image it would only shrink again. Masks go to the
+low-resolution label canvas (4E × 4E, 256² for released SAMs) with a `valid_mask` that marks the unpadded part, so
+the loss never learns the padding. Post-processing crops the padding and resizes back to each original image.
 """
 
 from __future__ import annotations
@@ -14,9 +21,17 @@ import numpy as np
 import PIL.Image
 import torch
 from transformers.image_processing_utils import BatchFeature
-from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES
+from transformers.models.sam.image_processing_pil_sam import SamImageProcessorKwargs, SamImageProcessorPil
 
 ImageLike = PIL.Image.Image | np.ndarray | torch.Tensor
+SAM_CANVAS, PROMPT_CANVAS = "sam", "prompt"
+CANVAS_OUTPUTS = {SAM_CANVAS: "pixel_values", PROMPT_CANVAS: "prompt_pixel_values"}
+
+
+def canvases_for_mode(mode: str) -> tuple[str, ...]:
+    """The canvases a forward pass in `mode` reads: h(g(I)) ("surrogate") needs only g's; SAM modes need both."""
+    return (PROMPT_CANVAS,) if mode == "surrogate" else (SAM_CANVAS, PROMPT_CANVAS)
 
 
 def to_rgb_uint8(image: ImageLike, name: str = "image") -> np.ndarray:
@@ -104,36 +119,82 @@ def binarize_mask(mask: ImageLike, name: str = "mask", instance_labels: bool = F
     return (mask > (127 if mask.max() > 1 else 0)).astype(np.uint8)
 
 
+class AutoSamImageProcessorKwargs(SamImageProcessorKwargs, total=False):
+    r"""
+    prompt_size (`int`, *optional*):
+        Side P of the prompt canvas (g's input size). None: no prompt canvas (g then resizes SAM's canvas itself,
+        as processors saved before the prompt canvas existed did).
+    canvases (`list[str]`, *optional*):
+        Canvases built by default: `"sam"` and/or `"prompt"` (default both, or `["sam"]` without `prompt_size`).
+    mask_threshold (`float`, *optional*, defaults to 0.0):
+        Threshold on the logits of `post_process_semantic_segmentation` (what the `image-segmentation` pipeline
+        calls): the model's `config.mask_threshold`, set when the processor is loaded or saved with its model.
+    """
+
+    prompt_size: int
+    canvases: list[str]
+    mask_threshold: float
+
+
 class AutoSamImageProcessor(SamImageProcessorPil):
     r"""
     Constructs an AutoSAM image processor: SAM's preprocessing (defaults: longest edge 1024, ImageNet mean/std,
-    zero padding to 1024×1024; masks to 256×256) plus the valid-region mask and semantic post-processing.
+    zero padding to 1024×1024; masks to 256×256) for SAM's canvas and, at g's input size, for the prompt canvas,
+    plus the valid-region mask and semantic post-processing.
 
-    `__call__(images, segmentation_maps=None, return_tensors="pt")` returns:
-        - `pixel_values` (B, 3, 1024, 1024): normalised once, padded bottom/right;
-        - `original_sizes` (B, 2), `reshaped_input_sizes` (B, 2): (height, width) before and after resizing;
-        - with `segmentation_maps`: `labels` (B, 256, 256) float 0/1 and `valid_mask` (B, 256, 256) bool, true on
-          the part of the canvas covered by the image.
+    `__call__(images, segmentation_maps=None, canvases=None, return_tensors="pt")` returns:
+        - `pixel_values` (B, 3, S, S) when the `"sam"` canvas is built: normalised once, padded bottom/right;
+        - `prompt_pixel_values` (B, 3, P, P) when the `"prompt"` canvas is built: the same, at g's input size;
+        - `original_sizes` (B, 2), `reshaped_input_sizes` (B, 2): (height, width) before and after resizing to
+          SAM's canvas (post-processing maps logits back through it);
+        - with `segmentation_maps`: `labels` (B, 4E, 4E) float 0/1 and `valid_mask` (B, 4E, 4E) bool, true on the
+          part of the canvas covered by the image.
     """
 
-    model_input_names = ["pixel_values"]
+    model_input_names = ["pixel_values", "prompt_pixel_values"]
+    valid_kwargs = AutoSamImageProcessorKwargs
+    prompt_size = None
+    canvases = None
+    mask_threshold = 0.0
 
     @classmethod
-    def from_sam_config(cls, sam_config, image_size: int | None = None, **kwargs: Any) -> AutoSamImageProcessor:
-        """The processor matching a `SamConfig`: canvas = SAM's input size S, label canvas = 4E (SAM's mask size).
+    def from_sam_config(
+        cls, sam_config, prompt_size: int | None = None, canvases: list[str] | None = None, **kwargs: Any
+    ) -> AutoSamImageProcessor:
+        """The processor matching a `SamConfig`: SAM canvas S = SAM's input size, label canvas 4E (SAM's mask
+        size), and a prompt canvas of side `prompt_size` (g's input size) when given.
 
-        `image_size` sets a smaller image canvas for models used without SAM (g resizes to its own input size, so
-        a canvas of that size loses nothing and costs a fraction); labels stay on the 4E canvas.
+        `canvases` sets what a plain call builds: `["prompt"]` for models used without SAM (h(g(I))).
         """
-        image_size = image_size or sam_config.vision_config.image_size
+        image_size = sam_config.vision_config.image_size
         mask_size = 4 * sam_config.prompt_encoder_config.image_embedding_size
         return cls(
             size={"longest_edge": image_size},
             pad_size={"height": image_size, "width": image_size},
             mask_size={"longest_edge": mask_size},
             mask_pad_size={"height": mask_size, "width": mask_size},
+            prompt_size=prompt_size,
+            canvases=canvases,
             **kwargs,
         )
+
+    @classmethod
+    def from_model_config(cls, config, canvases: list[str] | None = None, **kwargs: Any) -> AutoSamImageProcessor:
+        """The processor of an `AutoSamConfig`: SAM's canvases, g's `prompt_input_size` and the model's
+        `mask_threshold`."""
+        kwargs.setdefault("mask_threshold", config.mask_threshold)
+        return cls.from_sam_config(config.sam_config, prompt_size=config.prompt_input_size, canvases=canvases, **kwargs)
+
+    def _resolve_canvases(self, canvases: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+        canvases = tuple(
+            canvases or self.canvases or ((SAM_CANVAS, PROMPT_CANVAS) if self.prompt_size else (SAM_CANVAS,))
+        )
+        unknown = set(canvases) - set(CANVAS_OUTPUTS)
+        if unknown or not canvases:
+            raise ValueError(f"canvases must be a non-empty subset of {sorted(CANVAS_OUTPUTS)}, got {list(canvases)}")
+        if PROMPT_CANVAS in canvases and not self.prompt_size:
+            raise ValueError("canvases: the 'prompt' canvas needs a processor with a prompt_size (g's input size)")
+        return canvases
 
     def __call__(self, images: ImageLike | list[ImageLike], segmentation_maps=None, **kwargs) -> BatchFeature:
         return self.preprocess(images, segmentation_maps=segmentation_maps, **kwargs)
@@ -142,9 +203,11 @@ class AutoSamImageProcessor(SamImageProcessorPil):
         self,
         images: ImageLike | list[ImageLike],
         segmentation_maps: ImageLike | list[ImageLike] | None = None,
+        canvases: list[str] | tuple[str, ...] | None = None,
         return_tensors: str | None = "pt",
         **kwargs: Any,
     ) -> BatchFeature:
+        canvases = self._resolve_canvases(canvases)
         images = images if isinstance(images, (list, tuple)) else [images]
         if len(images) == 0:
             raise ValueError("images: got an empty list")
@@ -161,7 +224,11 @@ class AutoSamImageProcessor(SamImageProcessorPil):
                         f"segmentation_maps[{i}] is {mask.shape[0]}x{mask.shape[1]} but images[{i}] is "
                         f"{image.shape[0]}x{image.shape[1]} (height x width)"
                     )
-        longest_edges = [(kwargs.get("size") or self.size)["longest_edge"]]
+        canvas_sizes = {
+            SAM_CANVAS: kwargs.get("size") or self.size,
+            PROMPT_CANVAS: {"longest_edge": self.prompt_size},
+        }
+        longest_edges = [canvas_sizes[canvas]["longest_edge"] for canvas in canvases]
         if masks is not None:
             longest_edges.append((kwargs.get("mask_size") or self.mask_size)["longest_edge"])
         for i, image in enumerate(images):
@@ -173,7 +240,25 @@ class AutoSamImageProcessor(SamImageProcessorPil):
         # Images are (H, W, 3) now; said explicitly, because SAM's processor guesses the channel axis from the
         # shape and takes an image 1 or 3 pixels high for channels-first.
         kwargs["input_data_format"] = "channels_last"
-        outputs = super().preprocess(images, segmentation_maps=masks, return_tensors=return_tensors, **kwargs)
+        outputs = None
+        for canvas in canvases:
+            side = canvas_sizes[canvas]["longest_edge"]
+            canvas_kwargs = {**kwargs, "size": {"longest_edge": side}}
+            if canvas == PROMPT_CANVAS:
+                canvas_kwargs["pad_size"] = {"height": side, "width": side}
+            # Labels come with the first canvas; they live on their own 4E canvas whatever the image canvas.
+            processed = super().preprocess(
+                images, segmentation_maps=masks if outputs is None else None, return_tensors=return_tensors,
+                **canvas_kwargs,
+            )  # fmt: skip
+            if outputs is None:
+                outputs = processed
+                outputs[CANVAS_OUTPUTS[canvas]] = outputs.pop("pixel_values")
+            else:
+                outputs[CANVAS_OUTPUTS[canvas]] = processed["pixel_values"]
+        if SAM_CANVAS not in canvases:  # post-processing maps logits back through SAM's canvas
+            reshaped = [self.reshaped_size(image.shape[:2]) for image in images]
+            outputs["reshaped_input_sizes"] = torch.tensor(reshaped) if return_tensors == "pt" else reshaped
         if masks is not None:
             mask_longest_edge = (kwargs.get("mask_size") or self.mask_size)["longest_edge"]
             canvas = outputs["labels"].shape[-2:]
@@ -205,12 +290,14 @@ class AutoSamImageProcessor(SamImageProcessorPil):
         return [mask[0, 0] for mask in processed]
 
     def post_process_semantic_segmentation(
-        self, outputs, target_sizes: list[tuple[int, int]] | None = None, mask_threshold: float = 0.0
+        self, outputs, target_sizes: list[tuple[int, int]] | None = None, mask_threshold: float | None = None
     ) -> list[torch.Tensor]:
-        """Label maps (0 background, 1 foreground) at each `target_sizes` entry (the original image sizes).
+        """Label maps (0 background, 1 foreground) at each `target_sizes` entry (the original image sizes):
+        `logits > mask_threshold`, by default the processor's `mask_threshold` (the model's).
 
         Used by the `image-segmentation` pipeline. Without `target_sizes`, the maps stay on the logits' canvas.
         """
+        mask_threshold = self.mask_threshold if mask_threshold is None else mask_threshold
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
         if target_sizes is None:
             return [(mask[0] > mask_threshold).long() for mask in logits]
@@ -219,4 +306,9 @@ class AutoSamImageProcessor(SamImageProcessorPil):
         return [(mask > mask_threshold).long() for mask in self.post_process_logits(logits, target_sizes)]
 
 
-__all__ = ["AutoSamImageProcessor", "binarize_mask", "to_rgb_uint8"]
+# The image-segmentation pipeline accepts the model types of transformers' segmentation mappings and logs "The model
+# 'AutoSamForSegmentation' is not supported" for any other. Registered here because the pipeline loads this module
+# with the model, in-process and as remote code (`trust_remote_code=True`, where `autosam_hf` is never imported).
+MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES.setdefault("autosam", "AutoSamForSegmentation")
+
+__all__ = ["AutoSamImageProcessor", "binarize_mask", "canvases_for_mode", "to_rgb_uint8"]

@@ -1,11 +1,13 @@
-"""autosam_hf.data.masks: the binarisation rules for every kind of mask file."""
+"""The binarisation rules for every kind of mask file the loaders read (the package's one `binarize_mask`, in
+autosam_hf.model, returning 0/1), and autosam_hf.data.masks' storage format."""
+
+import io
 
 import numpy as np
 from PIL import Image
 
-from autosam_hf.data import (
-    binarize_mask,
-)
+from autosam_hf.data.masks import encode_mask_png
+from autosam_hf.model import binarize_mask
 
 
 def test_binarize_8bit_masks_with_max_above_one_threshold_at_127():
@@ -31,3 +33,10 @@ def test_binarize_palette_masks_use_indices_and_instance_labels_use_any_nonzero(
     glands = Image.fromarray(np.array([[0, 2], [7, 0]], dtype=np.uint8))
     np.testing.assert_array_equal(binarize_mask(glands, instance_labels=True), [[False, True], [True, False]])
     np.testing.assert_array_equal(binarize_mask(Image.new("1", (2, 1), 1)), [[True, True]])
+
+
+def test_masks_are_stored_as_zero_one_png():
+    mask = np.array([[0, 1], [1, 1]], dtype=np.uint8)
+    stored = Image.open(io.BytesIO(encode_mask_png(mask.astype(bool))))
+    assert stored.format == "PNG" and stored.mode == "L"
+    np.testing.assert_array_equal(np.asarray(stored), mask)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from autosam_hf.data import (
+    BENCHMARKS,
     GLAS_AUGMENTATION,
     MONUSEG_AUGMENTATION,
     POLYP_AUGMENTATION,
@@ -63,6 +64,30 @@ def test_presets_carry_paper_settings():
         get_preset("kvasir").image_size = 1024  # frozen
     with pytest.raises(TypeError):
         get_preset("kvasir").split_dirs["train"] = ("elsewhere",)
+
+
+def test_presets_hold_every_dataset_fact_in_one_place():
+    names = {name: preset.display_name for name, preset in PRESETS.items()}
+    assert names == {
+        "kvasir": "Kvasir-SEG", "clinicdb": "CVC-ClinicDB", "colondb": "CVC-ColonDB", "etis": "ETIS-LaribPolypDB",
+        "cvc300": "CVC-300", "glas": "GlaS", "monuseg": "MoNuSeg", "sunseg_easy": "SUN-SEG Easy",
+        "sunseg_hard": "SUN-SEG Hard",
+    }  # fmt: skip
+    assert BENCHMARKS == {
+        "polyps": ("kvasir", "clinicdb", "colondb", "etis"),
+        "histology": ("glas", "monuseg"),
+        "sunseg": ("sunseg_easy", "sunseg_hard"),
+    }
+    # This project's folder name first (../shared/data), then the official ones.
+    assert get_preset("etis").folder_names == ("etis", "etis_laribpolypdb", "ETIS-LaribPolypDB")
+    assert get_preset("colondb").folder_names[:2] == ("colondb", "cvc_colondb")
+    for preset in PRESETS.values():
+        assert preset.folder_names and preset.folder_names[0] in (preset.name, "sunseg")
+        card = preset.card
+        assert card.title.startswith(preset.display_name.split(" ")[0]) and card.citation.startswith("@")
+        assert set(card.evaluation_datasets) <= set(PRESETS) and card.hub_id and card.terms
+    assert get_preset("sunseg_easy").card is get_preset("sunseg_hard").card  # both train on SUN-SEG's train set
+    assert get_preset("kvasir").card.evaluation_datasets[0] == "kvasir"  # its own test set first
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from autosam_hf.data import (
+    IMAGE_EXTENSIONS,
     load_glas_warwick,
     load_image_mask_folder,
     load_monuseg_xml,
@@ -12,6 +13,7 @@ from autosam_hf.data import (
     load_sunseg,
     rasterize_monuseg_xml,
 )
+from autosam_hf.predict import IMAGE_EXTENSIONS as PREDICT_IMAGE_EXTENSIONS
 from data.files import (
     MONUSEG_XML,
     make_pair_folder,
@@ -21,6 +23,17 @@ from data.files import (
     write_image,
     write_mask,
 )
+
+
+def test_training_reads_every_image_type_prediction_reads(tmp_path):
+    assert PREDICT_IMAGE_EXTENSIONS is IMAGE_EXTENSIONS  # one list for training, evaluation and autosam-predict
+    assert {".webp", ".ppm", ".pgm", ".png", ".jpg", ".tif"} <= set(IMAGE_EXTENSIONS)
+    root = tmp_path / "set"
+    write_image(root / "images" / "a.webp")
+    write_image(root / "images" / "b.PPM")
+    write_mask(root / "masks" / "a.png")
+    write_mask(root / "masks" / "b.png")
+    assert load_image_mask_folder(root)["id"] == ["a", "b"]
 
 
 def test_image_mask_folder_pairs_by_stem_in_natural_order(tmp_path):

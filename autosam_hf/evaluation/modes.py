@@ -2,13 +2,14 @@
 point, a box or a mask derived from the ground truth.
 
 Every mode turns one processed batch into mask logits on SAM's low-resolution canvas, (B, 1, 4E, 4E) (256×256 for
-a real SAM), which the evaluation then post-processes to each image's original size.
+a real SAM), which the evaluation then post-processes to each image's original size
+(`autosam_hf.postprocessing.post_process_predictions`).
 
-Modes:
+Modes (the first three are `AutoSamForSegmentation`'s own modes, `AUTOSAM_MODES`, under the same names):
 
-- `autosam`: AutoSAM, g's dense prompt through SAM's frozen mask decoder (model mode `"autosam"`).
-- `surrogate`: the surrogate decoder, h(g(I)); SAM is not run (model mode `"surrogate"`).
-- `sam_mask_prompt`: AutoSAM's output mask fed back to SAM as a mask prompt (model mode `"sam_mask_prompt"`).
+- `autosam`: AutoSAM, g's dense prompt through SAM's frozen mask decoder.
+- `surrogate`: the surrogate decoder, h(g(I)); SAM is not run.
+- `sam_mask_prompt`: AutoSAM's output mask fed back to SAM as a mask prompt.
 - `sam_gt_point`, `sam_gt_box`, `sam_gt_mask`: the frozen SAM (`model.sam`, g unused) given one prompt derived from
   the ground truth, `multimask_output=False`. How each prompt is derived (`point_prompt_from_mask`,
   `box_prompt_from_mask`, `mask_prompt_from_labels`):
@@ -33,20 +34,18 @@ Modes:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from .model import AutoSamForSegmentation, AutoSamImageProcessor
+from ..model import AUTOSAM_MODES, AutoSamForSegmentation, AutoSamImageProcessor
 
-# Paper-table order: SAM baselines first, AutoSAM's rows last.
-EVAL_MODES = ("sam_gt_point", "sam_gt_box", "sam_gt_mask", "surrogate", "sam_mask_prompt", "autosam")
-# Evaluation mode → `AutoSamForSegmentation.forward(mode=...)`.
-MODEL_MODES = {"autosam": "autosam", "surrogate": "surrogate", "sam_mask_prompt": "sam_mask_prompt"}
 GT_PROMPT_MODES = ("sam_gt_point", "sam_gt_box", "sam_gt_mask")
+# Paper-table order: SAM baselines first, AutoSAM's rows last.
+EVAL_MODES = (*GT_PROMPT_MODES, "surrogate", "sam_mask_prompt", "autosam")
 MODE_DISPLAY_NAMES = {
     "autosam": "AutoSAM",
     "surrogate": "AutoSAM surrogate h(g(I))",
@@ -59,11 +58,6 @@ MODE_DISPLAY_NAMES = {
 GT_MASK_LOGIT = 10.0
 # Logit of an empty prediction: sigmoid gives 0 in float32, and it stays finite through bilinear resizing.
 EMPTY_LOGIT = -1e4
-
-
-def eval_mode_for_model_mode(model_mode: str) -> str:
-    """The evaluation mode (table row) of an `AutoSamForSegmentation` mode (`config.default_mode`)."""
-    return {model: evaluation for evaluation, model in MODEL_MODES.items()}[model_mode]
 
 
 def check_modes(modes: Sequence[str], model: AutoSamForSegmentation | None = None) -> list[str]:
@@ -193,7 +187,7 @@ def ground_truth_prompts(
 def predict_logits(
     model: AutoSamForSegmentation,
     mode: str,
-    pixel_values: torch.Tensor,
+    model_inputs: Mapping[str, torch.Tensor],
     image_embeddings: torch.Tensor | None = None,
     prompts: GroundTruthPrompts | None = None,
 ) -> torch.Tensor:
@@ -202,19 +196,20 @@ def predict_logits(
     Args:
         model: AutoSAM in eval mode.
         mode: one of `EVAL_MODES`.
-        pixel_values: (B, 3, S, S), the processor's output, on the model's device.
+        model_inputs: the processor's image inputs (`processor.model_input_names`: `pixel_values` (B, 3, S, S),
+            SAM's canvas, and with processors that make one, g's canvas), on the model's device.
         image_embeddings: (B, C, E, E) SAM image embeddings of `pixel_values`, computed once and shared by every
             mode (SAM's encoder runs here only when they are missing and the mode needs them).
         prompts: the batch's GT prompts, for the `sam_gt_*` modes (`ground_truth_prompts`).
     """
-    if mode in MODEL_MODES:
-        return model(pixel_values=pixel_values, image_embeddings=image_embeddings, mode=MODEL_MODES[mode]).logits
+    if mode in AUTOSAM_MODES:
+        return model(**model_inputs, image_embeddings=image_embeddings, mode=mode).logits
     if mode not in GT_PROMPT_MODES:
         raise ValueError(f"Unknown evaluation mode {mode!r}; choose from {', '.join(EVAL_MODES)}.")
     if prompts is None:
         raise ValueError(f"Mode {mode!r} needs the batch's ground-truth prompts.")
     if image_embeddings is None:
-        image_embeddings = model.get_image_embeddings(pixel_values)
+        image_embeddings = model.get_image_embeddings(model_inputs["pixel_values"])
     prompt = {
         "sam_gt_point": {"input_points": prompts.points, "input_labels": prompts.point_labels},
         "sam_gt_box": {"input_boxes": prompts.boxes},
@@ -237,11 +232,9 @@ __all__ = [
     "GT_MASK_LOGIT",
     "GT_PROMPT_MODES",
     "GroundTruthPrompts",
-    "MODEL_MODES",
     "MODE_DISPLAY_NAMES",
     "box_prompt_from_mask",
     "check_modes",
-    "eval_mode_for_model_mode",
     "ground_truth_prompts",
     "mask_prompt_from_labels",
     "point_prompt_from_mask",

@@ -1,5 +1,6 @@
-"""Which datasets an evaluation reads: the paper's benchmark groups, `NAME[:SPLIT][=FOLDER]` specs, and where
-each dataset's folder is found under a data root (this project's folder names, then the official ones)."""
+"""Which datasets an evaluation reads: `NAME[:SPLIT][=FOLDER]` specs, the paper's benchmark groups, and where each
+dataset's folder is found under a data root. The facts (benchmark groups, folder names, display names) are the
+presets' (`autosam_hf.data.presets`)."""
 
 from __future__ import annotations
 
@@ -9,40 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import get_preset, load_preset_dataset
+from ..data import BENCHMARKS, get_preset, load_preset_dataset
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SPLIT = "test"
-# The paper's tables, as groups of dataset presets (table column order).
-BENCHMARKS: dict[str, tuple[str, ...]] = {
-    "polyps": ("kvasir", "clinicdb", "colondb", "etis"),
-    "histology": ("glas", "monuseg"),
-    "sunseg": ("sunseg_easy", "sunseg_hard"),
-}
-# Folder names tried under --data-root for a preset without --data: this project's, then the official ones.
-DATA_FOLDER_NAMES: dict[str, tuple[str, ...]] = {
-    "kvasir": ("kvasir", "Kvasir-SEG", "Kvasir"),
-    "clinicdb": ("clinicdb", "cvc_clinicdb", "CVC-ClinicDB"),
-    "colondb": ("colondb", "cvc_colondb", "CVC-ColonDB"),
-    "etis": ("etis", "etis_laribpolypdb", "ETIS-LaribPolypDB"),
-    "cvc300": ("cvc300", "cvc_300", "CVC-300"),
-    "glas": ("glas", "GlaS", "Warwick QU Dataset (Released 2016_07_08)"),
-    "monuseg": ("monuseg", "MoNuSeg"),
-    "sunseg_easy": ("sunseg", "SUN-SEG"),
-    "sunseg_hard": ("sunseg", "SUN-SEG"),
-}
-DATASET_DISPLAY_NAMES = {
-    "kvasir": "Kvasir",
-    "clinicdb": "ClinicDB",
-    "colondb": "ColonDB",
-    "etis": "ETIS",
-    "cvc300": "CVC-300",
-    "glas": "GlaS",
-    "monuseg": "MoNuSeg",
-    "sunseg_easy": "SUN-SEG Easy",
-    "sunseg_hard": "SUN-SEG Hard",
-}
 
 
 # ---------------------------------------------------------------------------------------------- dataset specs
@@ -61,7 +33,8 @@ class DatasetSpec:
 
     @property
     def display_name(self) -> str:
-        name = DATASET_DISPLAY_NAMES.get(self.name, self.name)
+        """Its column title: the preset's display name, with the split when it is not `test`."""
+        name = get_preset(self.name).display_name
         return name if self.split == DEFAULT_SPLIT else f"{name} ({self.split})"
 
     @property
@@ -93,10 +66,10 @@ def _holds_split(folder: Path, name: str, split: str) -> bool:
 
 
 def find_data_dir(name: str, split: str, data_root: str | os.PathLike) -> Path | None:
-    """The folder under `data_root` holding `split` of preset `name` (`DATA_FOLDER_NAMES`, then `data_root`
-    itself), or None."""
+    """The folder under `data_root` holding `split` of preset `name` (the preset's `folder_names`, then
+    `data_root` itself, which covers PraNet's `TestDataset/<Name>` layout), or None."""
     data_root = Path(data_root)
-    for candidate in (*(data_root / folder for folder in DATA_FOLDER_NAMES.get(name, (name,))), data_root):
+    for candidate in (*(data_root / folder for folder in get_preset(name).folder_names), data_root):
         if _holds_split(candidate, name, split):
             return candidate
     return None
@@ -121,14 +94,14 @@ def resolve_dataset_spec(spec: DatasetSpec, data_root: str | os.PathLike | None)
         return spec
     if data_root is None or not Path(data_root).is_dir():
         raise FileNotFoundError(
-            f"No folder for {spec.name!r}: give one (NAME=FOLDER or --data), or an existing --data-root "
+            f"No folder for {spec.name!r}: give one (NAME=FOLDER or --data), or an existing --data_root "
             f"(got {data_root})."
         )
     found = find_data_dir(spec.name, spec.split, data_root)
     if found is None:
-        tried = ", ".join([*DATA_FOLDER_NAMES.get(spec.name, (spec.name,)), "."])
+        tried = ", ".join([*preset.folder_names, "."])
         raise FileNotFoundError(
-            f"No {spec.split!r} split of {spec.name!r} under --data-root {data_root} (tried the folders {tried}, each "
+            f"No {spec.split!r} split of {spec.name!r} under --data_root {data_root} (tried the folders {tried}, each "
             f"holding one of: {split_folders}). Give its folder with NAME=FOLDER or --data."
         )
     return DatasetSpec(spec.name, spec.split, found)

@@ -1,0 +1,67 @@
+"""The batches an evaluation runs on: a dataset's rows in evaluation order (a video's frames in time order), decoded
+and run through the image processor, in the data loader's worker processes when there are any."""
+
+from __future__ import annotations
+
+import torch
+
+from ..model import AutoSamImageProcessor, binarize_mask, to_rgb_uint8
+
+
+def evaluation_order(dataset, is_video: bool) -> list[int]:
+    """Row order: as stored for images; for video, each case's frames consecutive and in `frame` order."""
+    if not is_video:
+        return list(range(len(dataset)))
+    if hasattr(dataset, "column_names"):
+        cases, frames = list(dataset["case"]), list(dataset["frame"])
+    else:
+        cases, frames = [row["case"] for row in dataset], [row["frame"] for row in dataset]
+    first_seen = {case: position for position, case in reversed(list(enumerate(cases)))}
+    return sorted(range(len(dataset)), key=lambda index: (first_seen[cases[index]], frames[index]))
+
+
+class EvaluationRows(torch.utils.data.Dataset):
+    """Rows of a dataset in a given order, decoded: {id, case, image (H, W, 3) uint8, target (H, W) 0/1 uint8}."""
+
+    def __init__(self, dataset, order: list[int]):
+        self.dataset, self.order = dataset, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, position: int) -> dict:
+        row = self.dataset[self.order[position]]
+        return {
+            "id": str(row.get("id", self.order[position])),
+            "case": row.get("case"),
+            "image": to_rgb_uint8(row["image"], name=f"image {row.get('id')}"),
+            "target": binarize_mask(row["mask"], name=f"mask {row.get('id')}"),
+        }
+
+
+class ProcessRows:
+    """`collate_fn`: a list of rows → {"rows": the rows, **the processor's outputs} (`pixel_values`, ...,
+    `original_sizes`, and with `with_labels` the ground truth on the label canvas, `labels` (B, 4E, 4E))."""
+
+    def __init__(self, processor: AutoSamImageProcessor, with_labels: bool):
+        self.processor, self.with_labels = processor, with_labels
+
+    def __call__(self, rows: list[dict]) -> dict:
+        images, targets = [row["image"] for row in rows], [row["target"] for row in rows]
+        inputs = self.processor(images, segmentation_maps=targets if self.with_labels else None, return_tensors="pt")
+        return {"rows": rows, **inputs}
+
+
+def evaluation_loader(
+    dataset, processor: AutoSamImageProcessor, is_video: bool, batch_size: int, num_workers: int, with_labels: bool
+) -> torch.utils.data.DataLoader:
+    """Batches of `dataset` in evaluation order (see `ProcessRows` for what a batch holds)."""
+    return torch.utils.data.DataLoader(
+        EvaluationRows(dataset, evaluation_order(dataset, is_video)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=ProcessRows(processor, with_labels),
+    )
+
+
+__all__ = ["EvaluationRows", "ProcessRows", "evaluation_loader", "evaluation_order"]

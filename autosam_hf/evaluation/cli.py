@@ -1,0 +1,266 @@
+"""`autosam-eval`: evaluate a trained AutoSAM the way the paper reports it, one row per method (evaluation mode), one
+column group per dataset, metrics computed per image at each image's original resolution.
+
+    autosam-eval --model runs/kvasir --eval polyps --data_root ../shared/data \\
+        --mode autosam surrogate sam_mask_prompt sam_gt_point sam_gt_box sam_gt_mask --output_dir eval/kvasir
+
+writes `eval/kvasir/eval_results.json` and `eval/kvasir/eval_results.md` (and prints the Markdown). Datasets are
+given as any mix of:
+
+- `--preset NAME[:SPLIT] [--data FOLDER]`, repeatable (each `--data` belongs to the `--preset` before it);
+- `--datasets NAME[:SPLIT][=FOLDER] ...`, e.g.
+  `--datasets kvasir=../shared/data/kvasir etis=../shared/data/etis_laribpolypdb`;
+- `--eval BENCHMARK`: a paper table, e.g. `polyps` = Kvasir-SEG, CVC-ClinicDB, CVC-ColonDB, ETIS
+  (`autosam_hf.data.BENCHMARKS`).
+
+A dataset without a folder is looked for under `--data_root` (each preset's `folder_names`: this project's folder
+name, then the official ones, then `--data_root` itself, which covers PraNet's `TestDataset/<Name>` layout).
+Members of an `--eval` benchmark that are not found there are reported as missing (a "–" column); a dataset named
+explicitly must be found. Every argument, dataset folder and the model are checked before any image is evaluated.
+
+Metrics: see `autosam_hf.evaluation.scoring` (binary masks are `logit > config.mask_threshold`, through
+`autosam_hf.postprocessing`); video datasets (SUN-SEG presets) leave each case's first and last frame out, as
+SUN-SEG's toolbox does (`--score_all_frames` keeps them). The modes and how the ground-truth prompts are derived:
+`autosam_hf.evaluation.modes`.
+
+Exit status: 0 on success; 2 for bad input (arguments, datasets, folders, a model that cannot be loaded or cannot
+run a mode), printed as `autosam-eval: error: <message>` naming the culprit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..cli import (
+    ArgumentParser,
+    add_model_arguments,
+    add_output_dir_argument,
+    add_runtime_arguments,
+    configure_logging,
+    positive_int,
+    resolve_runtime,
+)
+from ..data import BENCHMARKS, PRESETS
+from ..hub.loading import load_model_and_processor
+from ..model import AutoSamForSegmentation
+from .datasets import (
+    DEFAULT_SPLIT,
+    DatasetSpec,
+    load_evaluation_dataset,
+    parse_dataset_spec,
+    resolve_datasets,
+    source_folder,
+)
+from .modes import EVAL_MODES, GT_MASK_LOGIT, MODE_DISPLAY_NAMES, check_modes
+from .report import RESULTS_STEM, build_report, write_report
+from .scoring import EvaluationSettings, evaluate_dataset
+
+logger = logging.getLogger(__name__)
+
+
+class _PresetAction(argparse.Action):
+    """`--preset NAME[:SPLIT]`: starts a dataset entry; the next `--data` gives its folder."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        entries = list(getattr(namespace, self.dest) or [])
+        entries.append([value, None])
+        setattr(namespace, self.dest, entries)
+
+
+class _DataAction(argparse.Action):
+    """`--data FOLDER`: the folder of the `--preset` just before it."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        entries = list(namespace.preset_entries or [])
+        if not entries or entries[-1][1] is not None:
+            parser.error(f"--data {value}: every --data must follow the --preset it belongs to")
+        entries[-1] = [entries[-1][0], value]
+        namespace.preset_entries = entries
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="autosam-eval",
+        description="Evaluate an AutoSAM checkpoint like the paper's tables: rows = modes, columns = datasets.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="modes: "
+        + ", ".join(f"{mode} ({MODE_DISPLAY_NAMES[mode]})" for mode in EVAL_MODES)
+        + "; 'all' = every mode. benchmarks: "
+        + "; ".join(f"{name} = {', '.join(members)}" for name, members in BENCHMARKS.items()),
+    )
+    add_model_arguments(parser)
+    data = parser.add_argument_group("datasets (any mix; at least one)")
+    data.add_argument(
+        "--preset",
+        dest="preset_entries",
+        action=_PresetAction,
+        default=[],
+        metavar="NAME[:SPLIT]",
+        help="a dataset preset (" + ", ".join(PRESETS) + "); repeatable",
+    )
+    data.add_argument(
+        "--data",
+        action=_DataAction,
+        metavar="FOLDER",
+        help="the folder of the --preset before it (default: found under --data_root)",
+    )
+    data.add_argument(
+        "--datasets",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="NAME[:SPLIT][=FOLDER]",
+        help="datasets, e.g. kvasir=../shared/data/kvasir etis=../shared/data/etis_laribpolypdb",
+    )
+    data.add_argument(
+        "--eval",
+        nargs="+",
+        action="extend",
+        default=[],
+        choices=sorted(BENCHMARKS),
+        metavar="BENCHMARK",
+        help=f"a paper table's datasets: {', '.join(BENCHMARKS)}",
+    )
+    data.add_argument(
+        "--data_root",
+        default=os.environ.get("AUTOSAM_DATA_ROOT", "data"),
+        help="where datasets without a folder are looked for (default: $AUTOSAM_DATA_ROOT or ./data)",
+    )
+    data.add_argument("--split", default=DEFAULT_SPLIT, help="split of datasets given without one (default: test)")
+    data.add_argument(
+        "--max_samples", type=positive_int, help="evaluate only the first N images (frames) of each dataset"
+    )
+    run = parser.add_argument_group("evaluation")
+    run.add_argument(
+        "--mode",
+        "--modes",
+        dest="modes",
+        nargs="+",
+        default=["autosam"],
+        choices=[*EVAL_MODES, "all"],
+        metavar="MODE",
+        help="table rows (default: autosam)",
+    )
+    run.add_argument("--batch_size", type=positive_int, default=8, help="images per forward pass (default 8)")
+    run.add_argument("--num_workers", type=int, default=0, help="data-loader worker processes")
+    add_runtime_arguments(run)
+    run.add_argument(
+        "--gt_mask_logit",
+        type=float,
+        default=GT_MASK_LOGIT,
+        help=f"logit magnitude L of the sam_gt_mask prompt (±L; default {GT_MASK_LOGIT:g})",
+    )
+    run.add_argument(
+        "--score_all_frames",
+        action="store_true",
+        help="video: also score each case's first and last frame (SUN-SEG's toolbox leaves them out)",
+    )
+    output = parser.add_argument_group("output")
+    add_output_dir_argument(
+        output, default="eval_results", help=f"where {RESULTS_STEM}.json / .md go (default: ./eval_results)"
+    )
+    output.add_argument(
+        "--save_predictions",
+        action="store_true",
+        help="also write masks (PNG 0/255, original size) and overlays, per dataset and mode",
+    )
+    output.add_argument("--num_overlays", type=int, default=8, help="images per overlay grid")
+    output.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _dataset_specs(args: argparse.Namespace) -> list[DatasetSpec]:
+    """The datasets named explicitly (`--preset` [+ `--data`], then `--datasets`), unresolved."""
+    if not (args.preset_entries or args.datasets or args.eval):
+        raise ValueError(
+            "give at least one dataset: --preset NAME [--data FOLDER], --datasets NAME=FOLDER or --eval BENCHMARK"
+        )
+    specs = [
+        parse_dataset_spec(name if folder is None else f"{name}={folder}", args.split)
+        for name, folder in args.preset_entries
+    ]
+    return specs + [parse_dataset_spec(text, args.split) for text in args.datasets]
+
+
+def _modes(requested: Sequence[str], model: AutoSamForSegmentation) -> list[str]:
+    """The modes to run: `all` is every mode the model can run (no `surrogate` without h)."""
+    if "all" in requested:
+        return [mode for mode in EVAL_MODES if mode != "surrogate" or model.surrogate_decoder is not None]
+    return check_modes(requested, model)
+
+
+def _settings(
+    args: argparse.Namespace, spec: DatasetSpec, modes: list[str], autocast_dtype: torch.dtype | None
+) -> EvaluationSettings:
+    return EvaluationSettings(
+        modes=modes,
+        batch_size=args.batch_size,
+        is_video=spec.is_video,
+        skip_first_and_last_frame=not args.score_all_frames,
+        gt_mask_logit=args.gt_mask_logit,
+        autocast_dtype=autocast_dtype,
+        num_workers=args.num_workers,
+        predictions_dir=Path(args.output_dir) / "predictions" / spec.key if args.save_predictions else None,
+        num_overlays=args.num_overlays,
+        progress=not args.quiet,
+        description=f"{spec.display_name} ({len(modes)} mode{'s' if len(modes) > 1 else ''})",
+    )
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Run `autosam-eval` with parsed arguments; bad input raises ValueError / OSError naming it."""
+    configure_logging()
+    # Everything that can be wrong is checked before the first image is evaluated: datasets, device, model, modes.
+    specs = resolve_datasets(_dataset_specs(args), args.eval, args.data_root, args.split)
+    device, autocast_dtype = resolve_runtime(args)
+    model, processor = load_model_and_processor(args.model, revision=args.revision)
+    modes = _modes(args.modes, model)
+    model.to(device)
+    evaluated = [spec for spec in specs if spec.data_dir is not None]
+    loaded = {spec.key: load_evaluation_dataset(spec, args.max_samples) for spec in evaluated}
+
+    dataset_results, dataset_info = {}, {}
+    for spec in evaluated:
+        dataset = loaded[spec.key]
+        dataset_results[spec.key] = evaluate_dataset(
+            model, processor, dataset, _settings(args, spec, modes, autocast_dtype)
+        )
+        dataset_info[spec.key] = {
+            "num_images": len(dataset),
+            "num_cases": len(set(dataset["case"])) if spec.is_video else None,
+            "source": source_folder(dataset),
+        }
+    settings = {
+        "batch_size": args.batch_size,
+        "device": str(device),
+        "dtype": args.dtype,
+        "data_root": args.data_root,
+        "max_samples": args.max_samples,
+        "mask_threshold": model.config.mask_threshold,
+        "gt_mask_logit": args.gt_mask_logit,
+        "skip_first_and_last_frame": not args.score_all_frames,
+    }
+    report = build_report(
+        args.model, modes, specs, dataset_results, dataset_info, settings, default_mode=model.config.default_mode
+    )
+    print(write_report(report, args.output_dir))
+    logger.info("wrote %s.json and %s.md in %s", RESULTS_STEM, RESULTS_STEM, args.output_dir)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (`autosam-eval`); exit statuses in the module docstring."""
+    return build_parser().run(evaluate, argv)
+
+
+__all__ = ["build_parser", "evaluate", "main"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

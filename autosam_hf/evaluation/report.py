@@ -1,0 +1,203 @@
+"""The report of an evaluation run: the paper's tables in Markdown (rows = modes, columns = datasets) and the JSON
+report, whose `test` / `validation` sections are the schema `autosam-publish --metrics` reads for model cards."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ..atomic_write import write_atomically
+from ..data import PRESETS
+from ..model.configuration_autosam import canonical_mode
+from .datasets import DatasetSpec
+from .modes import GT_PROMPT_MODES, MODE_DISPLAY_NAMES
+from .scoring import ModeResult
+
+# (metric key of `SegmentationMetrics.compute`, column name) of the paper's tables.
+IMAGE_TABLE_METRICS = (("dice", "Dice"), ("iou", "IoU"))
+VIDEO_TABLE_METRICS = (
+    ("s_alpha", "S-alpha"),
+    ("e_phi_mean", "mean E-phi"),
+    ("f_beta_weighted", "weighted F"),
+    ("f_beta_mean", "mean F"),
+    ("dice_threshold_mean", "Dice"),
+    ("sensitivity", "Sensitivity"),
+)
+RESULTS_STEM = "eval_results"
+NOT_EVALUATED = "–"
+
+
+def _format_value(value: float | None) -> str:
+    return NOT_EVALUATED if value is None else f"{value:.3f}"
+
+
+def format_markdown_table(
+    results: Mapping[str, Mapping[str, Mapping[str, float]]],
+    datasets: Sequence[str] | None = None,
+    video_datasets: Sequence[str] | None = None,
+    display_names: Mapping[str, str] | None = None,
+) -> str:
+    """The paper's table(s) in Markdown: one row per mode, a Dice and an IoU column per image dataset; video
+    datasets (SUN-SEG) get a second table with S-alpha, mean E-phi, weighted F, mean F, Dice and Sensitivity.
+
+    Args:
+        results: mode → dataset → metrics (`SegmentationMetrics.compute()` keys).
+        datasets: column order; datasets absent from `results` (not found) are shown as "–". Default: as they come.
+        video_datasets: which datasets are videos; default: the SUN-SEG presets among them.
+        display_names: column titles; default: the presets' display names, else the dataset key.
+    """
+    if datasets is None:
+        datasets = list(dict.fromkeys(name for per_dataset in results.values() for name in per_dataset))
+    if video_datasets is None:
+        video_datasets = [name for name in datasets if name in PRESETS and PRESETS[name].is_video]
+    display_names = {**{name: preset.display_name for name, preset in PRESETS.items()}, **(display_names or {})}
+    tables = []
+    for columns, metrics in (
+        ([name for name in datasets if name not in video_datasets], IMAGE_TABLE_METRICS),
+        ([name for name in datasets if name in video_datasets], VIDEO_TABLE_METRICS),
+    ):
+        if not columns:
+            continue
+        header = ["Method"] + [f"{display_names.get(name, name)} {title}" for name in columns for _, title in metrics]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+        for mode, per_dataset in results.items():
+            cells = [MODE_DISPLAY_NAMES.get(mode, mode)]
+            cells += [_format_value((per_dataset.get(name) or {}).get(key)) for name in columns for key, _ in metrics]
+            lines.append("| " + " | ".join(cells) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
+
+
+def format_markdown_report(report: Mapping) -> str:
+    """The Markdown file of a run: the table(s) of `format_markdown_table` and notes on data and protocol."""
+    datasets = report["datasets"]
+    video = [entry["key"] for entry in datasets if entry["video"]]
+    lines = [
+        f"# AutoSAM evaluation: `{report['model']}`",
+        "",
+        format_markdown_table(
+            report["results"],
+            [entry["key"] for entry in datasets],
+            video,
+            {entry["key"]: entry["display_name"] for entry in datasets},
+        ),
+        "",
+        "Metrics per image at its original resolution, then averaged over images"
+        + (
+            " (video: per case, then averaged over cases; Dice and Sensitivity are means over 256 thresholds, as in "
+            "SUN-SEG's toolbox)"
+            if video
+            else ""
+        )
+        + f". Binary masks: logit > {report['settings']['mask_threshold']}.",
+        "",
+        "Data:",
+    ]
+    for entry in datasets:
+        if not entry["evaluated"]:
+            lines.append(
+                f"- {entry['display_name']}: not evaluated (no `{entry['split']}` split found under "
+                f"`{report['settings']['data_root']}`)"
+            )
+            continue
+        extent = f"{entry['num_images']} images" + (f" in {entry['num_cases']} cases" if entry["video"] else "")
+        lines.append(
+            f"- {entry['display_name']}: split `{entry['split']}`, {extent}, from "
+            f"`{entry['source'] or entry['data_dir']}`"
+        )
+    if any(mode in GT_PROMPT_MODES for mode in report["modes"]):
+        lines += [
+            "",
+            "SAM with ground-truth prompts (frozen SAM, one prompt, single-mask output): point = the foreground pixel "
+            "farthest from the mask boundary; box = the tight bounding box of the foreground; mask = the ground truth "
+            f"on SAM's low-resolution canvas as ±{report['settings']['gt_mask_logit']:g} logits. An empty ground truth "
+            "gives an empty prediction.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def build_report(
+    model_name: str,
+    modes: Sequence[str],
+    specs: Sequence[DatasetSpec],
+    dataset_results: Mapping[str, Mapping[str, ModeResult]],
+    dataset_info: Mapping[str, Mapping],
+    settings: Mapping,
+    default_mode: str | None = None,
+) -> dict:
+    """The JSON report of a run.
+
+    Args:
+        specs: the table's datasets in column order; those with `data_dir=None` were not found (not evaluated).
+        dataset_results: dataset key → mode → `ModeResult`, for the evaluated datasets.
+        dataset_info: dataset key → extra facts (`num_images`, `num_cases`, `source`).
+        default_mode: the model's `config.default_mode`, whose row also fills the `test` / `validation` sections.
+
+    Returns:
+        `model`, `modes`, `datasets` (column order: key, name, split, folders, `evaluated`, counts), `settings`,
+        `results` (mode → dataset → metrics: the table), `per_image` (image datasets) and `per_case` (video
+        datasets), dataset → mode → id → scores, and `test` / `validation` (preset name → metrics of the model's
+        own mode), the schema `autosam-publish --metrics` reads for the model card.
+    """
+    evaluated = [spec for spec in specs if spec.key in dataset_results]
+    report = {
+        "model": model_name,
+        "modes": list(modes),
+        "datasets": [
+            {
+                "key": spec.key,
+                "name": spec.name,
+                "display_name": spec.display_name,
+                "split": spec.split,
+                "data_dir": str(spec.data_dir) if spec.data_dir else None,
+                "video": spec.is_video,
+                "evaluated": spec.key in dataset_results,
+                **dataset_info.get(spec.key, {}),
+            }
+            for spec in specs
+        ],
+        "settings": dict(settings),
+        "results": {mode: {spec.key: dataset_results[spec.key][mode].metrics for spec in evaluated} for mode in modes},
+        "per_image": {
+            spec.key: {mode: dataset_results[spec.key][mode].per_image for mode in modes}
+            for spec in evaluated
+            if not spec.is_video
+        },
+        "per_case": {
+            spec.key: {mode: dataset_results[spec.key][mode].per_case for mode in modes}
+            for spec in evaluated
+            if spec.is_video
+        },
+    }
+    own_mode = canonical_mode(default_mode) if default_mode else None
+    if own_mode in modes:
+        for spec in evaluated:
+            section = {"test": "test", "val": "validation"}.get(spec.split)
+            if section:
+                report.setdefault(section, {})[spec.name] = dataset_results[spec.key][own_mode].metrics
+    return report
+
+
+def write_report(report: Mapping, output_dir: str | os.PathLike) -> str:
+    """Write `<output_dir>/eval_results.json` and `<output_dir>/eval_results.md` (atomically, creating the folder);
+    returns the Markdown."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report_text, markdown = json.dumps(report, indent=2) + "\n", format_markdown_report(report)
+    write_atomically(output_dir / f"{RESULTS_STEM}.json", lambda path: path.write_text(report_text, encoding="utf-8"))
+    write_atomically(output_dir / f"{RESULTS_STEM}.md", lambda path: path.write_text(markdown, encoding="utf-8"))
+    return markdown
+
+
+__all__ = [
+    "IMAGE_TABLE_METRICS",
+    "NOT_EVALUATED",
+    "RESULTS_STEM",
+    "VIDEO_TABLE_METRICS",
+    "build_report",
+    "format_markdown_report",
+    "format_markdown_table",
+    "write_report",
+]

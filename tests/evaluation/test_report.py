@@ -1,0 +1,47 @@
+"""autosam_hf.evaluation.report: the paper-shaped Markdown tables and the JSON report's model-card sections."""
+
+from autosam_hf.evaluation import format_markdown_table
+from autosam_hf.evaluation.datasets import DatasetSpec
+from autosam_hf.evaluation.report import build_report
+from autosam_hf.evaluation.scoring import ModeResult
+
+
+def test_format_markdown_table_rows_modes_columns_datasets():
+    results = {
+        "sam_gt_box": {"kvasir": {"dice": 0.5, "iou": 0.25}},
+        "autosam": {
+            "kvasir": {"dice": 0.91234, "iou": 0.85},
+            "sunseg_easy": {
+                "s_alpha": 0.8,
+                "e_phi_mean": 0.7,
+                "f_beta_weighted": 0.6,
+                "f_beta_mean": 0.5,
+                "dice_threshold_mean": 0.4,
+                "sensitivity": 0.3,
+            },
+        },
+    }
+    table = format_markdown_table(results, ["kvasir", "etis", "sunseg_easy"])
+    image_table, video_table = table.split("\n\n")
+    # Column titles are the presets' display names.
+    assert image_table.splitlines() == [
+        "| Method | Kvasir-SEG Dice | Kvasir-SEG IoU | ETIS-LaribPolypDB Dice | ETIS-LaribPolypDB IoU |",
+        "|---|---:|---:|---:|---:|",
+        "| SAM, GT box | 0.500 | 0.250 | – | – |",
+        "| AutoSAM | 0.912 | 0.850 | – | – |",
+    ]
+    assert video_table.splitlines()[0].startswith("| Method | SUN-SEG Easy S-alpha | SUN-SEG Easy mean E-phi |")
+    assert video_table.splitlines()[-1] == "| AutoSAM | 0.800 | 0.700 | 0.600 | 0.500 | 0.400 | 0.300 |"
+
+
+def test_report_fills_the_model_card_sections_with_the_models_own_mode():
+    specs = [DatasetSpec("kvasir", "test", None), DatasetSpec("kvasir", "val", None), DatasetSpec("etis")]
+    autosam, surrogate = ModeResult({"dice": 0.9, "iou": 0.8}), ModeResult({"dice": 0.7, "iou": 0.6})
+    results = {key: {"autosam": autosam, "surrogate": surrogate} for key in ("kvasir", "kvasir_val")}
+    # The legacy default mode "sam" is AutoSAM's own row.
+    report = build_report("m", ["autosam", "surrogate"], specs, results, {}, {}, default_mode="sam")
+    assert report["test"] == {"kvasir": autosam.metrics} and report["validation"] == {"kvasir": autosam.metrics}
+    assert [entry["evaluated"] for entry in report["datasets"]] == [True, True, False]
+    assert report["datasets"][1]["display_name"] == "Kvasir-SEG (val)"
+    report = build_report("m", ["autosam", "surrogate"], specs, results, {}, {}, default_mode="surrogate")
+    assert report["test"] == {"kvasir": surrogate.metrics}

@@ -1,0 +1,121 @@
+"""autosam_hf.evaluation.scoring: metrics at the original resolution (exact oracles through the GT-mask pathway),
+empty ground truths, one SAM encoder pass per batch, and SUN-SEG's per-case averaging."""
+
+import numpy as np
+import pytest
+from conftest import make_tiny_model, make_tiny_processor
+
+from autosam_hf.data import load_preset_dataset
+from autosam_hf.evaluation import EvaluationSettings, evaluate_dataset, evaluate_model
+from evaluation.fake_sam import fake_sam_returning, keep_left_half_of_canvas, keep_upper_half_of_foreground
+from evaluation.sample_data import make_dataset, write_sunseg_split
+
+
+@pytest.fixture
+def band_dataset():
+    """Non-square and square images whose masks are horizontal bands on boundaries that survive the resampling
+    chain (original → 4E canvas → SAM input size → original) exactly: a canvas-perfect prediction is pixel-perfect
+    at the original size."""
+    rng = np.random.default_rng(0)
+    shapes_and_bands = [((96, 192), (32, 64)), ((96, 96), (40, 72))]
+    images, masks = [], []
+    for (height, width), (top, bottom) in shapes_and_bands:
+        images.append(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))
+        mask = np.zeros((height, width), dtype=np.uint8)
+        mask[top:bottom] = 1
+        masks.append(mask)
+    return make_dataset(images, masks)
+
+
+def test_oracle_perfect_prediction_scores_one_at_original_resolution(band_dataset, monkeypatch):
+    model, processor = make_tiny_model(), make_tiny_processor()
+    monkeypatch.setattr(model.sam, "forward", fake_sam_returning(lambda masks: masks))
+    settings = EvaluationSettings(modes=["sam_gt_mask"], batch_size=2, progress=False)
+    scores = evaluate_dataset(model, processor, band_dataset, settings)["sam_gt_mask"]
+    assert scores.per_image == {"0": {"dice": 1.0, "iou": 1.0}, "1": {"dice": 1.0, "iou": 1.0}}
+    assert scores.metrics["dice"] == 1.0 and scores.metrics["iou"] == 1.0
+
+
+def test_oracle_half_prediction_gives_exact_dice_and_iou(band_dataset, monkeypatch):
+    model, processor = make_tiny_model(), make_tiny_processor()
+    monkeypatch.setattr(model.sam, "forward", fake_sam_returning(keep_upper_half_of_foreground))
+    settings = EvaluationSettings(modes=["sam_gt_mask"], batch_size=1, progress=False)
+    metrics = evaluate_model(model, processor, band_dataset, settings)
+    # Prediction = upper half of the target band: Dice = 2·(1/2)/(1/2 + 1) = 2/3, IoU = 1/2, for both images.
+    assert metrics["sam_gt_mask"]["dice"] == pytest.approx(2 / 3, abs=1e-12)
+    assert metrics["sam_gt_mask"]["iou"] == pytest.approx(1 / 2, abs=1e-12)
+
+
+def test_empty_ground_truth_gives_empty_prediction_for_gt_prompt_modes():
+    model, processor = make_tiny_model(), make_tiny_processor()
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, size=(40, 30, 3), dtype=np.uint8) for _ in range(2)]
+    masks = [np.zeros((40, 30)), np.pad(np.ones((10, 10)), ((5, 25), (10, 10)))]
+    modes = ["sam_gt_point", "sam_gt_box", "sam_gt_mask"]
+    settings = EvaluationSettings(modes=modes, batch_size=2, progress=False)
+    results = evaluate_dataset(model, processor, make_dataset(images, masks), settings)
+    for mode in modes:
+        # Empty target, empty prediction: Dice = IoU = 1 by the metrics' rule; the other image is scored normally.
+        assert results[mode].per_image["0"] == {"dice": 1.0, "iou": 1.0}
+        assert 0.0 <= results[mode].per_image["1"]["dice"] <= 1.0
+
+
+def test_image_embeddings_are_computed_once_per_batch(band_dataset):
+    model, processor = make_tiny_model(), make_tiny_processor()
+    calls = []
+    encoder_forward = model.sam.vision_encoder.forward
+    model.sam.vision_encoder.forward = lambda *args, **kwargs: calls.append(1) or encoder_forward(*args, **kwargs)
+    modes = ["autosam", "sam_mask_prompt", "sam_gt_point", "sam_gt_box", "sam_gt_mask", "surrogate"]
+    evaluate_dataset(model, processor, band_dataset, EvaluationSettings(modes=modes, batch_size=2, progress=False))
+    assert len(calls) == 1
+
+
+def test_masks_are_logits_above_the_models_mask_threshold(band_dataset, monkeypatch):
+    # The GT-mask oracle returns ±10 logits: a threshold above 10 leaves every prediction empty (Dice 0 against the
+    # non-empty bands), one below -10 fills the image.
+    model, processor = make_tiny_model(), make_tiny_processor()
+    monkeypatch.setattr(model.sam, "forward", fake_sam_returning(lambda masks: masks))
+    settings = EvaluationSettings(modes=["sam_gt_mask"], batch_size=2, progress=False)
+    model.config.mask_threshold = 10.5
+    assert evaluate_model(model, processor, band_dataset, settings)["sam_gt_mask"]["dice"] == 0.0
+    model.config.mask_threshold = -10.5
+    band_fractions = [32 / 96, 32 / 96]  # each band covers a third of its image
+    expected = np.mean([2 * fraction / (fraction + 1) for fraction in band_fractions])
+    assert evaluate_model(model, processor, band_dataset, settings)["sam_gt_mask"]["dice"] == pytest.approx(expected)
+
+
+def test_video_metrics_are_per_case_then_averaged(tmp_path, monkeypatch):
+    # Case "a": 4 frames, all scored 1. Case "b": 6 frames; its middle frames score 1, 1, 0, 0; its first and last
+    # frames (left out, as in SUN-SEG's toolbox) would score 1.
+    sides = {"a": ["left"] * 4, "b": ["left", "left", "left", "right", "right", "left"]}
+    root = write_sunseg_split(tmp_path / "SUN-SEG", {"a": 4, "b": 6}, sides)
+    dataset = load_preset_dataset("sunseg_easy", "test", root)
+    model, processor = make_tiny_model(), make_tiny_processor()
+    monkeypatch.setattr(model.sam, "forward", fake_sam_returning(keep_left_half_of_canvas))
+
+    settings = EvaluationSettings(modes=["sam_gt_mask"], batch_size=3, progress=False)
+    result = evaluate_dataset(model, processor, dataset, settings)["sam_gt_mask"]
+    assert result.per_case["a"]["dice"] == pytest.approx(1.0)
+    assert result.per_case["b"]["dice"] == pytest.approx(0.5)
+    # Per case, then over cases: (1 + 0.5) / 2, not the frame-pooled (2 + 2) / 6.
+    assert result.metrics["dice"] == pytest.approx(0.75)
+    assert result.metrics["iou"] == pytest.approx(0.75)
+    # Frames are put in time order whatever the row order.
+    shuffled = dataset.select([5, 0, 9, 1, 3, 8, 2, 7, 4, 6])
+    settings = EvaluationSettings(modes=["sam_gt_mask"], batch_size=4, progress=False)
+    again = evaluate_dataset(model, processor, shuffled, settings)["sam_gt_mask"]
+    assert again.metrics == pytest.approx(result.metrics)
+
+    settings = EvaluationSettings(modes=["sam_gt_mask"], skip_first_and_last_frame=False, progress=False)
+    every_frame = evaluate_dataset(model, processor, dataset, settings)["sam_gt_mask"]
+    assert every_frame.per_case["b"]["dice"] == pytest.approx(4 / 6)
+
+
+def test_bad_settings_and_empty_datasets_are_rejected(band_dataset):
+    model, processor = make_tiny_model(), make_tiny_processor()
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        evaluate_dataset(model, processor, band_dataset, EvaluationSettings(batch_size=0, progress=False))
+    with pytest.raises(ValueError, match="empty"):
+        evaluate_dataset(model, processor, band_dataset.select([]), EvaluationSettings(progress=False))
+    with pytest.raises(ValueError, match="sam_gt_scribble"):
+        evaluate_dataset(model, processor, band_dataset, EvaluationSettings(modes=["sam_gt_scribble"]))

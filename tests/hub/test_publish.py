@@ -1,0 +1,164 @@
+"""autosam_hf.hub.publish: the Hub folder (full and adapter-size), the upload calls, `autosam-publish` and its
+errors."""
+
+import importlib
+import json
+import os
+import types
+from pathlib import Path
+
+import pytest
+from huggingface_hub.errors import HfHubHTTPError
+from safetensors import safe_open
+
+from autosam_hf.hub import PublishSettings, publish
+from autosam_hf.hub.publish import main as publish_main
+from hub.workspace import BASE_SAM_ID
+
+publish_module = importlib.import_module("autosam_hf.hub.publish")  # the module (the package exports the function)
+
+
+# ------------------------------------------------------------------------------------------- the written folder
+def test_full_folder_has_weights_configs_remote_code_and_card(workspace):
+    full = workspace["full"]
+    names = {path.name for path in full.iterdir()}
+    assert {
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "README.md",
+        "all_results.json",
+        "modeling_autosam.py",
+        "configuration_autosam.py",
+        "image_processing_autosam.py",
+    } <= names
+    config = json.loads((full / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_autosam.AutoSamConfig",
+        "AutoModel": "modeling_autosam.AutoSamForSegmentation",
+        "AutoModelForSemanticSegmentation": "modeling_autosam.AutoSamForSegmentation",
+    }
+    assert config["adapter_only"] is False and config["sam_name_or_path"] == BASE_SAM_ID
+    processor_config = json.loads((full / "preprocessor_config.json").read_text())
+    assert processor_config["auto_map"] == {"AutoImageProcessor": "image_processing_autosam.AutoSamImageProcessor"}
+    # The trained folder's processor kept the default threshold; the published one carries the model's, which is
+    # what the image-segmentation pipeline binarises with.
+    assert processor_config["mask_threshold"] == config["mask_threshold"] == workspace["model"].config.mask_threshold
+    assert config["mask_threshold"] != 0.0
+    # Written through a temporary folder renamed into place: nothing else is left next to it.
+    assert sorted(path.name for path in full.parent.iterdir()) == ["adapter", "full"]
+
+
+def test_adapter_checkpoint_holds_only_g_and_h(workspace):
+    full_weights, adapter_weights = workspace["full"] / "model.safetensors", workspace["adapter"] / "model.safetensors"
+    with safe_open(adapter_weights, "pt") as adapter, safe_open(full_weights, "pt") as full:
+        adapter_keys, full_keys = set(adapter.keys()), set(full.keys())
+    # SAM's one tied matrix stays so transformers sees a side of the tie; every other SAM weight is dropped.
+    tied = "sam.shared_image_embedding.positional_embedding"
+    assert {key for key in adapter_keys if key.startswith("sam.")} == {tied}
+    assert adapter_keys == {key for key in full_keys if not key.startswith("sam.")} | {tied}
+    sam_bytes = sum(p.numel() * p.element_size() for p in workspace["model"].sam.parameters())
+    saved = os.path.getsize(full_weights) - os.path.getsize(adapter_weights)
+    assert saved >= 0.95 * sam_bytes  # with a real ViT-B SAM: ~375 MB fewer
+    assert json.loads((workspace["adapter"] / "config.json").read_text())["adapter_only"] is True
+
+
+# ------------------------------------------------------------------------------------------- upload
+class RecordingHfApi:
+    calls: list = []
+    error: Exception | None = None
+
+    def __init__(self, token=None):
+        self.calls.append(("init", token))
+
+    def create_repo(self, repo_id, **kwargs):
+        if self.error is not None:
+            raise self.error
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def create_branch(self, repo_id, **kwargs):
+        self.calls.append(("create_branch", repo_id, kwargs))
+
+    def upload_folder(self, **kwargs):
+        files = sorted(path.name for path in Path(kwargs["folder_path"]).iterdir())
+        self.calls.append(("upload_folder", kwargs, files))
+
+
+@pytest.fixture
+def recording_api(monkeypatch):
+    RecordingHfApi.calls, RecordingHfApi.error = [], None
+    monkeypatch.setattr(publish_module, "HfApi", RecordingHfApi)
+    return RecordingHfApi
+
+
+def test_publish_creates_the_repo_and_uploads_the_folder(workspace, tmp_path, recording_api):
+    settings = PublishSettings(
+        output_dir=tmp_path / "out", private=True, revision="v1", commit_message="first", token="hf_x"
+    )
+    folder = publish(workspace["trained"], "kvasir", "me/model", settings)
+    kinds = [call[0] for call in recording_api.calls]
+    assert kinds == ["init", "create_repo", "create_branch", "upload_folder"]
+    assert recording_api.calls[0] == ("init", "hf_x")
+    assert recording_api.calls[1][1:] == ("me/model", {"repo_type": "model", "private": True, "exist_ok": True})
+    _, upload, uploaded_files = recording_api.calls[3]
+    assert upload["repo_id"] == "me/model" and upload["revision"] == "v1" and upload["commit_message"] == "first"
+    assert Path(upload["folder_path"]) == folder == tmp_path / "out"
+    assert "model.safetensors" in uploaded_files and "README.md" in uploaded_files
+
+
+def test_dry_run_uploads_nothing(workspace, tmp_path, recording_api, capsys):
+    argv = ["--model", str(workspace["trained"]), "--preset", "glas", "--hub_model_id", "me/glas"]
+    code = publish_main([*argv, "--dry-run", "--output-dir", str(tmp_path / "out")])
+    assert code == 0 and recording_api.calls == []
+    assert capsys.readouterr().out.strip() == str(tmp_path / "out")
+    assert "GlaS" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_cli_names_the_hub_error_and_exits_1_when_the_upload_fails(workspace, tmp_path, recording_api, capsys):
+    response = types.SimpleNamespace(headers={}, request=None)  # what HfHubHTTPError reads of an HTTP response
+    recording_api.error = HfHubHTTPError(
+        "401 Client Error: Unauthorized for url\nInvalid credentials", response=response
+    )
+    argv = ["--model", str(workspace["trained"]), "--preset", "kvasir", "--repo-id", "me/model"]
+    with pytest.raises(SystemExit) as exit_info:
+        publish_main([*argv, "--output_dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert error.endswith("autosam-publish: error: 401 Client Error: Unauthorized for url Invalid credentials\n")
+    assert "Traceback" not in error
+
+
+def test_legacy_dataset_keyword_still_publishes_with_a_warning(workspace, tmp_path):
+    with pytest.warns(DeprecationWarning, match="preset"):
+        folder = publish(workspace["trained"], dataset="glas", repo_id="me/glas", dry_run=True, output_dir=tmp_path)
+    assert "GlaS" in (folder / "README.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(preset="kvasir-v2"), "Known presets: kvasir, clinicdb, colondb"),
+        (dict(repo_id="not a repo id"), "Invalid --hub_model_id"),
+        (dict(adapter=True, base_sam="/some/local/folder"), "must name its base SAM by Hub id"),
+    ],
+)
+def test_publish_rejects_bad_arguments_naming_them(workspace, tmp_path, arguments, message):
+    call = dict(preset="kvasir", repo_id="me/model", dry_run=True, output_dir=tmp_path / "out") | arguments
+    with pytest.raises(ValueError, match=message):
+        publish(workspace["trained"], **call)
+    assert not (tmp_path / "out").exists()
+
+
+def test_publish_never_overwrites_without_being_asked(workspace, tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    argv = ["--model", str(workspace["trained"]), "--preset", "kvasir", "--hub_model_id", "me/model", "--dry_run"]
+    argv += ["--output_dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit_info:
+        publish_main(argv)
+    assert exit_info.value.code == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert publish_main([*argv, "--overwrite"]) == 0
+    assert not (tmp_path / "out" / "keep.txt").exists() and (tmp_path / "out" / "model.safetensors").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
