@@ -1,7 +1,7 @@
 """Shared fixtures: a tiny SAM (transformers' own test sizes), its processor and a tiny AutoSAM around it.
 
-Shapes with these fixtures: `pixel_values` (B, 3, 24, 24), SAM image/prompt embeddings (B, 32, 12, 12),
-logits and labels (B, 1 | -, 48, 48).
+Shapes with these fixtures: `pixel_values` (B, 3, 24, 24), `prompt_pixel_values` (B, 3, 64, 64), SAM image/prompt
+embeddings (B, 32, 12, 12), logits and labels (B, 1 | -, 48, 48).
 """
 
 import os
@@ -44,12 +44,14 @@ def make_tiny_sam_config() -> SamConfig:
     )
 
 
-def make_tiny_processor() -> AutoSamImageProcessor:
+def make_tiny_processor(prompt_size: int | None = 64) -> AutoSamImageProcessor:
+    """SAM canvas 24², label canvas 48² and, by default, a prompt canvas at the tiny model's g input size (64²)."""
     return AutoSamImageProcessor(
         size={"longest_edge": 24},
         pad_size={"height": 24, "width": 24},
         mask_size={"longest_edge": 48},
         mask_pad_size={"height": 48, "width": 48},
+        prompt_size=prompt_size,
     )
 
 

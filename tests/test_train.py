@@ -1,10 +1,13 @@
 """The training script end to end, on a few real Kvasir-SEG images with a tiny SAM."""
 
+import itertools
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
+import PIL.Image
 import pytest
 import torch
 from conftest import make_tiny_sam_config, run_command
@@ -76,7 +79,7 @@ def test_both_stages_on_real_kvasir(tiny_sam_dir, shared_data_dir, tmp_path):
 
     # What training writes is what publishing reads: the card carries the measured validation Dice.
     card = ModelCard.load(
-        publish(output_dir, dataset="kvasir", repo_id="org/autosam-test", dry_run=True, output_dir=tmp_path / "hub")
+        publish(output_dir, preset="kvasir", repo_id="org/autosam-test", dry_run=True, output_dir=tmp_path / "hub")
         / "README.md"
     )
     reported = [r.metric_value for r in card.data.eval_results if r.metric_type == "dice"]
@@ -87,10 +90,10 @@ def test_resume_continues_with_the_same_losses(tiny_sam_dir, shared_data_dir, tm
     args = ["--stage", "prompt", "--max_train_steps", "5", "--checkpointing_steps", "2"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     main(quick_args(tiny_sam_dir, shared_data_dir, straight, *args))
-    with pytest.raises(SystemExit) as stop:
-        main(quick_args(tiny_sam_dir, shared_data_dir, resumed, *args, "--stop_after_steps", "2"))
-    assert stop.value.code == 0
+    # Stopped as if interrupted: a checkpoint to resume from, no model yet.
+    main(quick_args(tiny_sam_dir, shared_data_dir, resumed, *args, "--stop_after_steps", "2"))
     assert not (resumed / "model.safetensors").exists()
+    assert [r["step"] for r in logged(resumed) if "loss" in r] == [1, 2]
     main(quick_args(tiny_sam_dir, shared_data_dir, resumed, *args, "--resume_from_checkpoint", "latest"))
 
     straight_losses = [r["loss"] for r in logged(straight) if "loss" in r]
@@ -124,6 +127,17 @@ def test_cache_is_used_and_no_cache_gives_the_reference_path(tiny_sam_dir, share
     assert sum(calls) >= 3 * 2  # every training step ran the encoder
 
 
+def bad_input_error(capsys, argv: list[str]) -> str:
+    """Run autosam-train expecting bad input: exit status 2, one `autosam-train: error:` line, no traceback."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    (line,) = [line for line in stderr.splitlines() if line.startswith("autosam-train: error: ")]
+    return line
+
+
 @pytest.mark.parametrize(
     "flag, value, message",
     [
@@ -131,53 +145,65 @@ def test_cache_is_used_and_no_cache_gives_the_reference_path(tiny_sam_dir, share
         ("data", "/nonexistent/kvasir", "/nonexistent/kvasir"),
         ("sam", "{tmp}/broken.pth", "broken.pth"),
         ("resume_from_checkpoint", "{tmp}/missing", "missing"),
+        ("checkpointing_steps", "often", "--checkpointing_steps must be 'epoch' or a number"),
+        ("num_views", "0", "argument --num_views/--num-views: must be >= 1, got 0"),
     ],
 )
-def test_bad_arguments_fail_before_training(tiny_sam_dir, shared_data_dir, tmp_path, flag, value, message):
+def test_bad_arguments_fail_before_training(tiny_sam_dir, shared_data_dir, tmp_path, capsys, flag, value, message):
     (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
     args = quick_args(
         tiny_sam_dir, shared_data_dir, tmp_path / "run", "--max_train_steps", "1", **{flag: value.format(tmp=tmp_path)}
     )
-    with pytest.raises((ValueError, FileNotFoundError)) as error:
-        main(args)
-    assert message in str(error.value)
+    assert message in bad_input_error(capsys, args)
     assert not (tmp_path / "run" / "train_log.jsonl").exists()
 
 
-def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_dir, shared_data_dir, tmp_path):
+def kvasir_copy(shared_data_dir: Path, root: Path) -> Path:
+    """A small Kvasir-like folder (train: 4 pairs, val: 2 pairs) of real images that a test may break."""
+    for split, count in (("train", 4), ("val", 2)):
+        for kind in ("images", "masks"):
+            (root / split / kind).mkdir(parents=True)
+        source = shared_data_dir / "kvasir" / split
+        for image in sorted((source / "images").iterdir())[:count]:
+            shutil.copy(image, root / split / "images" / image.name)
+            shutil.copy(source / "masks" / f"{image.stem}.png", root / split / "masks" / f"{image.stem}.png")
+    return root
+
+
+@pytest.mark.parametrize("damage", ["corrupt image", "missing mask", "mask of the wrong size"])
+def test_bad_data_is_named_before_training(tiny_sam_dir, shared_data_dir, tmp_path, capsys, damage):
+    data = kvasir_copy(shared_data_dir, tmp_path / "kvasir")
+    image = sorted((data / "train" / "images").iterdir())[1]
+    mask = data / "train" / "masks" / f"{image.stem}.png"
+    if damage == "corrupt image":
+        image.write_bytes(image.read_bytes()[:200])
+        named = image.name
+    elif damage == "missing mask":
+        mask.unlink()
+        named = image.name
+    else:
+        PIL.Image.new("L", (7, 5)).save(mask)
+        named = mask.name
+    line = bad_input_error(capsys, quick_args(tiny_sam_dir, shared_data_dir, tmp_path / "run", data=str(data)))
+    assert named in line
+    assert not (tmp_path / "run" / "train_log.jsonl").exists()
+
+
+def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_dir, shared_data_dir, tmp_path, capsys):
     first = tmp_path / "first"
     main(quick_args(tiny_sam_dir, shared_data_dir, first, "--stage", "prompt", "--max_train_steps", "1"))
     checkpoint = max((first / "training_state" / "prompt" / "checkpoints").iterdir())
     # A checkpoint of another stage, or of a model whose g has other shapes, is refused up front.
-    with pytest.raises(ValueError, match="not a checkpoint of --stage surrogate"):
-        main(
-            quick_args(
-                tiny_sam_dir,
-                shared_data_dir,
-                tmp_path / "second",
-                "--stage",
-                "surrogate",
-                "--resume_from_checkpoint",
-                str(checkpoint),
-            )
-        )
+    resume = ["--resume_from_checkpoint", str(checkpoint)]
+    other_stage = quick_args(tiny_sam_dir, shared_data_dir, tmp_path / "second", "--stage", "surrogate", *resume)
+    assert "not a checkpoint of --stage surrogate" in bad_input_error(capsys, other_stage)
     bigger_sam = tmp_path / "bigger_sam"
     config = make_tiny_sam_config()
     config.prompt_encoder_config.hidden_size = config.mask_decoder_config.hidden_size = 64
     config.vision_config.output_channels, config.vision_config.num_pos_feats = 64, 32
     SamModel(config).save_pretrained(bigger_sam)
-    with pytest.raises(ValueError, match="different model"):
-        main(
-            quick_args(
-                bigger_sam,
-                shared_data_dir,
-                tmp_path / "third",
-                "--stage",
-                "prompt",
-                "--resume_from_checkpoint",
-                str(checkpoint),
-            )
-        )
+    other_model = quick_args(bigger_sam, shared_data_dir, tmp_path / "third", "--stage", "prompt", *resume)
+    assert "different model" in bad_input_error(capsys, other_model)
 
 
 @pytest.mark.slow
@@ -215,3 +241,17 @@ def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp
     cached = list((output_dir / "embedding_cache").rglob("*.safetensors"))
     assert len(cached) == 6 * 2 + 3
     AutoSamForSegmentation.from_pretrained(output_dir)
+
+
+def test_recipe_schedule_warms_up_then_decays_and_settings_are_saved(tiny_sam_dir, shared_data_dir, tmp_path):
+    output_dir = tmp_path / "run"
+    flags = ["--stage", "standalone", "--max_train_steps", "6", "--lr_scheduler_type", "cosine"]
+    main(quick_args(tiny_sam_dir, shared_data_dir, output_dir, *flags, "--num_warmup_steps", "2", num_overlays="0"))
+    rates = [r["lr"] for r in logged(output_dir) if "loss" in r]
+    settings = json.loads((output_dir / "training_settings.json").read_text())
+    peak = settings["learning_rate"]
+    assert settings["recipe"] == "default" and settings["optimizer"] == "adamw" and settings["stages"] == ["standalone"]
+    assert rates[:2] == pytest.approx([peak / 2, peak])  # linear warm-up
+    assert all(later < earlier for earlier, later in itertools.pairwise(rates[1:])) and rates[-1] == pytest.approx(0)
+    processor = json.loads((output_dir / "preprocessor_config.json").read_text())
+    assert processor["prompt_size"] == 64 and processor["canvases"] == ["prompt"]  # a SAM-free model: g's canvas

@@ -7,6 +7,10 @@ from [-h, h], the four steps in random order), ``RandomVerticalFlip`` (polyps on
 translation or shear, zero fill; bilinear for the image, nearest for the mask). kornia's `ColorJitter` uses
 torchvision's formulas, so the same settings give the same distribution.
 
+Strength levels (`augmentation_for_level`): `reference` is the reference code's setting above (the paper's recipe);
+`light` keeps the flips and applies a milder jitter (no hue shift) and a milder affine (±15°, scale 0.9–1.1) to
+half the views each; `flips` keeps only the flips; `none` is the identity.
+
 A view is a fixed random draw: view ``v`` of example ``i`` is computed under a torch seed derived from
 ``(seed, i, v)``, so the same triple always gives the same pixels (on CPU, where the data pipeline runs) and an
 embedding cached for it stays valid.
@@ -32,6 +36,8 @@ class AugmentationConfig:
         horizontal_flip, vertical_flip: flip with probability 0.5.
         rotation_degrees: rotation drawn from [-rotation_degrees, rotation_degrees].
         scale_range: isotropic scale drawn from this (min, max) range.
+        jitter_probability, affine_probability: how often the colour jitter and the affine are applied (the
+            reference code: always).
     """
 
     brightness: float = 0.0
@@ -42,6 +48,8 @@ class AugmentationConfig:
     vertical_flip: bool = False
     rotation_degrees: float = 0.0
     scale_range: tuple[float, float] = (1.0, 1.0)
+    jitter_probability: float = 1.0
+    affine_probability: float = 1.0
 
     @property
     def is_identity(self) -> bool:
@@ -66,16 +74,46 @@ MONUSEG_AUGMENTATION = AugmentationConfig(
 )  # fmt: skip
 
 
+AUGMENTATION_LEVELS = ("reference", "light", "flips", "none")
+
+
+def augmentation_for_level(reference: AugmentationConfig, level: str) -> AugmentationConfig:
+    """The dataset's `reference` augmentation at strength `level` (see the module docstring); flips as the
+    reference has them."""
+    flips = {"horizontal_flip": reference.horizontal_flip, "vertical_flip": reference.vertical_flip}
+    if level == "reference":
+        return reference
+    if level == "light":
+        return AugmentationConfig(
+            brightness=min(reference.brightness, 0.2),
+            contrast=min(reference.contrast, 0.2),
+            saturation=min(reference.saturation, 0.2),
+            rotation_degrees=min(reference.rotation_degrees, 15.0),
+            scale_range=(max(reference.scale_range[0], 0.9), min(reference.scale_range[1], 1.1)),
+            jitter_probability=0.5,
+            affine_probability=0.5,
+            **flips,
+        )
+    if level == "flips":
+        return AugmentationConfig(**flips)
+    if level == "none":
+        return NO_AUGMENTATION
+    raise ValueError(f"augmentation level must be one of {AUGMENTATION_LEVELS}, got {level!r}")
+
+
 def _build_pipeline(config: AugmentationConfig) -> K.AugmentationSequential:
     steps = []
     if any((config.brightness, config.contrast, config.saturation, config.hue)):
-        steps.append(K.ColorJitter(config.brightness, config.contrast, config.saturation, config.hue, p=1.0))
+        jitter = (config.brightness, config.contrast, config.saturation, config.hue)
+        steps.append(K.ColorJitter(*jitter, p=config.jitter_probability))
     if config.vertical_flip:
         steps.append(K.RandomVerticalFlip(p=0.5))
     if config.horizontal_flip:
         steps.append(K.RandomHorizontalFlip(p=0.5))
     if config.rotation_degrees or config.scale_range != (1.0, 1.0):
-        steps.append(K.RandomAffine(degrees=config.rotation_degrees, scale=config.scale_range, p=1.0))
+        steps.append(
+            K.RandomAffine(degrees=config.rotation_degrees, scale=config.scale_range, p=config.affine_probability)
+        )
     # "mask" inputs are resampled with nearest interpolation (kornia's default for that data key).
     return K.AugmentationSequential(*steps, data_keys=["input", "mask"])
 

@@ -1,9 +1,12 @@
-"""On-disk cache of SAM image embeddings, one per (example, augmentation view).
+"""On-disk cache of SAM image embeddings, one entry per (example, augmentation view).
 
-SAM's image encoder is frozen in AutoSAM, so the embedding of a given augmented view never changes; computing it
+SAM's image encoder is frozen in AutoSAM, so what it computes for a given augmented view never changes; computing it
 once and reading it back every epoch removes the ViT from the training loop. With K views per training image,
 epoch ``e`` uses view ``e % K`` (`EmbeddingCache.view_for_epoch`); the training loop gets the matching augmented
 image and mask for the prompt generator from the same `JointAugmentation(index, view)` call the cache used.
+
+An entry holds the named tensors SAM's mask decoder needs besides the prompt: for `SamModel`, `image_embeddings`
+(C, E, E); models that need more (multi-level features) name more (`image_features` of the model).
 
 On-disk layout::
 
@@ -11,26 +14,30 @@ On-disk layout::
         config.json                                  # what the fingerprint covers, for humans
         <image sha256, 32 hex>_v<view>.safetensors             # no augmentation: depends on the image only
         <image sha256, 32 hex>_i<index>_v<view>.safetensors    # augmented: the draw also depends on the row
-        (each holds one tensor "image_embeddings" (C, E, E) and its full key in the metadata)
+        (each holds the entry's tensors and its full key in the metadata)
 
 The config fingerprint hashes the SAM vision encoder's state dict (names, dtypes, shapes, bytes), the image
-processor's configuration (``to_json_string()``), the augmentation (settings + seed), the storage dtype and this
-format's version; the file name adds the image bytes, the view and (augmented) the row index. Any change gives
-new names, so a stale embedding is never read. Files are written to a temporary name and moved into place with
-`os.replace`, so a killed build leaves whole files only; a rerun checks each file's header and computes just the
-missing or damaged ones. Several processes (accelerate) each compute a fixed shard, then wait for each other.
+processor's SAM-canvas settings, the augmentation (settings + seed), the storage dtype and this format's version;
+the file name adds the image bytes, the view and (augmented) the row index. Any change gives new names, so a stale
+embedding is never read. Files are written to a temporary name and moved into place with `os.replace`, so a killed
+build leaves whole files only; a rerun checks each file's header and computes just the missing or damaged ones.
+Several processes (accelerate) each compute a fixed shard, then wait for each other. Before computing anything, the
+build logs the size the missing entries will take and fails if the disk lacks room for them.
 
-Tolerance: float32 storage (the default) keeps the computed values bit for bit; cached values differ from a fresh
-``get_image_embeddings`` call only by the encoder's batch-size dependence (max abs difference 2.1e-6 measured on CPU
-for unit-scale embeddings, 100 Kvasir images x 2 views, tiny SAM; the tests use ``atol=1e-5, rtol=0``). float16
-storage (opt-in, half the disk: real SAM is 4 MiB per view in float32) adds round-to-nearest error of at most
-2**-11 (4.9e-4) relative to each value (measured max 4.87e-4; 9.8e-4 absolute on values up to 4).
+Storage: float16 by default, half of float32 (released SAM: 2 MiB instead of 4 MiB per view; 1,000 images × 1 view
+= 2.0 GiB instead of 3.9 GiB). It rounds each value to 11 significant bits (relative error at most 2**-11 = 4.9e-4;
+the effect on the mask decoder's logits and on Dice is measured in `benchmarks/bench_cache_precision.py` and
+the README). float32 storage keeps the computed values bit for bit: they then differ from a fresh
+``get_image_embeddings`` call only by the encoder's batch-size dependence (max abs difference 2.1e-6 measured on
+CPU for unit-scale embeddings, tiny SAM; the tests use ``atol=1e-5, rtol=0``).
 """
 
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,8 +53,11 @@ from tqdm.auto import tqdm
 from ..atomic_write import write_atomically
 from .augmentation import JointAugmentation
 
-CACHE_FORMAT_VERSION = 1
-EMBEDDING_TENSOR_NAME = "image_embeddings"
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT_VERSION = 2
+STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+_SAFETENSORS_OVERHEAD_BYTES = 256  # header with the key, per file
 
 
 def _unwrap_sam(model: torch.nn.Module) -> torch.nn.Module:
@@ -68,11 +78,58 @@ def sam_vision_fingerprint(model: torch.nn.Module) -> str:
     return hasher.hexdigest()
 
 
+# Settings of g's prompt canvas: they do not change SAM's input, so changing them must not invalidate the cache.
+_PROMPT_CANVAS_SETTINGS = ("prompt_size", "canvases")
+
+
 def processor_fingerprint(processor: Any) -> str:
-    """The image processor's configuration as canonical JSON."""
-    if hasattr(processor, "to_dict"):
-        return json.dumps(processor.to_dict(), sort_keys=True, default=str)
-    raise TypeError(f"Cannot fingerprint {type(processor).__name__}: it has no to_dict() (a transformers processor).")
+    """The image processor's configuration of SAM's canvas, as canonical JSON."""
+    if not hasattr(processor, "to_dict"):
+        raise TypeError(
+            f"Cannot fingerprint {type(processor).__name__}: it has no to_dict() (a transformers processor)."
+        )
+    settings = {key: value for key, value in processor.to_dict().items() if key not in _PROMPT_CANVAS_SETTINGS}
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+def _sam_canvas(processor: Any, images: list[np.ndarray]) -> torch.Tensor:
+    """SAM's canvas (B, 3, S, S) of `images`; an AutoSAM processor builds only that canvas."""
+    only_sam = {"canvases": ["sam"]} if "canvases" in getattr(processor, "valid_kwargs", {}).__annotations__ else {}
+    return processor(images=images, return_tensors="pt", **only_sam)["pixel_values"]
+
+
+def image_features(model: torch.nn.Module, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What the cache stores for a batch of SAM canvases: the model's `image_features` (AutoSAM), or a plain
+    `SamModel`'s image embeddings — named tensors of batch size B."""
+    if hasattr(model, "image_features"):
+        return model.image_features(pixel_values)
+    return {"image_embeddings": _unwrap_sam(model).get_image_embeddings(pixel_values)}
+
+
+def image_feature_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """Shape of each stored tensor of one entry (without the batch), read from the configuration."""
+    if hasattr(model, "image_feature_shapes"):
+        return model.image_feature_shapes()
+    vision = _unwrap_sam(model).config.vision_config
+    side = vision.image_size // vision.patch_size
+    return {"image_embeddings": (vision.output_channels, side, side)}
+
+
+def entry_bytes(shapes: dict[str, tuple[int, ...]], storage_dtype: torch.dtype) -> int:
+    """Bytes of one cache file: its tensors in `storage_dtype`, plus the safetensors header."""
+    element = torch.empty((), dtype=storage_dtype).element_size()
+    return sum(int(np.prod(shape)) * element for shape in shapes.values()) + _SAFETENSORS_OVERHEAD_BYTES
+
+
+def ensure_free_space(directory: Path, needed_bytes: int) -> None:
+    """Fail before computing anything when `directory`'s disk cannot hold `needed_bytes` more."""
+    free = shutil.disk_usage(directory).free
+    if needed_bytes > free:
+        raise OSError(
+            f"the embedding cache at {directory} needs {needed_bytes / 2**30:.2f} GiB more but its disk has only "
+            f"{free / 2**30:.2f} GiB free: free some space, point --cache_dir at a larger disk, store float16 "
+            "(--cache_dtype float16), or cache fewer views (--num_views)."
+        )
 
 
 def _image_bytes(image_cell: dict) -> bytes:
@@ -82,17 +139,17 @@ def _image_bytes(image_cell: dict) -> bytes:
         return file.read()
 
 
-def _has_embedding(path: Path, key: str) -> bool:
+def _is_complete_entry(path: Path, key: str) -> bool:
     """Whether ``path`` is a complete cache file for ``key`` (header check: a truncated file fails it)."""
     try:
         with safe_open(path, framework="pt") as file:
-            return (file.metadata() or {}).get("key") == key and EMBEDDING_TENSOR_NAME in file.keys()
+            return (file.metadata() or {}).get("key") == key and len(file.keys()) > 0
     except (SafetensorError, OSError):
         return False
 
 
-def _save_atomically(tensor: torch.Tensor, path: Path, key: str) -> None:
-    tensors = {EMBEDDING_TENSOR_NAME: tensor.contiguous()}
+def _save_atomically(tensors: dict[str, torch.Tensor], path: Path, key: str) -> None:
+    tensors = {name: tensor.contiguous() for name, tensor in tensors.items()}
     write_atomically(path, lambda temporary: save_file(tensors, temporary, metadata={"key": key}))
 
 
@@ -120,15 +177,16 @@ class EmbeddingCache:
             raise IndexError(f"view {view} out of range: this cache has {self.num_views} view(s).")
         return self.directory / self._file_names[index][view]
 
-    def get(self, index: int, view: int = 0) -> torch.Tensor:
-        """The SAM image embedding of view ``view`` of row ``index``: float32 tensor of shape (C, E, E)."""
+    def get(self, index: int, view: int = 0) -> dict[str, torch.Tensor]:
+        """The stored tensors of view ``view`` of row ``index`` (e.g. ``image_embeddings`` (C, E, E)), float32."""
         with safe_open(self.path(index, view), framework="pt") as file:
-            return file.get_tensor(EMBEDDING_TENSOR_NAME).to(torch.float32)
+            return {name: file.get_tensor(name).to(torch.float32) for name in file.keys()}
 
-    def get_batch(self, indices: Sequence[int], view: int | Sequence[int] = 0) -> torch.Tensor:
-        """Embeddings of several rows (one view for all, or one per row): float32 tensor (B, C, E, E)."""
+    def get_batch(self, indices: Sequence[int], view: int | Sequence[int] = 0) -> dict[str, torch.Tensor]:
+        """Entries of several rows (one view for all, or one per row), stacked: e.g. (B, C, E, E), float32."""
         views = [view] * len(indices) if isinstance(view, int) else list(view)
-        return torch.stack([self.get(index, v) for index, v in zip(indices, views, strict=True)])
+        entries = [self.get(index, v) for index, v in zip(indices, views, strict=True)]
+        return {name: torch.stack([entry[name] for entry in entries]) for name in entries[0]}
 
     @classmethod
     def build(
@@ -140,26 +198,25 @@ class EmbeddingCache:
         augmentation: JointAugmentation | None = None,
         num_views: int = 1,
         batch_size: int = 8,
-        storage_dtype: torch.dtype = torch.float32,
+        storage_dtype: torch.dtype = torch.float16,
         accelerator: Any = None,
         show_progress: bool = True,
     ) -> "EmbeddingCache":
-        """Compute the missing embeddings of ``dataset`` × ``num_views`` views and return the reader.
+        """Compute the missing entries of ``dataset`` × ``num_views`` views and return the reader.
 
         Call it on every process: each computes its shard (items ``rank::world_size``), then all wait for each
         other and check that the cache is complete.
 
         Args:
             dataset: rows with an ``image`` column (and ``mask``, passed to the augmentation).
-            model: a transformers `SamModel` (``get_image_embeddings(pixel_values) -> (B, C, E, E)``) or a model
-                holding one as ``.sam``; used on its current device and dtype.
-            processor: SAM image processor; ``processor(images=[uint8 (H, W, 3), ...], return_tensors="pt")
-                ["pixel_values"]`` is (B, 3, S, S).
+            model: an `AutoSamForSegmentation` (its ``image_features``) or a transformers `SamModel`
+                (``get_image_embeddings(pixel_values) -> (B, C, E, E)``); used on its current device and dtype.
+            processor: SAM image processor; its SAM canvas ``pixel_values`` (B, 3, S, S) is what the encoder reads.
             cache_dir: root folder of the cache (created if needed).
             augmentation: the training augmentation; ``None`` (or an identity one) caches the unaugmented images.
             num_views: K views per row; must be 1 without augmentation.
             batch_size: images per encoder call.
-            storage_dtype: ``torch.float32`` (exact) or ``torch.float16`` (see the module docstring).
+            storage_dtype: ``torch.float16`` (default, half the disk) or ``torch.float32`` (exact).
             accelerator: an `accelerate.Accelerator` or `PartialState` (``process_index``, ``num_processes``,
                 ``is_main_process``, ``wait_for_everyone``); default ``PartialState()``.
             show_progress: tqdm bar on the main process.
@@ -167,77 +224,105 @@ class EmbeddingCache:
         augmentation = augmentation or JointAugmentation()
         if num_views < 1 or (augmentation.is_identity and num_views != 1):
             raise ValueError(f"num_views must be >= 1, and 1 without augmentation; got {num_views}.")
-        if storage_dtype not in (torch.float32, torch.float16):
-            raise ValueError(f"storage_dtype must be torch.float32 or torch.float16, got {storage_dtype}.")
+        if storage_dtype not in STORAGE_DTYPES.values():
+            raise ValueError(f"storage_dtype must be torch.float16 or torch.float32, got {storage_dtype}.")
         if accelerator is None:
             from accelerate import PartialState
 
             accelerator = PartialState()
-        sam = _unwrap_sam(model)
         build_start = time.time()
-
-        config = {
-            "format_version": CACHE_FORMAT_VERSION,
-            "sam_vision_encoder_sha256": sam_vision_fingerprint(sam),
-            "processor": processor_fingerprint(processor),
-            "augmentation": augmentation.fingerprint(),
-            "storage_dtype": str(storage_dtype),
-        }
-        config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-        directory = Path(cache_dir) / config_hash
-        directory.mkdir(parents=True, exist_ok=True)
-        if accelerator.is_main_process and not (directory / "config.json").exists():
-            config_text = json.dumps(config, indent=2, sort_keys=True)
-            write_atomically(directory / "config.json", lambda temporary: temporary.write_text(config_text))
-
-        # Names depend on the image bytes (and, when augmented, the row) so edited or reordered data is recomputed.
-        image_cells = dataset.cast_column("image", datasets.Image(decode=False))["image"]
-        file_names, keys = [], {}
-        for index, cell in enumerate(image_cells):
-            image_hash = hashlib.sha256(_image_bytes(cell)).hexdigest()[:32]
-            row_part = "" if augmentation.is_identity else f"_i{index}"
-            names = [f"{image_hash}{row_part}_v{view}.safetensors" for view in range(num_views)]
-            file_names.append(names)
-            for name in names:
-                keys[name] = f"{config_hash}/{name.removesuffix('.safetensors')}"
-
-        cache = cls(directory, file_names)
+        cache, keys = cls._layout(dataset, model, processor, cache_dir, augmentation, num_views, storage_dtype)
+        if accelerator.is_main_process:
+            cache._write_config(model, processor, augmentation, storage_dtype)
         items = [(index, view) for index in range(len(dataset)) for view in range(num_views)]
         shard = items[accelerator.process_index :: accelerator.num_processes]
-        missing = [item for item in shard if not _has_embedding(cache.path(*item), keys[cache.path(*item).name])]
+        missing = [item for item in shard if not _is_complete_entry(cache.path(*item), keys[item])]
+        cache._check_room(model, storage_dtype, len(items), len(missing))
         progress = tqdm(
             total=len(shard),
             initial=len(shard) - len(missing),
             desc="Caching SAM image embeddings",
             disable=not (show_progress and accelerator.is_main_process),
         )
-        parameter = next(sam.vision_encoder.parameters())
-        for start in range(0, len(missing), batch_size):
-            batch = missing[start : start + batch_size]
-            views = [cache._augmented_image(dataset, augmentation, index, view) for index, view in batch]
-            pixel_values = processor(images=views, return_tensors="pt")["pixel_values"]
-            with torch.no_grad():
-                embeddings = sam.get_image_embeddings(pixel_values.to(parameter.device, parameter.dtype))
-            for (index, view), embedding in zip(batch, embeddings.to("cpu", storage_dtype), strict=True):
-                path = cache.path(index, view)
-                _save_atomically(embedding, path, keys[path.name])
-            progress.update(len(batch))
-        progress.close()
-
+        with progress:
+            for start in range(0, len(missing), batch_size):
+                batch = missing[start : start + batch_size]
+                cache._compute(batch, dataset, model, processor, augmentation, storage_dtype, keys)
+                progress.update(len(batch))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            # Temporary files of killed builds; newer ones could belong to another job building the same cache.
-            for leftover in directory.glob("*.tmp"):
-                with contextlib.suppress(FileNotFoundError):
-                    if leftover.stat().st_mtime < build_start:
-                        leftover.unlink()
+            cache._remove_leftovers(older_than=build_start)
         absent = [item for item in items if not cache.path(*item).exists()]
         if absent:
             raise RuntimeError(
-                f"Embedding cache {directory} is incomplete: {len(absent)} (index, view) item(s) missing, "
+                f"Embedding cache {cache.directory} is incomplete: {len(absent)} (index, view) item(s) missing, "
                 f"e.g. {absent[:3]}."
             )
         return cache
+
+    # ------------------------------------------------------------------------------------------------ build steps
+    @classmethod
+    def _layout(cls, dataset, model, processor, cache_dir, augmentation, num_views, storage_dtype):
+        """The cache folder (named by the configuration's fingerprint) and every entry's file name and key.
+
+        Names depend on the image bytes (and, when augmented, the row) so edited or reordered data is recomputed."""
+        config = cls._config(model, processor, augmentation, storage_dtype)
+        config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        directory = Path(cache_dir) / config_hash
+        directory.mkdir(parents=True, exist_ok=True)
+        image_cells = dataset.cast_column("image", datasets.Image(decode=False))["image"]
+        file_names, keys = [], {}
+        for index, cell in enumerate(image_cells):
+            image_hash = hashlib.sha256(_image_bytes(cell)).hexdigest()[:32]
+            row_part = "" if augmentation.is_identity else f"_i{index}"
+            names = [f"{image_hash}{row_part}_v{view}" for view in range(num_views)]
+            file_names.append([f"{name}.safetensors" for name in names])
+            keys.update({(index, view): f"{config_hash}/{name}" for view, name in enumerate(names)})
+        return cls(directory, file_names), keys
+
+    @staticmethod
+    def _config(model, processor, augmentation, storage_dtype) -> dict:
+        return {
+            "format_version": CACHE_FORMAT_VERSION,
+            "sam_vision_encoder_sha256": sam_vision_fingerprint(model),
+            "processor": processor_fingerprint(processor),
+            "augmentation": augmentation.fingerprint(),
+            "storage_dtype": str(storage_dtype),
+        }
+
+    def _write_config(self, model, processor, augmentation, storage_dtype) -> None:
+        if not (self.directory / "config.json").exists():
+            text = json.dumps(self._config(model, processor, augmentation, storage_dtype), indent=2, sort_keys=True)
+            write_atomically(self.directory / "config.json", lambda temporary: temporary.write_text(text))
+
+    def _check_room(self, model, storage_dtype: torch.dtype, total: int, missing: int) -> None:
+        """Log what the cache takes, and fail now if the disk cannot hold the missing entries."""
+        per_entry = entry_bytes(image_feature_shapes(model), storage_dtype)
+        logger.info(
+            "Embedding cache %s: %d entries (%d images x %d views), %.2f GiB in %s (%.2f GiB per 1,000 images per "
+            "view); %d to compute.",
+            self.directory, total, len(self), self.num_views, total * per_entry / 2**30,
+            str(storage_dtype).removeprefix("torch."), 1000 * per_entry / 2**30, missing,
+        )  # fmt: skip
+        ensure_free_space(self.directory, missing * per_entry)
+
+    def _compute(self, batch, dataset, model, processor, augmentation, storage_dtype, keys) -> None:
+        """Encode one batch of (index, view) items and write each entry."""
+        parameter = next(_unwrap_sam(model).vision_encoder.parameters())
+        views = [self._augmented_image(dataset, augmentation, index, view) for index, view in batch]
+        pixel_values = _sam_canvas(processor, views).to(parameter.device, parameter.dtype)
+        with torch.no_grad():
+            features = {name: t.to("cpu", storage_dtype) for name, t in image_features(model, pixel_values).items()}
+        for position, item in enumerate(batch):
+            entry = {name: tensor[position] for name, tensor in features.items()}
+            _save_atomically(entry, self.path(*item), keys[item])
+
+    def _remove_leftovers(self, older_than: float) -> None:
+        """Temporary files of killed builds; newer ones could belong to another job building the same cache."""
+        for leftover in self.directory.glob("*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < older_than:
+                    leftover.unlink()
 
     @staticmethod
     def _augmented_image(

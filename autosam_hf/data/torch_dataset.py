@@ -13,12 +13,14 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
     """Row `i` of `dataset`, as the augmentation view of the current epoch, processed for AutoSAM.
 
     With a K-view embedding cache, epoch `e` reads view `e mod K` (image and cached SAM embedding of the same
-    view). Without a cache each epoch draws a new view `e`. Without augmentation, images are used as they are.
+    view); without one, `num_views=K` does the same and `num_views=None` draws a new view `e` every epoch. Without
+    augmentation, images are used as they are.
 
-    Items:
-        - `pixel_values` (3, S, S), `labels` (4E, 4E) float 0/1, `valid_mask` (4E, 4E) bool;
+    Items (`canvases` says which image canvases are built; see `AutoSamImageProcessor`):
+        - `prompt_pixel_values` (3, P, P) and/or `pixel_values` (3, S, S);
+        - `labels` (4E, 4E) float 0/1, `valid_mask` (4E, 4E) bool;
         - `original_size` (2,) and `index` (), to score predictions at the original resolution;
-        - `image_embeddings` (C, E, E) when a cache is given.
+        - the cached tensors of the same view when a cache is given (`image_embeddings` (C, E, E) for SAM).
     """
 
     def __init__(
@@ -27,13 +29,19 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
         processor,
         augmentation: JointAugmentation | None = None,
         cache: EmbeddingCache | None = None,
+        num_views: int | None = None,
+        canvases: tuple[str, ...] | None = None,
     ):
         if cache is not None and len(cache) != len(dataset):
             raise ValueError(f"the embedding cache has {len(cache)} rows but the dataset has {len(dataset)}")
+        if num_views is not None and num_views < 1:
+            raise ValueError(f"num_views must be >= 1 (or None for a fresh view every epoch), got {num_views}")
         self.dataset = dataset
         self.processor = processor
         self.augmentation = augmentation if augmentation is not None and not augmentation.is_identity else None
         self.cache = cache
+        self.num_views = num_views
+        self.canvases = canvases
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -43,7 +51,9 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
     def view(self) -> int:
         if self.cache is not None:
             return self.cache.view_for_epoch(self.epoch)
-        return self.epoch if self.augmentation is not None else 0
+        if self.augmentation is None:
+            return 0
+        return self.epoch if self.num_views is None else self.epoch % self.num_views
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -55,14 +65,15 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
             image, mask = self.augmentation(row["image"], row["mask"], index, view)
         else:
             image, mask = to_arrays(row["image"], row["mask"])
-        processed = self.processor(images=image, segmentation_maps=mask, return_tensors="pt")
-        item = {
-            "pixel_values": processed["pixel_values"][0],
+        canvases = {"canvases": self.canvases} if self.canvases else {}
+        processed = self.processor(images=image, segmentation_maps=mask, return_tensors="pt", **canvases)
+        item = {name: processed[name][0] for name in ("pixel_values", "prompt_pixel_values") if name in processed}
+        item |= {
             "labels": processed["labels"][0],
             "valid_mask": processed["valid_mask"][0],
             "original_size": processed["original_sizes"][0],
             "index": torch.tensor(index),
         }
         if self.cache is not None:
-            item["image_embeddings"] = self.cache.get(index, view)
+            item |= self.cache.get(index, view)  # e.g. image_embeddings (C, E, E)
         return item

@@ -1,12 +1,12 @@
 """PyTorch AutoSAM: a frozen SAM whose prompt encoder is replaced by a trained prompt generator.
 
-Flow of one forward pass (shapes for a real SAM: C = 256, E = 64):
+Flow of one forward pass (shapes for a real SAM: C = 256, E = 64; P = g's input size, e.g. 352):
 
     pixel_values (B, 3, 1024, 1024) ──► SAM image encoder (frozen) ──► image_embeddings (B, C, E, E)
-          │                                                                   │
-          └─► resize to prompt_input_size ─► g ─► prompt_embeddings (B, C, E, E)
-                                                  │                           │
-                                                  │        SAM mask decoder (frozen) ─► logits (B, 1, 4E, 4E)
+                                         (or image_embeddings from the embedding cache)  │
+    prompt_pixel_values (B, 3, P, P) ──► g ──► prompt_embeddings (B, C, E, E)            │
+                                                  │                                      │
+                                                  │        SAM mask decoder (frozen) ◄───┘ ─► logits (B, 1, 4E, 4E)
                                                   └─► h (optional) ─► surrogate_logits (B, 1, 4E, 4E)
 """
 
@@ -114,9 +114,9 @@ class PromptDecoderUpBlock(nn.Module):
 class AutoSamPromptGenerator(nn.Module):
     """g: image → SAM dense prompt embedding.
 
-    forward: SAM `pixel_values` (B, 3, S, S) → (B, C, E, E) in [-1, 1]. The image is resized to
-    `prompt_input_size` first; both SAM and the ImageNet backbones expect ImageNet-normalised input, so the
-    processor's normalisation serves both and nothing is normalised twice.
+    forward: the processor's prompt canvas (B, 3, P, P), P = `prompt_input_size` → (B, C, E, E) in [-1, 1]. A canvas
+    of another size (SAM's, from a processor without a prompt canvas) is resized to P first. SAM and the ImageNet
+    backbones both expect ImageNet-normalised input, so the processor normalises once for both.
     """
 
     def __init__(self, config: AutoSamConfig):
@@ -384,8 +384,18 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
     # ---------------------------------------------------------------- pieces of the forward pass
     @torch.no_grad()
     def get_image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """SAM's frozen image encoder: (B, 3, S, S) → (B, C, E, E). What the embedding cache stores."""
+        """SAM's frozen image encoder: (B, 3, S, S) → (B, C, E, E)."""
         return self.sam.get_image_embeddings(pixel_values)
+
+    def image_features(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What SAM's frozen encoder gives the mask decoder, by `forward` argument name — what the embedding cache
+        stores: {"image_embeddings": (B, C, E, E)}."""
+        return {"image_embeddings": self.get_image_embeddings(pixel_values)}
+
+    def image_feature_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes (without the batch) of `image_features`, from the configuration alone."""
+        channels, side = self.config.prompt_embedding_shape
+        return {"image_embeddings": (channels, side, side)}
 
     def decode_masks(
         self, image_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor
@@ -405,6 +415,7 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
     def forward(
         self,
         pixel_values: torch.FloatTensor | None = None,
+        prompt_pixel_values: torch.FloatTensor | None = None,
         image_embeddings: torch.FloatTensor | None = None,
         labels: torch.Tensor | None = None,
         valid_mask: torch.Tensor | None = None,
@@ -413,8 +424,12 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         **kwargs,
     ) -> AutoSamSegmentationOutput | tuple:
         r"""
-        pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, S, S)`):
-            The processor's output: SAM-normalised, padded to SAM's input size S (1024). g always needs it.
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, S, S)`, *optional*):
+            The processor's SAM canvas: normalised, padded to SAM's input size S (1024). Needed when SAM's encoder
+            runs (a SAM mode without `image_embeddings`), or as g's input when `prompt_pixel_values` is absent.
+        prompt_pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, P, P)`, *optional*):
+            The processor's prompt canvas at g's input size P, made from the original image; g reads it. Without
+            it, g resizes `pixel_values` (what processors without a prompt canvas give).
         image_embeddings (`torch.FloatTensor` of shape `(batch_size, C, E, E)`, *optional*):
             Precomputed SAM image embeddings (e.g. from the embedding cache); SAM's encoder is then skipped.
         labels (`torch.Tensor` of shape `(batch_size, 4E, 4E)`, *optional*):
@@ -431,12 +446,15 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         """
         mode = canonical_mode(mode or self.config.default_mode)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if pixel_values is None:
-            raise ValueError("pixel_values is required: the prompt generator reads the image.")
+        if prompt_pixel_values is None and pixel_values is None:
+            raise ValueError("prompt_pixel_values (or pixel_values) is required: the prompt generator reads the image.")
         if mode == "surrogate" and self.surrogate_decoder is None:
             raise ValueError("mode='surrogate' needs a surrogate decoder (config.use_surrogate_decoder=True).")
+        if mode != "surrogate" and image_embeddings is None and pixel_values is None:
+            raise ValueError(f"mode={mode!r} runs SAM: pass pixel_values (SAM's canvas) or image_embeddings.")
 
-        prompt_embeddings = self.prompt_generator(pixel_values)
+        prompt_input = prompt_pixel_values if prompt_pixel_values is not None else pixel_values
+        prompt_embeddings = self.prompt_generator(prompt_input)
         logits = iou_scores = surrogate_logits = None
         if mode == "surrogate":
             logits = surrogate_logits = self.surrogate_decoder(prompt_embeddings)

@@ -12,6 +12,7 @@ from autosam_hf.data import (
     POLYP_AUGMENTATION,
     AugmentationConfig,
     JointAugmentation,
+    augmentation_for_level,
 )
 
 
@@ -112,3 +113,38 @@ def test_negative_index_or_view_is_rejected():
     image, mask = make_example()
     with pytest.raises(ValueError, match="index and view must be >= 0"):
         JointAugmentation(POLYP_AUGMENTATION)(image, mask, index=-1, view=0)
+
+
+# ----------------------------------------------------------------------------------------------- strength levels
+def test_levels_of_the_polyp_augmentation():
+    assert augmentation_for_level(POLYP_AUGMENTATION, "reference") == POLYP_AUGMENTATION
+    assert augmentation_for_level(POLYP_AUGMENTATION, "flips") == AugmentationConfig(
+        horizontal_flip=True, vertical_flip=True
+    )
+    assert augmentation_for_level(GLAS_AUGMENTATION, "flips") == AugmentationConfig(horizontal_flip=True)
+    assert augmentation_for_level(POLYP_AUGMENTATION, "none").is_identity
+    light = augmentation_for_level(POLYP_AUGMENTATION, "light")
+    assert (light.brightness, light.hue, light.rotation_degrees, light.scale_range) == (0.2, 0.0, 15.0, (0.9, 1.1))
+    assert (light.jitter_probability, light.affine_probability) == (0.5, 0.5)
+    assert light.horizontal_flip and light.vertical_flip
+    # Never stronger than the dataset's own: GlaS rotates by at most 5 degrees.
+    assert augmentation_for_level(GLAS_AUGMENTATION, "light").rotation_degrees == 5.0
+    with pytest.raises(ValueError, match="augmentation level must be one of"):
+        augmentation_for_level(POLYP_AUGMENTATION, "heavy")
+
+
+def test_light_views_are_deterministic_and_half_keep_their_colours():
+    image, mask = make_example(width=32, height=32)
+    augmentation = JointAugmentation(augmentation_for_level(POLYP_AUGMENTATION, "light"), seed=3)
+    first = augmentation(image, mask, index=4, view=2)
+    again = augmentation(image, mask, index=4, view=2)
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    # No jitter and no affine: the view is the image up to flips. With p = 0.5 each, about a quarter of views.
+    original = np.asarray(image)
+    flips = [original, original[::-1], original[:, ::-1], original[::-1, ::-1]]
+    untouched = sum(
+        any(np.array_equal(augmentation(image, mask, index=0, view=view)[0], flipped) for flipped in flips)
+        for view in range(200)
+    )
+    assert 25 <= untouched <= 80

@@ -1,6 +1,7 @@
 """Tests of the SAM image-embedding cache (autosam_hf.data.embedding_cache) with a tiny random SAM."""
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -18,6 +19,7 @@ from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPi
 
 from autosam_hf.data import POLYP_AUGMENTATION, EmbeddingCache, JointAugmentation, load_image_mask_folder
 from autosam_hf.data import embedding_cache as embedding_cache_module
+from autosam_hf.data.embedding_cache import entry_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZES = [(30, 20), (24, 24), (17, 41), (50, 10), (24, 24)]  # (width, height)
@@ -90,26 +92,36 @@ def fresh_embedding(sam, processor, dataset, augmentation, index, view) -> torch
     return SamModel.get_image_embeddings(sam, pixel_values)[0]  # the class method: not counted
 
 
+def build_exact(*args, **kwargs) -> EmbeddingCache:
+    """float32 storage: entries equal fresh embeddings up to the encoder's batch-size dependence."""
+    return EmbeddingCache.build(*args, storage_dtype=torch.float32, **kwargs)
+
+
+def embedding(cache: EmbeddingCache, index: int, view: int) -> torch.Tensor:
+    return cache.get(index, view)["image_embeddings"]
+
+
 def assert_cache_matches_fresh(cache, sam, processor, dataset, augmentation, atol=FLOAT32_TOLERANCE):
     for index in range(len(dataset)):
         for view in range(cache.num_views):
             expected = fresh_embedding(sam, processor, dataset, augmentation, index, view)
-            torch.testing.assert_close(cache.get(index, view), expected, atol=atol, rtol=0)
+            torch.testing.assert_close(embedding(cache, index, view), expected, atol=atol, rtol=0)
 
 
 def test_cached_embeddings_equal_fresh_ones(sam, dataset, tmp_path):
     processor, augmentation = make_processor(), JointAugmentation(POLYP_AUGMENTATION, seed=0)
     counter = count_encoded_images(sam)
-    cache = EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=3, batch_size=2)
+    cache = build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=3, batch_size=2)
     assert counter["images"] == 15
     assert len(cache) == 5 and cache.num_views == 3
-    assert cache.get(4, 2).shape == (32, 12, 12) and cache.get(4, 2).dtype == torch.float32
+    assert set(cache.get(4, 2)) == {"image_embeddings"}
+    assert embedding(cache, 4, 2).shape == (32, 12, 12) and embedding(cache, 4, 2).dtype == torch.float32
     assert [cache.view_for_epoch(epoch) for epoch in range(5)] == [0, 1, 2, 0, 1]
-    assert cache.get_batch([0, 3], view=1).shape == (2, 32, 12, 12)
+    assert cache.get_batch([0, 3], view=1)["image_embeddings"].shape == (2, 32, 12, 12)
     assert_cache_matches_fresh(cache, sam, processor, dataset, augmentation)
-    assert not torch.equal(cache.get(0, 0), cache.get(0, 1))  # views are different images
+    assert not torch.equal(embedding(cache, 0, 0), embedding(cache, 0, 1))  # views are different images
 
-    again = EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=3)
+    again = build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=3)
     assert counter["images"] == 15  # nothing recomputed
     assert again.path(2, 1) == cache.path(2, 1)
 
@@ -117,16 +129,16 @@ def test_cached_embeddings_equal_fresh_ones(sam, dataset, tmp_path):
 def test_identity_cache_and_argument_checks(sam, dataset, tmp_path):
     processor, identity = make_processor(), JointAugmentation()
     counter = count_encoded_images(sam)
-    cache = EmbeddingCache.build(dataset, sam, processor, tmp_path, batch_size=4)
+    cache = build_exact(dataset, sam, processor, tmp_path, batch_size=4)
     assert cache.num_views == 1 and counter["images"] == 5
     assert_cache_matches_fresh(cache, sam, processor, dataset, identity)
     # Unaugmented embeddings depend on the image only: a reordered dataset reuses them (1 and 4 are the same size,
     # but different images, so they keep distinct files).
-    reordered = EmbeddingCache.build(dataset.select([4, 3, 2, 1, 0]), sam, processor, tmp_path)
+    reordered = build_exact(dataset.select([4, 3, 2, 1, 0]), sam, processor, tmp_path)
     assert counter["images"] == 5
     assert reordered.path(0) == cache.path(4)
     with pytest.raises(ValueError, match="num_views"):
-        EmbeddingCache.build(dataset, sam, processor, tmp_path, num_views=2)
+        build_exact(dataset, sam, processor, tmp_path, num_views=2)
     with pytest.raises(IndexError, match="1 view"):
         cache.get(0, 1)
 
@@ -134,27 +146,27 @@ def test_identity_cache_and_argument_checks(sam, dataset, tmp_path):
 def test_changed_sam_weights_invalidate(sam, dataset, tmp_path):
     processor, augmentation = make_processor(), JointAugmentation(POLYP_AUGMENTATION)
     counter = count_encoded_images(sam)
-    before = EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=2)
+    before = build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=2)
     with torch.no_grad():
         sam.mask_decoder.iou_prediction_head.proj_out.bias.add_(1.0)  # not part of the image encoder
-    EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=2)
+    build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=2)
     assert counter["images"] == 10
 
     with torch.no_grad():
         sam.vision_encoder.neck.conv1.weight.mul_(1.1)
-    after = EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=2)
+    after = build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=2)
     assert counter["images"] == 20
     assert after.directory != before.directory
     assert_cache_matches_fresh(after, sam, processor, dataset, augmentation)
-    assert not torch.allclose(after.get(0, 0), before.get(0, 0))
+    assert not torch.allclose(embedding(after, 0, 0), embedding(before, 0, 0))
 
 
 def test_changed_processor_setting_invalidates(sam, dataset, tmp_path):
     augmentation = JointAugmentation(POLYP_AUGMENTATION)
     counter = count_encoded_images(sam)
-    EmbeddingCache.build(dataset, sam, make_processor(), tmp_path, augmentation, num_views=2)
+    build_exact(dataset, sam, make_processor(), tmp_path, augmentation, num_views=2)
     processor = make_processor(image_mean=[0.5, 0.5, 0.5])
-    cache = EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=2)
+    cache = build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=2)
     assert counter["images"] == 20
     assert_cache_matches_fresh(cache, sam, processor, dataset, augmentation)
 
@@ -162,8 +174,8 @@ def test_changed_processor_setting_invalidates(sam, dataset, tmp_path):
 def test_changed_augmentation_or_image_invalidates(sam, dataset, image_folder, tmp_path):
     processor = make_processor()
     counter = count_encoded_images(sam)
-    EmbeddingCache.build(dataset, sam, processor, tmp_path, JointAugmentation(POLYP_AUGMENTATION, seed=0), num_views=2)
-    EmbeddingCache.build(dataset, sam, processor, tmp_path, JointAugmentation(POLYP_AUGMENTATION, seed=1), num_views=2)
+    build_exact(dataset, sam, processor, tmp_path, JointAugmentation(POLYP_AUGMENTATION, seed=0), num_views=2)
+    build_exact(dataset, sam, processor, tmp_path, JointAugmentation(POLYP_AUGMENTATION, seed=1), num_views=2)
     assert counter["images"] == 20
 
     edited_folder = tmp_path / "edited"
@@ -171,7 +183,7 @@ def test_changed_augmentation_or_image_invalidates(sam, dataset, image_folder, t
     Image.fromarray(np.zeros((24, 24, 3), dtype=np.uint8)).save(edited_folder / "images" / "1.png")
     edited = load_image_mask_folder(edited_folder)
     augmentation = JointAugmentation(POLYP_AUGMENTATION, seed=1)
-    cache = EmbeddingCache.build(edited, sam, processor, tmp_path, augmentation, num_views=2)
+    cache = build_exact(edited, sam, processor, tmp_path, augmentation, num_views=2)
     assert counter["images"] == 22  # only the two views of the edited image
     assert_cache_matches_fresh(cache, sam, processor, edited, augmentation)
 
@@ -190,11 +202,11 @@ def test_killed_build_resumes(sam, dataset, tmp_path, monkeypatch):
 
     monkeypatch.setattr(embedding_cache_module, "_save_atomically", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=3, batch_size=2)
+        build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=3, batch_size=2)
     monkeypatch.undo()
     assert counter["images"] == 6  # 3 batches of 2 reached the encoder
 
-    cache = EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=3, batch_size=2)
+    cache = build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=3, batch_size=2)
     assert counter["images"] == 6 + 11  # only the 11 missing items
     assert_cache_matches_fresh(cache, sam, processor, dataset, augmentation)
 
@@ -205,7 +217,7 @@ def test_killed_build_resumes(sam, dataset, tmp_path, monkeypatch):
     os.replace(cache.path(3, 1), cache.path(2, 1))  # right format, wrong content
     stray = cache.path(4, 0).with_name(cache.path(4, 0).name + ".12345.tmp")
     stray.write_bytes(b"partial")
-    cache = EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=3, batch_size=2)
+    cache = build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=3, batch_size=2)
     assert counter["images"] == 17 + 4  # (0, 0), (1, 2), (2, 1) and the now missing (3, 1)
     assert not list(cache.directory.glob("*.tmp"))
     assert_cache_matches_fresh(cache, sam, processor, dataset, augmentation)
@@ -213,14 +225,12 @@ def test_killed_build_resumes(sam, dataset, tmp_path, monkeypatch):
 
 def test_float16_storage_error_is_half_precision_rounding(sam, dataset, tmp_path):
     processor, augmentation = make_processor(), JointAugmentation(POLYP_AUGMENTATION)
-    exact = EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=2)
-    half = EmbeddingCache.build(
-        dataset, sam, processor, tmp_path, augmentation, num_views=2, storage_dtype=torch.float16
-    )
+    exact = build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=2)
+    half = EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=2)  # the default
     assert half.directory != exact.directory
     for index in range(len(dataset)):
         for view in range(2):
-            reference, stored = exact.get(index, view), half.get(index, view)
+            reference, stored = embedding(exact, index, view), embedding(half, index, view)
             # Round to nearest in float16: relative error <= 2**-11 for normal values, 2**-25 absolute below them.
             bound = torch.clamp(reference.abs() * 2**-11, min=2**-25)
             assert ((stored - reference).abs() <= bound).all()
@@ -247,6 +257,7 @@ sam.get_image_embeddings = lambda pixel_values: encoded.append(len(pixel_values)
 cache = EmbeddingCache.build(
     load_image_mask_folder(data_dir), sam, processor, cache_dir,
     JointAugmentation(POLYP_AUGMENTATION), num_views=3, batch_size=2, accelerator=accelerator,
+    storage_dtype=torch.float32,
 )
 with open(f"{out_dir}/rank{accelerator.process_index}.json", "w") as file:
     report = {"world": accelerator.num_processes, "encoded": sum(encoded), "items": len(cache) * cache.num_views}
@@ -280,6 +291,31 @@ def test_two_process_build_gives_one_complete_cache(sam, dataset, image_folder, 
     processor, augmentation = make_processor(), JointAugmentation(POLYP_AUGMENTATION)
     loaded = SamModel.from_pretrained(tmp_path / "sam").eval()
     counter = count_encoded_images(loaded)
-    cache = EmbeddingCache.build(dataset, loaded, processor, tmp_path / "cache", augmentation, num_views=3)
+    cache = build_exact(dataset, loaded, processor, tmp_path / "cache", augmentation, num_views=3)
     assert counter["images"] == 0  # complete, and keyed identically in this process
     assert_cache_matches_fresh(cache, sam, processor, dataset, augmentation)
+
+
+def test_the_build_logs_its_size_and_refuses_a_disk_without_room(sam, dataset, tmp_path, monkeypatch, caplog):
+    processor, augmentation = make_processor(), JointAugmentation(POLYP_AUGMENTATION)
+    per_entry = entry_bytes({"image_embeddings": (32, 12, 12)}, torch.float16)
+    assert per_entry == 32 * 12 * 12 * 2 + 256
+    with caplog.at_level(logging.INFO, logger="autosam_hf.data.embedding_cache"):
+        cache = EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=2)
+    (message,) = [record.getMessage() for record in caplog.records if "Embedding cache" in record.getMessage()]
+    assert "10 entries (5 images x 2 views)" in message and "float16" in message and "10 to compute" in message
+    assert all(cache.path(i, v).stat().st_size <= per_entry for i in range(5) for v in range(2))
+
+    full_disk = shutil._ntuple_diskusage(total=10**9, used=10**9 - 100, free=100)
+    monkeypatch.setattr(embedding_cache_module.shutil, "disk_usage", lambda path: full_disk)
+    EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=2)  # complete: needs nothing
+    with pytest.raises(OSError, match="needs 0.00 GiB more but its disk has only 0.00 GiB free.*--cache_dir"):
+        EmbeddingCache.build(dataset, sam, processor, tmp_path, augmentation, num_views=3)
+    assert not list(cache.directory.glob("*_v2.safetensors"))  # refused before computing anything
+
+
+def test_real_sam_sizes_per_thousand_images():
+    """The README's figure: released SAM stores (256, 64, 64) per view."""
+    shapes = {"image_embeddings": (256, 64, 64)}
+    assert 1000 * entry_bytes(shapes, torch.float16) / 2**30 == pytest.approx(1.95, abs=0.01)
+    assert 1000 * entry_bytes(shapes, torch.float32) / 2**30 == pytest.approx(3.91, abs=0.01)

@@ -233,3 +233,49 @@ def test_default_processor_matches_sam_sizes():
     assert outputs["labels"].shape == outputs["valid_mask"].shape == (1, 256, 256)
     assert outputs["reshaped_input_sizes"].tolist() == [[768, 1024]]
     assert int(outputs["valid_mask"].sum()) == 192 * 256
+
+
+# ----------------------------------------------------------------------------------------------- canvases
+def test_prompt_canvas_is_sams_preprocessing_at_gs_size(rgb):
+    """The prompt canvas comes from the original pixels, exactly as SAM's own preprocessing at side P would."""
+    processor = AutoSamImageProcessor(size={"longest_edge": 24}, pad_size={"height": 24, "width": 24}, prompt_size=16)
+    at_prompt_size = AutoSamImageProcessor(size={"longest_edge": 16}, pad_size={"height": 16, "width": 16})
+    outputs = processor(rgb)
+    assert outputs["pixel_values"].shape == (1, 3, 24, 24) and outputs["prompt_pixel_values"].shape == (1, 3, 16, 16)
+    torch.testing.assert_close(outputs["prompt_pixel_values"], at_prompt_size(rgb)["pixel_values"], rtol=0, atol=0)
+    torch.testing.assert_close(
+        outputs["pixel_values"],
+        AutoSamImageProcessor(size={"longest_edge": 24}, pad_size={"height": 24, "width": 24})(rgb)["pixel_values"],
+        rtol=0,
+        atol=0,
+    )
+
+
+def test_only_the_requested_canvases_are_built(tiny_processor, rgb):
+    mask = (rgb[..., 0] > 128).astype(np.uint8)
+    both = tiny_processor(rgb, segmentation_maps=mask)
+    prompt_only = tiny_processor(rgb, segmentation_maps=mask, canvases=["prompt"])
+    sam_only = tiny_processor(rgb, segmentation_maps=mask, canvases=["sam"])
+    assert "pixel_values" not in prompt_only and "prompt_pixel_values" not in sam_only
+    torch.testing.assert_close(prompt_only["prompt_pixel_values"], both["prompt_pixel_values"], rtol=0, atol=0)
+    torch.testing.assert_close(sam_only["pixel_values"], both["pixel_values"], rtol=0, atol=0)
+    for outputs in (prompt_only, sam_only):  # labels, valid region and SAM-canvas sizes whatever the canvases
+        for key in ("labels", "valid_mask", "original_sizes", "reshaped_input_sizes"):
+            torch.testing.assert_close(outputs[key], both[key], rtol=0, atol=0)
+
+
+def test_canvas_errors_name_the_argument(rgb):
+    without_prompt = AutoSamImageProcessor(size={"longest_edge": 24}, pad_size={"height": 24, "width": 24})
+    assert "prompt_pixel_values" not in without_prompt(rgb)  # processors saved before the prompt canvas
+    with pytest.raises(ValueError, match="'prompt' canvas needs a processor with a prompt_size"):
+        without_prompt(rgb, canvases=["prompt"])
+    with pytest.raises(ValueError, match="canvases must be a non-empty subset"):
+        without_prompt(rgb, canvases=["sam", "thumbnail"])
+
+
+def test_default_canvases_and_prompt_size_survive_saving(tmp_path, rgb):
+    processor = AutoSamImageProcessor(prompt_size=32, canvases=["prompt"])
+    processor.save_pretrained(tmp_path)
+    loaded = AutoSamImageProcessor.from_pretrained(tmp_path)
+    assert loaded.prompt_size == 32 and list(loaded.canvases) == ["prompt"]
+    assert set(loaded(rgb)) == {"prompt_pixel_values", "original_sizes", "reshaped_input_sizes"}

@@ -468,3 +468,35 @@ def test_timm_backbone_errors(fake_timm, monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # timm not installed
     with pytest.raises(ImportError, match=r"autosam-hf\[timm\]"):
         TimmFeatures("fakenet")
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+def test_g_reads_the_prompt_canvas_and_sam_the_sam_canvas(eval_model, tiny_processor):
+    images, _ = make_images_and_masks(2)
+    inputs = tiny_processor(images)
+    with torch.no_grad():
+        outputs = eval_model(**inputs, mode="autosam")
+        expected_prompt = eval_model.prompt_generator(inputs["prompt_pixel_values"])
+        expected_embeddings = eval_model.get_image_embeddings(inputs["pixel_values"])
+        surrogate_only = eval_model(prompt_pixel_values=inputs["prompt_pixel_values"], mode="surrogate")
+        cached = eval_model(
+            prompt_pixel_values=inputs["prompt_pixel_values"], image_embeddings=expected_embeddings, mode="autosam"
+        )
+    torch.testing.assert_close(outputs.prompt_embeddings, expected_prompt, rtol=0, atol=0)
+    torch.testing.assert_close(outputs.image_embeddings, expected_embeddings, rtol=0, atol=0)
+    torch.testing.assert_close(cached.logits, outputs.logits, rtol=0, atol=0)
+    assert surrogate_only.logits.shape == (2, 1, 48, 48)
+    with pytest.raises(ValueError, match="runs SAM: pass pixel_values"):
+        eval_model(prompt_pixel_values=inputs["prompt_pixel_values"], mode="autosam")
+    with pytest.raises(ValueError, match="prompt_pixel_values \\(or pixel_values\\) is required"):
+        eval_model(image_embeddings=expected_embeddings, mode="autosam")
+
+
+def test_without_a_prompt_canvas_g_resizes_sams(eval_model):
+    """Processors saved before the prompt canvas give only pixel_values: g resizes them to its input size."""
+    pixel_values = torch.randn(1, 3, 24, 24)
+    resized = torch.nn.functional.interpolate(pixel_values, size=(64, 64), mode="bilinear", antialias=True)
+    with torch.no_grad():
+        legacy = eval_model(pixel_values=pixel_values, mode="surrogate").logits
+        explicit = eval_model(prompt_pixel_values=resized, mode="surrogate").logits
+    torch.testing.assert_close(legacy, explicit, rtol=0, atol=0)

@@ -1,0 +1,70 @@
+"""Training checkpoints hold what training changes, g and h, never SAM (frozen, and reloaded from `--sam`).
+
+<output_dir>/training_state/<stage>/checkpoints/checkpoint_<n>/   accelerate state + trainable.safetensors
+                                                                  + progress.json (stage, steps, best, history)
+<output_dir>/training_state/<stage>/best.safetensors              g and h of the best validated epoch
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from ..model import AutoSamForSegmentation
+
+TRAINABLE_FILE = "trainable.safetensors"
+PROGRESS_FILE = "progress.json"
+BEST_FILE = "best.safetensors"
+
+
+def trainable_state_dict(model: AutoSamForSegmentation) -> dict[str, torch.Tensor]:
+    """g and h: what training changes. SAM is frozen and comes from --sam, so checkpoints leave it out."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("sam.")}
+
+
+def load_trainable_state_dict(model: AutoSamForSegmentation, path: Path) -> None:
+    """Load g and h from `path` into `model`, which must have exactly those parameters."""
+    result = model.load_state_dict(load_file(path), strict=False)
+    missing = [key for key in result.missing_keys if not key.startswith("sam.")]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"{path} does not fit this model (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}): "
+            "was it written with another --backbone / --prompt_input_size / SAM size?"
+        )
+
+
+def read_progress(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / PROGRESS_FILE).read_text())
+
+
+def find_checkpoint(checkpoints_dir: Path, resume_from: str | None, stage: str) -> Path | None:
+    """The checkpoint to resume `stage` from: with 'latest', the newest in `checkpoints_dir`; with a path, that
+    checkpoint if it belongs to `stage` (its progress file says which)."""
+    if resume_from is None:
+        return None
+    if resume_from != "latest":
+        path = Path(resume_from)
+        if not (path / PROGRESS_FILE).is_file():
+            raise ValueError(
+                f"--resume_from_checkpoint {path}: not a checkpoint folder of this script (no {PROGRESS_FILE})"
+            )
+        return path if read_progress(path).get("stage") == stage else None
+    candidates = [p for p in checkpoints_dir.glob("checkpoint_*") if (p / PROGRESS_FILE).is_file()]
+    return max(candidates, key=lambda p: int(p.name.split("_")[-1]), default=None)
+
+
+def validate_checkpoint(path: Path, model: AutoSamForSegmentation) -> dict:
+    """Fail before training if a checkpoint (of the right stage, see `find_checkpoint`) cannot continue this run;
+    return its progress."""
+    weights = path / TRAINABLE_FILE
+    if not weights.is_file():
+        raise ValueError(f"{path}: missing {TRAINABLE_FILE}")
+    expected = trainable_state_dict(model)
+    saved = load_file(weights)
+    mismatched = [k for k in expected if k not in saved or saved[k].shape != expected[k].shape]
+    if mismatched or set(saved) - set(expected):
+        raise ValueError(f"{path} was written for a different model (e.g. {(mismatched or list(saved))[:3]})")
+    return read_progress(path)

@@ -1,0 +1,113 @@
+"""What a training run reads: the train and validation splits (never test), the model to start from, and the
+SAM embedding cache of the training views."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+from accelerate import Accelerator
+
+from ..data import (
+    EmbeddingCache,
+    JointAugmentation,
+    augmentation_for_level,
+    get_preset,
+    load_hub_dataset,
+    load_preset_dataset,
+    train_val_split,
+)
+from ..data.embedding_cache import STORAGE_DTYPES
+from ..model import AutoSamForSegmentation, AutoSamImageProcessor
+from .settings import TrainingSettings
+
+
+def load_train_val(settings: TrainingSettings) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Train and validation splits: the dataset's own validation split, else a seeded part of train. Test splits
+    are never read here."""
+    preset = get_preset(settings.preset)
+    val = None
+    if settings.dataset_name:
+        train = load_hub_dataset(settings.dataset_name, split="train", column_mapping=settings.column_mapping)
+        try:
+            val = load_hub_dataset(settings.dataset_name, split="validation", column_mapping=settings.column_mapping)
+        except ValueError:
+            val = None
+    else:
+        if not Path(settings.data).is_dir():
+            raise FileNotFoundError(f"--data {settings.data}: no such folder")
+        train = load_preset_dataset(preset.name, "train", settings.data)
+        val = load_preset_dataset(preset.name, "val", settings.data) if preset.has_val_split else None
+    if val is None:
+        split = train_val_split(train, val_fraction=settings.val_fraction, seed=settings.seed)
+        train, val = split["train"], split["val"]
+    if settings.max_train_samples:
+        train = train.select(range(min(settings.max_train_samples, len(train))))
+    if settings.max_eval_samples:
+        val = val.select(range(min(settings.max_eval_samples, len(val))))
+    return train, val
+
+
+def build_model(settings: TrainingSettings) -> AutoSamForSegmentation:
+    """A fresh g (and h) around the frozen SAM of `--sam`, or a trained AutoSAM folder (`--init_from`)."""
+    if settings.init_from:
+        model = AutoSamForSegmentation.from_pretrained(settings.init_from)
+    else:
+        backbone_weights = True if settings.backbone_weights == "timm" else settings.backbone_weights
+        model = AutoSamForSegmentation.from_sam(
+            settings.sam,
+            revision=settings.sam_revision,
+            backbone=settings.backbone,
+            backbone_weights=backbone_weights,
+            prompt_input_size=settings.prompt_input_size,
+        )
+    for name in ("bce_loss_weight", "dice_loss_weight"):
+        if getattr(settings, name) is not None:
+            setattr(model.config, name, getattr(settings, name))
+    return model
+
+
+def build_processor(settings: TrainingSettings, model: AutoSamForSegmentation) -> AutoSamImageProcessor:
+    """The model's processor; a SAM-free model (`standalone`) builds only g's canvas by default."""
+    canvases = ["prompt"] if settings.stages == ("standalone",) else None
+    return AutoSamImageProcessor.from_model_config(model.config, canvases=canvases)
+
+
+def build_caches(
+    settings: TrainingSettings,
+    model: AutoSamForSegmentation,
+    processor: AutoSamImageProcessor,
+    train_dataset: datasets.Dataset,
+    val_dataset: datasets.Dataset,
+) -> tuple[EmbeddingCache, EmbeddingCache]:
+    """SAM embeddings of every training view and of the validation images, computed once (sharded across
+    processes) and read back memory-mapped every epoch."""
+    accelerator = Accelerator(mixed_precision=settings.mixed_precision)
+    model.to(accelerator.device)
+    # Embeddings computed in reduced precision differ from fp32 ones: keep them apart.
+    cache_dir = Path(settings.cache_dir) / f"precision-{accelerator.mixed_precision}"
+    reference = get_preset(settings.preset).augmentation
+    augmentation = JointAugmentation(augmentation_for_level(reference, settings.augmentation), seed=settings.seed)
+    storage_dtype = STORAGE_DTYPES[settings.cache_dtype]
+    with accelerator.autocast():
+        train_cache = EmbeddingCache.build(
+            train_dataset,
+            model,
+            processor,
+            cache_dir,
+            augmentation=augmentation,
+            num_views=settings.num_views,
+            batch_size=settings.eval_batch_size,
+            storage_dtype=storage_dtype,
+            accelerator=accelerator,
+        )
+        val_cache = EmbeddingCache.build(
+            val_dataset,
+            model,
+            processor,
+            cache_dir,
+            batch_size=settings.eval_batch_size,
+            storage_dtype=storage_dtype,
+            accelerator=accelerator,
+        )
+    return train_cache, val_cache

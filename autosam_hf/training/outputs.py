@@ -1,0 +1,102 @@
+"""What a training run leaves in its output folder, each file written whole (temporary file or folder, then rename):
+
+model.safetensors, config.json, preprocessor_config.json, *.py   the model, ready for from_pretrained / the Hub
+all_results.json                                                 best validation Dice/IoU per stage
+training_settings.json                                           the resolved settings (recipe + overrides)
+train_log.jsonl, training_curves.png                             loss per step, validation per epoch
+validation_overlays_<mode>.png                                   image | ground truth | prediction
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import datasets
+import torch
+
+from ..atomic_write import write_atomically
+from ..model import AutoSamForSegmentation, AutoSamImageProcessor, binarize_mask
+from ..model.image_processing_autosam import canvases_for_mode
+from ..postprocessing import post_process_predictions
+from ..visualization import plot_training_curves, save_overlay_grid
+from .settings import STAGE_MODE, TrainingSettings
+
+
+def save_model(model: AutoSamForSegmentation, processor: AutoSamImageProcessor, output_dir: Path) -> None:
+    """save_pretrained into a temporary folder, then move each file into `output_dir`: never half-written."""
+    staging = output_dir / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    processor.save_pretrained(staging)
+    for path in staging.iterdir():
+        os.replace(path, output_dir / path.name)
+    staging.rmdir()
+
+
+def draw_overlays(
+    model: AutoSamForSegmentation,
+    processor: AutoSamImageProcessor,
+    val_dataset: datasets.Dataset,
+    path: Path,
+    count: int,
+    mode: str,
+) -> None:
+    """The first `count` validation images with their ground truth and the model's prediction in `mode`."""
+    rows = [val_dataset[i] for i in range(min(count, len(val_dataset)))]
+    if not rows:
+        return
+    images = [row["image"].convert("RGB") for row in rows]
+    model.eval()
+    with torch.no_grad():
+        inputs = processor(images=images, canvases=canvases_for_mode(mode), return_tensors="pt")
+        inputs = {key: value.to(model.device) for key, value in inputs.items() if key.endswith("pixel_values")}
+        logits = model(**inputs, mode=mode).logits
+    sizes = [image.size[::-1] for image in images]
+    predictions = post_process_predictions(processor, logits, sizes, model.config.mask_threshold)
+    targets = [binarize_mask(row["mask"]) for row in rows]
+    save_overlay_grid(images, targets, [prediction.mask for prediction in predictions], path)
+
+
+def results_summary(settings: TrainingSettings, best: dict[str, dict], train_size: int, val_size: int) -> dict:
+    """`all_results.json`: {"validation": {<preset>: {"dice", "iou"}}} (the schema model cards read) holds AutoSAM's
+    best when the prompt stage ran, else the last stage's; "validation_surrogate" holds h(g(I))'s best when a
+    surrogate stage ran; "stages" every stage's best entry."""
+    main_stage = "prompt" if "prompt" in best else settings.stages[-1]
+    results = {
+        "preset": settings.preset,
+        "sam": settings.sam,
+        "recipe": settings.recipe,
+        "train_examples": train_size,
+        "validation_examples": val_size,
+        "stages": best,
+        "validation": {settings.preset: {"dice": best[main_stage]["val_dice"], "iou": best[main_stage]["val_iou"]}},
+    }
+    last = settings.stages[-1]
+    if STAGE_MODE[last] == "surrogate":
+        results["validation_surrogate"] = {
+            settings.preset: {"dice": best[last]["val_dice"], "iou": best[last]["val_iou"]}
+        }
+    return results
+
+
+def write_outputs(
+    settings: TrainingSettings,
+    model: AutoSamForSegmentation,
+    processor: AutoSamImageProcessor,
+    val_dataset: datasets.Dataset,
+    results: dict,
+) -> None:
+    """Everything in the module docstring, for a model whose best weights are loaded. Main process only."""
+    output_dir = Path(settings.output_dir)
+    model.config.default_mode = "surrogate" if settings.stages == ("standalone",) else "autosam"
+    save_model(model, processor, output_dir)
+    results_json, settings_json = json.dumps(results, indent=2), settings.to_json()
+    write_atomically(output_dir / "all_results.json", lambda path: path.write_text(results_json))
+    write_atomically(output_dir / "training_settings.json", lambda path: path.write_text(settings_json))
+    plot_training_curves(output_dir / "train_log.jsonl", output_dir / "training_curves.png")
+    for mode in dict.fromkeys(STAGE_MODE[stage] for stage in settings.stages):
+        path = output_dir / f"validation_overlays_{mode}.png"
+        draw_overlays(model, processor, val_dataset, path, settings.num_overlays, mode)

@@ -1,0 +1,222 @@
+"""What one training run does, resolved once: the dataset preset, a recipe, and the command line's overrides.
+
+A *recipe* is a named set of training hyper-parameters:
+
+- `paper`: the AutoSAM paper's training (Shaharabany et al. 2023, Sec. 4): Adam, lr 3e-4, weight decay 1e-5, a
+  constant rate, batch 10 (h: 24), 200 epochs, the reference code's augmentation.
+- `default`: what learns fastest per step here without hurting long runs (see the README's ablation table): AdamW,
+  lr 1e-3, weight decay 1e-4, 5% linear warm-up then a cosine decay, batch 8 (h: 24), 200 epochs, light
+  augmentation.
+
+Every field can still be set on its own (`--learning_rate`, `--augmentation`, ...); `resolve_settings` applies,
+in order, the preset's dataset facts, the recipe, then each flag that was given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data import AUGMENTATION_LEVELS, get_preset
+
+# `standalone` trains g and h together on h(g(I)) without SAM: a SAM-free segmenter from scratch.
+STAGES = {
+    "prompt": ("prompt",),
+    "surrogate": ("surrogate",),
+    "all": ("prompt", "surrogate"),
+    "standalone": ("standalone",),
+}
+STAGE_MODE = {"prompt": "autosam", "surrogate": "surrogate", "standalone": "surrogate"}
+OPTIMIZERS = ("adam", "adamw")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training hyper-parameters that do not depend on the dataset."""
+
+    optimizer: str
+    learning_rate: float
+    weight_decay: float
+    lr_scheduler_type: str
+    warmup_ratio: float
+    batch_size: int
+    surrogate_batch_size: int
+    num_epochs: int
+    augmentation: str
+
+
+RECIPES = {
+    "paper": Recipe(
+        optimizer="adam",
+        learning_rate=3e-4,
+        weight_decay=1e-5,
+        lr_scheduler_type="constant",
+        warmup_ratio=0.0,
+        batch_size=10,
+        surrogate_batch_size=24,
+        num_epochs=200,
+        augmentation="reference",
+    ),
+    "default": Recipe(
+        optimizer="adamw",
+        learning_rate=1e-3,
+        weight_decay=1e-4,
+        lr_scheduler_type="cosine",
+        warmup_ratio=0.05,
+        batch_size=8,
+        surrogate_batch_size=24,
+        num_epochs=200,
+        augmentation="light",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Everything a run needs, resolved (no None left where a default exists). Saved as `training_settings.json`."""
+
+    # data
+    preset: str
+    data: str | None
+    dataset_name: str | None
+    column_mapping: dict | None
+    val_fraction: float
+    max_train_samples: int | None
+    max_eval_samples: int | None
+    augmentation: str
+    num_views: int | None  # None: a fresh augmentation view every epoch (stages that read no cache)
+    use_cache: bool
+    cache_dir: str
+    cache_dtype: str
+    dataloader_num_workers: int
+    # model
+    sam: str
+    sam_revision: str | None
+    backbone: str
+    backbone_weights: str | None
+    prompt_input_size: int
+    init_from: str | None
+    bce_loss_weight: float | None
+    dice_loss_weight: float | None
+    # training
+    stages: tuple[str, ...]
+    output_dir: str
+    recipe: str
+    optimizer: str
+    learning_rate: float
+    weight_decay: float
+    lr_scheduler_type: str
+    warmup_ratio: float
+    num_warmup_steps: int | None  # None: warmup_ratio of each stage's steps
+    batch_size: int
+    surrogate_batch_size: int
+    eval_batch_size: int
+    num_epochs: int
+    max_train_steps: int | None
+    max_train_minutes: float | None
+    gradient_accumulation_steps: int
+    mixed_precision: str
+    seed: int
+    checkpointing_steps: str
+    checkpoints_total_limit: int
+    resume_from_checkpoint: str | None
+    stop_after_steps: int | None
+    num_overlays: int
+    report_to: str | None
+    # hub
+    push_to_hub: bool
+    hub_model_id: str | None
+    hub_private: bool
+
+    def batch_size_for(self, stage: str) -> int:
+        return self.surrogate_batch_size if stage == "surrogate" else self.batch_size
+
+    def warmup_steps(self, total_steps: int) -> int:
+        return self.num_warmup_steps if self.num_warmup_steps is not None else round(self.warmup_ratio * total_steps)
+
+    def state_dir(self, stage: str) -> Path:
+        """`<output_dir>/training_state/<stage>/`: accelerate checkpoints and the best epoch's g/h weights."""
+        return Path(self.output_dir) / "training_state" / stage
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+
+def default_num_workers() -> int:
+    """Data-loader workers: half the cores (up to 8), none on machines of two cores or fewer, where a worker
+    would take a core from the model's own arithmetic."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 0 if cores <= 2 else min(8, cores // 2)
+
+
+def resolve_settings(args: argparse.Namespace, mixed_precision: str) -> TrainingSettings:
+    """Preset facts, then the recipe, then every flag that was given (None = not given)."""
+    preset = get_preset(args.preset)
+    recipe = RECIPES[args.recipe]
+
+    def chosen(flag: str, default):
+        value = getattr(args, flag)
+        return default if value is None else value
+
+    stages = STAGES[args.stage]
+    cached = not args.no_cache and any(STAGE_MODE[stage] == "autosam" for stage in stages)
+    augmentation = chosen("augmentation", recipe.augmentation)
+    if augmentation not in AUGMENTATION_LEVELS:
+        raise ValueError(f"--augmentation must be one of {AUGMENTATION_LEVELS}, got {augmentation!r}")
+    num_views = args.num_views if args.num_views is not None else (8 if cached else None)
+    if augmentation == "none":  # every view is the image itself
+        num_views = 1 if cached else None
+    return TrainingSettings(
+        preset=preset.name,
+        data=args.data,
+        dataset_name=args.dataset_name,
+        column_mapping=args.column_mapping,
+        val_fraction=chosen("val_fraction", preset.training.val_fraction),
+        max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples,
+        augmentation=augmentation,
+        num_views=num_views,
+        use_cache=cached,
+        cache_dir=args.cache_dir or str(Path(args.output_dir) / "embedding_cache"),
+        cache_dtype=args.cache_dtype,
+        dataloader_num_workers=chosen("dataloader_num_workers", default_num_workers()),
+        sam=args.sam,
+        sam_revision=args.sam_revision,
+        backbone=args.backbone,
+        backbone_weights=args.backbone_weights,
+        prompt_input_size=chosen("prompt_input_size", preset.image_size),
+        init_from=args.init_from,
+        bce_loss_weight=args.bce_loss_weight,
+        dice_loss_weight=args.dice_loss_weight,
+        stages=stages,
+        output_dir=args.output_dir,
+        recipe=args.recipe,
+        optimizer=chosen("optimizer", recipe.optimizer),
+        learning_rate=chosen("learning_rate", recipe.learning_rate),
+        weight_decay=chosen("weight_decay", recipe.weight_decay),
+        lr_scheduler_type=chosen("lr_scheduler_type", recipe.lr_scheduler_type),
+        warmup_ratio=chosen("warmup_ratio", recipe.warmup_ratio),
+        num_warmup_steps=args.num_warmup_steps,
+        batch_size=chosen("per_device_train_batch_size", recipe.batch_size),
+        surrogate_batch_size=chosen("surrogate_batch_size", recipe.surrogate_batch_size),
+        eval_batch_size=args.per_device_eval_batch_size,
+        num_epochs=chosen("num_train_epochs", recipe.num_epochs),
+        max_train_steps=args.max_train_steps,
+        max_train_minutes=args.max_train_minutes,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=mixed_precision,
+        seed=args.seed,
+        checkpointing_steps=args.checkpointing_steps,
+        checkpoints_total_limit=args.checkpoints_total_limit,
+        resume_from_checkpoint=args.resume_from_checkpoint,
+        stop_after_steps=args.stop_after_steps,
+        num_overlays=args.num_overlays,
+        report_to=args.report_to,
+        push_to_hub=args.push_to_hub,
+        hub_model_id=args.hub_model_id,
+        hub_private=args.hub_private,
+    )

@@ -1,0 +1,327 @@
+"""One training stage under 🤗 Accelerate: g through the frozen SAM (`prompt`), h on frozen g (`surrogate`), or g and
+h together without SAM (`standalone`).
+
+`StageTrainer(...).run()` reads as the stage does: set up (accelerator, trainable parts, loaders, optimizer,
+schedule), resume from a checkpoint if asked, then per epoch: train, validate on the validation split, keep the
+best epoch's weights, checkpoint. It returns the best validation entry with those weights loaded into the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from ..atomic_write import write_atomically
+from ..data import EmbeddingCache, JointAugmentation, augmentation_for_level, get_preset
+from ..data.torch_dataset import AutoSamViewDataset
+from ..metrics import dice_iou_per_image
+from ..model import AutoSamForSegmentation, AutoSamImageProcessor, binarize_mask
+from ..model.image_processing_autosam import canvases_for_mode
+from ..postprocessing import post_process_predictions
+from .checkpoints import (
+    BEST_FILE,
+    PROGRESS_FILE,
+    TRAINABLE_FILE,
+    find_checkpoint,
+    load_trainable_state_dict,
+    trainable_state_dict,
+    validate_checkpoint,
+)
+from .settings import STAGE_MODE, TrainingSettings
+
+
+@dataclass
+class StageResult:
+    """`best`: the best validation entry ({stage, epoch, step, val_dice, val_iou}); `interrupted`: the stage stopped
+    early on purpose (`--stop_after_steps`) after writing a checkpoint to resume from."""
+
+    best: dict | None
+    interrupted: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+class TrainingLog:
+    """`train_log.jsonl`: one line per optimizer step and one per validation, written by the main process only."""
+
+    def __init__(self, path: Path, is_main_process: bool):
+        self.path, self.is_main_process = path, is_main_process
+
+    def write(self, record: dict) -> None:
+        if self.is_main_process:
+            with open(self.path, "a") as log_file:
+                log_file.write(json.dumps(record) + "\n")
+
+
+def model_inputs(batch: dict[str, torch.Tensor], with_labels: bool = True) -> dict[str, torch.Tensor]:
+    """The forward arguments in a batch of `AutoSamViewDataset` items: canvases, cached image features, labels."""
+    bookkeeping = {"original_size", "index"} | (set() if with_labels else {"labels", "valid_mask"})
+    return {name: value for name, value in batch.items() if name not in bookkeeping}
+
+
+def build_optimizer(name: str, parameters, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam (the paper's; L2 weight decay) or AdamW (decoupled weight decay)."""
+    optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    return optimizer_class(parameters, lr=learning_rate, weight_decay=weight_decay)
+
+
+class StageTrainer:
+    """Trains one stage of `model` (see the module docstring)."""
+
+    def __init__(
+        self,
+        stage: str,
+        settings: TrainingSettings,
+        model: AutoSamForSegmentation,
+        processor: AutoSamImageProcessor,
+        train_dataset: datasets.Dataset,
+        val_dataset: datasets.Dataset,
+        caches: tuple[EmbeddingCache | None, EmbeddingCache | None],
+    ):
+        self.stage, self.settings, self.model, self.processor = stage, settings, model, processor
+        self.mode = STAGE_MODE[stage]
+        self.val_dataset = val_dataset
+        self.state_dir = settings.state_dir(stage)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=settings.gradient_accumulation_steps,
+            mixed_precision=settings.mixed_precision,
+            log_with=settings.report_to,
+            project_config=ProjectConfiguration(
+                project_dir=str(self.state_dir),
+                automatic_checkpoint_naming=True,
+                total_limit=settings.checkpoints_total_limit,
+            ),
+            # Seeded shuffling: an epoch's data order depends only on (seed, epoch), so a resumed run sees exactly
+            # the batches an uninterrupted one would.
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        )
+        self.log = TrainingLog(Path(settings.output_dir) / "train_log.jsonl", self.accelerator.is_main_process)
+        model.set_trainable(
+            prompt_generator=stage in ("prompt", "standalone"), surrogate_decoder=stage in ("surrogate", "standalone")
+        )
+        train_loader, val_loader = self._build_loaders(train_dataset, caches)
+        optimizer = build_optimizer(
+            settings.optimizer,
+            [p for p in model.parameters() if p.requires_grad],
+            settings.learning_rate,
+            settings.weight_decay,
+        )
+        processes = self.accelerator.num_processes
+        self.steps_per_epoch = math.ceil(
+            math.ceil(len(train_loader) / processes) / settings.gradient_accumulation_steps
+        )
+        self.max_steps = settings.max_train_steps or settings.num_epochs * self.steps_per_epoch
+        self.num_epochs = math.ceil(self.max_steps / self.steps_per_epoch)
+        scheduler = get_scheduler(
+            settings.lr_scheduler_type,
+            optimizer,
+            num_warmup_steps=settings.warmup_steps(self.max_steps),
+            num_training_steps=self.max_steps,
+        )
+        self.prepared_model, self.optimizer, self.train_loader, self.val_loader, self.scheduler = (
+            self.accelerator.prepare(model, optimizer, train_loader, val_loader, scheduler)
+        )
+        self._register_checkpoint_hooks()
+        self.progress = {"stage": stage, "completed_steps": 0, "best": None, "history": []}
+
+    # ------------------------------------------------------------------------------------------------ setup
+    def _build_loaders(self, train_dataset, caches) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
+        """Training views (augmented; with the SAM embedding of the same view when cached) and validation images.
+
+        Only the canvases the stage reads are built: g's prompt canvas always, SAM's only when its encoder runs
+        (a SAM stage without cache), never the 1024² canvas when embeddings come from the cache."""
+        settings = self.settings
+        reference = get_preset(settings.preset).augmentation
+        augmentation = JointAugmentation(augmentation_for_level(reference, settings.augmentation), seed=settings.seed)
+        train_cache, val_cache = caches if self.mode == "autosam" else (None, None)
+
+        def canvases(cache) -> tuple[str, ...]:
+            return ("prompt",) if cache is not None else canvases_for_mode(self.mode)
+
+        train_views = AutoSamViewDataset(
+            train_dataset,
+            self.processor,
+            augmentation,
+            cache=train_cache,
+            num_views=settings.num_views,
+            canvases=canvases(train_cache),
+        )
+        val_views = AutoSamViewDataset(self.val_dataset, self.processor, cache=val_cache, canvases=canvases(val_cache))
+        workers = settings.dataloader_num_workers
+        train_loader = torch.utils.data.DataLoader(
+            train_views,
+            batch_size=settings.batch_size_for(self.stage),
+            shuffle=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
+        val_loader = torch.utils.data.DataLoader(val_views, batch_size=settings.eval_batch_size, num_workers=workers)
+        return train_loader, val_loader
+
+    def _register_checkpoint_hooks(self) -> None:
+        """Checkpoints hold g and h only (tens of MB, not the whole model); SAM comes back from --sam."""
+        accelerator = self.accelerator
+
+        def save_trainable(models, weights, checkpoint_dir):
+            if accelerator.is_main_process:
+                state = trainable_state_dict(accelerator.unwrap_model(models[0]))
+                save_file(state, Path(checkpoint_dir) / TRAINABLE_FILE)
+            weights.clear()
+
+        def load_trainable(models, checkpoint_dir):
+            load_trainable_state_dict(accelerator.unwrap_model(models.pop()), Path(checkpoint_dir) / TRAINABLE_FILE)
+
+        accelerator.register_save_state_pre_hook(save_trainable)
+        accelerator.register_load_state_pre_hook(load_trainable)
+
+    # ------------------------------------------------------------------------------------------------ resume
+    def resume(self) -> None:
+        """Continue from the checkpoint `--resume_from_checkpoint` names, if it belongs to this stage."""
+        checkpoint = find_checkpoint(self.state_dir / "checkpoints", self.settings.resume_from_checkpoint, self.stage)
+        if checkpoint is None:
+            return
+        self.progress = validate_checkpoint(checkpoint, self.model)
+        self.accelerator.load_state(str(checkpoint))
+        # Continue the automatic checkpoint numbering after the loaded one.
+        self.accelerator.project_configuration.iteration = int(checkpoint.name.split("_")[-1]) + 1
+        self.accelerator.print(f"[{self.stage}] resumed from {checkpoint} at step {self.progress['completed_steps']}")
+
+    def save_checkpoint(self) -> None:
+        checkpoint_dir = Path(self.accelerator.save_state())
+        if self.accelerator.is_main_process:
+            progress_json = json.dumps(self.progress, indent=2)
+            write_atomically(checkpoint_dir / PROGRESS_FILE, lambda p: p.write_text(progress_json))
+        self.accelerator.wait_for_everyone()
+
+    # ------------------------------------------------------------------------------------------------ one epoch
+    def train_epoch(self, epoch: int, bar: tqdm, started: float) -> str | None:
+        """Train one epoch (or what is left of it after a resume). Returns why the stage stops early, if it does:
+        "steps" (max steps reached), "time" (--max_train_minutes spent) or "interrupted" (--stop_after_steps)."""
+        settings, accelerator = self.settings, self.accelerator
+        self.prepared_model.train()
+        self.train_loader.set_epoch(epoch)
+        batches = self.train_loader
+        completed = self.progress["completed_steps"]
+        skip = (completed - epoch * self.steps_per_epoch) * settings.gradient_accumulation_steps
+        if skip > 0:
+            batches = accelerator.skip_first_batches(self.train_loader, skip)
+        for batch in batches:
+            with accelerator.accumulate(self.prepared_model):
+                outputs = self.prepared_model(**model_inputs(batch), mode=self.mode)
+                accelerator.backward(outputs.loss)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad()
+            if not accelerator.sync_gradients:
+                continue
+            completed = self.progress["completed_steps"] = self.progress["completed_steps"] + 1
+            loss = accelerator.gather(outputs.loss.detach()).mean().item()
+            learning_rate = self.scheduler.get_last_lr()[0]
+            self.log.write(
+                {"stage": self.stage, "epoch": epoch, "step": completed, "loss": loss, "lr": learning_rate,
+                 "seconds": time.monotonic() - started}
+            )  # fmt: skip
+            accelerator.log({"train/loss": loss, "train/lr": learning_rate}, step=completed)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            interrupted = settings.stop_after_steps is not None and completed >= settings.stop_after_steps
+            if interrupted or (
+                settings.checkpointing_steps.isdigit() and completed % int(settings.checkpointing_steps) == 0
+            ):
+                self.save_checkpoint()
+            if interrupted:
+                return "interrupted"
+            if self._out_of_time(started):
+                return "time"
+            if completed >= self.max_steps:
+                return "steps"
+        return None
+
+    def _out_of_time(self, started: float) -> bool:
+        if self.settings.max_train_minutes is None:
+            return False
+        # Every process must stop at the same step: any process out of time stops them all.
+        spent = time.monotonic() - started > 60 * self.settings.max_train_minutes
+        flag = torch.tensor(float(spent), device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum") > 0)
+
+    # ------------------------------------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean per-image Dice and IoU on the validation split, scored at each image's original resolution."""
+        self.prepared_model.eval()
+        masks = self.val_dataset.select_columns("mask")  # row access would decode the images too
+        threshold = self.model.config.mask_threshold
+        scores = []
+        for batch in self.val_loader:
+            with self.accelerator.autocast():
+                outputs = self.prepared_model(**model_inputs(batch, with_labels=False), mode=self.mode)
+            predictions = post_process_predictions(self.processor, outputs.logits, batch["original_size"], threshold)
+            for index, prediction in zip(batch["index"].tolist(), predictions, strict=True):
+                scores.append(dice_iou_per_image(prediction.mask, binarize_mask(masks[index]["mask"])))
+        scores = torch.tensor(scores, device=self.accelerator.device).reshape(-1, 2)
+        scores = self.accelerator.gather_for_metrics(scores)
+        return {"dice": scores[:, 0].mean().item(), "iou": scores[:, 1].mean().item()}
+
+    def validate_and_keep_best(self, epoch: int) -> None:
+        """Validate, log, and keep g and h of the best epoch so far (by validation Dice) in best.safetensors."""
+        metrics = self.validate()
+        entry = {
+            "stage": self.stage,
+            "epoch": epoch,
+            "step": self.progress["completed_steps"],
+            **{f"val_{name}": value for name, value in metrics.items()},
+        }
+        self.progress["history"].append(entry)
+        self.log.write(entry)
+        self.accelerator.log({"val/dice": metrics["dice"], "val/iou": metrics["iou"]}, step=entry["step"])
+        self.accelerator.print(
+            f"[{self.stage}] epoch {epoch}: val Dice {metrics['dice']:.4f}, IoU {metrics['iou']:.4f}"
+        )
+        if self.progress["best"] is None or metrics["dice"] > self.progress["best"]["val_dice"]:
+            self.progress["best"] = entry
+            if self.accelerator.is_main_process:
+                state = trainable_state_dict(self.accelerator.unwrap_model(self.prepared_model))
+                write_atomically(self.state_dir / BEST_FILE, lambda path: save_file(state, path))
+
+    # ------------------------------------------------------------------------------------------------ the stage
+    def run(self) -> StageResult:
+        """Resume if asked, train epoch by epoch with validation after each, and load the best epoch's weights."""
+        self.resume()
+        self.accelerator.init_trackers(f"autosam-{self.stage}", config=json.loads(self.settings.to_json()))
+        completed = self.progress["completed_steps"]
+        bar = tqdm(
+            total=self.max_steps,
+            initial=completed,
+            desc=f"{self.stage} stage",
+            disable=not self.accelerator.is_main_process,
+        )
+        started, stop = time.monotonic(), None
+        for epoch in range(completed // self.steps_per_epoch, self.num_epochs):
+            if stop is not None or self.progress["completed_steps"] >= self.max_steps:
+                break
+            stop = self.train_epoch(epoch, bar, started)
+            if stop == "interrupted":
+                self.accelerator.print(f"[{self.stage}] stopping after step {self.progress['completed_steps']}")
+                bar.close()
+                return StageResult(best=self.progress["best"], interrupted=True, history=self.progress["history"])
+            self.validate_and_keep_best(epoch)
+            if self.settings.checkpointing_steps == "epoch":
+                self.save_checkpoint()
+        bar.close()
+        self.accelerator.wait_for_everyone()
+        for tracker in self.accelerator.trackers:  # not end_training(): it would tear down the process group mid-run
+            tracker.finish()
+        load_trainable_state_dict(self.model, self.state_dir / BEST_FILE)  # the selected epoch, not the last one
+        return StageResult(best=self.progress["best"], history=self.progress["history"])

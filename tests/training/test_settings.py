@@ -1,0 +1,82 @@
+"""autosam_hf.training.settings: recipes, and how preset, recipe and flags resolve into one run's settings."""
+
+import dataclasses
+
+import pytest
+
+from autosam_hf.train import build_parser
+from autosam_hf.training import settings as settings_module
+from autosam_hf.training.settings import RECIPES, resolve_settings
+
+
+def resolve(*flags: str, mixed_precision: str = "no"):
+    args = build_parser().parse_args(["--preset", "kvasir", "--data", "/data", "--output_dir", "/out", *flags])
+    return resolve_settings(args, mixed_precision)
+
+
+def test_paper_recipe_is_the_papers_training():
+    """Shaharabany et al. 2023: Adam, lr 3e-4, weight decay 1e-5, constant rate, batch 10 (h: 24), 200 epochs,
+    the reference code's augmentation; g at the preset's input size (352 for polyps)."""
+    settings = resolve("--recipe", "paper")
+    assert (settings.optimizer, settings.learning_rate, settings.weight_decay) == ("adam", 3e-4, 1e-5)
+    assert (settings.lr_scheduler_type, settings.warmup_steps(1000)) == ("constant", 0)
+    assert (settings.batch_size, settings.surrogate_batch_size, settings.num_epochs) == (10, 24, 200)
+    assert settings.augmentation == "reference" and settings.prompt_input_size == 352
+    assert settings.stages == ("prompt", "surrogate") and settings.use_cache and settings.num_views == 8
+    assert settings.cache_dtype == "float16" and resolve("--cache_dtype", "float32").cache_dtype == "float32"
+
+
+def test_default_recipe_and_its_warm_up():
+    settings = resolve()
+    recipe = RECIPES["default"]
+    assert settings.recipe == "default"
+    assert (settings.optimizer, settings.learning_rate, settings.lr_scheduler_type) == (
+        recipe.optimizer,
+        recipe.learning_rate,
+        recipe.lr_scheduler_type,
+    )
+    assert settings.augmentation == recipe.augmentation and settings.batch_size == recipe.batch_size
+    assert settings.warmup_steps(1000) == round(recipe.warmup_ratio * 1000)
+
+
+def test_every_flag_overrides_the_recipe():
+    settings = resolve(
+        "--recipe", "paper", "--learning_rate", "1e-3", "--optimizer", "adamw", "--lr_scheduler_type", "cosine",
+        "--num_warmup_steps", "7", "--per_device_train_batch_size", "4", "--augmentation", "flips",
+        "--prompt_input_size", "128", "--weight_decay", "0", "--num_train_epochs", "3",
+    )  # fmt: skip
+    assert (settings.learning_rate, settings.optimizer, settings.lr_scheduler_type) == (1e-3, "adamw", "cosine")
+    assert settings.warmup_steps(1000) == 7 and settings.batch_size == 4 and settings.augmentation == "flips"
+    assert (settings.prompt_input_size, settings.weight_decay, settings.num_epochs) == (128, 0.0, 3)
+    assert settings.surrogate_batch_size == 24  # not overridden: the recipe's
+
+
+@pytest.mark.parametrize(
+    "flags, use_cache, num_views",
+    [
+        ((), True, 8),  # the prompt stage caches SAM's embedding of 8 views per image
+        (("--num_views", "3"), True, 3),
+        (("--no_cache",), False, None),  # SAM runs every step: a fresh view every epoch
+        (("--stage", "standalone"), False, None),
+        (("--stage", "standalone", "--num_views", "2"), False, 2),  # fixed views without a cache (ablation)
+        (("--stage", "surrogate"), False, None),
+        (("--augmentation", "none"), True, 1),  # every view is the image itself
+    ],
+)
+def test_views_follow_the_cache(flags, use_cache, num_views):
+    settings = resolve(*flags)
+    assert (settings.use_cache, settings.num_views) == (use_cache, num_views)
+
+
+def test_settings_round_trip_through_json(tmp_path):
+    settings = resolve("--mixed_precision", "bf16", mixed_precision="bf16")
+    restored = settings_module.TrainingSettings(**__import__("json").loads(settings.to_json()))
+    assert dataclasses.replace(restored, stages=tuple(restored.stages)) == settings
+
+
+@pytest.mark.parametrize("cores, workers", [(1, 0), (2, 0), (4, 2), (16, 8), (64, 8)])
+def test_data_loader_workers_leave_small_machines_alone(monkeypatch, cores, workers):
+    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert settings_module.default_num_workers() == workers
+    assert resolve().dataloader_num_workers == workers
+    assert resolve("--dataloader_num_workers", "3").dataloader_num_workers == 3
