@@ -56,7 +56,29 @@ if TYPE_CHECKING:
 # Pipeline variants: name → extra `autosam_hf.train` flags. Adding an ablation is one line here, e.g.
 # "flips": ["--augmentation", "flips"], "cosine": ["--lr_scheduler_type", "cosine", "--num_warmup_steps", "50"].
 VARIANTS: dict[str, list[str]] = {
-    "default": [],
+    "default": [],  # the default recipe
+    "paper": ["--recipe", "paper"],  # the paper's settings (at the benchmark's batch)
+    # One change at a time from the paper's recipe:
+    "paper+light": ["--recipe", "paper", "--augmentation", "light"],
+    "paper+flips": ["--recipe", "paper", "--augmentation", "flips"],
+    "paper+views8": ["--recipe", "paper", "--num_views", "8"],  # K fixed views, as the SAM cache trains
+    "paper+bf16": ["--recipe", "paper", "--mixed_precision", "bf16"],
+    "paper+dice": ["--recipe", "paper", "--bce_loss_weight", "0"],  # soft Dice alone
+    "paper+cosine": ["--recipe", "paper", "--lr_scheduler_type", "cosine", "--warmup_ratio", "0.05"],
+    "paper+adamw1e-3": [
+        "--recipe",
+        "paper",
+        "--optimizer",
+        "adamw",
+        "--learning_rate",
+        "1e-3",
+        "--weight_decay",
+        "1e-4",
+    ],
+    # One change at a time from the default recipe:
+    "default+flips": ["--augmentation", "flips"],
+    "default+reference": ["--augmentation", "reference"],
+    "default+lr3e-4": ["--learning_rate", "3e-4"],
 }
 MINIMAL_MODELS = ("minimal:g+h", "minimal:unet")
 # Generalisation sets: name → (preset, folder under the data dir). Their `test` split resolves to `test_subset`.
