@@ -48,7 +48,7 @@ from common import DATA_DIR, RESULTS_DIR, machine, run_python, sam_checkpoint, w
 from torch import nn
 
 from autosam_hf.atomic_write import write_atomically
-from autosam_hf.runtime import describe_machine
+from autosam_hf.runtime import describe_machine, resolve_device
 
 if TYPE_CHECKING:
     import datasets
@@ -110,6 +110,7 @@ class Settings:
     max_eval_samples: int | None  # caps val and every test set
     learning_rate: float = 3e-4
     weight_decay: float = 1e-5
+    device: str = "cpu"  # where the minimal loops and the scoring run (the pipeline's accelerate picks its own)
 
 
 # ------------------------------------------------------------------------------------------------ data and scores
@@ -222,7 +223,8 @@ def run_pipeline(variant: str, settings: Settings, workdir: Path) -> tuple[list[
     timeout = 60 * settings.minutes + 3600 if settings.minutes else 14 * 24 * 3600
     run_python(arguments, threads=settings.threads, timeout=timeout)
     log = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
-    model = AutoSamForSegmentation.from_pretrained(output_dir).eval()  # the best epoch on val, saved by the script
+    # The best epoch on val, saved by the script.
+    model = AutoSamForSegmentation.from_pretrained(output_dir).eval().to(settings.device)
     processor = AutoSamImageProcessor.from_pretrained(output_dir)
 
     def predict(images: list[PIL.Image.Image]) -> list[np.ndarray]:
@@ -333,7 +335,8 @@ def predict_square(
     model.module.eval()
     probabilities = []
     for start in range(0, len(images), batch_size):
-        logits = model.forward(normalize(images[start : start + batch_size])).float()
+        device = next(model.module.parameters()).device
+        logits = model.forward(normalize(images[start : start + batch_size]).to(device)).float().cpu()
         for image_logits, size in zip(logits, sizes[start : start + batch_size], strict=True):
             resized = F.interpolate(image_logits[None], size=tuple(size), mode="bilinear", align_corners=False)
             probabilities.append(torch.sigmoid(resized)[0, 0].numpy())
@@ -361,7 +364,8 @@ def train_minimal(model: MinimalModel, settings: Settings, name: str) -> list[di
         for batch in order.split(settings.batch_size):
             model.module.train()
             batch_images, batch_masks = random_flips(images[batch], masks[batch], generator)
-            loss = bce_dice_loss(model.forward(normalize(batch_images)), batch_masks)
+            device = settings.device
+            loss = bce_dice_loss(model.forward(normalize(batch_images).to(device)), batch_masks.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -389,6 +393,7 @@ def run_minimal(name: str, settings: Settings) -> tuple[list[dict], Predictor, d
 
     set_seed(settings.seed)  # what the training script does before building: the same g/h initialisation
     model = BUILDERS[name](settings)
+    model.module.to(settings.device)
     log = train_minimal(model, settings, name)
 
     def predict(images: list[PIL.Image.Image]) -> list[np.ndarray]:
@@ -444,6 +449,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
     parser.add_argument("--input_size", type=int, default=352, help="g's input side (the preset's is 352).")
     parser.add_argument("--unet_size", type=int, default=256, help="The U-Net's input side.")
     parser.add_argument("--threads", type=int, default=None, help="Torch threads per run (default: all).")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: the minimal loops and scoring run there.")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--minutes", type=float, default=None, help="Wall-clock cap per model; keeps what it reached.")
     parser.add_argument(
@@ -488,6 +494,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
         minutes=args.minutes,
         max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples,
+        device=str(resolve_device(args.device)),
     )
     return args, settings, list(dict.fromkeys(models))
 
