@@ -111,6 +111,7 @@ class Settings:
     learning_rate: float = 3e-4
     weight_decay: float = 1e-5
     device: str = "cpu"  # where the minimal loops and the scoring run (the pipeline's accelerate picks its own)
+    stage: str = "standalone"  # the pipeline's stage: standalone (h(g(I)), no SAM) or prompt (g through SAM)
 
 
 # ------------------------------------------------------------------------------------------------ data and scores
@@ -190,8 +191,9 @@ def summarize_log(log: list[dict]) -> dict:
 
 # ------------------------------------------------------------------------------------------------ pipeline runner
 def run_pipeline(variant: str, settings: Settings, workdir: Path) -> tuple[list[dict], Predictor, dict]:
-    """`autosam_hf.train --stage standalone` + the variant's flags; returns its log, its val-selected model as a
-    predictor (surrogate mode, the processor it saved) and what describes the run."""
+    """`autosam_hf.train --stage standalone` (or `prompt`: g through a small random SAM, its embeddings cached) +
+    the variant's flags; returns its log, its val-selected model as a predictor (h(g(I)), or AutoSAM for the prompt
+    stage, with the processor it saved) and what describes the run."""
     from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
     from autosam_hf.predict import predict_images
 
@@ -203,11 +205,12 @@ def run_pipeline(variant: str, settings: Settings, workdir: Path) -> tuple[list[
         limits += ["--max_eval_samples", str(settings.max_eval_samples)]
     arguments = [
         "-m", "autosam_hf.train",
-        "--stage", "standalone",
+        "--stage", settings.stage,
         "--preset", "kvasir",
         "--data", str(DATA_DIR / "kvasir"),
-        # Standalone never runs SAM's encoder; only SAM's config (C = 256, E = 64) shapes g and h.
-        "--sam", str(sam_checkpoint("tiny_encoder")),
+        # Standalone never runs SAM's encoder; only SAM's config (C = 256, E = 64) shapes g and h. The prompt stage
+        # runs a small SAM (4-layer ViT on a 256² canvas) whose embeddings are cached once per view.
+        "--sam", str(sam_checkpoint("tiny_encoder" if settings.stage == "standalone" else "small")),
         "--prompt_input_size", str(settings.input_size),
         "--per_device_train_batch_size", str(settings.batch_size),
         "--max_train_steps", str(settings.steps),
@@ -228,7 +231,8 @@ def run_pipeline(variant: str, settings: Settings, workdir: Path) -> tuple[list[
     processor = AutoSamImageProcessor.from_pretrained(output_dir)
 
     def predict(images: list[PIL.Image.Image]) -> list[np.ndarray]:
-        return predict_images(model, processor, images, mode="surrogate", batch_size=settings.batch_size)
+        mode = "surrogate" if settings.stage == "standalone" else "autosam"
+        return predict_images(model, processor, images, mode=mode, batch_size=settings.batch_size)
 
     description = {
         "runner": "pipeline",
@@ -238,7 +242,7 @@ def run_pipeline(variant: str, settings: Settings, workdir: Path) -> tuple[list[
         "mask_size": 4 * model.config.prompt_embedding_shape[1],  # h's output canvas, 4E
         "trainable_parameters": sum(p.numel() for n, p in model.named_parameters() if not n.startswith("sam.")),
     }
-    return [r for r in log if r.get("stage", "standalone") == "standalone"], predict, description
+    return [r for r in log if r.get("stage") == settings.stage], predict, description
 
 
 # ------------------------------------------------------------------------------------------------ minimal runners
@@ -450,6 +454,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
     parser.add_argument("--unet_size", type=int, default=256, help="The U-Net's input side.")
     parser.add_argument("--threads", type=int, default=None, help="Torch threads per run (default: all).")
     parser.add_argument("--device", default="cpu", help="cpu or cuda: the minimal loops and scoring run there.")
+    parser.add_argument(
+        "--stage", choices=("standalone", "prompt"), default="standalone",
+        help="The pipeline's stage: standalone (g + h, no SAM) or prompt (g through a small random SAM, cached).",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--minutes", type=float, default=None, help="Wall-clock cap per model; keeps what it reached.")
     parser.add_argument(
@@ -495,6 +503,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
         max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples,
         device=str(resolve_device(args.device)),
+        stage=args.stage,
     )
     return args, settings, list(dict.fromkeys(models))
 
