@@ -4,8 +4,10 @@
 
 For every input image it writes, under `--output_dir`:
     - `masks/<stem>.png`: the binary mask, 0/255, at the image's original size: `logit > config.mask_threshold`
-      (`autosam_hf.postprocessing`, as in evaluation and the pipeline; `--mask_threshold` overrides it);
-    - `overlays/<stem>.png`: the image with the mask tinted and its contour drawn.
+      (`autosam_hf.postprocessing`, as in evaluation and the pipeline; `--mask_threshold` overrides it); for a
+      multi-class model the label map instead, one value per pixel: 0 background, k = class k (`config.id2label`);
+    - `overlays/<stem>.png`: the image with the mask tinted and its contour drawn (several classes: each in its
+      colour, with a legend below the image naming them).
 Video frames are named `<video stem>_<frame index, 6 digits>`. A folder is read in natural order (`frame2` before
 `frame10`), so a folder of frames is just a folder; its images are the files with an extension of
 `autosam_hf.data.IMAGE_EXTENSIONS` (what training reads too). Files are written atomically (temporary file + rename).
@@ -15,9 +17,9 @@ naming it. Inside a folder an unreadable file is reported (a warning naming it) 
 Exit status: 0 when at least one image was segmented; 2 for bad input (arguments, the input, a model that cannot be
 loaded, or no image of the input that could be read), printed as `autosam-predict: error: <message>`.
 
-Python API: `iter_predictions` (streaming, keyed, for large inputs; yields `ImagePrediction`s with the mask and
-the logits) and `predict_images` (probabilities for a list of images) share the batching, device/dtype handling
-and post-processing; `overlay_mask` draws an overlay.
+Python API: `iter_predictions` (streaming, keyed, for large inputs; yields `ImagePrediction`s with the label map,
+the mask and the logits) and `predict_images` (probabilities for a list of images) share the batching, device/dtype
+handling and post-processing; `autosam_hf.visualization.prediction_pictures` draws what is written.
 """
 
 from __future__ import annotations
@@ -48,9 +50,9 @@ from .cli import (
 from .data.sources import IMAGE_EXTENSIONS, natural_sort_key
 from .hub.loading import load_model_and_processor
 from .model import AUTOSAM_MODES, AutoSamForSegmentation, AutoSamImageProcessor, to_rgb_uint8
-from .postprocessing import ImagePrediction, post_process_predictions
+from .postprocessing import ImagePrediction, model_predictions
 from .runtime import inference_autocast
-from .visualization import overlay_mask, write_png
+from .visualization import prediction_pictures, write_png
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +90,10 @@ def iter_predictions(
         mask_threshold: threshold on the logits; default the model's `config.mask_threshold`.
 
     Yields:
-        (key, `ImagePrediction`: the (H, W) logits and bool mask at the image's original size).
+        (key, `ImagePrediction`: the (K, H, W) logits and (H, W) label map at the image's original size).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    mask_threshold = model.config.mask_threshold if mask_threshold is None else mask_threshold
     device = model.device
     for batch in _batched(items, batch_size):
         keys = [key for key, _ in batch]
@@ -100,7 +101,7 @@ def iter_predictions(
         model_inputs = {name: inputs[name].to(device) for name in processor.model_input_names if name in inputs}
         with inference_autocast(device, autocast_dtype):
             logits = model(**model_inputs, mode=mode).logits
-        predictions = post_process_predictions(processor, logits, inputs["original_sizes"], mask_threshold)
+        predictions = model_predictions(model, processor, logits, inputs["original_sizes"], mask_threshold)
         yield from zip(keys, predictions, strict=True)
 
 
@@ -112,7 +113,8 @@ def predict_images(
     batch_size: int = 8,
     autocast_dtype: torch.dtype | None = None,
 ) -> list[np.ndarray]:
-    """Foreground probabilities, (H_i, W_i) float32 at each image's original size, for a list of images.
+    """Foreground probabilities, (H_i, W_i) float32 at each image's original size, for a list of images (for
+    multi-class models the probability of any class; per class: `iter_predictions`' `class_probabilities`).
 
     The masks the model predicts are `iter_predictions`' `ImagePrediction.mask` (logits > `config.mask_threshold`;
     probability 0.5 for the default threshold of 0). See `iter_predictions` for the arguments.
@@ -257,8 +259,9 @@ def segment_input(
     output_dir: str | os.PathLike,
     settings: PredictionSettings | None = None,
 ) -> PredictionSummary:
-    """Segment `images` (from `open_input`) and write `output_dir/masks/<name>.png` (0/255) and, with
-    `settings.overlays`, `output_dir/overlays/<name>.png`. Unreadable images are logged (naming them) and skipped."""
+    """Segment `images` (from `open_input`) and write `output_dir/masks/<name>.png` (0/255; multi-class models: the
+    label map, 0..K) and, with `settings.overlays`, `output_dir/overlays/<name>.png` (multi-class: a colour per class
+    and a legend). Unreadable images are logged (naming them) and skipped."""
     settings = settings or PredictionSettings()
     output_dir = Path(output_dir)
     mask_dir, overlay_dir = output_dir / "masks", output_dir / "overlays"
@@ -288,9 +291,10 @@ def segment_input(
     )
     with progress_bar:
         for item, prediction in predictions:
-            write_png(prediction.mask.astype(np.uint8) * 255, mask_dir / f"{item.name}.png")
+            mask, overlay = prediction_pictures(prediction.label_map, item.image, model.config.id2label)
+            write_png(mask, mask_dir / f"{item.name}.png")
             if settings.overlays:
-                write_png(overlay_mask(item.image, prediction.mask), overlay_dir / f"{item.name}.png")
+                write_png(overlay, overlay_dir / f"{item.name}.png")
             summary.written.append(item.name)
             progress_bar.update(1)
     return summary
@@ -300,8 +304,8 @@ def segment_input(
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="autosam-predict",
-        description="Segment an image, a folder of images or video frames, or a video with AutoSAM; writes binary "
-        "masks (PNG 0/255, original size) and overlays.",
+        description="Segment an image, a folder of images or video frames, or a video with AutoSAM; writes masks "
+        "(PNG at the original size: 0/255, or label maps 0..K for multi-class models) and overlays.",
     )
     parser.add_argument("input", help="image file, folder of images/frames (natural order) or video file")
     add_model_arguments(parser)

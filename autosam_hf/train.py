@@ -8,6 +8,10 @@ test — and the output folder holds a model ready for `AutoSamForSegmentation.f
     accelerate launch -m autosam_hf.train \\
         --sam facebook/sam-vit-base --preset kvasir --data ../shared/data/kvasir --output_dir runs/kvasir
 
+Several classes: a preset with its own (`--preset monuseg_boundary`: background, nucleus interior, nucleus
+boundary), or `--class_names A B ...` for label-map masks (0 background, k = the k-th name); validation then scores
+each class and keeps the epoch of best macro-mean Dice.
+
 The story of a run (`main`): arguments → resolved settings (preset, recipe, overrides) → data → model and
 processor → per stage: SAM embedding cache, then `StageTrainer` → saved model, results, curves and overlays.
 """
@@ -28,6 +32,7 @@ from transformers import SchedulerType
 from .cli import ArgumentParser, add_output_dir_argument, configure_logging, positive_int
 from .data import AUGMENTATION_LEVELS, PRESETS
 from .data.embedding_cache import STORAGE_DTYPES
+from .model import CLASS_ACTIVATIONS
 from .runtime import resolve_device, resolve_mixed_precision
 from .training.checkpoints import find_checkpoint, validate_checkpoint
 from .training.inputs import build_caches, build_model, build_processor, load_train_val
@@ -53,6 +58,20 @@ def build_parser() -> ArgumentParser:
     data.add_argument("--dataset_name", help="A Hub dataset id, read with datasets.load_dataset instead of --data.")
     data.add_argument(
         "--column_mapping", type=json.loads, help='JSON mapping for --dataset_name, e.g. \'{"image": "img"}\'.'
+    )
+    data.add_argument(
+        "--class_names",
+        nargs="+",
+        metavar="NAME",
+        help="Classes besides the background, e.g. 'tumour stroma': masks are label maps (one PNG per image, 0 "
+        "background, k = the k-th name). Default: the preset's classes (monuseg_boundary: interior, boundary), else "
+        "binary (masks 0/255 or 0/1).",
+    )
+    data.add_argument(
+        "--boundary_width",
+        type=positive_int,
+        help="Presets with derived boundary classes (monuseg_boundary): the boundary ring's width in pixels at the "
+        "original resolution (default: the preset's, 2).",
     )
     data.add_argument("--val_fraction", type=float, help="Part of train held out for validation when no val split.")
     data.add_argument("--max_train_samples", type=int, help="Truncate train (quick runs).")
@@ -92,7 +111,15 @@ def build_parser() -> ArgumentParser:
     )
     model.add_argument("--prompt_input_size", type=int, help="g's input size (default: the preset's).")
     model.add_argument("--init_from", help="A trained AutoSAM folder to start from (e.g. --stage surrogate on its g).")
-    model.add_argument("--bce_loss_weight", type=float, help="Weight of the BCE term of the loss (default 1).")
+    model.add_argument(
+        "--class_activation",
+        choices=CLASS_ACTIVATIONS,
+        help="Several classes: softmax (mutually exclusive, the default for a new model) or sigmoid (independent, "
+        "may overlap). Default for --init_from: the model's own.",
+    )
+    model.add_argument(
+        "--bce_loss_weight", type=float, help="Weight of the BCE (softmax classes: cross-entropy) term (default 1)."
+    )
     model.add_argument("--dice_loss_weight", type=float, help="Weight of the soft-Dice term of the loss (default 1).")
 
     training = parser.add_argument_group("training")

@@ -1,13 +1,16 @@
-"""Pictures: a mask drawn over its image, a grid of validation overlays, and training curves."""
+"""Pictures: a mask (or a label map of several classes, with a legend) drawn over its image, a grid of validation
+overlays, and training curves."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageDraw
 import PIL.ImageFilter
 
 from .atomic_write import write_atomically
@@ -15,6 +18,9 @@ from .atomic_write import write_atomically
 PREDICTION_COLOR = (255, 64, 64)
 GROUND_TRUTH_COLOR = (64, 255, 64)
 CONTOUR_COLOR = (255, 255, 0)
+# Colours of classes 1, 2, ... of multi-class label maps (repeated beyond their number); green is left to the
+# ground truth's contours.
+CLASS_COLORS = ((255, 64, 64), (64, 128, 255), (255, 200, 0), (200, 64, 255), (0, 220, 220), (255, 128, 0))
 
 
 def overlay_mask(
@@ -41,6 +47,47 @@ def overlay_mask(
     return overlay.round().astype(np.uint8)
 
 
+def class_colors(id2label: Mapping[int, str]) -> dict[str, tuple[int, int, int]]:
+    """Class name → colour for classes 1..K of `id2label` (the background has none)."""
+    labels = {int(index): name for index, name in id2label.items()}
+    return {labels[index]: CLASS_COLORS[(index - 1) % len(CLASS_COLORS)] for index in range(1, len(labels))}
+
+
+def overlay_label_map(
+    image: PIL.Image.Image | np.ndarray, label_map: np.ndarray, colors: Sequence[tuple[int, int, int]], alpha=0.4
+) -> np.ndarray:
+    """The image as (H, W, 3) uint8 with each class k of the (H, W) `label_map` (1..K) tinted in `colors[k - 1]`,
+    its contour drawn in the same colour."""
+    overlay = np.asarray(image.convert("RGB") if isinstance(image, PIL.Image.Image) else image)
+    for index, color in enumerate(colors, start=1):
+        overlay = overlay_mask(overlay, np.asarray(label_map) == index, color, alpha=alpha, contour_color=None)
+    return overlay
+
+
+def add_legend(image: np.ndarray, colors: Mapping[str, tuple[int, int, int]]) -> np.ndarray:
+    """(H, W, 3) uint8 image → (H + h, W, 3) with a legend strip below it: a colour swatch and each class name."""
+    line_height = 14
+    legend = PIL.Image.new("RGB", (image.shape[1], line_height * len(colors) + 4), (255, 255, 255))
+    draw = PIL.ImageDraw.Draw(legend)
+    for row, (name, color) in enumerate(colors.items()):
+        top = 2 + row * line_height
+        draw.rectangle((4, top + 2, 14, top + 11), fill=tuple(color))
+        draw.text((20, top), str(name), fill=(0, 0, 0))
+    return np.concatenate([np.asarray(image), np.asarray(legend)], axis=0)
+
+
+def prediction_pictures(prediction: np.ndarray, image: np.ndarray, id2label: Mapping[int, str] | None = None):
+    """What is written for one predicted (H, W) label map over its image (H, W, 3): (mask PNG array, overlay).
+
+    Binary (`id2label` None or two labels): the mask as 0/255 and the image with the mask tinted red; more
+    classes: the label map itself (values 0..K) and each class tinted in its colour, with a legend."""
+    if id2label is None or len(id2label) == 2:
+        return np.asarray(prediction).astype(np.uint8) * 255, overlay_mask(image, prediction)
+    colors = class_colors(id2label)
+    overlay = overlay_label_map(image, prediction, list(colors.values()))
+    return np.asarray(prediction).astype(np.uint8), add_legend(overlay, colors)
+
+
 def write_png(image: np.ndarray | PIL.Image.Image, path: str | os.PathLike) -> None:
     """Write a uint8 (H, W) or (H, W, 3) array (or a PIL image) as PNG, atomically (temporary file, then rename)."""
     image = image if isinstance(image, PIL.Image.Image) else PIL.Image.fromarray(image)
@@ -53,17 +100,25 @@ def save_overlay_grid(
     predictions: list[np.ndarray],
     path: str | os.PathLike,
     tile: int = 256,
+    id2label: Mapping[int, str] | None = None,
 ) -> None:
-    """One row per example: image, ground truth (green), prediction (red); written as a PNG."""
+    """One row per example: image, ground truth, prediction; written as a PNG. Binary masks (`id2label` None or of
+    two labels): ground truth green, prediction red. Label maps of more classes: each class in its colour
+    (`class_colors`), with a legend below the grid."""
+    colors = class_colors(id2label) if id2label is not None and len(id2label) > 2 else None
     rows = []
     for image, target, prediction in zip(images, targets, predictions, strict=True):
-        tiles = [
-            np.asarray(image.convert("RGB")),
-            overlay_mask(image, target, GROUND_TRUTH_COLOR, contour_color=None),
-            overlay_mask(image, prediction, contour_color=None),
-        ]
+        if colors is None:
+            truth = overlay_mask(image, target, GROUND_TRUTH_COLOR, contour_color=None)
+            predicted = overlay_mask(image, prediction, contour_color=None)
+        else:
+            truth, predicted = (
+                overlay_label_map(image, labels, list(colors.values())) for labels in (target, prediction)
+            )
+        tiles = [np.asarray(image.convert("RGB")), truth, predicted]
         rows.append(np.concatenate([np.asarray(PIL.Image.fromarray(t).resize((tile, tile))) for t in tiles], axis=1))
-    write_png(np.concatenate(rows, axis=0), path)
+    grid = np.concatenate(rows, axis=0)
+    write_png(grid if colors is None else add_legend(grid, colors), path)
 
 
 def plot_training_curves(log_path: str | os.PathLike, path: str | os.PathLike) -> None:
@@ -80,7 +135,7 @@ def plot_training_curves(log_path: str | os.PathLike, path: str | os.PathLike) -
         steps = [r for r in records if r["stage"] == stage and "loss" in r]
         evaluations = [r for r in records if r["stage"] == stage and "val_dice" in r]
         row[0].plot([r["step"] for r in steps], [r["loss"] for r in steps])
-        row[0].set(title=f"{stage}: training loss", xlabel="step", ylabel="BCE + Dice loss")
+        row[0].set(title=f"{stage}: training loss", xlabel="step", ylabel="classification + Dice loss")
         for key in ("val_dice", "val_iou"):
             row[1].plot([r["epoch"] for r in evaluations], [r[key] for r in evaluations], marker="o", label=key)
         row[1].set(title=f"{stage}: validation", xlabel="epoch", ylim=(0, 1))

@@ -5,6 +5,7 @@ embeddings (B, 32, 12, 12), logits and labels (B, 1 | -, 48, 48).
 """
 
 import os
+import re
 import sys
 
 # Tests never touch the network: Hub look-ups fail fast instead of hanging or downloading.
@@ -69,6 +70,19 @@ def make_tiny_model(seed: int = 0, **config_overrides) -> AutoSamForSegmentation
         for parameter in model.sam.parameters():
             parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
     return model
+
+
+def command_error_line(main, argv: list[str], capsys, prog: str) -> str:
+    """The last line a command prints when it must stop on bad input: exit status 2, no traceback, and the line
+    `<prog>: error: ...` (after any progress bar of the model's loading)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    line = re.split(r"[\r\n]", error.rstrip("\n"))[-1]
+    assert line.startswith(f"{prog}: error: ")
+    return line
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 `mask_threshold`, which makes the pipeline's `post_process_semantic_segmentation` binarise the same way."""
 
 import numpy as np
+import pytest
 import torch
 from conftest import make_tiny_processor
 
@@ -56,3 +57,28 @@ def test_processor_mask_threshold_is_saved_and_taken_from_the_model_config(tmp_p
     assert AutoSamImageProcessor.from_pretrained(tmp_path).mask_threshold == -1.5
     config = AutoSamConfig(sam_config=tiny_sam_config, mask_threshold=0.75)
     assert AutoSamImageProcessor.from_model_config(config).mask_threshold == 0.75
+
+
+def test_multi_class_predictions_hold_label_maps_probabilities_and_class_masks():
+    processor = make_tiny_processor()
+    logits = torch.randn(len(SIZES), 3, 48, 48, generator=torch.Generator().manual_seed(2))
+    softmax = post_process_predictions(processor, logits, SIZES, 0.0)
+    sigmoid = post_process_predictions(processor, logits, SIZES, 0.0, class_activation="sigmoid")
+    for exclusive, independent, class_logits, size in zip(
+        softmax, sigmoid, processor.post_process_class_logits(logits, SIZES), SIZES, strict=True
+    ):
+        assert exclusive.class_logits.shape == (3, *size) and exclusive.label_map.dtype == np.uint8
+        expected = torch.cat([torch.zeros(1, *size), class_logits]).argmax(dim=0).numpy()
+        np.testing.assert_array_equal(exclusive.label_map, expected)
+        np.testing.assert_array_equal(independent.label_map, expected)  # one label map rule for both
+        np.testing.assert_array_equal(exclusive.mask, expected > 0)
+        np.testing.assert_array_equal(exclusive.class_masks, expected[None] == np.arange(1, 4)[:, None, None])
+        np.testing.assert_array_equal(independent.class_masks, (class_logits > 0).numpy())  # may overlap
+        full = torch.softmax(torch.cat([torch.zeros(1, *size), class_logits]), dim=0)
+        np.testing.assert_allclose(exclusive.class_probabilities, full[1:].numpy(), atol=1e-6)
+        np.testing.assert_allclose(exclusive.probabilities, 1 - full[0].numpy(), atol=1e-6)
+        np.testing.assert_allclose(
+            independent.probabilities, 1 - torch.prod(1 - torch.sigmoid(class_logits), dim=0).numpy(), atol=1e-6
+        )
+        with pytest.raises(ValueError, match="class_logits"):
+            exclusive.logits  # noqa: B018

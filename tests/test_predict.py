@@ -273,3 +273,30 @@ def test_bfloat16_autocast_runs_and_stays_close(loaded):
     (reduced,) = predict_images(model, processor, images, mode="surrogate", autocast_dtype=torch.bfloat16)
     assert reduced.dtype == np.float32 and np.isfinite(reduced).all()
     assert np.mean((full > 0.5) == (reduced > 0.5)) > 0.9
+
+
+def test_multi_class_models_write_label_maps_and_overlays_with_a_legend(image_folder, tmp_path):
+    folder = tmp_path / "model"
+    torch.manual_seed(0)
+    id2label = {0: "background", 1: "interior", 2: "boundary"}
+    model = AutoSamForSegmentation.from_sam(SamModel(make_tiny_sam_config()), prompt_input_size=32, id2label=id2label)
+    with torch.no_grad():  # decisive logits, so that both classes show up
+        model.surrogate_decoder.layers[-1].weight.mul_(1e2)
+    model.save_pretrained(folder)
+    AutoSamImageProcessor.from_model_config(model.config).save_pretrained(folder)
+    out = tmp_path / "out"
+    assert (
+        main(["--model", str(folder), str(image_folder / "a.png"), "--output_dir", str(out), "--fast", "--quiet"]) == 0
+    )
+
+    model, processor = load_model_and_processor(folder)
+    image = read_png(image_folder / "a.png")
+    inputs = processor(image)
+    with torch.no_grad():
+        outputs = model(**inputs, mode="surrogate")
+    (expected,) = processor.post_process_semantic_segmentation(outputs, inputs["original_sizes"].tolist())
+    label_map = read_png(out / "masks" / "a.png")
+    # Values 0..K, not 0/255; where two class logits nearly tie, float rounding may pick the other class.
+    assert set(np.unique(label_map)) == {1, 2} and (label_map == expected.numpy()).mean() > 0.99
+    overlay = read_png(out / "overlays" / "a.png")
+    assert overlay.shape[1:] == (40, 3) and overlay.shape[0] > 30  # the legend below the image

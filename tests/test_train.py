@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import PIL.Image
 import pytest
 import torch
@@ -15,7 +16,9 @@ from huggingface_hub import ModelCard
 from transformers import SamModel
 
 from autosam_hf import AutoSamForSegmentation
+from autosam_hf.evaluation import main as evaluate_main
 from autosam_hf.hub import publish
+from autosam_hf.predict import main as predict_main
 from autosam_hf.train import main
 
 
@@ -255,3 +258,68 @@ def test_recipe_schedule_warms_up_then_decays_and_settings_are_saved(tiny_sam_di
     assert all(later < earlier for earlier, later in itertools.pairwise(rates[1:])) and rates[-1] == pytest.approx(0)
     processor = json.loads((output_dir / "preprocessor_config.json").read_text())
     assert processor["prompt_size"] == 64 and processor["canvases"] == ["prompt"]  # a SAM-free model: g's canvas
+
+
+def write_label_map_dataset(root: Path) -> Path:
+    """A kvasir-layout folder (train 6, val 3, test 3) of label-map masks: 0 background, 1 "ring", 2 "core"."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("val", 3), ("test", 3)):
+        for kind in ("images", "masks"):
+            (root / split / kind).mkdir(parents=True)
+        for index in range(count):
+            image = rng.integers(0, 80, (40, 48, 3), dtype=np.uint8)
+            label_map = np.zeros((40, 48), np.uint8)
+            top, left = rng.integers(2, 14, size=2)
+            label_map[top : top + 24, left : left + 28] = 1
+            label_map[top + 6 : top + 18, left + 7 : left + 21] = 2
+            image[label_map == 1] += 90
+            image[label_map == 2] += 170
+            PIL.Image.fromarray(image).save(root / split / "images" / f"{index}.png")
+            PIL.Image.fromarray(label_map).save(root / split / "masks" / f"{index}.png")
+    return root
+
+
+def test_multi_class_model_trains_reloads_evaluates_predicts_and_publishes(tiny_sam_dir, shared_data_dir, tmp_path):
+    data = write_label_map_dataset(tmp_path / "data")
+    output_dir = tmp_path / "run"
+    flags = ["--stage", "prompt", "--max_train_steps", "3", "--class_names", "ring", "core"]
+    main(quick_args(tiny_sam_dir, shared_data_dir, output_dir, *flags, data=str(data), max_train_samples="6"))
+
+    results = json.loads((output_dir / "all_results.json").read_text())
+    validation = results["validation"]["kvasir"]
+    assert {"dice", "iou", "dice_ring", "iou_ring", "dice_core", "iou_core"} == set(validation)
+    assert validation["dice"] == pytest.approx((validation["dice_ring"] + validation["dice_core"]) / 2)
+    assert results["classes"] == {"0": "background", "1": "ring", "2": "core"}
+    assert all("val_dice_core" in r for r in logged(output_dir) if "val_dice" in r)
+
+    model = AutoSamForSegmentation.from_pretrained(output_dir)
+    assert model.config.id2label == {0: "background", 1: "ring", 2: "core"} and model.config.num_classes == 2
+    assert json.loads((output_dir / "preprocessor_config.json").read_text())["num_labels"] == 3
+
+    eval_dir = tmp_path / "eval"
+    evaluate_args = ["--model", str(output_dir), "--preset", "kvasir", "--data", str(data), "--mode", "all"]
+    assert evaluate_main([*evaluate_args, "--output_dir", str(eval_dir), "--save_predictions", "--quiet"]) == 0
+    report = json.loads((eval_dir / "eval_results.json").read_text())
+    assert report["modes"] == ["surrogate", "sam_mask_prompt", "autosam"]  # no binary GT-prompted SAM rows
+    assert {"dice_ring", "iou_core", "foreground_dice"} <= set(report["test"]["kvasir"])
+    assert "Kvasir-SEG, per class:" in (eval_dir / "eval_results.md").read_text()
+    saved = np.asarray(PIL.Image.open(eval_dir / "predictions" / "kvasir" / "autosam" / "masks" / "0.png"))
+    assert saved.max() <= 2
+
+    predictions = tmp_path / "predictions"
+    assert (
+        predict_main(["--model", str(output_dir), str(data / "test" / "images"), "--output_dir", str(predictions)]) == 0
+    )
+    assert np.asarray(PIL.Image.open(predictions / "masks" / "1.png")).max() <= 2
+
+    hub_folder = publish(
+        output_dir,
+        preset="kvasir",
+        repo_id="org/autosam-rings",
+        dry_run=True,
+        output_dir=tmp_path / "hub",
+        metrics_files=[eval_dir / "eval_results.json"],
+    )
+    card = ModelCard.load(hub_folder / "README.md")
+    assert {"dice_ring", "dice_core", "iou_ring"} <= {r.metric_type for r in card.data.eval_results}
+    assert AutoSamForSegmentation.from_pretrained(hub_folder).config.num_classes == 2

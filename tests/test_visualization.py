@@ -6,7 +6,15 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from autosam_hf.visualization import overlay_mask, plot_training_curves, save_overlay_grid, write_png
+from autosam_hf.visualization import (
+    add_legend,
+    class_colors,
+    overlay_label_map,
+    overlay_mask,
+    plot_training_curves,
+    save_overlay_grid,
+    write_png,
+)
 
 
 def test_overlay_tints_the_mask_and_draws_its_contour():
@@ -55,3 +63,22 @@ def test_training_curves_plot_every_stage(tmp_path):
     plot_training_curves(log, tmp_path / "curves.png")
     width, height = PIL.Image.open(tmp_path / "curves.png").size
     assert width > 0 and height > width / 2  # two stages: two rows of plots
+
+
+def test_label_maps_are_drawn_a_colour_per_class_with_a_legend(tmp_path):
+    id2label = {0: "background", 1: "interior", 2: "boundary"}
+    colors = class_colors(id2label)
+    assert list(colors) == ["interior", "boundary"] and colors["interior"] != colors["boundary"]
+    image = np.full((20, 30, 3), 100, np.uint8)
+    label_map = np.zeros((20, 30), np.uint8)
+    label_map[2:10, 2:10], label_map[12:18, 12:28] = 1, 2
+    overlay = overlay_label_map(image, label_map, list(colors.values()), alpha=1.0)
+    np.testing.assert_array_equal(overlay[5, 5], colors["interior"])
+    np.testing.assert_array_equal(overlay[15, 20], colors["boundary"])
+    np.testing.assert_array_equal(overlay[0, 29], [100, 100, 100])
+    with_legend = add_legend(overlay, colors)
+    assert with_legend.shape[0] > 20 and with_legend.shape[1:] == (30, 3)
+    save_overlay_grid(
+        [PIL.Image.fromarray(image)], [label_map], [label_map], tmp_path / "grid.png", tile=32, id2label=id2label
+    )
+    assert np.asarray(PIL.Image.open(tmp_path / "grid.png")).shape[:2] == (32 + with_legend.shape[0] - 20, 96)

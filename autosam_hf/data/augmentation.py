@@ -118,13 +118,15 @@ def _build_pipeline(config: AugmentationConfig) -> K.AugmentationSequential:
     return K.AugmentationSequential(*steps, data_keys=["input", "mask"])
 
 
-def to_arrays(image: Image.Image | np.ndarray, mask: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The identity view: ``(image uint8 (H, W, 3), mask uint8 (H, W) in {0, 1})``; non-zero mask values are
-    foreground."""
+def to_arrays(
+    image: Image.Image | np.ndarray, mask: Image.Image | np.ndarray, label_map: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The identity view: ``(image uint8 (H, W, 3), mask uint8 (H, W))``: in {0, 1} (non-zero mask values are
+    foreground), or with ``label_map=True`` the class ids as they are."""
     if isinstance(image, Image.Image):
         image = image.convert("RGB")
     image = np.asarray(image, dtype=np.uint8)
-    mask = (np.asarray(mask) > 0).astype(np.uint8)
+    mask = np.asarray(mask).astype(np.uint8) if label_map else (np.asarray(mask) > 0).astype(np.uint8)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"Expected an RGB image of shape (H, W, 3), got {image.shape}.")
     if mask.shape != image.shape[:2]:
@@ -163,20 +165,27 @@ class JointAugmentation:
         return int(np.random.SeedSequence([self.seed, index, view]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
     def __call__(
-        self, image: Image.Image | np.ndarray, mask: Image.Image | np.ndarray, index: int, view: int
+        self,
+        image: Image.Image | np.ndarray,
+        mask: Image.Image | np.ndarray,
+        index: int,
+        view: int,
+        label_map: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return view ``view`` of example ``index``.
 
         Args:
             image: RGB PIL image, or uint8 array (H, W, 3).
-            mask: PIL image or array (H, W); non-zero is foreground.
+            mask: PIL image or array (H, W); non-zero is foreground, or class ids with ``label_map``.
             index: the example's row in its dataset.
             view: which fixed random draw (epoch ``e`` of a K-view cache uses ``e % K``).
+            label_map: keep the mask's class ids (nearest resampling moves labels without mixing them).
 
         Returns:
-            ``(image, mask)``: uint8 arrays (H, W, 3) and (H, W) with values {0, 1}, the input's size.
+            ``(image, mask)``: uint8 arrays (H, W, 3) and (H, W) with values {0, 1} (or the class ids), the input's
+            size.
         """
-        image, mask = to_arrays(image, mask)
+        image, mask = to_arrays(image, mask, label_map)
         if self._pipeline is None:
             return image, mask
         image_tensor = torch.tensor(image).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
@@ -185,5 +194,6 @@ class JointAugmentation:
             torch.manual_seed(self.view_seed(index, view))
             image_tensor, mask_tensor = self._pipeline(image_tensor, mask_tensor)
         augmented_image = (image_tensor[0].permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8)
-        augmented_mask = (mask_tensor[0, 0] > 0.5).to(torch.uint8)
+        mask_tensor = mask_tensor[0, 0]
+        augmented_mask = (mask_tensor.round() if label_map else mask_tensor > 0.5).to(torch.uint8)
         return augmented_image.numpy(), augmented_mask.numpy()

@@ -6,11 +6,13 @@ before training starts, with the file named in the error. PIL's ``LOAD_TRUNCATED
 checking, so a truncated file is never silently padded.
 
 Columns: ``id`` (string), ``image`` (`datasets.Image(mode="RGB")`: the source file, referenced by path and decoded
-lazily, so nothing is copied), ``mask`` (`datasets.Image(mode="L")`: PNG bytes of the binarised mask, values 0/1,
-see `masks.py`); video datasets add ``case`` (string) and ``frame`` (int32, 0-based position in its case).
+lazily, so nothing is copied), ``mask`` (`datasets.Image(mode="L")`: PNG bytes of the label map, 0/1 for binary
+datasets, 0..K for multi-class ones, see `masks.py`); video datasets add ``case`` (string) and ``frame`` (int32,
+0-based position in its case); datasets with derived boundary classes add ``instances`` (16-bit PNG of instance ids).
 """
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
 from PIL import Image, ImageFile
 
-from ..model import binarize_mask
-from .masks import encode_mask_png
+from ..model import binarize_mask, mask_to_labels
+from .boundary import boundary_label_map, instances_from_mask
+from .masks import BINARY, MaskClasses, encode_instances_png, encode_mask_png
 from .monuseg_xml import rasterize_monuseg_xml
 
 IMAGE_FEATURES = datasets.Features(
@@ -30,6 +34,8 @@ IMAGE_FEATURES = datasets.Features(
 VIDEO_FEATURES = datasets.Features(
     {**IMAGE_FEATURES, "case": datasets.Value("string"), "frame": datasets.Value("int32")}
 )
+# Instance ids keep their 16-bit PNG mode (no `mode=`: converting to "L" would clip them).
+INSTANCE_FEATURES = datasets.Features({**IMAGE_FEATURES, "instances": datasets.Image()})
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,8 @@ class ExampleFiles:
     """The files of one example, before validation.
 
     ``mask_format`` says how the mask file is read: ``"auto"`` (the rule in `masks.py`), ``"instance"`` (instance
-    ids, ``> 0``) or ``"monuseg_xml"`` (polygons rasterised at the image's size).
+    ids, ``> 0``) or ``"monuseg_xml"`` (polygons rasterised at the image's size). What it becomes (binary, label
+    map, derived boundary classes) is the dataset's `MaskClasses`.
     """
 
     id: str
@@ -72,34 +79,62 @@ def _decode(path: Path, what: str) -> Image.Image:
     return image
 
 
-def _read_mask(example: ExampleFiles) -> bytes:
-    """Decode the image and mask of one example, check them, and return the encoded binary mask."""
-    image_size = _decode(example.image_path, "image").size
-    if example.mask_format == "monuseg_xml":
-        mask = rasterize_monuseg_xml(example.mask_path, image_size)
-    else:
-        decoded = _decode(example.mask_path, "mask")
-        if decoded.size != image_size:
-            raise ValueError(
-                f"Mask {example.mask_path} is {decoded.size[0]}x{decoded.size[1]} but its image "
-                f"{example.image_path} is {image_size[0]}x{image_size[1]} (width x height)."
-            )
-        mask = binarize_mask(
-            decoded, name=f"Mask {example.mask_path}", instance_labels=example.mask_format == "instance"
+def _decode_mask(example: ExampleFiles, image_size: tuple[int, int]) -> Image.Image:
+    decoded = _decode(example.mask_path, "mask")
+    if decoded.size != image_size:
+        raise ValueError(
+            f"Mask {example.mask_path} is {decoded.size[0]}x{decoded.size[1]} but its image "
+            f"{example.image_path} is {image_size[0]}x{image_size[1]} (width x height)."
         )
-    return encode_mask_png(mask)
+    return decoded
 
 
-def build_dataset(examples: Sequence[ExampleFiles], source: str, num_workers: int | None = None) -> datasets.Dataset:
+def _instances(example: ExampleFiles, image_size: tuple[int, int]) -> np.ndarray:
+    """Instance ids (H, W) of one example's mask file (XML polygons, instance ids, or a binary mask's components)."""
+    if example.mask_format == "monuseg_xml":
+        return rasterize_monuseg_xml(example.mask_path, image_size, instance_labels=True).astype(np.int32)
+    return instances_from_mask(
+        _decode_mask(example, image_size),
+        name=f"Mask {example.mask_path}",
+        instance_labels=example.mask_format == "instance",
+    )
+
+
+def _read_mask(example: ExampleFiles, classes: MaskClasses = BINARY) -> tuple[bytes, bytes | None]:
+    """Decode the image and mask of one example, check them, and return the encoded label map (and, for derived
+    boundary classes, the encoded instance ids)."""
+    image_size = _decode(example.image_path, "image").size
+    name = f"Mask {example.mask_path}"
+    if classes.boundary_width is not None:
+        instances = _instances(example, image_size)
+        label_map = boundary_label_map(instances, classes.boundary_width)
+        return encode_mask_png(label_map), encode_instances_png(instances, name=name)
+    if example.mask_format == "monuseg_xml":
+        if not classes.is_binary:
+            raise ValueError(
+                f"{name}: XML polygons hold no class ids; a {classes.num_labels}-label dataset needs label maps"
+            )
+        return encode_mask_png(rasterize_monuseg_xml(example.mask_path, image_size)), None
+    decoded = _decode_mask(example, image_size)
+    if example.mask_format == "instance" and classes.is_binary:
+        return encode_mask_png(binarize_mask(decoded, name=name, instance_labels=True)), None
+    return encode_mask_png(mask_to_labels(decoded, classes.num_labels, name=name)), None
+
+
+def build_dataset(
+    examples: Sequence[ExampleFiles], source: str, num_workers: int | None = None, classes: MaskClasses = BINARY
+) -> datasets.Dataset:
     """Validate every example (full decode) and return them as a `datasets.Dataset`, in the given order.
 
     Args:
         examples: the files, already paired by the caller.
         source: what was read (a folder), for error messages.
         num_workers: decoding threads (PIL releases the GIL while decoding); default ``min(8, cpu count)``.
+        classes: what the stored masks hold: binary (default), label maps 0..K, or derived boundary classes.
 
     Raises:
-        ValueError: no example, duplicate ids, an unreadable image or mask, or a mask of another size than its image.
+        ValueError: no example, duplicate ids, an unreadable image or mask, a mask of another size than its image,
+            or a label-map value above K (the file is named).
         FileNotFoundError: a listed file does not exist.
     """
     if not examples:
@@ -110,15 +145,19 @@ def build_dataset(examples: Sequence[ExampleFiles], source: str, num_workers: in
         raise ValueError(f"Duplicate example ids in {source}: {duplicates[:10]}")
     num_workers = num_workers or min(8, os.cpu_count() or 1)
     with _strict_pil_decoding(), ThreadPoolExecutor(max_workers=num_workers) as pool:
-        masks = list(pool.map(_read_mask, examples))
+        masks, instances = zip(*pool.map(functools.partial(_read_mask, classes=classes), examples), strict=True)
 
     columns = {
         "id": ids,
         "image": [{"path": str(example.image_path), "bytes": None} for example in examples],
         "mask": [{"path": None, "bytes": mask} for mask in masks],
     }
-    is_video = examples[0].case is not None
-    if is_video:
+    features = IMAGE_FEATURES
+    if classes.boundary_width is not None:
+        columns["instances"] = [{"path": None, "bytes": ids} for ids in instances]
+        features = INSTANCE_FEATURES
+    if examples[0].case is not None:  # video
         columns["case"] = [example.case for example in examples]
         columns["frame"] = [example.frame for example in examples]
-    return datasets.Dataset.from_dict(columns, features=VIDEO_FEATURES if is_video else IMAGE_FEATURES)
+        features = datasets.Features({**features, **VIDEO_FEATURES})
+    return datasets.Dataset.from_dict(columns, features=features)

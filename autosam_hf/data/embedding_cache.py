@@ -79,7 +79,8 @@ def sam_vision_fingerprint(model: torch.nn.Module) -> str:
 
 
 # Settings of g's prompt canvas: they do not change SAM's input, so changing them must not invalidate the cache.
-_PROMPT_CANVAS_SETTINGS = ("prompt_size", "canvases")
+# Settings that do not change SAM's canvas (g's canvas, the classes of the labels): left out of the fingerprint.
+_NOT_SAM_CANVAS_SETTINGS = ("prompt_size", "canvases", "num_labels")
 
 
 def processor_fingerprint(processor: Any) -> str:
@@ -88,7 +89,7 @@ def processor_fingerprint(processor: Any) -> str:
         raise TypeError(
             f"Cannot fingerprint {type(processor).__name__}: it has no to_dict() (a transformers processor)."
         )
-    settings = {key: value for key, value in processor.to_dict().items() if key not in _PROMPT_CANVAS_SETTINGS}
+    settings = {key: value for key, value in processor.to_dict().items() if key not in _NOT_SAM_CANVAS_SETTINGS}
     return json.dumps(settings, sort_keys=True, default=str)
 
 

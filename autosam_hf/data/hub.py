@@ -3,19 +3,23 @@ columns and mask format of the folder loaders."""
 
 import datasets
 
-from ..model import binarize_mask
+from ..model import binarize_mask, read_label_map
 from .dataset_builder import IMAGE_FEATURES, VIDEO_FEATURES
 from .masks import encode_mask_png
 
 
-def _binarize_example(example: dict, instance_labels: bool) -> dict:
+def _encode_example_mask(example: dict, instance_labels: bool, num_labels: int) -> dict:
     image, mask = example["image"], example["mask"]
     if image.size != mask.size:
         raise ValueError(
             f"Example {example['id']!r}: mask is {mask.size[0]}x{mask.size[1]} but its image is "
             f"{image.size[0]}x{image.size[1]} (width x height)."
         )
-    mask = binarize_mask(mask, name=f"mask of {example['id']!r}", instance_labels=instance_labels)
+    name = f"mask of {example['id']!r}"
+    if num_labels == 2:
+        mask = binarize_mask(mask, name=name, instance_labels=instance_labels)
+    else:
+        mask = read_label_map(mask, num_labels, name=name)
     return {"mask": {"path": None, "bytes": encode_mask_png(mask)}}
 
 
@@ -25,12 +29,14 @@ def load_hub_dataset(
     column_mapping: dict[str, str] | None = None,
     instance_labels: bool = False,
     num_proc: int | None = None,
+    num_labels: int = 2,
     **load_dataset_kwargs,
 ) -> datasets.Dataset:
     """Load a dataset with `datasets.load_dataset` and bring it to this package's columns.
 
     Every example is decoded once here (same eager policy as the folder loaders): masks are binarised
-    (`autosam_hf.model.binarize_mask`) and re-encoded as 0/1 PNGs, and an image/mask size mismatch raises.
+    (`autosam_hf.model.binarize_mask`) and re-encoded as 0/1 PNGs — or, with `num_labels` > 2, checked as label
+    maps of class ids 0..K (`read_label_map`) — and an image/mask size mismatch raises.
 
     Args:
         path: a Hub dataset id (``"user/polyps"``) or a local path `datasets.load_dataset` accepts.
@@ -40,6 +46,7 @@ def load_hub_dataset(
             row number; ``case``/``frame`` may be mapped for video data.
         instance_labels: masks hold instance ids, binarised ``> 0``.
         num_proc: processes for the binarisation pass.
+        num_labels: 2 for binary masks; K + 1 for label-map masks of K classes.
         **load_dataset_kwargs: passed to `datasets.load_dataset` (``revision``, ``cache_dir``, ``token``, ...).
 
     Returns:
@@ -67,10 +74,10 @@ def load_hub_dataset(
     raw_mask_features = datasets.Features({**features, "mask": datasets.Image()})
     dataset = dataset.cast(raw_mask_features)
     dataset = dataset.map(
-        _binarize_example,
-        fn_kwargs={"instance_labels": instance_labels},
+        _encode_example_mask,
+        fn_kwargs={"instance_labels": instance_labels, "num_labels": num_labels},
         features=raw_mask_features,
         num_proc=num_proc,
-        desc="Binarising masks",
+        desc="Reading masks",
     )
     return dataset.select_columns(list(features)).cast(features)

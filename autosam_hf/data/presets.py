@@ -6,14 +6,18 @@ read them from here:
 - its name in tables (``display_name``) and the paper's benchmark groups it belongs to (`BENCHMARKS`);
 - its prompt-generator input size, its augmentation and the paper's training hyper-parameters (the training
   script's defaults);
+- its classes (``id2label``; binary unless set) and, for presets whose classes are derived from instance or binary
+  masks (``boundary_width``, e.g. ``monuseg_boundary``), how;
 - what a model card says about it (``card``: title, data, terms, citation).
 
 A split is found by trying the preset's candidate folders under ``data_dir`` in order. A candidate holding
 ``images/`` + ``masks/`` is read with `load_image_mask_folder` (this project's ``../shared/data`` layout, PraNet's
 ``TrainDataset``/``TestDataset/<Name>``, Kvasir-SEG's original folder); otherwise the preset's native layout is
-tried (GlaS's flat Warwick folder, MoNuSeg's XML release, SUN-SEG's ``Frame``/``GT`` folders).
+tried (GlaS's flat Warwick folder, MoNuSeg's XML release, SUN-SEG's ``Frame``/``GT`` folders). Presets with derived
+boundary classes read a split's ``masks_instance/`` (instance ids) when it has one, else its ``masks/``.
 """
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +27,9 @@ from types import MappingProxyType
 import datasets
 
 from .augmentation import GLAS_AUGMENTATION, MONUSEG_AUGMENTATION, POLYP_AUGMENTATION, AugmentationConfig
-from .sources import load_glas_warwick, load_image_mask_folder, load_monuseg_xml, load_sunseg
+from .boundary import BOUNDARY_ID2LABEL, DEFAULT_BOUNDARY_WIDTH
+from .masks import BINARY, MaskClasses
+from .sources import INSTANCE_MASKS_DIR, load_glas_warwick, load_image_mask_folder, load_monuseg_xml, load_sunseg
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,9 @@ class DatasetPreset:
         card: what a model card says about it.
         is_video: examples carry ``case``/``frame`` columns (split train/val by case; scored per case).
         training: the paper's hyper-parameters.
+        id2label: the classes a model trained on it predicts (0 = background); None: binary.
+        boundary_width: derive {background, interior, boundary} from instance or binary masks, with a ring of this
+            many pixels at the original resolution (`autosam_hf.data.boundary`); None: masks are read as they are.
     """
 
     name: str
@@ -104,10 +113,25 @@ class DatasetPreset:
     card: DatasetCard
     is_video: bool = False
     training: TrainingDefaults = field(default_factory=TrainingDefaults)
+    id2label: Mapping[int, str] | None = None
+    boundary_width: int | None = None
 
     def __post_init__(self):
         # Read-only, like the rest of the frozen preset (the PRESETS entries are shared by every caller).
         object.__setattr__(self, "split_dirs", MappingProxyType(dict(self.split_dirs)))
+        if self.id2label is not None:
+            object.__setattr__(self, "id2label", MappingProxyType(dict(self.id2label)))
+
+    def mask_classes(self, num_labels: int | None = None, boundary_width: int | None = None) -> MaskClasses:
+        """What its masks become: derived boundary classes (ring `boundary_width`, default the preset's) for
+        boundary presets; else label maps of `num_labels` labels, binary when None or 2."""
+        if self.boundary_width is not None:
+            if num_labels not in (None, len(BOUNDARY_ID2LABEL)):
+                raise ValueError(f"preset {self.name!r} has {len(BOUNDARY_ID2LABEL)} labels, not {num_labels}")
+            return MaskClasses.boundary(boundary_width or self.boundary_width)
+        if boundary_width is not None:
+            raise ValueError(f"boundary_width: preset {self.name!r} derives no boundary classes")
+        return MaskClasses(num_labels) if num_labels else BINARY
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -336,6 +360,21 @@ MONUSEG_CARD = DatasetCard(
 }""",
 )
 
+MONUSEG_BOUNDARY_CARD = dataclasses.replace(
+    MONUSEG_CARD,
+    title="MoNuSeg (multi-organ nucleus segmentation), nucleus interior and boundary",
+    domain="nucleus segmentation in H&E histology (multiple organs), with a boundary class that separates nuclei",
+    tags=(*MONUSEG_CARD.tags, "instance-segmentation"),
+    training_data=(
+        "MoNuSeg (Kumar et al. 2017, 2019): 1000x1000 H&E tiles from TCGA, three classes: background, nucleus "
+        "interior and nucleus boundary (a ring of a few pixels inside each nucleus). On this project's training "
+        "tiles (30 of the 37 official ones, binary masks) the ring is the inner boundary of each connected component "
+        "of the mask; on the 14 official test tiles it is each nucleus's own boundary, from the instance masks "
+        "rasterised from the official XML, so touching nuclei are separated. Validation is a seeded part of train."
+    ),
+    evaluation_datasets=("monuseg_boundary",),
+)
+
 # Both SUN-SEG presets train on SUN-SEG's TrainDataset: one card.
 SUNSEG_CARD = DatasetCard(
     title="SUN-SEG (video polyp segmentation)",
@@ -415,6 +454,21 @@ def _sunseg_preset(name: str, display_name: str, test_root: str) -> DatasetPrese
     )
 
 
+MONUSEG = DatasetPreset(
+    name="monuseg",
+    display_name="MoNuSeg",
+    description="MoNuSeg nuclei: train 30 (official 37), test 14; images/masks or the XML release.",
+    layout="monuseg",
+    split_dirs={
+        "train": ("train", "MoNuSegTrainingData", "MoNuSeg 2018 Training Data"),
+        "test": ("test", "MoNuSegTestData"),
+    },
+    folder_names=("monuseg", "MoNuSeg"),
+    image_size=512,
+    augmentation=MONUSEG_AUGMENTATION,
+    card=MONUSEG_CARD,
+)
+
 PRESETS: dict[str, DatasetPreset] = {
     preset.name: preset
     for preset in [
@@ -492,19 +546,19 @@ PRESETS: dict[str, DatasetPreset] = {
             augmentation=GLAS_AUGMENTATION,
             card=GLAS_CARD,
         ),
-        DatasetPreset(
-            name="monuseg",
-            display_name="MoNuSeg",
-            description="MoNuSeg nuclei: train 30 (official 37), test 14; images/masks or the XML release.",
-            layout="monuseg",
-            split_dirs={
-                "train": ("train", "MoNuSegTrainingData", "MoNuSeg 2018 Training Data"),
-                "test": ("test", "MoNuSegTestData"),
-            },
-            folder_names=("monuseg", "MoNuSeg"),
-            image_size=512,
-            augmentation=MONUSEG_AUGMENTATION,
-            card=MONUSEG_CARD,
+        MONUSEG,
+        # The same data and folders, with classes derived from the nuclei: background, interior, boundary.
+        dataclasses.replace(
+            MONUSEG,
+            name="monuseg_boundary",
+            display_name="MoNuSeg boundary",
+            description=(
+                "MoNuSeg nuclei as 3 classes (background, interior, boundary ring): train from the binary masks' "
+                "connected components, test from masks_instance (touching nuclei separated)."
+            ),
+            card=MONUSEG_BOUNDARY_CARD,
+            id2label=BOUNDARY_ID2LABEL,
+            boundary_width=DEFAULT_BOUNDARY_WIDTH,
         ),
         _sunseg_preset("sunseg_easy", "SUN-SEG Easy", "TestEasyDataset"),
         _sunseg_preset("sunseg_hard", "SUN-SEG Hard", "TestHardDataset"),
@@ -530,19 +584,25 @@ def get_preset(name: str) -> DatasetPreset:
     return PRESETS[name]
 
 
-def _read_native_layout(preset: DatasetPreset, folder: Path, split: str, num_workers: int | None):
+def _read_native_layout(
+    preset: DatasetPreset, folder: Path, split: str, num_workers: int | None, classes: MaskClasses
+) -> datasets.Dataset | None:
     """Read ``folder`` with the preset's own layout, or return None if it does not look like one."""
     if preset.layout == "glas" and any(folder.glob("*_anno.bmp")):
-        return load_glas_warwick(folder, split, num_workers=num_workers)
+        return load_glas_warwick(folder, split, num_workers=num_workers, classes=classes)
     if preset.layout == "monuseg" and (any(folder.glob("*.xml")) or (folder / "Annotations").is_dir()):
-        return load_monuseg_xml(folder, num_workers=num_workers)
+        return load_monuseg_xml(folder, num_workers=num_workers, classes=classes)
     if preset.layout == "sunseg" and (folder / "Frame").is_dir():
-        return load_sunseg(folder, num_workers=num_workers)
+        return load_sunseg(folder, num_workers=num_workers, classes=classes)
     return None
 
 
 def load_preset_dataset(
-    name: str, split: str, data_dir: str | os.PathLike, num_workers: int | None = None
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike,
+    num_workers: int | None = None,
+    classes: MaskClasses | None = None,
 ) -> datasets.Dataset:
     """Load one split of a preset's dataset, e.g. ``load_preset_dataset("kvasir", "train", "../shared/data/kvasir")``.
 
@@ -551,9 +611,12 @@ def load_preset_dataset(
         split: one of the preset's ``split_dirs`` keys. Sets without ``"val"`` use `train_val_split` on ``"train"``.
         data_dir: the dataset's root folder.
         num_workers: decoding threads for validation.
+        classes: what the masks become (`DatasetPreset.mask_classes`); default the preset's own (binary, or its
+            derived boundary classes).
 
     Returns:
-        `datasets.Dataset` with columns ``id``, ``image``, ``mask`` (0/1) [, ``case``, ``frame`` for SUN-SEG].
+        `datasets.Dataset` with columns ``id``, ``image``, ``mask`` (0/1, or 0..K) [, ``case``, ``frame`` for
+        SUN-SEG; ``instances`` for derived boundary classes].
 
     Raises:
         ValueError: unknown preset or split, or invalid data (see `dataset_builder.build_dataset`).
@@ -563,6 +626,7 @@ def load_preset_dataset(
     if split not in preset.split_dirs:
         hint = " Use train_val_split() on 'train' for a validation set." if split in ("val", "validation") else ""
         raise ValueError(f"Preset {name!r} has no split {split!r}; its splits are {list(preset.split_dirs)}.{hint}")
+    classes = classes or preset.mask_classes()
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data_dir {data_dir} does not exist or is not a folder.")
@@ -571,8 +635,11 @@ def load_preset_dataset(
         if not folder.is_dir():
             continue
         if (folder / "images").is_dir() and (folder / "masks").is_dir():
-            return load_image_mask_folder(folder, num_workers=num_workers)
-        dataset = _read_native_layout(preset, folder, split, num_workers)
+            # Derived boundary classes separate touching nuclei only where each nucleus has its own id.
+            instance_masks = classes.boundary_width is not None and (folder / INSTANCE_MASKS_DIR).is_dir()
+            masks_dir = INSTANCE_MASKS_DIR if instance_masks else "masks"
+            return load_image_mask_folder(folder, masks_dir=masks_dir, num_workers=num_workers, classes=classes)
+        dataset = _read_native_layout(preset, folder, split, num_workers, classes)
         if dataset is not None:
             return dataset
     tried = ", ".join(str(data_dir / candidate) for candidate in preset.split_dirs[split])

@@ -16,9 +16,12 @@ from pathlib import Path
 import datasets
 
 from .dataset_builder import ExampleFiles, build_dataset
+from .masks import BINARY, MaskClasses
 
 # File types read as images, by training, evaluation and `autosam-predict` alike (lower case; matched ignoring case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+# The folder of 16-bit instance-id masks beside `masks/` (MoNuSeg's test split), read for derived boundary classes.
+INSTANCE_MASKS_DIR = "masks_instance"
 GLAS_SPLIT_PREFIXES = {"train": ("train",), "test": ("testA", "testB"), "testA": ("testA",), "testB": ("testB",)}
 
 
@@ -63,7 +66,11 @@ def _pair_by_stem(
 
 
 def load_image_mask_folder(
-    root: str | os.PathLike, images_dir: str = "images", masks_dir: str = "masks", num_workers: int | None = None
+    root: str | os.PathLike,
+    images_dir: str = "images",
+    masks_dir: str = "masks",
+    num_workers: int | None = None,
+    classes: MaskClasses = BINARY,
 ) -> datasets.Dataset:
     """Load ``<root>/<images_dir>/<stem>.*`` paired with ``<root>/<masks_dir>/<stem>.*``.
 
@@ -71,19 +78,23 @@ def load_image_mask_folder(
         root: the folder holding the two sub-folders.
         images_dir, masks_dir: their names (e.g. ``masks_dir="masks_instance"`` for MoNuSeg's 16-bit labels).
         num_workers: decoding threads for validation.
+        classes: what the masks become: binary (default: 0/255 or 0/1 masks binarised), label maps 0..K (one PNG
+            of class ids per image), or derived boundary classes (`MaskClasses`).
 
     Returns:
-        `datasets.Dataset` with columns ``id`` (the stem), ``image``, ``mask`` (0/1).
+        `datasets.Dataset` with columns ``id`` (the stem), ``image``, ``mask`` (0/1, or 0..K) [, ``instances``].
     """
     root = _require_dir(Path(root), "Dataset folder")
     images_path = _require_dir(root / images_dir, "Image folder")
     masks_path = _require_dir(root / masks_dir, "Mask folder")
     pairs = _pair_by_stem(_files_by_stem(images_path), _files_by_stem(masks_path), images_path, masks_path)
     examples = [ExampleFiles(stem, image, mask) for stem, image, mask in pairs]
-    return build_dataset(examples, source=str(root), num_workers=num_workers)
+    return build_dataset(examples, source=str(root), num_workers=num_workers, classes=classes)
 
 
-def load_glas_warwick(root: str | os.PathLike, split: str, num_workers: int | None = None) -> datasets.Dataset:
+def load_glas_warwick(
+    root: str | os.PathLike, split: str, num_workers: int | None = None, classes: MaskClasses = BINARY
+) -> datasets.Dataset:
     """Load GlaS from the flat ``Warwick QU Dataset (Released 2016_07_08)`` folder.
 
     Images are ``<prefix>_<n>.bmp`` and annotations ``<prefix>_<n>_anno.bmp`` (gland instance ids, so masks are
@@ -103,14 +114,16 @@ def load_glas_warwick(root: str | os.PathLike, split: str, num_workers: int | No
         raise ValueError(f"No GlaS {split} images ({'_*.bmp, '.join(prefixes)}_*.bmp) in {root}.")
     pairs = _pair_by_stem(images, masks, root, root)
     examples = [ExampleFiles(stem, image, mask, mask_format="instance") for stem, image, mask in pairs]
-    return build_dataset(examples, source=f"{root} ({split})", num_workers=num_workers)
+    return build_dataset(examples, source=f"{root} ({split})", num_workers=num_workers, classes=classes)
 
 
 def _first_existing_dir(root: Path, names: tuple[str, ...]) -> Path:
     return next((root / name for name in names if (root / name).is_dir()), root)
 
 
-def load_monuseg_xml(root: str | os.PathLike, num_workers: int | None = None) -> datasets.Dataset:
+def load_monuseg_xml(
+    root: str | os.PathLike, num_workers: int | None = None, classes: MaskClasses = BINARY
+) -> datasets.Dataset:
     """Load MoNuSeg from its official release: tissue images + XML nucleus polygons, rasterised to binary masks.
 
     Accepted layouts: ``<root>/Tissue Images/*.tif`` + ``<root>/Annotations/*.xml`` (training data), or images and
@@ -123,10 +136,12 @@ def load_monuseg_xml(root: str | os.PathLike, num_workers: int | None = None) ->
     annotations = _files_by_stem(annotations_dir, extensions=(".xml",))
     pairs = _pair_by_stem(_files_by_stem(images_dir), annotations, images_dir, annotations_dir)
     examples = [ExampleFiles(stem, image, xml, mask_format="monuseg_xml") for stem, image, xml in pairs]
-    return build_dataset(examples, source=str(root), num_workers=num_workers)
+    return build_dataset(examples, source=str(root), num_workers=num_workers, classes=classes)
 
 
-def load_sunseg(root: str | os.PathLike, num_workers: int | None = None) -> datasets.Dataset:
+def load_sunseg(
+    root: str | os.PathLike, num_workers: int | None = None, classes: MaskClasses = BINARY
+) -> datasets.Dataset:
     """Load one SUN-SEG split folder (e.g. ``SUN-SEG/TestEasyDataset/Unseen``): ``Frame/<case>/*.jpg`` with
     ``GT/<case>/*.png`` of the same stems.
 
@@ -149,4 +164,4 @@ def load_sunseg(root: str | os.PathLike, num_workers: int | None = None) -> data
         pairs = _pair_by_stem(_files_by_stem(frames_dir), _files_by_stem(masks_dir), frames_dir, masks_dir)
         for position, (stem, frame, mask) in enumerate(pairs):
             examples.append(ExampleFiles(f"{case}/{stem}", frame, mask, case=case, frame=position))
-    return build_dataset(examples, source=str(root), num_workers=num_workers)
+    return build_dataset(examples, source=str(root), num_workers=num_workers, classes=classes)

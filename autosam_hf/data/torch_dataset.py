@@ -18,7 +18,8 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
 
     Items (`canvases` says which image canvases are built; see `AutoSamImageProcessor`):
         - `prompt_pixel_values` (3, P, P) and/or `pixel_values` (3, S, S);
-        - `labels` (4E, 4E) float 0/1, `valid_mask` (4E, 4E) bool;
+        - `labels` (4E, 4E) float: 0/1, or the class ids 0..K of a multi-class processor (`num_labels` > 2);
+          `valid_mask` (4E, 4E) bool;
         - `original_size` (2,) and `index` (), to score predictions at the original resolution;
         - the cached tensors of the same view when a cache is given (`image_embeddings` (C, E, E) for SAM).
     """
@@ -61,10 +62,12 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         row = self.dataset[index]
         view = self.view()
+        # Class ids must survive the augmentation as they are.
+        label_map = getattr(self.processor, "num_labels", 2) > 2
         if self.augmentation is not None:
-            image, mask = self.augmentation(row["image"], row["mask"], index, view)
+            image, mask = self.augmentation(row["image"], row["mask"], index, view, label_map=label_map)
         else:
-            image, mask = to_arrays(row["image"], row["mask"])
+            image, mask = to_arrays(row["image"], row["mask"], label_map=label_map)
         canvases = {"canvases": self.canvases} if self.canvases else {}
         processed = self.processor(images=image, segmentation_maps=mask, return_tensors="pt", **canvases)
         item = {name: processed[name][0] for name in ("pixel_values", "prompt_pixel_values") if name in processed}

@@ -3,9 +3,10 @@ and run through the image processor, in the data loader's worker processes when 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from ..model import AutoSamImageProcessor, binarize_mask, to_rgb_uint8
+from ..model import AutoSamImageProcessor, mask_to_labels, to_rgb_uint8
 
 
 def evaluation_order(dataset, is_video: bool) -> list[int]:
@@ -21,21 +22,25 @@ def evaluation_order(dataset, is_video: bool) -> list[int]:
 
 
 class EvaluationRows(torch.utils.data.Dataset):
-    """Rows of a dataset in a given order, decoded: {id, case, image (H, W, 3) uint8, target (H, W) 0/1 uint8}."""
+    """Rows of a dataset in a given order, decoded: {id, case, image (H, W, 3) uint8, target (H, W) uint8 label map
+    (0/1 for `num_labels=2`, else class ids 0..K), instances (H, W) instance ids, or None without an `instances`
+    column}."""
 
-    def __init__(self, dataset, order: list[int]):
-        self.dataset, self.order = dataset, order
+    def __init__(self, dataset, order: list[int], num_labels: int = 2):
+        self.dataset, self.order, self.num_labels = dataset, order, num_labels
 
     def __len__(self) -> int:
         return len(self.order)
 
     def __getitem__(self, position: int) -> dict:
         row = self.dataset[self.order[position]]
+        instances = row.get("instances")
         return {
             "id": str(row.get("id", self.order[position])),
             "case": row.get("case"),
             "image": to_rgb_uint8(row["image"], name=f"image {row.get('id')}"),
-            "target": binarize_mask(row["mask"], name=f"mask {row.get('id')}"),
+            "target": mask_to_labels(row["mask"], self.num_labels, name=f"mask {row.get('id')}"),
+            "instances": None if instances is None else np.asarray(instances),
         }
 
 
@@ -53,11 +58,18 @@ class ProcessRows:
 
 
 def evaluation_loader(
-    dataset, processor: AutoSamImageProcessor, is_video: bool, batch_size: int, num_workers: int, with_labels: bool
+    dataset,
+    processor: AutoSamImageProcessor,
+    is_video: bool,
+    batch_size: int,
+    num_workers: int,
+    with_labels: bool,
+    num_labels: int = 2,
 ) -> torch.utils.data.DataLoader:
-    """Batches of `dataset` in evaluation order (see `ProcessRows` for what a batch holds)."""
+    """Batches of `dataset` in evaluation order (see `ProcessRows` for what a batch holds); masks read as the label
+    maps of a `num_labels`-label model."""
     return torch.utils.data.DataLoader(
-        EvaluationRows(dataset, evaluation_order(dataset, is_video)),
+        EvaluationRows(dataset, evaluation_order(dataset, is_video), num_labels),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=ProcessRows(processor, with_labels),

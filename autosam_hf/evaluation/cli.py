@@ -19,8 +19,10 @@ Members of an `--eval` benchmark that are not found there are reported as missin
 explicitly must be found. Every argument, dataset folder and the model are checked before any image is evaluated.
 
 Metrics: see `autosam_hf.evaluation.scoring` (binary masks are `logit > config.mask_threshold`, through
-`autosam_hf.postprocessing`); video datasets (SUN-SEG presets) leave each case's first and last frame out, as
-SUN-SEG's toolbox does (`--score_all_frames` keeps them). The modes and how the ground-truth prompts are derived:
+`autosam_hf.postprocessing`; multi-class models: per-class Dice/IoU and their macro mean, and on presets with
+derived boundary classes, `monuseg_boundary`, AJI and count errors against the instance masks); video datasets
+(SUN-SEG presets) leave each case's first and last frame out, as SUN-SEG's toolbox does (`--score_all_frames` keeps
+them). The modes and how the ground-truth prompts are derived:
 `autosam_hf.evaluation.modes`.
 
 Exit status: 0 on success; 2 for bad input (arguments, datasets, folders, a model that cannot be loaded or cannot
@@ -57,7 +59,7 @@ from .datasets import (
     resolve_datasets,
     source_folder,
 )
-from .modes import EVAL_MODES, GT_MASK_LOGIT, MODE_DISPLAY_NAMES, check_modes
+from .modes import EVAL_MODES, GT_MASK_LOGIT, GT_PROMPT_MODES, MODE_DISPLAY_NAMES, check_modes
 from .report import RESULTS_STEM, build_report, write_report
 from .scoring import EvaluationSettings, evaluate_dataset
 
@@ -168,7 +170,8 @@ def build_parser() -> ArgumentParser:
     output.add_argument(
         "--save_predictions",
         action="store_true",
-        help="also write masks (PNG 0/255, original size) and overlays, per dataset and mode",
+        help="also write masks (PNG 0/255, or label maps 0..K for multi-class models; original size) and overlays, "
+        "per dataset and mode",
     )
     output.add_argument("--num_overlays", type=int, default=8, help="images per overlay grid")
     output.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -189,9 +192,16 @@ def _dataset_specs(args: argparse.Namespace) -> list[DatasetSpec]:
 
 
 def _modes(requested: Sequence[str], model: AutoSamForSegmentation) -> list[str]:
-    """The modes to run: `all` is every mode the model can run (no `surrogate` without h)."""
+    """The modes to run: `all` is every mode the model can run (no `surrogate` without h; a multi-class model runs
+    its own modes only, not the binary GT-prompted SAM)."""
     if "all" in requested:
-        return [mode for mode in EVAL_MODES if mode != "surrogate" or model.surrogate_decoder is not None]
+        own_modes_only = model.config.num_classes > 1
+        return [
+            mode
+            for mode in EVAL_MODES
+            if (mode != "surrogate" or model.surrogate_decoder is not None)
+            and not (own_modes_only and mode in GT_PROMPT_MODES)
+        ]
     return check_modes(requested, model)
 
 
@@ -223,7 +233,8 @@ def evaluate(args: argparse.Namespace) -> int:
     modes = _modes(args.modes, model)
     model.to(device)
     evaluated = [spec for spec in specs if spec.data_dir is not None]
-    loaded = {spec.key: load_evaluation_dataset(spec, args.max_samples) for spec in evaluated}
+    num_labels = model.config.num_labels
+    loaded = {spec.key: load_evaluation_dataset(spec, args.max_samples, num_labels) for spec in evaluated}
 
     dataset_results, dataset_info = {}, {}
     for spec in evaluated:

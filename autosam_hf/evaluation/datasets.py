@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import BENCHMARKS, get_preset, load_preset_dataset
+from ..data.masks import MaskClasses
 
 logger = logging.getLogger(__name__)
 
@@ -153,10 +154,12 @@ def resolve_datasets(
     return list(columns.values())
 
 
-def load_evaluation_dataset(spec: DatasetSpec, max_samples: int | None = None):
-    """The `datasets.Dataset` of a resolved spec (columns id, image, mask [, case, frame]), truncated to the first
-    `max_samples` rows (frames stay in order)."""
-    dataset = load_preset_dataset(spec.name, spec.split, spec.data_dir)
+def load_evaluation_dataset(spec: DatasetSpec, max_samples: int | None = None, num_labels: int = 2):
+    """The `datasets.Dataset` of a resolved spec (columns id, image, mask [, case, frame, instances]) with masks as a
+    `num_labels`-label model reads them (`DatasetPreset.mask_classes`), truncated to the first `max_samples` rows
+    (frames stay in order)."""
+    classes: MaskClasses = get_preset(spec.name).mask_classes(num_labels)
+    dataset = load_preset_dataset(spec.name, spec.split, spec.data_dir, classes=classes)
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
     return dataset

@@ -64,7 +64,8 @@ def check_modes(modes: Sequence[str], model: AutoSamForSegmentation | None = Non
     """Validate evaluation modes (and, given a model, that it can run them); returns them without duplicates.
 
     Raises:
-        ValueError: an unknown mode, no mode, or `surrogate` for a model without a surrogate decoder.
+        ValueError: an unknown mode, no mode, `surrogate` for a model without a surrogate decoder, or a GT-prompted
+            SAM mode (binary) for a multi-class model.
     """
     unknown = [mode for mode in modes if mode not in EVAL_MODES]
     if unknown:
@@ -74,6 +75,12 @@ def check_modes(modes: Sequence[str], model: AutoSamForSegmentation | None = Non
         raise ValueError("No evaluation mode given.")
     if model is not None and "surrogate" in modes and model.surrogate_decoder is None:
         raise ValueError("Mode 'surrogate' needs a model with a surrogate decoder h (config.use_surrogate_decoder).")
+    gt_modes = [mode for mode in modes if mode in GT_PROMPT_MODES]
+    if model is not None and model.config.num_classes > 1 and gt_modes:
+        raise ValueError(
+            f"Mode(s) {gt_modes}: SAM with one ground-truth prompt predicts one binary mask; a "
+            f"{model.config.num_classes}-class model is evaluated in {', '.join(AUTOSAM_MODES)}."
+        )
     return modes
 
 

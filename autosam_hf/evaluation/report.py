@@ -1,5 +1,7 @@
-"""The report of an evaluation run: the paper's tables in Markdown (rows = modes, columns = datasets) and the JSON
-report, whose `test` / `validation` sections are the schema `autosam-publish --metrics` reads for model cards."""
+"""The report of an evaluation run: the paper's tables in Markdown (rows = modes, columns = datasets; for multi-class
+models Dice and IoU are the macro means over classes, and a table per dataset gives each class and the instance
+metrics) and the JSON report, whose `test` / `validation` sections are the schema `autosam-publish --metrics` reads
+for model cards."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from ..atomic_write import write_atomically
 from ..data import PRESETS
+from ..metrics import metric_display_name
 from ..model.configuration_autosam import canonical_mode
 from .datasets import DatasetSpec
 from .modes import GT_PROMPT_MODES, MODE_DISPLAY_NAMES
@@ -70,20 +73,42 @@ def format_markdown_table(
     return "\n\n".join(tables)
 
 
+def format_detail_tables(
+    results: Mapping[str, Mapping[str, Mapping[str, float]]], datasets: Sequence[str], display_names: Mapping[str, str]
+) -> str:
+    """Multi-class results: for each dataset scored per class (`MulticlassSegmentationMetrics`, whose results carry
+    `foreground_dice`), a table with one row per mode and a column per score besides the macro Dice and IoU (each
+    class's Dice and IoU, Dice/IoU of any class, AJI, count errors), in their order."""
+    macro = {key for key, _ in IMAGE_TABLE_METRICS}
+    tables = []
+    for name in datasets:
+        per_mode = {mode: per_dataset[name] for mode, per_dataset in results.items() if name in per_dataset}
+        if not any("foreground_dice" in metrics for metrics in per_mode.values()):
+            continue
+        keys = list(dict.fromkeys(key for metrics in per_mode.values() for key in metrics if key not in macro))
+        header = ["Method"] + [metric_display_name(key) for key in keys]
+        lines = [f"{display_names.get(name, name)}, per class:", "", "| " + " | ".join(header) + " |"]
+        lines.append("|" + "---|" + "---:|" * len(keys))
+        for mode, metrics in per_mode.items():
+            cells = [MODE_DISPLAY_NAMES.get(mode, mode)] + [_format_value(metrics.get(key)) for key in keys]
+            lines.append("| " + " | ".join(cells) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
+
+
 def format_markdown_report(report: Mapping) -> str:
     """The Markdown file of a run: the table(s) of `format_markdown_table` and notes on data and protocol."""
     datasets = report["datasets"]
     video = [entry["key"] for entry in datasets if entry["video"]]
+    keys = [entry["key"] for entry in datasets]
+    display_names = {entry["key"]: entry["display_name"] for entry in datasets}
+    details = format_detail_tables(report["results"], keys, display_names)
     lines = [
         f"# AutoSAM evaluation: `{report['model']}`",
         "",
-        format_markdown_table(
-            report["results"],
-            [entry["key"] for entry in datasets],
-            video,
-            {entry["key"]: entry["display_name"] for entry in datasets},
-        ),
+        format_markdown_table(report["results"], keys, video, display_names),
         "",
+        *([details, ""] if details else []),
         "Metrics per image at its original resolution, then averaged over images"
         + (
             " (video: per case, then averaged over cases; Dice and Sensitivity are means over 256 thresholds, as in "
@@ -91,7 +116,24 @@ def format_markdown_report(report: Mapping) -> str:
             if video
             else ""
         )
-        + f". Binary masks: logit > {report['settings']['mask_threshold']}.",
+        + f". Binary masks: logit > {report['settings']['mask_threshold']}"
+        + (
+            " (several classes: the argmax over [that threshold, the class logits]; Dice and IoU of the main "
+            "table are the macro means over the classes, background not counted)"
+            if details
+            else ""
+        )
+        + ".",
+        *(
+            [
+                "",
+                "AJI (Aggregated Jaccard Index, Kumar et al. 2017) and count errors: predicted instances are the "
+                "connected components of the predicted interior, grown back into the predicted boundary; ground "
+                "truth: the dataset's instance masks.",
+            ]
+            if any("aji" in metrics for per_dataset in report["results"].values() for metrics in per_dataset.values())
+            else []
+        ),
         "",
         "Data:",
     ]
@@ -197,6 +239,7 @@ __all__ = [
     "RESULTS_STEM",
     "VIDEO_TABLE_METRICS",
     "build_report",
+    "format_detail_tables",
     "format_markdown_report",
     "format_markdown_table",
     "write_report",

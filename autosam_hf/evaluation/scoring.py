@@ -2,8 +2,11 @@
 prediction post-processed to its image's original resolution, where the metrics (`autosam_hf.metrics`) are computed.
 
 Image datasets: per-image Dice and IoU (and the polyp metrics), averaged over images. Video datasets (SUN-SEG): per
-case, then averaged over cases (`VideoSegmentationMetrics`). SAM's image encoder runs once per batch and its
-embeddings serve every mode that uses SAM; the ground-truth prompts are derived once per batch.
+case, then averaged over cases (`VideoSegmentationMetrics`). Multi-class models: per-class Dice and IoU per image,
+averaged over images, and their macro mean (`MulticlassSegmentationMetrics`); on datasets with instance ids (derived
+boundary classes, e.g. `monuseg_boundary`) also AJI and the count error of the instances the predicted interior
+and boundary give (`InstanceMetrics`). SAM's image encoder runs once per batch and its embeddings serve every mode
+that uses SAM; the ground-truth prompts are derived once per batch.
 """
 
 from __future__ import annotations
@@ -15,9 +18,16 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ..metrics import SegmentationMetrics, VideoSegmentationMetrics
+from ..metrics import (
+    InstanceMetrics,
+    MulticlassSegmentationMetrics,
+    SegmentationMetrics,
+    VideoSegmentationMetrics,
+    class_names_of,
+    instances_from_label_map,
+)
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor
-from ..postprocessing import ImagePrediction, post_process_predictions
+from ..postprocessing import ImagePrediction, model_predictions
 from ..runtime import inference_autocast
 from .batches import evaluation_loader
 from .modes import GT_MASK_LOGIT, GT_PROMPT_MODES, check_modes, ground_truth_prompts, predict_logits
@@ -58,8 +68,10 @@ class EvaluationSettings:
 class ModeResult:
     """What one mode scored on one dataset.
 
-    metrics: `SegmentationMetrics.compute()` keys (averaged over images, or over cases for video);
-    per_image: image id → {"dice", "iou"} (image datasets); per_case: case → metrics (video datasets).
+    metrics: `SegmentationMetrics.compute()` keys (averaged over images, or over cases for video); for multi-class
+    models `MulticlassSegmentationMetrics.compute()` keys [+ `InstanceMetrics.compute()` keys];
+    per_image: image id → {"dice", "iou"} (image datasets; multi-class: every per-image score); per_case: case →
+    metrics (video datasets).
     """
 
     metrics: dict[str, float]
@@ -68,7 +80,7 @@ class ModeResult:
 
 
 class _Scoreboard:
-    """Each mode's metric accumulator over one dataset (per image, or per video case)."""
+    """Each mode's metric accumulator over one dataset (per image, or per video case) for a binary model."""
 
     def __init__(self, modes: Sequence[str], is_video: bool, skip_first_and_last_frame: bool):
         self.is_video = is_video
@@ -98,6 +110,41 @@ class _Scoreboard:
         }
 
 
+class _ClassScoreboard:
+    """Each mode's per-class accumulator (and instance accumulator, for rows with instance ids) for a multi-class
+    model; images only."""
+
+    def __init__(self, modes: Sequence[str], class_names: Sequence[str]):
+        self.classes = {mode: MulticlassSegmentationMetrics(class_names) for mode in modes}
+        self.instances = {mode: InstanceMetrics() for mode in modes}
+        self.per_image: dict[str, dict[str, dict[str, float]]] = {mode: {} for mode in modes}
+
+    def add(self, mode: str, row: dict, prediction: ImagePrediction) -> None:
+        scores = self.classes[mode].update(prediction.class_masks, row["target"])
+        if row.get("instances") is not None:
+            predicted = instances_from_label_map(prediction.label_map)
+            scores |= self.instances[mode].update(predicted, row["instances"])
+        self.per_image[mode][row["id"]] = scores
+
+    def results(self) -> dict[str, ModeResult]:
+        results = {}
+        for mode, metrics in self.classes.items():
+            instances = self.instances[mode].compute() if len(self.instances[mode]) else {}
+            results[mode] = ModeResult(metrics=metrics.compute() | instances, per_image=self.per_image[mode])
+        return results
+
+
+def _scoreboard(model: AutoSamForSegmentation, modes: Sequence[str], is_video: bool, settings: EvaluationSettings):
+    """The accumulator for `model`'s predictions: binary (images or video cases) or per class (images)."""
+    if model.config.num_classes == 1:
+        return _Scoreboard(modes, is_video, settings.skip_first_and_last_frame)
+    if is_video:
+        raise ValueError(
+            f"video datasets are scored for binary models; this model has {model.config.num_classes} classes"
+        )
+    return _ClassScoreboard(modes, class_names_of(model.config.id2label))
+
+
 def _check_dataset(dataset, is_video: bool | None) -> bool:
     """Whether `dataset` is scored as video; raises ValueError when it is empty."""
     if len(dataset) == 0:
@@ -113,7 +160,7 @@ def _logits_per_mode(
     modes: Sequence[str],
     settings: EvaluationSettings,
 ) -> dict[str, torch.Tensor]:
-    """Mask logits (B, 1, 4E, 4E) of every mode for one batch; SAM's image encoder runs once for all of them."""
+    """Mask logits (B, K, 4E, 4E) of every mode for one batch; SAM's image encoder runs once for all of them."""
     device = model.device
     model_inputs = {name: batch[name].to(device) for name in processor.model_input_names if name in batch}
     gt_modes = [mode for mode in modes if mode in GT_PROMPT_MODES]
@@ -144,38 +191,46 @@ def evaluate_dataset(
     Args:
         model: AutoSAM in eval mode, on the device to run on; its `config.mask_threshold` binarises the logits.
         processor: its image processor.
-        dataset: rows with `image` and `mask` (any binary mask `binarize_mask` reads), optional `id`; video rows
-            add `case` and `frame` (a `datasets.Dataset` from `autosam_hf.data`, or any indexable sequence of dicts).
+        dataset: rows with `image` and `mask` (any binary mask `binarize_mask` reads; for a multi-class model a label
+            map of class ids 0..K), optional `id` and `instances` (instance ids, for AJI); video rows add `case` and
+            `frame` (a `datasets.Dataset` from `autosam_hf.data`, or any indexable sequence of dicts).
         settings: modes, batching, precision and outputs (`EvaluationSettings`).
 
     Returns:
         mode → `ModeResult`.
 
     Raises:
-        ValueError: an unknown mode, `surrogate` for a model without h, a batch size below 1, an empty dataset.
+        ValueError: an unknown mode, `surrogate` for a model without h, a GT-prompted mode for a multi-class model, a
+            batch size below 1, an empty dataset, a video dataset for a multi-class model.
     """
     modes = check_modes(settings.modes, model)
     if settings.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {settings.batch_size}")
     is_video = _check_dataset(dataset, settings.is_video)
+    scoreboard = _scoreboard(model, modes, is_video, settings)
     loader = evaluation_loader(
-        dataset, processor, is_video, settings.batch_size, settings.num_workers, with_labels="sam_gt_mask" in modes
+        dataset,
+        processor,
+        is_video,
+        settings.batch_size,
+        settings.num_workers,
+        with_labels="sam_gt_mask" in modes,
+        num_labels=model.config.num_labels,
     )
-    scoreboard = _Scoreboard(modes, is_video, settings.skip_first_and_last_frame)
-    writer = PredictionWriter(settings.predictions_dir, settings.num_overlays) if settings.predictions_dir else None
+    writer = None
+    if settings.predictions_dir:
+        writer = PredictionWriter(settings.predictions_dir, settings.num_overlays, model.config.id2label)
 
     model.eval()
     description = settings.description or "Evaluating"
     with tqdm(total=len(dataset), unit="image", desc=description, disable=not settings.progress) as bar:
         for batch in loader:
             for mode, logits in _logits_per_mode(model, processor, batch, modes, settings).items():
-                predictions = post_process_predictions(
-                    processor, logits, batch["original_sizes"], model.config.mask_threshold
-                )
+                predictions = model_predictions(model, processor, logits, batch["original_sizes"])
                 for row, prediction in zip(batch["rows"], predictions, strict=True):
                     scoreboard.add(mode, row, prediction)
                     if writer is not None:
-                        writer.add(mode, row["id"], row["image"], row["target"], prediction.mask)
+                        writer.add(mode, row["id"], row["image"], row["target"], prediction.label_map)
             bar.update(len(batch["rows"]))
     if writer is not None:
         writer.close()

@@ -17,9 +17,9 @@ def load_processor(
     name_or_path: str | os.PathLike, model: AutoSamForSegmentation, **hub_kwargs
 ) -> AutoSamImageProcessor:
     """The checkpoint's saved processor, or, when it has none (`preprocessor_config.json`), the one matching its SAM
-    (`AutoSamImageProcessor.from_sam_config`), with a warning. Either way its `mask_threshold` is the model's
-    `config.mask_threshold`, so that `post_process_semantic_segmentation` (the pipeline's) binarises as the model
-    does, and a processor saved from here carries it."""
+    (`AutoSamImageProcessor.from_sam_config`), with a warning. Either way its `mask_threshold` and `num_labels` are
+    the model's, so that `post_process_semantic_segmentation` (the pipeline's) binarises as the model does, ground
+    truths are read as the model's classes, and a processor saved from here carries both."""
     try:
         has_processor = (
             cached_file(name_or_path, IMAGE_PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
@@ -37,6 +37,7 @@ def load_processor(
         )
         processor = AutoSamImageProcessor.from_sam_config(model.config.sam_config)
     processor.mask_threshold = model.config.mask_threshold
+    processor.num_labels = model.config.num_labels
     return processor
 
 

@@ -11,8 +11,11 @@ to `autosam-publish --metrics`, such as `autosam-eval`'s `eval_results.json`); e
       "training":   {"learning_rate": 0.0003, "num_epochs": 200, ...}
     }
 
-`<dataset>` is a preset name (`kvasir`, `clinicdb`, `colondb`, `etis`, `cvc300`, `glas`, `monuseg`, `sunseg_easy`,
-`sunseg_hard`, or any other name); metric names are those of `autosam_hf.metrics.SegmentationMetrics.compute()`.
+`<dataset>` is a preset name (`kvasir`, `clinicdb`, `colondb`, `etis`, `cvc300`, `glas`, `monuseg`,
+`monuseg_boundary`, `sunseg_easy`, `sunseg_hard`, or any other name); metric names are those of
+`autosam_hf.metrics.SegmentationMetrics.compute()`, and for multi-class models those of
+`MulticlassSegmentationMetrics.compute()` (macro `dice`/`iou`, `dice_<class>`, `iou_<class>`, ...) and
+`InstanceMetrics.compute()` (`aji`, `count_error`, ...): every one becomes a model-index entry.
 Only the `test` and `validation` sections become results, only numeric values are kept, and `training` is shown as
 recorded. A dataset of the card without a measurement is shown as "not measured": no number is ever filled in.
 """
@@ -32,6 +35,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..data.presets import PRESETS, DatasetPreset, get_preset
+from ..metrics import class_names_of, metric_display_name
 from ..model import AutoSamConfig
 
 logger = logging.getLogger(__name__)
@@ -109,6 +113,12 @@ def read_measured_metrics(paths: Iterable[str | os.PathLike]) -> tuple[Metrics, 
     return metrics, training, sources
 
 
+def metric_name(name: str) -> str:
+    """A metric's display name: the paper's metrics by `METRIC_NAMES`, per-class and instance metrics by
+    `autosam_hf.metrics.metric_display_name` ("Dice (interior)", "AJI")."""
+    return METRIC_NAMES.get(name) or metric_display_name(name)
+
+
 def display_name(dataset: str) -> str:
     """A dataset's name in the results table: its preset's display name, or the name as measured."""
     return PRESETS[dataset].display_name if dataset in PRESETS else dataset
@@ -132,7 +142,7 @@ def metrics_table(metrics: Metrics, evaluation_datasets: Iterable[str]) -> str:
     columns = [name for name in METRIC_NAMES if name in PRIMARY_METRICS or name in measured]
     columns += sorted(measured - set(columns))
     lines = [
-        "| Dataset | Split | " + " | ".join(METRIC_NAMES.get(name, name) for name in columns) + " |",
+        "| Dataset | Split | " + " | ".join(metric_name(name) for name in columns) + " |",
         "|---|---|" + "---|" * len(columns),
     ]
     for split, dataset in rows:
@@ -157,7 +167,7 @@ def eval_results(metrics: Metrics, preset: DatasetPreset) -> list[EvalResult]:
                         dataset_name=display_name(dataset),
                         dataset_split=split,
                         metric_type=name,
-                        metric_name=METRIC_NAMES.get(name, name),
+                        metric_name=metric_name(name),
                         metric_value=value,
                     )
                 )
@@ -219,6 +229,7 @@ def build_model_card(
         eval_results=eval_results(metrics, dataset) or None,
         metrics=[name for name in METRIC_NAMES if name in measured_names] or None,
     )
+    class_names = class_names_of(config.id2label)
     return ModelCard.from_template(
         card_data,
         template_str=read_template(template_dir),
@@ -240,6 +251,10 @@ def build_model_card(
         prompt_input_size=config.prompt_input_size,
         has_surrogate_decoder=bool(config.use_surrogate_decoder),
         default_mode=config.default_mode,
+        class_names=class_names,
+        class_activation_description=(
+            "mutually exclusive (softmax)" if config.class_activation == "softmax" else "independent (sigmoid)"
+        ),
         recipe=asdict(dataset.training),
         training_arguments=_arguments_table(training_arguments) if training_arguments else "",
         metrics_table=metrics_table(metrics, card.evaluation_datasets),
@@ -261,6 +276,7 @@ __all__ = [
     "display_name",
     "eval_results",
     "is_hub_repo_id",
+    "metric_name",
     "metrics_table",
     "read_measured_metrics",
     "read_template",

@@ -11,10 +11,20 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The AutoSAM paper's segmentation metrics, as plain functions and as an `evaluate` module."""
+"""The AutoSAM paper's segmentation metrics, as plain functions and as an `evaluate` module; per-class Dice/IoU of
+multi-class models; nucleus instance metrics (AJI, count error)."""
 
 from pathlib import Path
 
+from .classes import (
+    DETAIL_METRIC_NAMES,
+    MulticlassSegmentationMetrics,
+    class_metric_key,
+    class_names_of,
+    metric_display_name,
+    per_class_dice_iou,
+)
+from .instances import InstanceMetrics, aggregated_jaccard_index, count_instances, instances_from_label_map
 from .segmentation import (
     DEFAULT_THRESHOLD,
     SegmentationMetrics,
@@ -46,10 +56,20 @@ def load_metric(**kwargs):
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "DETAIL_METRIC_NAMES",
     "EVALUATE_MODULE_PATH",
+    "InstanceMetrics",
+    "MulticlassSegmentationMetrics",
     "SegmentationMetrics",
     "VideoSegmentationMetrics",
+    "aggregated_jaccard_index",
+    "class_metric_key",
+    "class_names_of",
     "compute_video_metrics",
+    "count_instances",
     "dice_iou_per_image",
+    "instances_from_label_map",
     "load_metric",
+    "metric_display_name",
+    "per_class_dice_iou",
 ]

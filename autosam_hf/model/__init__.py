@@ -10,7 +10,13 @@ from transformers import (
 )
 
 from .configuration_autosam import AUTOSAM_MODES, AutoSamConfig
-from .image_processing_autosam import AutoSamImageProcessor, binarize_mask, to_rgb_uint8
+from .image_processing_autosam import (
+    AutoSamImageProcessor,
+    binarize_mask,
+    mask_to_labels,
+    read_label_map,
+    to_rgb_uint8,
+)
 from .modeling_autosam import (
     AutoSamForSegmentation,
     AutoSamPreTrainedModel,
@@ -18,6 +24,7 @@ from .modeling_autosam import (
     masked_segmentation_loss,
 )
 from .sam_loading import convert_original_sam_state_dict, load_original_sam_checkpoint, load_sam
+from .segmentation_classes import CLASS_ACTIVATIONS
 
 AutoConfig.register(AutoSamConfig.model_type, AutoSamConfig, exist_ok=True)
 AutoModel.register(AutoSamConfig, AutoSamForSegmentation, exist_ok=True)
@@ -32,6 +39,7 @@ AutoSamImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 __all__ = [
     "AUTOSAM_MODES",
+    "CLASS_ACTIVATIONS",
     "AutoSamConfig",
     "AutoSamForSegmentation",
     "AutoSamImageProcessor",
@@ -41,6 +49,8 @@ __all__ = [
     "convert_original_sam_state_dict",
     "load_original_sam_checkpoint",
     "load_sam",
+    "mask_to_labels",
     "masked_segmentation_loss",
+    "read_label_map",
     "to_rgb_uint8",
 ]

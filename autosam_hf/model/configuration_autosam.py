@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig, SamConfig
 
+from .segmentation_classes import check_class_activation
+
 AUTOSAM_MODES = ("autosam", "surrogate", "sam_mask_prompt")
 # Checkpoints saved before the modes were named after what they run used "sam" for AutoSAM's own path.
 LEGACY_MODE_NAMES = {"sam": "autosam"}
@@ -23,10 +25,15 @@ class AutoSamConfig(PreTrainedConfig):
     dense prompt embedding, and an optional surrogate decoder h that segments from g's output without SAM
     (Shaharabany et al., "AutoSAM: Adapting SAM to Medical Images by Overloading the Prompt Encoder", 2023).
 
+    Classes: `num_labels = K + 1` (`id2label[0]` is the background, 1..K the classes); the default is the binary
+    model, K = 1 (`{0: "background", 1: "foreground"}`). g emits one dense prompt per class, SAM's mask decoder runs
+    once per class (one batched call), h decodes each class's prompt with shared weights, and the model outputs K
+    logit maps, (B, K, 4E, 4E). How they become classes is `class_activation` (`segmentation_classes`).
+
     Args:
         sam_config (`SamConfig` or `dict`, *optional*):
             The frozen SAM. Its `prompt_encoder_config.hidden_size` (C) and `image_embedding_size` (E) fix the shape
-            of g's output, (B, C, E, E): (B, 256, 64, 64) for every released SAM.
+            of each of g's K prompts, (C, E, E): (256, 64, 64) for every released SAM.
         backbone (`str`, *optional*, defaults to `"hardnet85"`):
             Encoder of g. `"hardnet85"` is the paper's HarDNet-85; any other name is a timm model created with
             `features_only=True` and tapped at strides 4, 8 and 16.
@@ -35,10 +42,16 @@ class AutoSamConfig(PreTrainedConfig):
             `pixel_values` to this size itself, so a single processed image serves both.
         use_surrogate_decoder (`bool`, *optional*, defaults to `True`):
             Whether to build h, the light SAM-free decoder trained on g's output.
+        class_activation (`str`, *optional*, defaults to `"softmax"`):
+            The background rule for K > 1. `"softmax"`: mutually exclusive classes, softmax over [background logit
+            fixed at 0, the K class logits], cross-entropy loss. `"sigmoid"`: independent classes (overlaps
+            allowed), a sigmoid per class, a BCE loss per class. With K = 1 both are the binary model.
         bce_loss_weight / dice_loss_weight (`float`, *optional*, defaults to 1.0):
-            Weights of the BCE-with-logits and soft-Dice terms of the loss.
+            Weights of the classification term (BCE-with-logits; cross-entropy for `"softmax"` with K > 1) and the
+            per-class soft-Dice term of the loss.
         mask_threshold (`float`, *optional*, defaults to 0.0):
-            Threshold on the logits when binarising masks.
+            Threshold on the logits when binarising masks; for K > 1 it is the background's logit in the label
+            map's argmax (`segmentation_classes.label_maps_from_logits`).
         default_mode (`str`, *optional*, defaults to `"autosam"`):
             Mode used when `forward` is called without one (e.g. by the `image-segmentation` pipeline): `"autosam"`
             (AutoSAM), `"surrogate"` (h(g(I)), SAM not run) or `"sam_mask_prompt"`.
@@ -56,6 +69,7 @@ class AutoSamConfig(PreTrainedConfig):
     backbone: str = "hardnet85"
     prompt_input_size: int = 352
     use_surrogate_decoder: bool = True
+    class_activation: str = "softmax"
     bce_loss_weight: float = 1.0
     dice_loss_weight: float = 1.0
     mask_threshold: float = 0.0
@@ -69,9 +83,22 @@ class AutoSamConfig(PreTrainedConfig):
             self.id2label = {0: "background", 1: "foreground"}
             self.label2id = {"background": 0, "foreground": 1}
         super().__post_init__(**kwargs)
+        # transformers releases before `sub_configs_defaults` leave a loaded sub-config as a plain dict.
+        if not isinstance(self.sam_config, SamConfig):
+            self.sam_config = SamConfig(**(self.sam_config or {}))
+        if self.num_labels < 2:
+            raise ValueError(f"num_labels must be >= 2 (background + at least one class), got {self.num_labels}")
+        if self.label2id is None:  # transformers leaves it unset when only id2label is given
+            self.label2id = {name: index for index, name in self.id2label.items()}
+        check_class_activation(self.class_activation)
         self.default_mode = canonical_mode(self.default_mode)
         if self.prompt_input_size < 32 or self.prompt_input_size % 16:
             raise ValueError(f"prompt_input_size must be a multiple of 16 and >= 32, got {self.prompt_input_size}")
+
+    @property
+    def num_classes(self) -> int:
+        """K: the classes besides the background, one prompt and one logit map each."""
+        return self.num_labels - 1
 
     @property
     def prompt_embedding_shape(self) -> tuple[int, int]:

@@ -24,6 +24,8 @@ from transformers.image_processing_utils import BatchFeature
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES
 from transformers.models.sam.image_processing_pil_sam import SamImageProcessorKwargs, SamImageProcessorPil
 
+from .segmentation_classes import label_maps_from_logits
+
 ImageLike = PIL.Image.Image | np.ndarray | torch.Tensor
 SAM_CANVAS, PROMPT_CANVAS = "sam", "prompt"
 CANVAS_OUTPUTS = {SAM_CANVAS: "pixel_values", PROMPT_CANVAS: "prompt_pixel_values"}
@@ -82,16 +84,9 @@ def to_rgb_uint8(image: ImageLike, name: str = "image") -> np.ndarray:
 _WIDE_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
-def binarize_mask(mask: ImageLike, name: str = "mask", instance_labels: bool = False) -> np.ndarray:
-    """A ground-truth mask as an (H, W) uint8 array of 0/1. The one binarisation rule of this package:
-
-    - bool and bilevel (PIL "1") masks as they are;
-    - 16/32-bit integer masks (instance label maps such as MoNuSeg's) → > 0;
-    - 8-bit masks (grey, palette indices; PIL RGB converted to grey; array RGB read through channel 0) whose
-      maximum exceeds 1 → > 127 (0/255 masks, JPEG noise included); 8-bit 0/1 masks → > 0;
-    - `instance_labels=True` (e.g. GlaS `*_anno.bmp`: 0 background, 1..N glands) → > 0 whatever the depth;
-    - float masks → > 0.5.
-    """
+def mask_array(mask: ImageLike, name: str = "mask") -> np.ndarray:
+    """A mask as its (H, W) array of stored values: PIL masks keep their indices (palette, 16-bit, bilevel as 0/1;
+    RGB is converted to grey), arrays and tensors are read through channel 0 when they have channels."""
     if isinstance(mask, PIL.Image.Image):
         if mask.mode == "1":
             return np.asarray(mask, dtype=np.uint8)
@@ -108,6 +103,20 @@ def binarize_mask(mask: ImageLike, name: str = "mask", instance_labels: bool = F
         mask = mask[..., 0]
     if mask.ndim != 2:
         raise ValueError(f"{name}: expected a single-channel (H, W) mask, got shape {tuple(mask.shape)}")
+    return mask
+
+
+def binarize_mask(mask: ImageLike, name: str = "mask", instance_labels: bool = False) -> np.ndarray:
+    """A ground-truth mask as an (H, W) uint8 array of 0/1. The one binarisation rule of this package:
+
+    - bool and bilevel (PIL "1") masks as they are;
+    - 16/32-bit integer masks (instance label maps such as MoNuSeg's) → > 0;
+    - 8-bit masks (grey, palette indices; PIL RGB converted to grey; array RGB read through channel 0) whose
+      maximum exceeds 1 → > 127 (0/255 masks, JPEG noise included); 8-bit 0/1 masks → > 0;
+    - `instance_labels=True` (e.g. GlaS `*_anno.bmp`: 0 background, 1..N glands) → > 0 whatever the depth;
+    - float masks → > 0.5.
+    """
+    mask = mask_array(mask, name)
     if mask.dtype == bool:
         return mask.astype(np.uint8)
     if np.issubdtype(mask.dtype, np.floating):
@@ -117,6 +126,34 @@ def binarize_mask(mask: ImageLike, name: str = "mask", instance_labels: bool = F
     if instance_labels or mask.dtype != np.uint8:
         return (mask > 0).astype(np.uint8)
     return (mask > (127 if mask.max() > 1 else 0)).astype(np.uint8)
+
+
+def read_label_map(mask: ImageLike, num_labels: int, name: str = "mask") -> np.ndarray:
+    """A label-map mask (one value per pixel: 0 background, 1..K the classes, K = `num_labels` - 1) as an (H, W)
+    uint8 array, checked. Raises ValueError naming `name` when a value is not an integer in 0..K (e.g. a 0/255
+    binary mask given to a model of fewer than 255 classes)."""
+    array = mask_array(mask, name)
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and np.array_equal(array, array.round()):
+        array = array.astype(np.int64)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name}: a label map holds integer class ids 0..{num_labels - 1}, got dtype {array.dtype}")
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high > num_labels - 1:
+        bad = high if high > num_labels - 1 else low
+        raise ValueError(
+            f"{name}: value {bad} is not a class id of this {num_labels}-label model (label maps hold 0..."
+            f"{num_labels - 1}: 0 background, 1..{num_labels - 1} the classes)"
+        )
+    return array.astype(np.uint8)
+
+
+def mask_to_labels(mask: ImageLike, num_labels: int = 2, name: str = "mask") -> np.ndarray:
+    """A ground-truth mask as the (H, W) uint8 label map a model of `num_labels` labels trains on: binary models
+    (`num_labels=2`) binarise it (`binarize_mask`: 0/255, 0/1, instance ids, ...); multi-class models read it as a
+    label map with values 0..K (`read_label_map`)."""
+    return binarize_mask(mask, name=name) if num_labels == 2 else read_label_map(mask, num_labels, name=name)
 
 
 class AutoSamImageProcessorKwargs(SamImageProcessorKwargs, total=False):
@@ -129,11 +166,16 @@ class AutoSamImageProcessorKwargs(SamImageProcessorKwargs, total=False):
     mask_threshold (`float`, *optional*, defaults to 0.0):
         Threshold on the logits of `post_process_semantic_segmentation` (what the `image-segmentation` pipeline
         calls): the model's `config.mask_threshold`, set when the processor is loaded or saved with its model.
+    num_labels (`int`, *optional*, defaults to 2):
+        The model's `num_labels` (background + K classes). 2: `segmentation_maps` are binary masks, binarised
+        (`binarize_mask`); more: they are label maps with values 0..K (`read_label_map`), kept as they are
+        (nearest resizing keeps labels).
     """
 
     prompt_size: int
     canvases: list[str]
     mask_threshold: float
+    num_labels: int
 
 
 class AutoSamImageProcessor(SamImageProcessorPil):
@@ -147,7 +189,8 @@ class AutoSamImageProcessor(SamImageProcessorPil):
         - `prompt_pixel_values` (B, 3, P, P) when the `"prompt"` canvas is built: the same, at g's input size;
         - `original_sizes` (B, 2), `reshaped_input_sizes` (B, 2): (height, width) before and after resizing to
           SAM's canvas (post-processing maps logits back through it);
-        - with `segmentation_maps`: `labels` (B, 4E, 4E) float 0/1 and `valid_mask` (B, 4E, 4E) bool, true on the
+        - with `segmentation_maps`: `labels` (B, 4E, 4E) float, 0/1 for binary processors and the class ids 0..K
+          of label maps for multi-class ones (`num_labels` > 2), and `valid_mask` (B, 4E, 4E) bool, true on the
           part of the canvas covered by the image.
     """
 
@@ -156,6 +199,7 @@ class AutoSamImageProcessor(SamImageProcessorPil):
     prompt_size = None
     canvases = None
     mask_threshold = 0.0
+    num_labels = 2
 
     @classmethod
     def from_sam_config(
@@ -180,9 +224,10 @@ class AutoSamImageProcessor(SamImageProcessorPil):
 
     @classmethod
     def from_model_config(cls, config, canvases: list[str] | None = None, **kwargs: Any) -> AutoSamImageProcessor:
-        """The processor of an `AutoSamConfig`: SAM's canvases, g's `prompt_input_size` and the model's
-        `mask_threshold`."""
+        """The processor of an `AutoSamConfig`: SAM's canvases, g's `prompt_input_size`, the model's
+        `mask_threshold` and `num_labels`."""
         kwargs.setdefault("mask_threshold", config.mask_threshold)
+        kwargs.setdefault("num_labels", config.num_labels)
         return cls.from_sam_config(config.sam_config, prompt_size=config.prompt_input_size, canvases=canvases, **kwargs)
 
     def _resolve_canvases(self, canvases: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -217,7 +262,9 @@ class AutoSamImageProcessor(SamImageProcessorPil):
             masks = segmentation_maps if isinstance(segmentation_maps, (list, tuple)) else [segmentation_maps]
             if len(masks) != len(images):
                 raise ValueError(f"segmentation_maps: got {len(masks)} masks for {len(images)} images")
-            masks = [binarize_mask(mask, name=f"segmentation_maps[{i}]") for i, mask in enumerate(masks)]
+            masks = [
+                mask_to_labels(mask, self.num_labels, name=f"segmentation_maps[{i}]") for i, mask in enumerate(masks)
+            ]
             for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
                 if image.shape[:2] != mask.shape:
                     raise ValueError(
@@ -274,36 +321,54 @@ class AutoSamImageProcessor(SamImageProcessorPil):
         """(height, width) an image of `original_size` takes on SAM's canvas."""
         return self._get_preprocess_shape(tuple(original_size), self.size["longest_edge"])
 
-    def post_process_logits(
+    def post_process_class_logits(
         self, logits: torch.Tensor, original_sizes: list[tuple[int, int]] | torch.Tensor
     ) -> list[torch.Tensor]:
-        """Low-resolution logits (B, 1, h, w) → list of (H_i, W_i) float logits at each original size.
+        """Low-resolution class logits (B, K, h, w) → list of (K, H_i, W_i) float logits at each original size.
 
         The canvas is upsampled to SAM's padded input size, the padding is cropped, then the image is resized to
-        its original size (SAM's own `post_process_masks`, without binarising).
+        its original size (SAM's own `post_process_masks`, without binarising), every class channel alike.
         """
         if isinstance(original_sizes, torch.Tensor):
             original_sizes = original_sizes.tolist()
         reshaped = [self.reshaped_size(size) for size in original_sizes]
         masks = [logits[i : i + 1].float() for i in range(logits.shape[0])]
         processed = self.post_process_masks(masks, original_sizes, reshaped, binarize=False)
-        return [mask[0, 0] for mask in processed]
+        return [mask[0] for mask in processed]
+
+    def post_process_logits(
+        self, logits: torch.Tensor, original_sizes: list[tuple[int, int]] | torch.Tensor
+    ) -> list[torch.Tensor]:
+        """Binary models' low-resolution logits (B, 1, h, w) → list of (H_i, W_i) float logits at each original size
+        (`post_process_class_logits` without the class axis; multi-class logits go there)."""
+        if logits.shape[1] != 1:
+            raise ValueError(
+                f"post_process_logits takes one logit map per image (B, 1, h, w), got {tuple(logits.shape)}; use "
+                "post_process_class_logits for K > 1 classes"
+            )
+        return [class_logits[0] for class_logits in self.post_process_class_logits(logits, original_sizes)]
 
     def post_process_semantic_segmentation(
         self, outputs, target_sizes: list[tuple[int, int]] | None = None, mask_threshold: float | None = None
     ) -> list[torch.Tensor]:
-        """Label maps (0 background, 1 foreground) at each `target_sizes` entry (the original image sizes):
-        `logits > mask_threshold`, by default the processor's `mask_threshold` (the model's).
+        """Label maps (0 background, 1..K the classes; binary models: 1 foreground) at each `target_sizes` entry (the
+        original image sizes), from the logits (B, K, h, w): `logits > mask_threshold` for K = 1, argmax over
+        [mask_threshold, z_1..z_K] for K > 1 (`segmentation_classes.label_maps_from_logits`), by default at the
+        processor's `mask_threshold` (the model's).
 
-        Used by the `image-segmentation` pipeline. Without `target_sizes`, the maps stay on the logits' canvas.
+        Used by the `image-segmentation` pipeline, which makes one segment per class present. Without
+        `target_sizes`, the maps stay on the logits' canvas.
         """
         mask_threshold = self.mask_threshold if mask_threshold is None else mask_threshold
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
         if target_sizes is None:
-            return [(mask[0] > mask_threshold).long() for mask in logits]
+            return [label_maps_from_logits(class_logits, mask_threshold) for class_logits in logits]
         if len(target_sizes) != logits.shape[0]:
             raise ValueError(f"target_sizes has {len(target_sizes)} entries for a batch of {logits.shape[0]}")
-        return [(mask > mask_threshold).long() for mask in self.post_process_logits(logits, target_sizes)]
+        return [
+            label_maps_from_logits(class_logits, mask_threshold)
+            for class_logits in self.post_process_class_logits(logits, target_sizes)
+        ]
 
 
 # The image-segmentation pipeline accepts the model types of transformers' segmentation mappings and logs "The model
@@ -311,4 +376,12 @@ class AutoSamImageProcessor(SamImageProcessorPil):
 # with the model, in-process and as remote code (`trust_remote_code=True`, where `autosam_hf` is never imported).
 MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES.setdefault("autosam", "AutoSamForSegmentation")
 
-__all__ = ["AutoSamImageProcessor", "binarize_mask", "canvases_for_mode", "to_rgb_uint8"]
+__all__ = [
+    "AutoSamImageProcessor",
+    "binarize_mask",
+    "canvases_for_mode",
+    "mask_array",
+    "mask_to_labels",
+    "read_label_map",
+    "to_rgb_uint8",
+]

@@ -1,13 +1,16 @@
 """PyTorch AutoSAM: a frozen SAM whose prompt encoder is replaced by a trained prompt generator.
 
-Flow of one forward pass (shapes for a real SAM: C = 256, E = 64; P = g's input size, e.g. 352):
+Flow of one forward pass (shapes for a real SAM: C = 256, E = 64; P = g's input size, e.g. 352; K = the number of
+classes besides the background, `config.num_classes`, 1 for the binary model):
 
     pixel_values (B, 3, 1024, 1024) ──► SAM image encoder (frozen) ──► image_embeddings (B, C, E, E)
                                          (or image_embeddings from the embedding cache)  │
-    prompt_pixel_values (B, 3, P, P) ──► g ──► prompt_embeddings (B, C, E, E)            │
+    prompt_pixel_values (B, 3, P, P) ──► g ──► K dense prompts (B, K, C, E, E)           │
                                                   │                                      │
-                                                  │        SAM mask decoder (frozen) ◄───┘ ─► logits (B, 1, 4E, 4E)
-                                                  └─► h (optional) ─► surrogate_logits (B, 1, 4E, 4E)
+                                                  │  SAM mask decoder (frozen), once per class, one batched call
+                                                  │  of B·K ◄────────────────────────────┘ ─► logits (B, K, 4E, 4E)
+                                                  └─► h (optional, shared by the classes) ─► surrogate_logits
+                                                                                            (B, K, 4E, 4E)
 """
 
 from __future__ import annotations
@@ -27,21 +30,24 @@ from transformers.utils import ModelOutput
 from .configuration_autosam import AutoSamConfig, canonical_mode
 from .hardnet import HarDNet85Features, load_hardnet_weights
 from .sam_loading import load_sam
+from .segmentation_classes import check_class_activation, one_hot_labels
 
 
 @dataclass
 class AutoSamSegmentationOutput(ModelOutput):
     r"""
     loss (`torch.FloatTensor` of shape `()`, *optional*):
-        BCE-with-logits + soft Dice over the unpadded region, when `labels` are given.
-    logits (`torch.FloatTensor` of shape `(batch_size, 1, 4E, 4E)`):
-        Mask logits of the requested mode, on the padded canvas (256×256 for real SAM).
-    iou_scores (`torch.FloatTensor` of shape `(batch_size, 1)`, *optional*):
-        SAM's predicted IoU of its mask (absent in `"surrogate"` mode).
-    surrogate_logits (`torch.FloatTensor` of shape `(batch_size, 1, 4E, 4E)`, *optional*):
+        Classification (BCE, or cross-entropy for softmax classes) + per-class soft Dice over the unpadded region,
+        when `labels` are given (`masked_segmentation_loss`).
+    logits (`torch.FloatTensor` of shape `(batch_size, K, 4E, 4E)`):
+        Mask logits of the requested mode, one map per class (K = 1 for the binary model), on the padded canvas
+        (256×256 for real SAM).
+    iou_scores (`torch.FloatTensor` of shape `(batch_size, K)`, *optional*):
+        SAM's predicted IoU of each class's mask (absent in `"surrogate"` mode).
+    surrogate_logits (`torch.FloatTensor` of shape `(batch_size, K, 4E, 4E)`, *optional*):
         h(g(I)), in `"surrogate"` mode.
-    prompt_embeddings (`torch.FloatTensor` of shape `(batch_size, C, E, E)`):
-        g's dense prompt embedding, in [-1, 1].
+    prompt_embeddings (`torch.FloatTensor` of shape `(batch_size, K, C, E, E)`, or `(batch_size, C, E, E)` when K = 1):
+        g's dense prompts, one per class, in [-1, 1] (the binary model's single prompt keeps its shape).
     image_embeddings (`torch.FloatTensor` of shape `(batch_size, C, E, E)`, *optional*):
         SAM's image embeddings (computed here or passed in).
     """
@@ -112,16 +118,19 @@ class PromptDecoderUpBlock(nn.Module):
 
 
 class AutoSamPromptGenerator(nn.Module):
-    """g: image → SAM dense prompt embedding.
+    """g: image → one SAM dense prompt embedding per class.
 
-    forward: the processor's prompt canvas (B, 3, P, P), P = `prompt_input_size` → (B, C, E, E) in [-1, 1]. A canvas
-    of another size (SAM's, from a processor without a prompt canvas) is resized to P first. SAM and the ImageNet
-    backbones both expect ImageNet-normalised input, so the processor normalises once for both.
+    forward: the processor's prompt canvas (B, 3, P, P), P = `prompt_input_size` → (B, K, C, E, E) in [-1, 1], K =
+    `config.num_classes`. One network for every class: its last conv (the head) has K·C output channels, split into
+    K prompts, so the binary model (K = 1) has exactly the head of the single-prompt g. A canvas of another size
+    (SAM's, from a processor without a prompt canvas) is resized to P first. SAM and the ImageNet backbones both
+    expect ImageNet-normalised input, so the processor normalises once for both.
     """
 
     def __init__(self, config: AutoSamConfig):
         super().__init__()
         self.input_size = config.prompt_input_size
+        self.num_classes = config.num_classes
         embedding_channels, self.embedding_size = config.prompt_embedding_shape
         if config.backbone == "hardnet85":
             self.encoder = HarDNet85Features()
@@ -131,7 +140,7 @@ class AutoSamPromptGenerator(nn.Module):
             channels4, channels8, channels16 = self.encoder.feature_channels
         self.up16to8 = PromptDecoderUpBlock(channels16, channels8, channels8)
         self.up8to4 = PromptDecoderUpBlock(channels8, channels4, channels4)
-        self.head = nn.Conv2d(channels4, embedding_channels, kernel_size=3, padding=1)
+        self.head = nn.Conv2d(channels4, self.num_classes * embedding_channels, kernel_size=3, padding=1)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if pixel_values.shape[-1] != self.input_size or pixel_values.shape[-2] != self.input_size:
@@ -145,15 +154,17 @@ class AutoSamPromptGenerator(nn.Module):
         features4, features8, features16 = self.encoder(pixel_values.contiguous(memory_format=torch.channels_last))
         hidden_states = self.up8to4(self.up16to8(features16, features8), features4)
         prompt = torch.tanh(self.head(hidden_states))
-        return F.interpolate(
+        prompt = F.interpolate(
             prompt, size=(self.embedding_size, self.embedding_size), mode="bilinear", align_corners=False
         )
+        return prompt.unflatten(1, (self.num_classes, -1))
 
 
 class AutoSamSurrogateDecoder(nn.Module):
     """h: a light decoder from g's prompt embedding straight to a mask, without SAM.
 
-    forward: (B, C, E, E) → (B, 1, 4E, 4E) logits (256×256 for real SAM; 151,809 parameters when C = 256).
+    forward: K prompts (B, K, C, E, E) → (B, K, 4E, 4E) logits, the same weights for every class; one prompt
+    (B, C, E, E) → (B, 1, 4E, 4E) (256×256 for real SAM; 151,809 parameters when C = 256, whatever K).
     """
 
     def __init__(self, config: AutoSamConfig):
@@ -170,7 +181,10 @@ class AutoSamSurrogateDecoder(nn.Module):
         )
 
     def forward(self, prompt_embeddings: torch.Tensor) -> torch.Tensor:
-        return self.layers(prompt_embeddings)
+        if prompt_embeddings.ndim == 4:
+            return self.layers(prompt_embeddings)
+        logits = self.layers(prompt_embeddings.flatten(0, 1))  # (B·K, 1, 4E, 4E): the classes as a batch
+        return logits.view(*prompt_embeddings.shape[:2], *logits.shape[-2:])
 
 
 def masked_segmentation_loss(
@@ -180,26 +194,44 @@ def masked_segmentation_loss(
     bce_weight: float = 1.0,
     dice_weight: float = 1.0,
     smooth: float = 1.0,
+    class_activation: str = "softmax",
 ) -> torch.Tensor:
-    """BCE-with-logits + soft Dice (on the sigmoid), counting only pixels where `valid_mask` is true.
+    """Classification + per-class soft Dice, counting only pixels where `valid_mask` is true.
 
     Args:
-        logits: (B, 1, H, W) or (B, H, W).
-        labels: same spatial shape, values in {0, 1}.
-        valid_mask: same spatial shape; false on the processor's zero padding, which must not be learned.
+        logits: (B, K, H, W) class logits, or (B, H, W) for K = 1.
+        labels: (B, H, W) label maps: 0 background, 1..K the classes (binary: 0/1).
+        valid_mask: (B, H, W); false on the processor's zero padding, which must not be learned.
+        class_activation: the background rule (`segmentation_classes`). `"sigmoid"`: BCE-with-logits of each class
+            against its one-hot map, averaged over valid pixels and classes. `"softmax"`: cross-entropy over
+            [background logit 0, z_1..z_K] against the label map, averaged over valid pixels. K = 1: both are the
+            binary BCE.
     Returns:
-        Scalar: `bce_weight` × mean BCE over valid pixels + `dice_weight` × mean over images of (1 − soft Dice).
+        Scalar: `bce_weight` × that classification term + `dice_weight` × mean over images and classes of
+        (1 − soft Dice of the class's probability against its one-hot map), the background not counted.
     """
-    logits = logits.reshape(logits.shape[0], -1).float()
-    labels = labels.reshape(logits.shape).to(logits.dtype)
-    valid = torch.ones_like(logits) if valid_mask is None else valid_mask.reshape(logits.shape).to(logits.dtype)
-    bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-    bce = (bce * valid).sum() / valid.sum().clamp(min=1.0)
-    probabilities = torch.sigmoid(logits) * valid
-    intersection = (probabilities * labels * valid).sum(dim=1)
-    denominator = probabilities.sum(dim=1) + (labels * valid).sum(dim=1)
-    dice = (2.0 * intersection + smooth) / (denominator + smooth)
-    return bce_weight * bce + dice_weight * (1.0 - dice).mean()
+    check_class_activation(class_activation)
+    logits = logits if logits.ndim == 4 else logits.unsqueeze(1)
+    batch_size, num_classes = logits.shape[:2]
+    logits = logits.reshape(batch_size, num_classes, -1).float()  # (B, K, N)
+    labels = labels.reshape(batch_size, -1)
+    targets = one_hot_labels(labels, num_classes)  # (B, K, N)
+    valid = torch.ones_like(labels, dtype=logits.dtype) if valid_mask is None else valid_mask.reshape(labels.shape)
+    valid = valid.to(logits.dtype).unsqueeze(1)  # (B, 1, N)
+    if num_classes == 1 or class_activation == "sigmoid":
+        classification = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        classification = (classification * valid).sum() / (valid.sum() * num_classes).clamp(min=1.0)
+        probabilities = torch.sigmoid(logits)
+    else:
+        log_probabilities = F.log_softmax(torch.cat([torch.zeros_like(logits[:, :1]), logits], dim=1), dim=1)
+        negative_log_likelihood = -log_probabilities.gather(1, labels.long().unsqueeze(1))  # (B, 1, N)
+        classification = (negative_log_likelihood * valid).sum() / valid.sum().clamp(min=1.0)
+        probabilities = log_probabilities[:, 1:].exp()
+    probabilities = probabilities * valid
+    intersection = (probabilities * targets * valid).sum(dim=-1)
+    denominator = probabilities.sum(dim=-1) + (targets * valid).sum(dim=-1)
+    dice = (2.0 * intersection + smooth) / (denominator + smooth)  # (B, K)
+    return bce_weight * classification + dice_weight * (1.0 - dice).mean()
 
 
 class AutoSamPreTrainedModel(PreTrainedModel):
@@ -400,17 +432,29 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
     def decode_masks(
         self, image_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """SAM's mask decoder with a dense prompt and no sparse prompt → ((B, 1, 4E, 4E), (B, 1))."""
-        batch_size = image_embeddings.shape[0]
-        positional = self.sam.get_image_wide_positional_embeddings().repeat(batch_size, 1, 1, 1)
+        """SAM's mask decoder with dense prompts and no sparse prompt, once per class in one batched call.
+
+        Args:
+            image_embeddings: (B, C, E, E).
+            dense_prompt_embeddings: K prompts per image (B, K, C, E, E), or one (B, C, E, E).
+        Returns:
+            (logits (B, K, 4E, 4E), iou_scores (B, K)); K = 1 for a single prompt.
+        """
+        if dense_prompt_embeddings.ndim == 4:
+            dense_prompt_embeddings = dense_prompt_embeddings.unsqueeze(1)
+        batch_size, num_classes = dense_prompt_embeddings.shape[:2]
+        # Image b's embedding serves each of its K prompts: the decoder sees a batch of B·K (image, prompt) pairs.
+        image_embeddings = image_embeddings.repeat_interleave(num_classes, dim=0)
+        positional = self.sam.get_image_wide_positional_embeddings().repeat(batch_size * num_classes, 1, 1, 1)
         masks, iou_scores = self.sam.mask_decoder(
             image_embeddings=image_embeddings,
             image_positional_embeddings=positional.to(image_embeddings.dtype),
             sparse_prompt_embeddings=None,
-            dense_prompt_embeddings=dense_prompt_embeddings.to(image_embeddings.dtype),
+            dense_prompt_embeddings=dense_prompt_embeddings.flatten(0, 1).to(image_embeddings.dtype),
             multimask_output=False,
         )
-        return masks[:, 0], iou_scores[:, 0]
+        # masks (B·K, 1, 1, 4E, 4E), iou_scores (B·K, 1, 1): one point batch, one mask.
+        return masks.view(batch_size, num_classes, *masks.shape[-2:]), iou_scores.view(batch_size, num_classes)
 
     def forward(
         self,
@@ -433,13 +477,14 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         image_embeddings (`torch.FloatTensor` of shape `(batch_size, C, E, E)`, *optional*):
             Precomputed SAM image embeddings (e.g. from the embedding cache); SAM's encoder is then skipped.
         labels (`torch.Tensor` of shape `(batch_size, 4E, 4E)`, *optional*):
-            Binary masks on the padded low-resolution canvas (the processor's `labels`).
+            Label maps on the padded low-resolution canvas (the processor's `labels`): 0/1 for the binary model,
+            class ids 0..K otherwise.
         valid_mask (`torch.Tensor` of shape `(batch_size, 4E, 4E)`, *optional*):
             True where the canvas is image rather than padding; the loss only counts these pixels.
         mode (`str`, *optional*):
             `"autosam"` (g's prompt through SAM), `"surrogate"` (h(g(I)), SAM not run) or `"sam_mask_prompt"`
-            (AutoSAM's own mask fed back through SAM's mask prompt encoder). Defaults to `config.default_mode`;
-            `"sam"` is accepted for `"autosam"`.
+            (AutoSAM's mask of each class fed back through SAM's mask prompt encoder). Defaults to
+            `config.default_mode`; `"sam"` is accepted for `"autosam"`.
         kwargs:
             Other processor outputs (`original_sizes`, `reshaped_input_sizes`) are accepted and ignored, so
             `model(**processor(images))` and the `image-segmentation` pipeline work.
@@ -463,14 +508,23 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
                 image_embeddings = self.get_image_embeddings(pixel_values)
             logits, iou_scores = self.decode_masks(image_embeddings, prompt_embeddings)
             if mode == "sam_mask_prompt":
-                mask_prompt = self.sam.prompt_encoder.mask_embed(logits.to(image_embeddings.dtype))
-                logits, iou_scores = self.decode_masks(image_embeddings, mask_prompt)
+                # Each class's mask (B·K, 1, 4E, 4E) through SAM's mask prompt encoder → K prompts per image again.
+                class_masks = logits.flatten(0, 1).unsqueeze(1).to(image_embeddings.dtype)
+                mask_prompts = self.sam.prompt_encoder.mask_embed(class_masks).unflatten(0, logits.shape[:2])
+                logits, iou_scores = self.decode_masks(image_embeddings, mask_prompts)
 
         loss = None
         if labels is not None:
             loss = masked_segmentation_loss(
-                logits, labels, valid_mask, self.config.bce_loss_weight, self.config.dice_loss_weight
+                logits,
+                labels,
+                valid_mask,
+                self.config.bce_loss_weight,
+                self.config.dice_loss_weight,
+                class_activation=self.config.class_activation,
             )
+        if prompt_embeddings.shape[1] == 1:  # the binary model's one prompt keeps its (B, C, E, E) shape
+            prompt_embeddings = prompt_embeddings[:, 0]
 
         output = AutoSamSegmentationOutput(
             loss=loss,

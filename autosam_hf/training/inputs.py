@@ -24,20 +24,24 @@ from .settings import TrainingSettings
 
 def load_train_val(settings: TrainingSettings) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Train and validation splits: the dataset's own validation split, else a seeded part of train. Test splits
-    are never read here."""
+    are never read here. Masks are read as the run's classes need (`TrainingSettings.mask_classes`)."""
     preset = get_preset(settings.preset)
+    classes = settings.mask_classes()
     val = None
     if settings.dataset_name:
-        train = load_hub_dataset(settings.dataset_name, split="train", column_mapping=settings.column_mapping)
+        if classes.boundary_width is not None:
+            raise ValueError(f"--dataset_name: preset {preset.name!r} derives its classes from folders; give --data")
+        hub = {"column_mapping": settings.column_mapping, "num_labels": classes.num_labels}
+        train = load_hub_dataset(settings.dataset_name, split="train", **hub)
         try:
-            val = load_hub_dataset(settings.dataset_name, split="validation", column_mapping=settings.column_mapping)
+            val = load_hub_dataset(settings.dataset_name, split="validation", **hub)
         except ValueError:
             val = None
     else:
         if not Path(settings.data).is_dir():
             raise FileNotFoundError(f"--data {settings.data}: no such folder")
-        train = load_preset_dataset(preset.name, "train", settings.data)
-        val = load_preset_dataset(preset.name, "val", settings.data) if preset.has_val_split else None
+        train = load_preset_dataset(preset.name, "train", settings.data, classes=classes)
+        val = load_preset_dataset(preset.name, "val", settings.data, classes=classes) if preset.has_val_split else None
     if val is None:
         split = train_val_split(train, val_fraction=settings.val_fraction, seed=settings.seed)
         train, val = split["train"], split["val"]
@@ -49,9 +53,15 @@ def load_train_val(settings: TrainingSettings) -> tuple[datasets.Dataset, datase
 
 
 def build_model(settings: TrainingSettings) -> AutoSamForSegmentation:
-    """A fresh g (and h) around the frozen SAM of `--sam`, or a trained AutoSAM folder (`--init_from`)."""
+    """A fresh g (and h) around the frozen SAM of `--sam`, or a trained AutoSAM folder (`--init_from`), for the
+    run's classes."""
     if settings.init_from:
         model = AutoSamForSegmentation.from_pretrained(settings.init_from)
+        if model.config.id2label != settings.id2label:
+            raise ValueError(
+                f"--init_from {settings.init_from} predicts the classes {model.config.id2label}, but this run trains "
+                f"{settings.id2label} (from --preset / --class_names)"
+            )
     else:
         backbone_weights = True if settings.backbone_weights == "timm" else settings.backbone_weights
         model = AutoSamForSegmentation.from_sam(
@@ -60,8 +70,9 @@ def build_model(settings: TrainingSettings) -> AutoSamForSegmentation:
             backbone=settings.backbone,
             backbone_weights=backbone_weights,
             prompt_input_size=settings.prompt_input_size,
+            id2label=settings.id2label,
         )
-    for name in ("bce_loss_weight", "dice_loss_weight"):
+    for name in ("class_activation", "bce_loss_weight", "dice_loss_weight"):
         if getattr(settings, name) is not None:
             setattr(model.config, name, getattr(settings, name))
     return model

@@ -1,7 +1,7 @@
 """What a training run leaves in its output folder, each file written whole (temporary file or folder, then rename):
 
 model.safetensors, config.json, preprocessor_config.json, *.py   the model, ready for from_pretrained / the Hub
-all_results.json                                                 best validation Dice/IoU per stage
+all_results.json                                                 best validation Dice/IoU per stage (and class)
 training_settings.json                                           the resolved settings (recipe + overrides)
 train_log.jsonl, training_curves.png                             loss per step, validation per epoch
 validation_overlays_<mode>.png                                   image | ground truth | prediction
@@ -18,9 +18,9 @@ import datasets
 import torch
 
 from ..atomic_write import write_atomically
-from ..model import AutoSamForSegmentation, AutoSamImageProcessor, binarize_mask
+from ..model import AutoSamForSegmentation, AutoSamImageProcessor, mask_to_labels
 from ..model.image_processing_autosam import canvases_for_mode
-from ..postprocessing import post_process_predictions
+from ..postprocessing import model_predictions
 from ..visualization import plot_training_curves, save_overlay_grid
 from .settings import STAGE_MODE, TrainingSettings
 
@@ -44,7 +44,8 @@ def draw_overlays(
     count: int,
     mode: str,
 ) -> None:
-    """The first `count` validation images with their ground truth and the model's prediction in `mode`."""
+    """The first `count` validation images with their ground truth and the model's prediction in `mode` (label maps
+    in a colour per class for multi-class models)."""
     rows = [val_dataset[i] for i in range(min(count, len(val_dataset)))]
     if not rows:
         return
@@ -55,15 +56,21 @@ def draw_overlays(
         inputs = {key: value.to(model.device) for key, value in inputs.items() if key.endswith("pixel_values")}
         logits = model(**inputs, mode=mode).logits
     sizes = [image.size[::-1] for image in images]
-    predictions = post_process_predictions(processor, logits, sizes, model.config.mask_threshold)
-    targets = [binarize_mask(row["mask"]) for row in rows]
-    save_overlay_grid(images, targets, [prediction.mask for prediction in predictions], path)
+    predictions = model_predictions(model, processor, logits, sizes)
+    targets = [mask_to_labels(row["mask"], model.config.num_labels) for row in rows]
+    label_maps = [prediction.label_map for prediction in predictions]
+    save_overlay_grid(images, targets, label_maps, path, id2label=model.config.id2label)
+
+
+def _validation_metrics(entry: dict) -> dict[str, float]:
+    """The scores of a validation entry without their `val_` prefix: dice, iou [, dice_<class>, iou_<class>]."""
+    return {key.removeprefix("val_"): value for key, value in entry.items() if key.startswith("val_")}
 
 
 def results_summary(settings: TrainingSettings, best: dict[str, dict], train_size: int, val_size: int) -> dict:
-    """`all_results.json`: {"validation": {<preset>: {"dice", "iou"}}} (the schema model cards read) holds AutoSAM's
-    best when the prompt stage ran, else the last stage's; "validation_surrogate" holds h(g(I))'s best when a
-    surrogate stage ran; "stages" every stage's best entry."""
+    """`all_results.json`: {"validation": {<preset>: {"dice", "iou"[, per class]}}} (the schema model cards read)
+    holds AutoSAM's best when the prompt stage ran, else the last stage's; "validation_surrogate" holds h(g(I))'s
+    best when a surrogate stage ran; "stages" every stage's best entry; "classes" the model's id2label."""
     main_stage = "prompt" if "prompt" in best else settings.stages[-1]
     results = {
         "preset": settings.preset,
@@ -71,14 +78,13 @@ def results_summary(settings: TrainingSettings, best: dict[str, dict], train_siz
         "recipe": settings.recipe,
         "train_examples": train_size,
         "validation_examples": val_size,
+        "classes": settings.id2label,
         "stages": best,
-        "validation": {settings.preset: {"dice": best[main_stage]["val_dice"], "iou": best[main_stage]["val_iou"]}},
+        "validation": {settings.preset: _validation_metrics(best[main_stage])},
     }
     last = settings.stages[-1]
     if STAGE_MODE[last] == "surrogate":
-        results["validation_surrogate"] = {
-            settings.preset: {"dice": best[last]["val_dice"], "iou": best[last]["val_iou"]}
-        }
+        results["validation_surrogate"] = {settings.preset: _validation_metrics(best[last])}
     return results
 
 

@@ -5,11 +5,14 @@ A *recipe* is a named set of training hyper-parameters:
 - `paper`: the AutoSAM paper's training (Shaharabany et al. 2023, Sec. 4): Adam, lr 3e-4, weight decay 1e-5, a
   constant rate, batch 10 (h: 24), 200 epochs, the reference code's augmentation.
 - `default`: what learns fastest per step here without hurting long runs (see the README's ablation table): AdamW,
-  lr 1e-3, weight decay 1e-4, 5% linear warm-up then a cosine decay, batch 8 (h: 24), 200 epochs, light
-  augmentation.
+  lr 3e-4, weight decay 1e-4, 5% linear warm-up then a cosine decay, batch 8 (h: 24), 200 epochs, light
+  augmentation (the reference augmentation's rotations up to ±90° and always-on colour jitter slow learning most).
 
 Every field can still be set on its own (`--learning_rate`, `--augmentation`, ...); `resolve_settings` applies,
 in order, the preset's dataset facts, the recipe, then each flag that was given.
+
+Classes: binary unless the preset has its own (`monuseg_boundary`: background, interior, boundary) or
+`--class_names` names them (background + those, read from label-map masks with values 0..K).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import AUGMENTATION_LEVELS, get_preset
+from ..data import AUGMENTATION_LEVELS, DatasetPreset, get_preset
 
 # `standalone` trains g and h together on h(g(I)) without SAM: a SAM-free segmenter from scratch.
 STAGES = {
@@ -32,6 +35,7 @@ STAGES = {
 }
 STAGE_MODE = {"prompt": "autosam", "surrogate": "surrogate", "standalone": "surrogate"}
 OPTIMIZERS = ("adam", "adamw")
+BINARY_ID2LABEL = {0: "background", 1: "foreground"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ RECIPES = {
     ),
     "default": Recipe(
         optimizer="adamw",
-        learning_rate=1e-3,
+        learning_rate=3e-4,
         weight_decay=1e-4,
         lr_scheduler_type="cosine",
         warmup_ratio=0.05,
@@ -87,6 +91,8 @@ class TrainingSettings:
     val_fraction: float
     max_train_samples: int | None
     max_eval_samples: int | None
+    id2label: dict[int, str]  # the classes: 0 background, 1..K (binary: 1 foreground)
+    boundary_width: int | None  # boundary presets: the ring's width in pixels (None: the preset's)
     augmentation: str
     num_views: int | None  # None: a fresh augmentation view every epoch (stages that read no cache)
     use_cache: bool
@@ -100,6 +106,7 @@ class TrainingSettings:
     backbone_weights: str | None
     prompt_input_size: int
     init_from: str | None
+    class_activation: str | None  # None: softmax for a new model, the --init_from model's own otherwise
     bce_loss_weight: float | None
     dice_loss_weight: float | None
     # training
@@ -132,6 +139,18 @@ class TrainingSettings:
     hub_model_id: str | None
     hub_private: bool
 
+    def __post_init__(self):
+        # JSON keys are strings: settings read back from training_settings.json get their integer labels again.
+        object.__setattr__(self, "id2label", {int(index): name for index, name in self.id2label.items()})
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    def mask_classes(self):
+        """What the run's masks become (binary, label maps 0..K, or the preset's derived boundary classes)."""
+        return get_preset(self.preset).mask_classes(self.num_labels, self.boundary_width)
+
     def batch_size_for(self, stage: str) -> int:
         return self.surrogate_batch_size if stage == "surrogate" else self.batch_size
 
@@ -151,6 +170,17 @@ def default_num_workers() -> int:
     would take a core from the model's own arithmetic."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return 0 if cores <= 2 else min(8, cores // 2)
+
+
+def resolve_classes(class_names: list[str] | None, preset: DatasetPreset) -> dict[int, str]:
+    """id2label of a run: background + `--class_names`, else the preset's classes, else binary."""
+    if class_names:
+        if preset.id2label is not None:
+            raise ValueError(f"--class_names: preset {preset.name!r} has its own classes {dict(preset.id2label)}")
+        if "background" in class_names or len(set(class_names)) != len(class_names):
+            raise ValueError(f"--class_names must name K distinct classes besides the background, got {class_names}")
+        return {0: "background", **dict(enumerate(class_names, start=1))}
+    return dict(preset.id2label) if preset.id2label is not None else dict(BINARY_ID2LABEL)
 
 
 def resolve_settings(args: argparse.Namespace, mixed_precision: str) -> TrainingSettings:
@@ -178,6 +208,8 @@ def resolve_settings(args: argparse.Namespace, mixed_precision: str) -> Training
         val_fraction=chosen("val_fraction", preset.training.val_fraction),
         max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples,
+        id2label=resolve_classes(args.class_names, preset),
+        boundary_width=args.boundary_width,
         augmentation=augmentation,
         num_views=num_views,
         use_cache=cached,
@@ -190,6 +222,7 @@ def resolve_settings(args: argparse.Namespace, mixed_precision: str) -> Training
         backbone_weights=args.backbone_weights,
         prompt_input_size=chosen("prompt_input_size", preset.image_size),
         init_from=args.init_from,
+        class_activation=args.class_activation,
         bce_loss_weight=args.bce_loss_weight,
         dice_loss_weight=args.dice_loss_weight,
         stages=stages,

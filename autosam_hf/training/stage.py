@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
@@ -25,10 +26,10 @@ from transformers import get_scheduler
 from ..atomic_write import write_atomically
 from ..data import EmbeddingCache, JointAugmentation, augmentation_for_level, get_preset
 from ..data.torch_dataset import AutoSamViewDataset
-from ..metrics import dice_iou_per_image
-from ..model import AutoSamForSegmentation, AutoSamImageProcessor, binarize_mask
+from ..metrics import class_metric_key, class_names_of, per_class_dice_iou
+from ..model import AutoSamForSegmentation, AutoSamImageProcessor, mask_to_labels
 from ..model.image_processing_autosam import canvases_for_mode
-from ..postprocessing import post_process_predictions
+from ..postprocessing import model_predictions
 from .checkpoints import (
     BEST_FILE,
     PROGRESS_FILE,
@@ -43,8 +44,9 @@ from .settings import STAGE_MODE, TrainingSettings
 
 @dataclass
 class StageResult:
-    """`best`: the best validation entry ({stage, epoch, step, val_dice, val_iou}); `interrupted`: the stage stopped
-    early on purpose (`--stop_after_steps`) after writing a checkpoint to resume from."""
+    """`best`: the best validation entry ({stage, epoch, step, val_dice, val_iou}, multi-class models adding
+    val_dice_<class> and val_iou_<class>); `interrupted`: the stage stopped early on purpose (`--stop_after_steps`)
+    after writing a checkpoint to resume from."""
 
     best: dict | None
     interrupted: bool = False
@@ -259,23 +261,31 @@ class StageTrainer:
     # ------------------------------------------------------------------------------------------------ validation
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean per-image Dice and IoU on the validation split, scored at each image's original resolution."""
+        """Mean per-image Dice and IoU on the validation split, scored at each image's original resolution; for
+        multi-class models per class (`dice_<class>`, `iou_<class>`), with `dice` and `iou` their macro means."""
         self.prepared_model.eval()
         masks = self.val_dataset.select_columns("mask")  # row access would decode the images too
-        threshold = self.model.config.mask_threshold
+        config = self.model.config
         scores = []
         for batch in self.val_loader:
             with self.accelerator.autocast():
                 outputs = self.prepared_model(**model_inputs(batch, with_labels=False), mode=self.mode)
-            predictions = post_process_predictions(self.processor, outputs.logits, batch["original_size"], threshold)
+            predictions = model_predictions(self.model, self.processor, outputs.logits, batch["original_size"])
             for index, prediction in zip(batch["index"].tolist(), predictions, strict=True):
-                scores.append(dice_iou_per_image(prediction.mask, binarize_mask(masks[index]["mask"])))
-        scores = torch.tensor(scores, device=self.accelerator.device).reshape(-1, 2)
-        scores = self.accelerator.gather_for_metrics(scores)
-        return {"dice": scores[:, 0].mean().item(), "iou": scores[:, 1].mean().item()}
+                target = mask_to_labels(masks[index]["mask"], config.num_labels)
+                scores.append(per_class_dice_iou(prediction.class_masks, target))  # (K, 2)
+        scores = torch.tensor(np.array(scores), dtype=torch.float32, device=self.accelerator.device)
+        scores = self.accelerator.gather_for_metrics(scores.reshape(-1, config.num_classes, 2))
+        per_class = scores.mean(dim=0)  # (K, 2): each class's mean over images
+        metrics = {"dice": per_class[:, 0].mean().item(), "iou": per_class[:, 1].mean().item()}
+        if config.num_classes > 1:
+            for name, (dice, iou) in zip(class_names_of(config.id2label), per_class.tolist(), strict=True):
+                metrics[class_metric_key("dice", name)], metrics[class_metric_key("iou", name)] = dice, iou
+        return metrics
 
     def validate_and_keep_best(self, epoch: int) -> None:
-        """Validate, log, and keep g and h of the best epoch so far (by validation Dice) in best.safetensors."""
+        """Validate, log, and keep g and h of the best epoch so far (by validation Dice, the macro mean over classes
+        for multi-class models) in best.safetensors."""
         metrics = self.validate()
         entry = {
             "stage": self.stage,

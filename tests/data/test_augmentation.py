@@ -148,3 +148,15 @@ def test_light_views_are_deterministic_and_half_keep_their_colours():
         for view in range(200)
     )
     assert 25 <= untouched <= 80
+
+
+def test_label_maps_keep_their_class_ids_and_move_like_binary_masks():
+    image, mask = make_example()
+    label_map = np.array(mask) * 2
+    label_map[30:35, 45:60] = 3
+    augment = JointAugmentation(POLYP_AUGMENTATION)
+    for view in range(3):
+        _, augmented = augment(image, Image.fromarray(label_map), index=1, view=view, label_map=True)
+        _, binary = augment(image, mask, index=1, view=view)
+        assert set(np.unique(augmented)) <= {0, 2, 3}  # nearest resampling: no class is mixed into another
+        np.testing.assert_array_equal(augmented == 2, binary == 1)  # the same geometry as the binary view

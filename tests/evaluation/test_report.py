@@ -2,7 +2,7 @@
 
 from autosam_hf.evaluation import format_markdown_table
 from autosam_hf.evaluation.datasets import DatasetSpec
-from autosam_hf.evaluation.report import build_report
+from autosam_hf.evaluation.report import build_report, format_detail_tables
 from autosam_hf.evaluation.scoring import ModeResult
 
 
@@ -45,3 +45,19 @@ def test_report_fills_the_model_card_sections_with_the_models_own_mode():
     assert report["datasets"][1]["display_name"] == "Kvasir-SEG (val)"
     report = build_report("m", ["autosam", "surrogate"], specs, results, {}, {}, default_mode="surrogate")
     assert report["test"] == {"kvasir": surrogate.metrics}
+
+
+def test_multi_class_results_get_a_table_of_each_class_and_the_instance_metrics():
+    scores = {"dice": 0.6, "iou": 0.5, "dice_interior": 0.8, "iou_interior": 0.7, "dice_boundary": 0.4}
+    scores |= {"iou_boundary": 0.3, "foreground_dice": 0.9, "foreground_iou": 0.85, "aji": 0.55, "count_error": 12.0}
+    results = {"surrogate": {"monuseg_boundary": scores}, "autosam": {"monuseg_boundary": scores}}
+    tables = format_detail_tables(results, ["monuseg_boundary"], {"monuseg_boundary": "MoNuSeg boundary"})
+    lines = tables.splitlines()
+    assert lines[0] == "MoNuSeg boundary, per class:"
+    assert lines[2] == (
+        "| Method | Dice (interior) | IoU (interior) | Dice (boundary) | IoU (boundary) | Dice (any class) | "
+        "IoU (any class) | AJI | count error |"
+    )
+    assert lines[-1] == "| AutoSAM | 0.800 | 0.700 | 0.400 | 0.300 | 0.900 | 0.850 | 0.550 | 12.000 |"
+    # Binary results (the paper's metrics) get no such table.
+    assert format_detail_tables({"autosam": {"kvasir": {"dice": 0.9, "iou": 0.8, "mae": 0.1}}}, ["kvasir"], {}) == ""

@@ -1,12 +1,18 @@
 """autosam_hf.evaluation.scoring: metrics at the original resolution (exact oracles through the GT-mask pathway),
 empty ground truths, one SAM encoder pass per batch, and SUN-SEG's per-case averaging."""
 
+import datasets
 import numpy as np
+import PIL.Image
 import pytest
+import torch
 from conftest import make_tiny_model, make_tiny_processor
 
-from autosam_hf.data import load_preset_dataset
+from autosam_hf.data import BOUNDARY_ID2LABEL, INSTANCE_FEATURES, boundary_label_map, load_preset_dataset
 from autosam_hf.evaluation import EvaluationSettings, evaluate_dataset, evaluate_model
+from autosam_hf.metrics import aggregated_jaccard_index, instances_from_label_map, per_class_dice_iou
+from autosam_hf.model.image_processing_autosam import canvases_for_mode
+from autosam_hf.postprocessing import model_predictions
 from evaluation.fake_sam import fake_sam_returning, keep_left_half_of_canvas, keep_upper_half_of_foreground
 from evaluation.sample_data import make_dataset, write_sunseg_split
 
@@ -119,3 +125,46 @@ def test_bad_settings_and_empty_datasets_are_rejected(band_dataset):
         evaluate_dataset(model, processor, band_dataset.select([]), EvaluationSettings(progress=False))
     with pytest.raises(ValueError, match="sam_gt_scribble"):
         evaluate_dataset(model, processor, band_dataset, EvaluationSettings(modes=["sam_gt_scribble"]))
+
+
+def boundary_dataset() -> datasets.Dataset:
+    """Two images with {background, interior, boundary} label maps and the instance ids they come from."""
+    rng = np.random.default_rng(2)
+    rows = {"id": [], "image": [], "mask": [], "instances": []}
+    for index, (height, width) in enumerate(((40, 56), (48, 48))):
+        instances = np.zeros((height, width), np.uint16)
+        instances[5:20, 5:20], instances[5:20, 20:35], instances[25:40, 10:30] = 1, 2, 3
+        rows["id"].append(str(index))
+        rows["image"].append(PIL.Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)))
+        rows["mask"].append(PIL.Image.fromarray(boundary_label_map(instances.astype(np.int32), 2)))
+        rows["instances"].append(PIL.Image.fromarray(instances))
+    return datasets.Dataset.from_dict(rows, features=INSTANCE_FEATURES)
+
+
+def test_multi_class_models_are_scored_per_class_with_instance_metrics():
+    model = make_tiny_model(id2label=BOUNDARY_ID2LABEL).eval()
+    processor = make_tiny_processor()
+    processor.num_labels = 3
+    dataset = boundary_dataset()
+    settings = EvaluationSettings(modes=["autosam", "surrogate"], batch_size=2, progress=False)
+    results = evaluate_dataset(model, processor, dataset, settings)
+    for mode, result in results.items():
+        expected_keys = {"dice", "iou", "dice_interior", "iou_interior", "dice_boundary", "iou_boundary"}
+        expected_keys |= {"foreground_dice", "foreground_iou", "aji", "count_error", "count_relative_error"}
+        assert expected_keys <= set(result.metrics)
+        assert result.metrics["dice"] == pytest.approx(
+            (result.metrics["dice_interior"] + result.metrics["dice_boundary"]) / 2
+        )
+        assert result.per_image["0"]["true_instances"] == 3
+        # Each image's scores are its own prediction's, through the one post-processing path.
+        row = dataset[0]
+        inputs = processor(np.asarray(row["image"]), canvases=canvases_for_mode(mode))
+        with torch.no_grad():
+            logits = model(**{k: v for k, v in inputs.items() if k.endswith("pixel_values")}, mode=mode).logits
+        (prediction,) = model_predictions(model, processor, logits, inputs["original_sizes"])
+        scores = per_class_dice_iou(prediction.class_masks, np.asarray(row["mask"]))
+        assert result.per_image["0"]["dice_interior"] == pytest.approx(scores[0, 0])
+        predicted = instances_from_label_map(prediction.label_map)
+        assert result.per_image["0"]["aji"] == pytest.approx(aggregated_jaccard_index(row["instances"], predicted))
+    with pytest.raises(ValueError, match="2-class model is evaluated in"):
+        evaluate_dataset(model, processor, dataset, EvaluationSettings(modes=["sam_gt_box"], progress=False))

@@ -1,6 +1,7 @@
 """autosam_hf.hub.model_card: cards rendered from the presets' facts with the measured metrics, and the template
 installed with the package (a wheel built from the repository publishes without --template_dir)."""
 
+import copy
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import pytest
 from conftest import REPO_ROOT, run_command
 from huggingface_hub import ModelCard
 
-from autosam_hf.data import PRESETS, get_preset
+from autosam_hf.data import BOUNDARY_ID2LABEL, PRESETS, get_preset
 from autosam_hf.hub import NOT_MEASURED, build_model_card, read_measured_metrics
 from hub.workspace import FULL_REPO_ID, MEASURED
 
@@ -185,3 +186,22 @@ def test_wheel_installs_every_package_and_publishes_without_template_dir(workspa
     assert "autosam_hf.model_cards" in imported["modules"]
     card = (out / "README.md").read_text()
     assert "# AutoSAM for Kvasir-SEG" in card and "| Kvasir-SEG | test | 0.9012 |" in card
+
+
+def test_multi_class_card_lists_every_class_and_instance_metric_in_the_model_index(workspace):
+    config = copy.deepcopy(workspace["model"].config)
+    config.id2label = dict(BOUNDARY_ID2LABEL)
+    measured = {"dice": 0.61, "iou": 0.5, "dice_interior": 0.8, "dice_boundary": 0.42, "aji": 0.55, "count_error": 7.0}
+    card = build_model_card(
+        "monuseg_boundary", "org/autosam-nuclei", config, metrics={"test": {"monuseg_boundary": measured}}
+    )
+    (entry,) = card.data.to_dict()["model-index"]
+    found = {
+        metric["type"]: (metric["name"], metric["value"]) for result in entry["results"] for metric in result["metrics"]
+    }
+    assert found["dice_boundary"] == ("Dice (boundary)", 0.42) and found["aji"] == ("AJI", 0.55)
+    assert found.keys() == measured.keys()
+    assert {result["dataset"]["type"] for result in entry["results"]} == {"monuseg"}
+    assert "2 classes (interior, boundary) besides\n  the background, mutually exclusive (softmax)" in card.text
+    assert "0 background, 1 interior, 2 boundary" in card.text
+    assert "| AJI |" in card.text.split("## Results")[1]

@@ -5,8 +5,9 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from conftest import make_tiny_processor
 
-from autosam_hf.model import AutoSamImageProcessor, binarize_mask, to_rgb_uint8
+from autosam_hf.model import AutoSamConfig, AutoSamImageProcessor, binarize_mask, read_label_map, to_rgb_uint8
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -279,3 +280,55 @@ def test_default_canvases_and_prompt_size_survive_saving(tmp_path, rgb):
     loaded = AutoSamImageProcessor.from_pretrained(tmp_path)
     assert loaded.prompt_size == 32 and list(loaded.canvases) == ["prompt"]
     assert set(loaded(rgb)) == {"prompt_pixel_values", "original_sizes", "reshaped_input_sizes"}
+
+
+# ----------------------------------------------------------------------------------------------- label maps
+def test_label_maps_keep_their_classes_through_nearest_resizing():
+    processor = processor_with_labels(4)
+    image = np.zeros((24, 24, 3), np.uint8)
+    label_map = np.zeros((24, 24), np.uint8)
+    label_map[:, 8:16], label_map[:, 16:] = 2, 3
+    labels = processor(image, segmentation_maps=label_map)["labels"][0]
+    assert set(labels.unique().tolist()) == {0.0, 2.0, 3.0}  # nearest: no mixed values
+    assert (labels[:, 16:32] == 2).all() and (labels[:, 32:] == 3).all()
+    # A binary processor still binarises (a 0/255 mask stays 0/1).
+    binary = processor_with_labels(2)(image, segmentation_maps=(label_map > 0).astype(np.uint8) * 255)["labels"]
+    assert set(binary.unique().tolist()) == {0.0, 1.0}
+
+
+def processor_with_labels(num_labels: int) -> AutoSamImageProcessor:
+    """The tiny processor (SAM canvas 24², label canvas 48²) for a model of `num_labels` labels."""
+    processor = make_tiny_processor(prompt_size=None)
+    processor.num_labels = num_labels
+    return processor
+
+
+def test_label_map_value_above_k_names_the_map():
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"segmentation_maps\[1\]: value 255 is not a class id of this 3-label"):
+        processor_with_labels(3)([image, image], segmentation_maps=[np.zeros((8, 8), np.uint8), np.full((8, 8), 255)])
+
+    with pytest.raises(ValueError, match="integer class ids"):
+        read_label_map(np.full((2, 2), 0.5), 3, name="m.png")
+    np.testing.assert_array_equal(read_label_map(np.array([[0, 2], [1, 0]], np.uint16), 3), [[0, 2], [1, 0]])
+
+
+def test_num_labels_is_saved_and_taken_from_the_model_config(tmp_path, tiny_sam_config):
+    processor = processor_with_labels(4)
+    processor.save_pretrained(tmp_path)
+    assert AutoSamImageProcessor.from_pretrained(tmp_path).num_labels == 4
+    config = AutoSamConfig(sam_config=tiny_sam_config, id2label={0: "background", 1: "a", 2: "b"})
+    assert AutoSamImageProcessor.from_model_config(config).num_labels == 3
+
+
+def test_multi_class_post_processing_gives_label_maps_at_the_original_size(tiny_processor):
+    logits = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    sizes = [(30, 40), (17, 23)]
+    per_class = tiny_processor.post_process_class_logits(logits, sizes)
+    label_maps = tiny_processor.post_process_semantic_segmentation({"logits": logits}, sizes)
+    for class_logits, label_map, size in zip(per_class, label_maps, sizes, strict=True):
+        assert class_logits.shape == (3, *size) and label_map.shape == size
+        expected = torch.cat([torch.zeros(1, *size), class_logits]).argmax(dim=0)
+        assert torch.equal(label_map, expected)
+    with pytest.raises(ValueError, match="post_process_class_logits"):
+        tiny_processor.post_process_logits(logits, sizes)

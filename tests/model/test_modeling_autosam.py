@@ -347,7 +347,7 @@ def test_prompt_generator_for_real_sam_shape():
     generator.encoder.register_forward_hook(lambda module, args, output: features.update(shapes=output))
     with torch.no_grad():
         prompt = generator(torch.randn(1, 3, 1024, 1024))
-    assert prompt.shape == (1, 256, 64, 64)
+    assert prompt.shape == (1, 1, 256, 64, 64)  # (B, K, C, E, E), K = 1
     assert prompt.abs().max() <= 1
     # g resized the 1024² input to 352² before its encoder: HarDNet-85 features at strides 4, 8, 16.
     assert [tuple(f.shape) for f in features["shapes"]] == [(1, 192, 88, 88), (1, 320, 44, 44), (1, 720, 22, 22)]
@@ -476,7 +476,7 @@ def test_g_reads_the_prompt_canvas_and_sam_the_sam_canvas(eval_model, tiny_proce
     inputs = tiny_processor(images)
     with torch.no_grad():
         outputs = eval_model(**inputs, mode="autosam")
-        expected_prompt = eval_model.prompt_generator(inputs["prompt_pixel_values"])
+        expected_prompt = eval_model.prompt_generator(inputs["prompt_pixel_values"])[:, 0]  # K = 1
         expected_embeddings = eval_model.get_image_embeddings(inputs["pixel_values"])
         surrogate_only = eval_model(prompt_pixel_values=inputs["prompt_pixel_values"], mode="surrogate")
         cached = eval_model(
