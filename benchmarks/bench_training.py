@@ -1,26 +1,32 @@
-"""Benchmark 1: training cost with the embedding cache vs recomputing SAM's encoder every step.
+"""Benchmark 1: training cost with the embedding cache vs recomputing SAM's encoder every step, and the official
+AutoSAM training loop side by side.
 
 Runs the real training script (`python -m autosam_hf.train --stage prompt`) on the same Kvasir images, model and
 batch, side by side in one run:
   - `no_cache fp32`: SAM's ViT encoder every step in float32 — what the reference code does;
-  - `cache fp32` and `cache bf16`: embeddings computed once, read back memory-mapped (bf16 = autocast).
-Step times come from the script's own `train_log.jsonl` (the first, warm-up step is left out); the one-off cost
-of building the cache from `all_results.json`.
+  - `cache fp32` and `cache bf16`: embeddings computed once, read back memory-mapped (bf16 = autocast; only where
+    the CPU computes bf16 natively, or with `--include_emulated_bf16`).
+Step times come from the script's own `train_log.jsonl`: the median of the steps after the first (warm-up) one,
+loading included (its DataLoader, default workers); the one-off cost of building the cache from
+`all_results.json` (train and validation images).
+
+With `--reference_dir`, the official training loop (`reference.py`: its g, its SAM vit_b, its loss and Adam, batch
+3, fp32) is timed in the same run, and `speedup_vs_reference` is its s/image / ours at the same sizes.
 
     python benchmarks/bench_training.py            # ViT-B and small SAM
+    python benchmarks/bench_training.py --reference_dir /tmp/autosam_reference --reference_pythonpath /tmp/refdeps
     python benchmarks/bench_training.py --quick    # small SAM, g at 64 px, a few steps: only checks it runs
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import statistics
 import tempfile
 from pathlib import Path
 
-from common import DATA_DIR, machine, run_python, sam_checkpoint, write_result
+from common import machine, read_train_log, run_python, sam_checkpoint, training_command, training_figures, write_result
+from reference import add_reference_arguments, measure_reference
 
 from autosam_hf.runtime import cpu_has_native_bfloat16
 
@@ -29,58 +35,33 @@ VARIANTS = {  # name → extra training flags
     "cache fp32": ["--mixed_precision", "no"],
     "cache bf16": ["--mixed_precision", "bf16"],
 }
+EVAL_IMAGES = 2
 
 
 def time_variant(
     sam_dir: Path, flags: list[str], images: int, steps: int, batch_size: int, prompt_size: int, workdir: Path
 ) -> dict:
+    """One training run; its median step time after the first step, and its cache build time."""
     output_dir = Path(tempfile.mkdtemp(dir=workdir))
     run_python(
-        [
-            "-m",
-            "autosam_hf.train",
-            "--sam",
-            str(sam_dir),
-            "--preset",
-            "kvasir",
-            "--data",
-            str(DATA_DIR / "kvasir"),
-            "--output_dir",
-            str(output_dir),
-            "--stage",
-            "prompt",
-            "--max_train_samples",
-            str(images),
-            "--max_eval_samples",
-            "2",
-            "--per_device_train_batch_size",
-            str(batch_size),
-            "--num_views",
-            "1",
-            "--max_train_steps",
-            str(steps),
-            "--checkpointing_steps",
-            "1000000",
-            "--num_overlays",
-            "0",
-            "--prompt_input_size",
-            str(prompt_size),
-            *flags,
-        ]
+        training_command(
+            sam_dir,
+            output_dir,
+            train_images=images,
+            eval_images=EVAL_IMAGES,
+            steps=steps,
+            batch_size=batch_size,
+            prompt_size=prompt_size,
+            flags=flags,
+        )
     )
-    records = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
-    seconds = [r["seconds"] for r in records if "loss" in r]
-    step_times = [b - a for a, b in itertools.pairwise(seconds)]
-    results = json.loads((output_dir / "all_results.json").read_text())
-    step = statistics.median(step_times)
+    assert len(read_train_log(output_dir)) == steps
+    figures = training_figures(output_dir, batch_size)
+    cache_seconds = figures["cache_build_seconds"]
     return {
-        "seconds_per_step": step,
-        "seconds_per_image": step / batch_size,
-        "seconds_per_epoch_800_images": step / batch_size * 800,
-        "cache_build_seconds": results.get("embedding_cache_seconds"),
-        "cache_build_seconds_per_image": (
-            results["embedding_cache_seconds"] / (images + 2) if "embedding_cache_seconds" in results else None
-        ),
+        **figures,
+        "seconds_per_epoch_800_images": figures["seconds_per_image"] * 800,
+        "cache_build_seconds_per_image": cache_seconds / (images + EVAL_IMAGES) if cache_seconds else None,
     }
 
 
@@ -91,6 +72,7 @@ def main() -> None:
     parser.add_argument(
         "--include_emulated_bf16", action="store_true", help="Also time bf16 on CPUs without native bf16 (slow)."
     )
+    add_reference_arguments(parser)
     args = parser.parse_args()
     # Emulated bf16 costs minutes per step and says nothing: only where the CPU has it natively (or if asked).
     variants = {
@@ -99,7 +81,7 @@ def main() -> None:
         if "bf16" not in name or cpu_has_native_bfloat16() or args.include_emulated_bf16
     }
     sizes = ["small"] if args.quick else ["vit_b", "small"]
-    steps = 3 if args.quick else 4
+    steps = 4  # the first is the warm-up: the median of 3 timed steps
     # --quick only proves the benchmark still runs: g at 64 px costs a fraction of its real 352.
     prompt_size = 64 if args.quick else 352
     result = {
@@ -117,11 +99,25 @@ def main() -> None:
                 name: time_variant(sam_dir, flags, images, steps, args.batch_size, prompt_size, Path(workdir))
                 for name, flags in variants.items()
             }
-            reference = timings["no_cache fp32"]["seconds_per_image"]
+            no_cache = timings["no_cache fp32"]["seconds_per_image"]
             for timing in timings.values():
-                timing["speedup_vs_no_cache_fp32"] = reference / timing["seconds_per_image"]
+                timing["speedup_vs_no_cache_fp32"] = no_cache / timing["seconds_per_image"]
             result["sizes"][size] = timings
             print(json.dumps({size: timings}, indent=2), flush=True)
+    if args.reference_dir:
+        reference = measure_reference(
+            args.reference_dir,
+            "train",
+            prompt_size=prompt_size,
+            batch_size=args.batch_size,
+            tiny_sam=args.quick,
+            pythonpath=args.reference_pythonpath,
+        )
+        result["reference"] = reference
+        if "error" not in reference and reference["sam"] in result["sizes"]:  # same sizes, same run: a fair ratio
+            for timing in result["sizes"][reference["sam"]].values():
+                timing["speedup_vs_reference"] = reference["seconds_per_image"] / timing["seconds_per_image"]
+        print(json.dumps({"reference": reference}, indent=2), flush=True)
     write_result("training_quick" if args.quick else "training", result)
 
 

@@ -1,13 +1,22 @@
-"""What the benchmarks share: random-weight SAM checkpoints of a given size, subprocess runs, result files."""
+"""What the benchmarks share: where the data is, random-weight SAM checkpoints of a given size, subprocess runs,
+timing (median of repeats after a warm-up), the training script's command line and log, and result files.
+
+Every timing figure here is wall-clock seconds; `timing_summary` turns a list of timed repeats into the figures the
+tables show (median seconds per repeat, per image, images per second).
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -18,7 +27,9 @@ from autosam_hf.atomic_write import write_atomically
 from autosam_hf.runtime import machine_summary
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+# The real data sets (`<set>/<split>/{images,masks}`): ../shared/data beside the repository, or $AUTOSAM_DATA_DIR
+# (e.g. a copy of a few Kvasir images on a GPU machine that cannot see ../shared).
+DATA_DIR = Path(os.environ.get("AUTOSAM_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
 RESULTS_DIR = Path(os.environ.get("AUTOSAM_BENCHMARK_RESULTS", REPO_ROOT / "benchmarks" / "results"))
 
 # "vit_b": SAM ViT-B as released (transformers' SamConfig defaults). "small": a 4-layer ViT on a 256 canvas, for
@@ -59,9 +70,12 @@ def sam_checkpoint(size: str, root: Path | None = None) -> Path:
     return folder
 
 
-def run_python(arguments: list[str], threads: int | None = None, timeout: int = 3600) -> subprocess.CompletedProcess:
-    """Run `python <arguments>` in a fresh process (isolated accelerate state, honest peak memory)."""
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def run_python(
+    arguments: list[str], threads: int | None = None, timeout: int = 3600, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python <arguments>` in a fresh process (isolated accelerate state, honest peak memory), with `env` added
+    to this process's environment."""
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     if threads:
         environment["OMP_NUM_THREADS"] = str(threads)
     result = run_command([sys.executable, *arguments], env=environment, timeout=timeout, cwd=REPO_ROOT)
@@ -70,7 +84,16 @@ def run_python(arguments: list[str], threads: int | None = None, timeout: int = 
     return result
 
 
+def run_python_json(
+    arguments: list[str], threads: int | None = None, timeout: int = 3600, env: Mapping[str, str] | None = None
+) -> dict:
+    """`run_python`, for a benchmark step that prints its result as one JSON line last."""
+    output = run_python(arguments, threads=threads, timeout=timeout, env=env).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
 def write_result(name: str, result: dict) -> Path:
+    """`RESULTS_DIR/<name>.json`, written atomically (a killed run never leaves half a file)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     write_atomically(path, lambda temporary: temporary.write_text(json.dumps(result, indent=2)))
@@ -80,3 +103,115 @@ def write_result(name: str, result: dict) -> Path:
 def machine() -> str:
     """The machine every figure must name: CPU model, vector ISA, native bf16 or not, threads, torch (and GPU)."""
     return machine_summary()
+
+
+# ---------------------------------------------------------------------------------------------- timing
+def synchronizer(device: str | torch.device) -> Callable[[], None]:
+    """What makes a wall-clock reading include the queued GPU work: `torch.cuda.synchronize` on CUDA, else nothing."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def time_repeats(
+    run: Callable[[], object], repeats: int = 3, warmup: int = 1, device: str | torch.device = "cpu"
+) -> list[float]:
+    """Seconds of each of `repeats` calls of `run`, after `warmup` untimed calls (first-call allocations, kernel
+    selection, cuDNN autotuning)."""
+    synchronize = synchronizer(device)
+    for _ in range(warmup):
+        run()
+    synchronize()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        synchronize()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def timing_summary(seconds: Sequence[float], images_per_repeat: int) -> dict:
+    """The figures of a list of timed repeats, each of which handled `images_per_repeat` images:
+    `seconds` (every repeat), `seconds_per_repeat` (their median), `seconds_per_image` and `images_per_second`
+    (from the median)."""
+    median = statistics.median(seconds)
+    return {
+        "seconds": list(seconds),
+        "seconds_per_repeat": median,
+        "seconds_per_image": median / images_per_repeat,
+        "images_per_second": images_per_repeat / median,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- training script
+def training_command(
+    sam_dir: Path,
+    output_dir: Path,
+    *,
+    train_images: int,
+    eval_images: int,
+    steps: int,
+    batch_size: int,
+    prompt_size: int,
+    flags: Sequence[str] = (),
+) -> list[str]:
+    """`python -m autosam_hf.train` arguments: the prompt stage on the first Kvasir train images, one augmentation
+    view, no overlays and no checkpoint unless `flags` ask for one."""
+    return [
+        "-m",
+        "autosam_hf.train",
+        "--sam",
+        str(sam_dir),
+        "--preset",
+        "kvasir",
+        "--data",
+        str(DATA_DIR / "kvasir"),
+        "--output_dir",
+        str(output_dir),
+        "--stage",
+        "prompt",
+        "--max_train_samples",
+        str(train_images),
+        "--max_eval_samples",
+        str(eval_images),
+        "--per_device_train_batch_size",
+        str(batch_size),
+        "--num_views",
+        "1",
+        "--max_train_steps",
+        str(steps),
+        "--checkpointing_steps",
+        "1000000",
+        "--num_overlays",
+        "0",
+        "--prompt_input_size",
+        str(prompt_size),
+        *flags,
+    ]
+
+
+def read_train_log(output_dir: Path) -> list[dict]:
+    """The optimizer-step records of a run's `train_log.jsonl` (loss, lr, seconds since the stage started)."""
+    lines = (Path(output_dir) / "train_log.jsonl").read_text().splitlines()
+    return [record for record in map(json.loads, lines) if "loss" in record]
+
+
+def step_seconds(output_dir: Path) -> list[float]:
+    """Seconds of each optimizer step but the first (its time includes the warm-up and the first batch's loading),
+    from the training script's own log."""
+    seconds = [record["seconds"] for record in read_train_log(output_dir)]
+    return [later - earlier for earlier, later in itertools.pairwise(seconds)]
+
+
+def training_figures(output_dir: Path, batch_size: int) -> dict:
+    """A training run's speed from its own log: the median step after the first (`step_seconds`), per step, per
+    image and as images/s, and the embedding cache build time from `all_results.json` (None without a cache)."""
+    step = statistics.median(step_seconds(output_dir))
+    results = json.loads((Path(output_dir) / "all_results.json").read_text())
+    return {
+        "seconds_per_step": step,
+        "seconds_per_image": step / batch_size,
+        "images_per_second": batch_size / step,
+        "cache_build_seconds": results.get("embedding_cache_seconds"),
+    }

@@ -22,7 +22,8 @@ def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
-    training = json.loads((tmp_path / "training_quick.json").read_text())["sizes"]["small"]
+    training_result = json.loads((tmp_path / "training_quick.json").read_text())
+    training = training_result["sizes"]["small"]
     # bf16 rows only where the CPU computes bf16 natively (emulated bf16 takes minutes and says nothing).
     native_bf16 = cpu_has_native_bfloat16()
     assert set(training) == {"no_cache fp32", "cache fp32"} | ({"cache bf16"} if native_bf16 else set())
@@ -41,6 +42,15 @@ def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
         "surrogate_decoder_h",
     }
 
+    loader = json.loads((tmp_path / "loader_quick.json").read_text())
+    assert loader["machine"] and loader["cache_build"]["images_per_second"] > 0
+    assert {0, 1, 2, loader["default_workers"]} == {int(workers) for workers in loader["loader"]}
+    assert all(figures["images_per_second"] > 0 for figures in loader["loader"].values())
+    assert loader["step"]["images_per_second"] > 0 and loader["loader_to_step"] > 0
+
+    precision = json.loads((tmp_path / "cache_precision_quick.json").read_text())
+    assert precision["sizes"]["tiny_encoder"]["max_abs_logit_difference"] >= 0
+
     real = json.loads((tmp_path / "real_data_quick.json").read_text())
     assert set(real["models"]) == {"pipeline:default", "minimal:g+h", "minimal:unet"}
     assert real["machine"]["cpu"] and "cpu_native_bfloat16" in real["machine"]
@@ -49,9 +59,50 @@ def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
         assert all(0.0 <= model["test"][name]["dice"] <= 1.0 for name in ("kvasir", "colondb", "etis"))
     assert (tmp_path / "learning_curves_quick.png").stat().st_size > 0
 
-    # The printed tables carry every benchmark.
-    for heading in ("Training cost", "Inference cost per image", "Where one AutoSAM forward", "Real data"):
+    # The printed tables carry every benchmark, each captioned with the machine it ran on.
+    headings = (
+        "Training cost",
+        "Inference cost per image",
+        "Where one AutoSAM forward",
+        "Does the data path keep up?",
+        "float16 embedding cache",
+        "Real data",
+    )
+    for heading in headings:
         assert heading in result.stdout
+    assert result.stdout.count(training_result["machine"]) >= 4
+    # No reference was given: no reference column (ratios never come from another run or machine).
+    assert "reference" not in training_result and "vs reference" not in result.stdout
+
+
+def test_gpu_path_runs_in_its_cpu_form(tmp_path, shared_data_dir):
+    """`run_all.py --device cpu --quick-gpu`: the GPU command's every part, at tiny sizes on the CPU."""
+    environment = {**os.environ, "AUTOSAM_BENCHMARK_RESULTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "run_all.py"), "--device", "cpu", "--quick-gpu"]
+    result = run_command(command, env=environment, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+
+    gpu = json.loads((tmp_path / "gpu_path_cpu_quick.json").read_text())
+    assert gpu["device"] == "cpu" and gpu["machine"] and gpu["machine_details"]["cpu"]
+    training = gpu["training"]
+    for variant in ("cached", "no_cache"):
+        assert training[variant]["images_per_second"] > 0
+    assert training["cached"]["cache_build_seconds"] > 0 and training["no_cache"]["cache_build_seconds"] is None
+    assert training["cached_to_no_cache"] > 0
+    resume = gpu["resume"]
+    assert resume["losses_match"] and resume["steps"] == gpu["steps"] and resume["stopped_after_step"] > 0
+    evaluation = gpu["evaluation"]["results"]
+    assert set(evaluation) == {"autosam", "surrogate"}
+    assert all(0.0 <= scores["kvasir"]["dice"] <= 1.0 for scores in evaluation.values())
+    assert {mode: v["images_per_second"] > 0 for mode, v in gpu["inference"]["modes"].items()} == {
+        "autosam": True,
+        "surrogate": True,
+        "sam_point": True,
+    }
+    loader = gpu["loader"]
+    assert loader["cache_build"]["images_per_second"] > 0 and loader["step"]["images_per_second"] > 0
+    assert all(figures["images_per_second"] > 0 for figures in loader["loader"].values())
+    assert "The GPU path in one command" in result.stdout and gpu["machine"] in result.stdout
 
 
 def test_a_timed_out_command_leaves_no_process_behind(tmp_path):
@@ -81,3 +132,24 @@ def is_running(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+@pytest.mark.skipif(
+    not os.environ.get("AUTOSAM_REFERENCE_DIR"),
+    reason="set AUTOSAM_REFERENCE_DIR to a checkout of talshaharabany/AutoSAM (and AUTOSAM_REFERENCE_PYTHONPATH to "
+    "a folder with torchvision, if it is not installed) to time the official code",
+)
+@pytest.mark.parametrize("part", ["train", "inference"])
+def test_reference_runs_unedited(part, shared_data_dir):
+    """The official code, smoke-sized (1-layer ViT, g at 64): it imports, runs and is timed with only run-time
+    patches (no download, no CUDA), which the result lists."""
+    script = REPO_ROOT / "benchmarks" / "reference.py"
+    command = [sys.executable, str(script), "--reference_dir", os.environ["AUTOSAM_REFERENCE_DIR"], "--part", part]
+    command += ["--prompt_size", "64", "--tiny_sam", "--repeats", "1"]
+    if os.environ.get("AUTOSAM_REFERENCE_PYTHONPATH"):
+        command += ["--reference_pythonpath", os.environ["AUTOSAM_REFERENCE_PYTHONPATH"]]
+    result = run_command(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["seconds_per_image"] > 0 and len(figures["seconds"]) == 1
+    assert "HarDNet ImageNet download → random initialisation" in figures["patches"]
