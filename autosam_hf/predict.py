@@ -50,6 +50,8 @@ from .cli import (
 from .data.sources import IMAGE_EXTENSIONS, natural_sort_key
 from .hub.loading import load_model_and_processor
 from .model import AUTOSAM_MODES, AutoSamForSegmentation, AutoSamImageProcessor, to_rgb_uint8
+from .model.configuration_autosam import canonical_mode
+from .model.image_processing_autosam import canvases_for_mode
 from .postprocessing import ImagePrediction, model_predictions
 from .runtime import inference_autocast
 from .visualization import prediction_pictures, write_png
@@ -95,9 +97,13 @@ def iter_predictions(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = model.device
+    mode = canonical_mode(mode or model.config.default_mode)
+    # Only the canvases the mode reads: h(g(I)) never pays for SAM's 1024² canvas (processors saved before the
+    # prompt canvas existed build SAM's, which g then resizes).
+    canvases = canvases_for_mode(mode) if processor.prompt_size else None
     for batch in _batched(items, batch_size):
         keys = [key for key, _ in batch]
-        inputs = processor([image for _, image in batch], return_tensors="pt")
+        inputs = processor([image for _, image in batch], canvases=canvases, return_tensors="pt")
         model_inputs = {name: inputs[name].to(device) for name in processor.model_input_names if name in inputs}
         with inference_autocast(device, autocast_dtype):
             logits = model(**model_inputs, mode=mode).logits

@@ -141,6 +141,25 @@ def inference_autocast(device: torch.device, autocast_dtype: torch.dtype | None)
         yield
 
 
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread inside the block, then restore the thread count.
+
+    Per-sample data work (augmenting one image) is too small to split across threads: with two threads it ran 7×
+    slower than with one on a busy 2-core CPU, and it took those threads from the model's own arithmetic. Data-loader
+    workers already run on one thread, so this changes nothing there.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def resolve_mixed_precision(mixed_precision: str | None, device: torch.device) -> str:
     """accelerate's `mixed_precision` for `--mixed_precision` (`auto` or None, `no`, `bf16`, `fp16`).
 

@@ -300,3 +300,23 @@ def test_multi_class_models_write_label_maps_and_overlays_with_a_legend(image_fo
     assert set(np.unique(label_map)) == {1, 2} and (label_map == expected.numpy()).mean() > 0.99
     overlay = read_png(out / "overlays" / "a.png")
     assert overlay.shape[1:] == (40, 3) and overlay.shape[0] > 30  # the legend below the image
+
+
+def test_each_mode_builds_only_the_canvases_it_reads(monkeypatch):
+    from conftest import make_tiny_model, make_tiny_processor
+
+    model, processor = make_tiny_model().eval(), make_tiny_processor()
+    built = []
+    preprocess = type(processor).preprocess
+
+    def recording(self, images, *args, **kwargs):
+        outputs = preprocess(self, images, *args, **kwargs)
+        built.append(sorted(name for name in outputs if name.endswith("pixel_values")))
+        return outputs
+
+    monkeypatch.setattr(type(processor), "preprocess", recording)
+    images = random_images()[:2]
+    fast = predict_images(model, processor, images, mode="surrogate")
+    full = predict_images(model, processor, images, mode="autosam")
+    assert built == [["prompt_pixel_values"], ["pixel_values", "prompt_pixel_values"]]
+    assert all(f.shape == a.shape for f, a in zip(fast, full, strict=True))

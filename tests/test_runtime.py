@@ -121,3 +121,17 @@ def test_machine_description_names_the_cpu_and_its_bfloat16():
     assert description["cpu_native_bfloat16"] == cpu_has_native_bfloat16()
     summary = machine_summary(description)
     assert description["cpu"] in summary and "bf16" in summary and torch.__version__ in summary
+
+
+def test_single_thread_restores_the_thread_count():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with runtime.single_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), runtime.single_thread():
+            raise RuntimeError("the block failed")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
