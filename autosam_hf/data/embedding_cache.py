@@ -202,6 +202,7 @@ class EmbeddingCache:
         storage_dtype: torch.dtype = torch.float16,
         accelerator: Any = None,
         show_progress: bool = True,
+        num_workers: int = 0,
     ) -> "EmbeddingCache":
         """Compute the missing entries of ``dataset`` × ``num_views`` views and return the reader.
 
@@ -221,6 +222,7 @@ class EmbeddingCache:
             accelerator: an `accelerate.Accelerator` or `PartialState` (``process_index``, ``num_processes``,
                 ``is_main_process``, ``wait_for_everyone``); default ``PartialState()``.
             show_progress: tqdm bar on the main process.
+            num_workers: data-loader workers that decode, augment and process the views while the encoder runs.
         """
         augmentation = augmentation or JointAugmentation()
         if num_views < 1 or (augmentation.is_identity and num_views != 1):
@@ -245,10 +247,15 @@ class EmbeddingCache:
             desc="Caching SAM image embeddings",
             disable=not (show_progress and accelerator.is_main_process),
         )
+        canvases = torch.utils.data.DataLoader(
+            _SamCanvases(dataset, processor, augmentation, missing),
+            batch_size=batch_size,
+            num_workers=num_workers,
+        )
         with progress:
-            for start in range(0, len(missing), batch_size):
-                batch = missing[start : start + batch_size]
-                cache._compute(batch, dataset, model, processor, augmentation, storage_dtype, keys)
+            for positions, pixel_values in canvases:
+                batch = [missing[position] for position in positions.tolist()]
+                cache._encode_and_write(batch, pixel_values, model, storage_dtype, keys)
                 progress.update(len(batch))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
@@ -307,13 +314,12 @@ class EmbeddingCache:
         )  # fmt: skip
         ensure_free_space(self.directory, missing * per_entry)
 
-    def _compute(self, batch, dataset, model, processor, augmentation, storage_dtype, keys) -> None:
-        """Encode one batch of (index, view) items and write each entry."""
+    def _encode_and_write(self, batch, pixel_values, model, storage_dtype, keys) -> None:
+        """Encode one batch of SAM canvases (B, 3, S, S) of (index, view) items and write each entry."""
         parameter = next(_unwrap_sam(model).vision_encoder.parameters())
-        views = [self._augmented_image(dataset, augmentation, index, view) for index, view in batch]
-        pixel_values = _sam_canvas(processor, views).to(parameter.device, parameter.dtype)
         with torch.no_grad():
-            features = {name: t.to("cpu", storage_dtype) for name, t in image_features(model, pixel_values).items()}
+            features = image_features(model, pixel_values.to(parameter.device, parameter.dtype))
+        features = {name: tensor.to("cpu", storage_dtype) for name, tensor in features.items()}
         for position, item in enumerate(batch):
             entry = {name: tensor[position] for name, tensor in features.items()}
             _save_atomically(entry, self.path(*item), keys[item])
@@ -325,13 +331,21 @@ class EmbeddingCache:
                 if leftover.stat().st_mtime < older_than:
                     leftover.unlink()
 
-    @staticmethod
-    def _augmented_image(
-        dataset: datasets.Dataset, augmentation: JointAugmentation, index: int, view: int
-    ) -> np.ndarray:
-        example = dataset[index]
+
+class _SamCanvases(torch.utils.data.Dataset):
+    """Item `position` of the build's missing (index, view) list: (position, SAM canvas (3, S, S) of that view)."""
+
+    def __init__(self, dataset: datasets.Dataset, processor: Any, augmentation: JointAugmentation, items: list):
+        self.dataset, self.processor, self.augmentation, self.items = dataset, processor, augmentation, items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, position: int) -> tuple[int, torch.Tensor]:
+        index, view = self.items[position]
+        example = self.dataset[index]
         mask = example.get("mask")
         if mask is None:  # unlabelled rows: the augmentation still needs a mask of the image's size
             mask = np.zeros(example["image"].size[::-1], dtype=np.uint8)
-        image, _ = augmentation(example["image"], mask, index=index, view=view)
-        return image
+        image, _ = self.augmentation(example["image"], mask, index=index, view=view)
+        return position, _sam_canvas(self.processor, [image])[0]

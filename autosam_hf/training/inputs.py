@@ -111,6 +111,7 @@ def build_caches(
             batch_size=settings.eval_batch_size,
             storage_dtype=storage_dtype,
             accelerator=accelerator,
+            num_workers=settings.dataloader_num_workers,
         )
         val_cache = EmbeddingCache.build(
             val_dataset,
@@ -120,5 +121,6 @@ def build_caches(
             batch_size=settings.eval_batch_size,
             storage_dtype=storage_dtype,
             accelerator=accelerator,
+            num_workers=settings.dataloader_num_workers,
         )
     return train_cache, val_cache

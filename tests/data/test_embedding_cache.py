@@ -319,3 +319,14 @@ def test_real_sam_sizes_per_thousand_images():
     shapes = {"image_embeddings": (256, 64, 64)}
     assert 1000 * entry_bytes(shapes, torch.float16) / 2**30 == pytest.approx(1.95, abs=0.01)
     assert 1000 * entry_bytes(shapes, torch.float32) / 2**30 == pytest.approx(3.91, abs=0.01)
+
+
+def test_views_prepared_in_workers_give_the_same_cache(sam, dataset, tmp_path):
+    processor, augmentation = make_processor(), JointAugmentation(POLYP_AUGMENTATION, seed=4)
+    serial = build_exact(dataset, sam, processor, tmp_path / "serial", augmentation, num_views=2, batch_size=3)
+    parallel = build_exact(
+        dataset, sam, processor, tmp_path / "parallel", augmentation, num_views=2, batch_size=3, num_workers=2
+    )
+    for index in range(len(dataset)):
+        for view in range(2):
+            torch.testing.assert_close(embedding(parallel, index, view), embedding(serial, index, view), rtol=0, atol=0)
