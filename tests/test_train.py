@@ -253,7 +253,7 @@ def test_recipe_schedule_warms_up_then_decays_and_settings_are_saved(tiny_sam_di
     rates = [r["lr"] for r in logged(output_dir) if "loss" in r]
     settings = json.loads((output_dir / "training_settings.json").read_text())
     peak = settings["learning_rate"]
-    assert settings["recipe"] == "default" and settings["optimizer"] == "adamw" and settings["stages"] == ["standalone"]
+    assert settings["recipe"] == "default" and settings["optimizer"] == "adam" and settings["stages"] == ["standalone"]
     assert rates[:2] == pytest.approx([peak / 2, peak])  # linear warm-up
     assert all(later < earlier for earlier, later in itertools.pairwise(rates[1:])) and rates[-1] == pytest.approx(0)
     processor = json.loads((output_dir / "preprocessor_config.json").read_text())

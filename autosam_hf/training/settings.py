@@ -4,9 +4,10 @@ A *recipe* is a named set of training hyper-parameters:
 
 - `paper`: the AutoSAM paper's training (Shaharabany et al. 2023, Sec. 4): Adam, lr 3e-4, weight decay 1e-5, a
   constant rate, batch 10 (h: 24), 200 epochs, the reference code's augmentation.
-- `default`: what learns fastest per step here without hurting long runs (see the README's ablation table): AdamW,
-  lr 3e-4, weight decay 1e-4, 5% linear warm-up then a cosine decay, batch 8 (h: 24), 200 epochs, light
-  augmentation (the reference augmentation's rotations up to ±90° and always-on colour jitter slow learning most).
+- `default`: the paper's optimizer with the augmentation that learned fastest per step in the ablation (README):
+  Adam, lr 3e-4, weight decay 1e-5, a constant rate, batch 8 (h: 24), 200 epochs, random horizontal and vertical
+  flips only (the reference augmentation's rotations up to ±90° with zero fill and always-on colour jitter slowed
+  learning most; a cosine schedule and AdamW at 1e-3 learned no faster).
 
 Every field can still be set on its own (`--learning_rate`, `--augmentation`, ...); `resolve_settings` applies,
 in order, the preset's dataset facts, the recipe, then each flag that was given.
@@ -66,15 +67,15 @@ RECIPES = {
         augmentation="reference",
     ),
     "default": Recipe(
-        optimizer="adamw",
+        optimizer="adam",
         learning_rate=3e-4,
-        weight_decay=1e-4,
-        lr_scheduler_type="cosine",
-        warmup_ratio=0.05,
+        weight_decay=1e-5,
+        lr_scheduler_type="constant",
+        warmup_ratio=0.0,
         batch_size=8,
         surrogate_batch_size=24,
         num_epochs=200,
-        augmentation="light",
+        augmentation="flips",
     ),
 }
 

@@ -6,7 +6,7 @@ import pytest
 
 from autosam_hf.train import build_parser
 from autosam_hf.training import settings as settings_module
-from autosam_hf.training.settings import RECIPES, resolve_settings
+from autosam_hf.training.settings import resolve_settings
 
 
 def resolve(*flags: str, mixed_precision: str = "no"):
@@ -26,17 +26,14 @@ def test_paper_recipe_is_the_papers_training():
     assert settings.cache_dtype == "float16" and resolve("--cache_dtype", "float32").cache_dtype == "float32"
 
 
-def test_default_recipe_and_its_warm_up():
-    settings = resolve()
-    recipe = RECIPES["default"]
+def test_default_recipe_is_the_papers_optimizer_with_flips():
+    """The ablation's choice: the paper's Adam 3e-4 / wd 1e-5 at a constant rate, batch 8, flips only."""
+    settings, paper = resolve(), resolve("--recipe", "paper")
     assert settings.recipe == "default"
-    assert (settings.optimizer, settings.learning_rate, settings.lr_scheduler_type) == (
-        recipe.optimizer,
-        recipe.learning_rate,
-        recipe.lr_scheduler_type,
-    )
-    assert settings.augmentation == recipe.augmentation and settings.batch_size == recipe.batch_size
-    assert settings.warmup_steps(1000) == round(recipe.warmup_ratio * 1000)
+    for field in ("optimizer", "learning_rate", "weight_decay", "lr_scheduler_type", "num_epochs"):
+        assert getattr(settings, field) == getattr(paper, field), field
+    assert settings.warmup_steps(1000) == 0 and settings.augmentation == "flips"
+    assert (settings.batch_size, settings.surrogate_batch_size) == (8, 24)
 
 
 def test_every_flag_overrides_the_recipe():
