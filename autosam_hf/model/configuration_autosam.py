@@ -4,11 +4,31 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig, SamConfig
 
+from .frozen_sam import FROZEN_SAM_FAMILIES, frozen_sam_class
 from .segmentation_classes import check_class_activation
 
 AUTOSAM_MODES = ("autosam", "surrogate", "sam_mask_prompt")
 # Checkpoints saved before the modes were named after what they run used "sam" for AutoSAM's own path.
 LEGACY_MODE_NAMES = {"sam": "autosam"}
+
+
+def frozen_sam_config(sam_config: dict | PreTrainedConfig | None) -> PreTrainedConfig:
+    """`sam_config` as the configuration of its family: a config object of SAM, SAM-HQ or SAM2 as it is; a dict
+    (a loaded `config.json`) by its `model_type` — `"sam"` when it has none, as configs saved before other families
+    were supported; None → the default `SamConfig`. Raises ValueError naming `sam_config` for anything else."""
+    if isinstance(sam_config, PreTrainedConfig):
+        family = frozen_sam_class(sam_config, argument="sam_config")
+        if isinstance(sam_config, family.config_class):
+            return sam_config
+        raise ValueError(f"sam_config: a {type(sam_config).__name__} is not a {family.config_class.__name__}")
+    sam_config = sam_config or {}
+    model_type = sam_config.get("model_type", SamConfig.model_type)
+    if model_type not in FROZEN_SAM_FAMILIES:
+        raise ValueError(
+            f"sam_config: model_type {model_type!r} is not one of {sorted(FROZEN_SAM_FAMILIES)} (sam2_video "
+            "checkpoints load through from_sam / load_sam, which read them as sam2)"
+        )
+    return FROZEN_SAM_FAMILIES[model_type].config_class(**sam_config)
 
 
 def canonical_mode(mode: str) -> str:
@@ -31,9 +51,10 @@ class AutoSamConfig(PreTrainedConfig):
     logit maps, (B, K, 4E, 4E). How they become classes is `class_activation` (`segmentation_classes`).
 
     Args:
-        sam_config (`SamConfig` or `dict`, *optional*):
-            The frozen SAM. Its `prompt_encoder_config.hidden_size` (C) and `image_embedding_size` (E) fix the shape
-            of each of g's K prompts, (C, E, E): (256, 64, 64) for every released SAM.
+        sam_config (`SamConfig`, `SamHQConfig`, `Sam2Config` or `dict`, *optional*):
+            The frozen model: SAM (MedSAM is a SAM checkpoint), SAM-HQ or SAM 2 (`frozen_sam.py`); a dict is read by
+            its `model_type` ("sam" when absent). Its prompt encoder's channels (C) and embedding side (E) fix the
+            shape of each of g's K prompts, (C, E, E): (256, 64, 64) for every released model of the three.
         backbone (`str`, *optional*, defaults to `"hardnet85"`):
             Encoder of g. `"hardnet85"` is the paper's HarDNet-85; any other name is a timm model created with
             `features_only=True` and tapped at strides 4, 8 and 16.
@@ -57,6 +78,14 @@ class AutoSamConfig(PreTrainedConfig):
             (AutoSAM), `"surrogate"` (h(g(I)), SAM not run) or `"sam_mask_prompt"`.
         sam_name_or_path / sam_revision (`str`, *optional*):
             Where the SAM weights came from; adapter-size checkpoints refetch SAM from here.
+        sam_preprocessing (`dict`, *optional*):
+            The frozen checkpoint's own SAM-canvas settings where they differ from SAM's defaults (rescaling,
+            normalisation, resampling; read from its `preprocessor_config.json` by `from_sam`), e.g. MedSAM's copy
+            `{"do_normalize": False, "resample": 3}`. The processor applies them to SAM's canvas only; g's canvas
+            keeps ImageNet statistics.
+        hq_token_only (`bool`, *optional*, defaults to `False`):
+            SAM-HQ only: the mask is the HQ token's alone (True) or SAM's token 0 plus the HQ token's (False, the
+            transformers and SAM-HQ default).
         adapter_only (`bool`, *optional*, defaults to `False`):
             Set in the `config.json` of an adapter-size checkpoint (`AutoSamForSegmentation.save_adapter`): its
             weights hold g and h only, and `from_pretrained` loads SAM from `sam_name_or_path` at `sam_revision`.
@@ -76,16 +105,18 @@ class AutoSamConfig(PreTrainedConfig):
     default_mode: str = "autosam"
     sam_name_or_path: str | None = None
     sam_revision: str | None = None
+    sam_preprocessing: dict | None = None
+    hq_token_only: bool = False
     adapter_only: bool = False
 
     def __post_init__(self, **kwargs):
         if self.id2label is None and "num_labels" not in kwargs:
             self.id2label = {0: "background", 1: "foreground"}
             self.label2id = {"background": 0, "foreground": 1}
+        # Before transformers builds sub-configs: `sub_configs_defaults` would read any dict as a SamConfig (and
+        # releases without it leave a plain dict).
+        self.sam_config = frozen_sam_config(self.sam_config)
         super().__post_init__(**kwargs)
-        # transformers releases before `sub_configs_defaults` leave a loaded sub-config as a plain dict.
-        if not isinstance(self.sam_config, SamConfig):
-            self.sam_config = SamConfig(**(self.sam_config or {}))
         if self.num_labels < 2:
             raise ValueError(f"num_labels must be >= 2 (background + at least one class), got {self.num_labels}")
         if self.label2id is None:  # transformers leaves it unset when only id2label is given
@@ -101,10 +132,14 @@ class AutoSamConfig(PreTrainedConfig):
         return self.num_labels - 1
 
     @property
+    def frozen_sam_class(self):
+        """The adapter class of the frozen model's family (`frozen_sam.FrozenSam` and subclasses)."""
+        return frozen_sam_class(self.sam_config)
+
+    @property
     def prompt_embedding_shape(self) -> tuple[int, int]:
         """(C, E): channels and side of the dense prompt embedding g must produce."""
-        prompt_config = self.sam_config.prompt_encoder_config
-        return prompt_config.hidden_size, prompt_config.image_embedding_size
+        return self.frozen_sam_class.prompt_embedding_shape(self.sam_config)
 
 
-__all__ = ["AutoSamConfig", "AUTOSAM_MODES", "canonical_mode"]
+__all__ = ["AutoSamConfig", "AUTOSAM_MODES", "canonical_mode", "frozen_sam_config"]

@@ -3,14 +3,17 @@
 Flow of one forward pass (shapes for a real SAM: C = 256, E = 64; P = g's input size, e.g. 352; K = the number of
 classes besides the background, `config.num_classes`, 1 for the binary model):
 
-    pixel_values (B, 3, 1024, 1024) ──► SAM image encoder (frozen) ──► image_embeddings (B, C, E, E)
-                                         (or image_embeddings from the embedding cache)  │
+    pixel_values (B, 3, 1024, 1024) ──► SAM image encoder (frozen) ──► image features, e.g. image_embeddings
+                                         (or the features from the embedding cache)      │   (B, C, E, E)
     prompt_pixel_values (B, 3, P, P) ──► g ──► K dense prompts (B, K, C, E, E)           │
                                                   │                                      │
                                                   │  SAM mask decoder (frozen), once per class, one batched call
                                                   │  of B·K ◄────────────────────────────┘ ─► logits (B, K, 4E, 4E)
                                                   └─► h (optional, shared by the classes) ─► surrogate_logits
                                                                                             (B, K, 4E, 4E)
+
+The frozen model is SAM (`SamModel`; MedSAM too), SAM-HQ (`SamHQModel`) or SAM 2 (`Sam2Model`): `frozen_sam.py`
+says what each one's image features are and how its decoder takes a dense prompt.
 """
 
 from __future__ import annotations
@@ -22,14 +25,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel, SamConfig, SamModel
+from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.models.sam.modeling_sam import SamLayerNorm
 from transformers.utils import ModelOutput
 
 from .configuration_autosam import AutoSamConfig, canonical_mode
+from .frozen_sam import FrozenSam, frozen_sam_for
 from .hardnet import HarDNet85Features, load_hardnet_weights
-from .sam_loading import load_sam
+from .sam_loading import load_sam, load_sam_preprocessing
 from .segmentation_classes import check_class_activation, one_hot_labels
 
 
@@ -49,7 +53,7 @@ class AutoSamSegmentationOutput(ModelOutput):
     prompt_embeddings (`torch.FloatTensor` of shape `(batch_size, K, C, E, E)`, or `(batch_size, C, E, E)` when K = 1):
         g's dense prompts, one per class, in [-1, 1] (the binary model's single prompt keeps its shape).
     image_embeddings (`torch.FloatTensor` of shape `(batch_size, C, E, E)`, *optional*):
-        SAM's image embeddings (computed here or passed in).
+        The frozen model's image embeddings (computed here or passed in; its other image features are not returned).
     """
 
     loss: torch.FloatTensor | None = None
@@ -240,7 +244,7 @@ class AutoSamPreTrainedModel(PreTrainedModel):
     base_model_prefix = "sam"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
-    _no_split_modules = ["SamVisionLayer"]
+    _no_split_modules = ["SamVisionLayer", "SamHQVisionLayer", "Sam2MultiScaleBlock"]
     _supports_sdpa = True  # SAM's attention; g and h have none
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -268,11 +272,12 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
     """AutoSAM: frozen SAM (`self.sam`), prompt generator g (`self.prompt_generator`) and, when configured, the
     surrogate decoder h (`self.surrogate_decoder`). Only g and h ever receive gradients."""
 
-    def __init__(self, config: AutoSamConfig, sam: SamModel | None = None):
+    def __init__(self, config: AutoSamConfig, sam: PreTrainedModel | None = None):
         super().__init__(config)
         if sam is not None:
-            config.sam_config = sam.config  # one SAM config object, already resolved by SamModel (attention, ...)
-        self.sam = sam if sam is not None else SamModel(config.sam_config)
+            frozen_sam_for(sam)  # a supported family, or a TypeError / ValueError naming it
+            config.sam_config = sam.config  # one SAM config object, already resolved by the model (attention, ...)
+        self.sam = sam if sam is not None else config.frozen_sam_class.model_class(config.sam_config)
         self.prompt_generator = AutoSamPromptGenerator(config)
         self.surrogate_decoder = AutoSamSurrogateDecoder(config) if config.use_surrogate_decoder else None
         self.post_init()
@@ -286,26 +291,32 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
     @classmethod
     def from_sam(
         cls,
-        sam: str | os.PathLike | SamConfig | SamModel,
+        sam: str | os.PathLike | PreTrainedConfig | PreTrainedModel,
         revision: str | None = None,
         backbone_weights: str | os.PathLike | bool | None = None,
         **config_overrides,
     ) -> AutoSamForSegmentation:
-        """Build AutoSAM around SAM weights, with a fresh g (and h).
+        """Build AutoSAM around a frozen model's weights, with a fresh g (and h).
 
         Args:
-            sam: a Hub id or folder of a transformers SAM checkpoint (`facebook/sam-vit-base`, ...), an original
-                segment-anything `.pth` file (vit_b/l/h, detected from the weights), a `SamConfig` (random
-                weights) or a `SamModel`.
+            sam: a Hub id or folder of a transformers SAM, SAM-HQ or SAM 2 checkpoint (`facebook/sam-vit-base`,
+                `wanglab/medsam-vit-base`, `syscv-community/sam-hq-vit-base`, `facebook/sam2.1-hiera-tiny`, ...; the
+                family is read from its config.json), an original segment-anything `.pth` file (vit_b/l/h, detected
+                from the weights), a `SamConfig` / `SamHQConfig` / `Sam2Config` (random weights) or a `SamModel` /
+                `SamHQModel` / `Sam2Model`.
             revision: Hub revision of `sam`.
             backbone_weights: ImageNet weights for g's encoder: a path to the authors' `hardnet85.pth` for
                 HarDNet-85, or `True` to let timm fetch a timm backbone's weights.
-            config_overrides: any `AutoSamConfig` field (`prompt_input_size`, `backbone`, ...).
+            config_overrides: any `AutoSamConfig` field (`prompt_input_size`, `backbone`, `hq_token_only`, ...).
+                From a folder or Hub id, `sam_preprocessing` defaults to the checkpoint's own SAM-canvas settings
+                where they differ from SAM's (`load_sam_preprocessing`: MedSAM's copies skip ImageNet normalisation).
         """
         sam_model = load_sam(sam, revision=revision)
         if isinstance(sam, (str, os.PathLike)):
             config_overrides.setdefault("sam_name_or_path", str(sam))
             config_overrides.setdefault("sam_revision", revision)
+            if not os.path.isfile(sam):
+                config_overrides.setdefault("sam_preprocessing", load_sam_preprocessing(sam, revision=revision))
         # A copy: building a config resets the attention setting of the sub-configs it is handed.
         config = AutoSamConfig(sam_config=sam_model.config.to_dict(), **config_overrides)
         model = cls(config, sam=sam_model)
@@ -325,10 +336,15 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
             state_dict = pretrained.state_dict() if pretrained else torch.load(weights, weights_only=True)
             encoder.load_state_dict(state_dict)
 
+    @property
+    def frozen_sam(self) -> FrozenSam:
+        """The adapter of the frozen model's family around `self.sam` (`frozen_sam.py`); it holds no weights."""
+        return self.config.frozen_sam_class(self.sam, hq_token_only=self.config.hq_token_only)
+
     def freeze_sam(self) -> None:
-        """SAM never trains: no gradients, and eval mode (re-applied by `train()` and after loading)."""
-        self.sam.requires_grad_(False)
-        self.sam.eval()
+        """SAM never trains: no gradients, and eval mode (re-applied by `train()` and after loading); SAM 2 also
+        always answers with its token 0 (`FrozenSam2`)."""
+        self.frozen_sam.freeze()
 
     def set_trainable(self, prompt_generator: bool, surrogate_decoder: bool = False) -> None:
         """Choose which of g and h train (SAM never does). Frozen parts stay in eval mode, so their BatchNorm
@@ -390,7 +406,7 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         """Fill `self.sam` from `config.sam_name_or_path` at `config.sam_revision` (what loading an adapter
         checkpoint does), keeping SAM's current dtype and device. The model is then a whole model again
         (`config.adapter_only = False`). `from_pretrained_kwargs` (`cache_dir`, `local_files_only`, `token`, ...)
-        go to `SamModel.from_pretrained`, which honours the Hub cache and `HF_HUB_OFFLINE`."""
+        go to the family's `from_pretrained`, which honours the Hub cache and `HF_HUB_OFFLINE`."""
         name, revision = self.config.sam_name_or_path, self.config.sam_revision
         if not name:
             raise ValueError("Adapter checkpoint without config.sam_name_or_path: the base SAM is unknown.")
@@ -416,45 +432,57 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
     # ---------------------------------------------------------------- pieces of the forward pass
     @torch.no_grad()
     def get_image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """SAM's frozen image encoder: (B, 3, S, S) → (B, C, E, E)."""
-        return self.sam.get_image_embeddings(pixel_values)
+        """The frozen image encoder's main output: (B, 3, S, S) → image_embeddings (B, C, E, E) (SAM-HQ and SAM 2
+        decoders need more: `image_features`)."""
+        return self.image_features(pixel_values)["image_embeddings"]
 
+    @torch.no_grad()
     def image_features(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
-        """What SAM's frozen encoder gives the mask decoder, by `forward` argument name — what the embedding cache
-        stores: {"image_embeddings": (B, C, E, E)}."""
-        return {"image_embeddings": self.get_image_embeddings(pixel_values)}
+        """What the frozen encoder gives the mask decoder, by `forward` argument name — what the embedding cache
+        stores: SAM {"image_embeddings": (B, C, E, E)}; SAM-HQ adds "intermediate_embeddings" (B, E, E, D); SAM 2
+        "high_resolution_features_0" (B, C/8, 4E, 4E) and "_1" (B, C/4, 2E, 2E) (`frozen_sam.py`)."""
+        return self.frozen_sam.image_features(pixel_values)
 
     def image_feature_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes (without the batch) of `image_features`, from the configuration alone."""
-        channels, side = self.config.prompt_embedding_shape
-        return {"image_embeddings": (channels, side, side)}
+        return self.config.frozen_sam_class.feature_shapes(self.config.sam_config)
 
     def decode_masks(
-        self, image_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor
+        self, image_features: dict[str, torch.Tensor] | torch.Tensor, dense_prompt_embeddings: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """SAM's mask decoder with dense prompts and no sparse prompt, once per class in one batched call.
+        """The frozen mask decoder with dense prompts and no sparse prompt, once per class in one batched call.
 
         Args:
-            image_embeddings: (B, C, E, E).
+            image_features: `image_features` of B images, e.g. {"image_embeddings": (B, C, E, E)}; for SAM the
+                image embeddings tensor itself is accepted.
             dense_prompt_embeddings: K prompts per image (B, K, C, E, E), or one (B, C, E, E).
         Returns:
             (logits (B, K, 4E, 4E), iou_scores (B, K)); K = 1 for a single prompt.
         """
+        if isinstance(image_features, torch.Tensor):
+            image_features = {"image_embeddings": image_features}
         if dense_prompt_embeddings.ndim == 4:
             dense_prompt_embeddings = dense_prompt_embeddings.unsqueeze(1)
         batch_size, num_classes = dense_prompt_embeddings.shape[:2]
-        # Image b's embedding serves each of its K prompts: the decoder sees a batch of B·K (image, prompt) pairs.
-        image_embeddings = image_embeddings.repeat_interleave(num_classes, dim=0)
-        positional = self.sam.get_image_wide_positional_embeddings().repeat(batch_size * num_classes, 1, 1, 1)
-        masks, iou_scores = self.sam.mask_decoder(
-            image_embeddings=image_embeddings,
-            image_positional_embeddings=positional.to(image_embeddings.dtype),
-            sparse_prompt_embeddings=None,
-            dense_prompt_embeddings=dense_prompt_embeddings.flatten(0, 1).to(image_embeddings.dtype),
-            multimask_output=False,
-        )
-        # masks (B·K, 1, 1, 4E, 4E), iou_scores (B·K, 1, 1): one point batch, one mask.
+        # Image b's features serve each of its K prompts: the decoder sees a batch of B·K (image, prompt) pairs.
+        features = {name: tensor.repeat_interleave(num_classes, dim=0) for name, tensor in image_features.items()}
+        masks, iou_scores = self.frozen_sam.decode(features, dense_prompt_embeddings.flatten(0, 1))
+        # masks (B·K, 1, 4E, 4E), iou_scores (B·K, 1): one mask per (image, prompt) pair.
         return masks.view(batch_size, num_classes, *masks.shape[-2:]), iou_scores.view(batch_size, num_classes)
+
+    def _image_features_for_forward(
+        self, pixel_values: torch.Tensor | None, given: dict[str, torch.Tensor | None]
+    ) -> dict[str, torch.Tensor]:
+        """The image features a SAM mode decodes with: the ones passed to `forward` (all of the family's, checked),
+        else computed from `pixel_values`."""
+        given = {name: tensor for name, tensor in given.items() if tensor is not None}
+        if not given:
+            return self.image_features(pixel_values)
+        for name, tensor in given.items():
+            if not isinstance(tensor, torch.Tensor):
+                raise TypeError(f"{name} must be a tensor (batch first), got {type(tensor).__name__}")
+        self.frozen_sam.check_features(given)
+        return given
 
     def forward(
         self,
@@ -465,6 +493,10 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         valid_mask: torch.Tensor | None = None,
         mode: str | None = None,
         return_dict: bool | None = None,
+        *,
+        intermediate_embeddings: torch.FloatTensor | None = None,
+        high_resolution_features_0: torch.FloatTensor | None = None,
+        high_resolution_features_1: torch.FloatTensor | None = None,
         **kwargs,
     ) -> AutoSamSegmentationOutput | tuple:
         r"""
@@ -475,7 +507,9 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
             The processor's prompt canvas at g's input size P, made from the original image; g reads it. Without
             it, g resizes `pixel_values` (what processors without a prompt canvas give).
         image_embeddings (`torch.FloatTensor` of shape `(batch_size, C, E, E)`, *optional*):
-            Precomputed SAM image embeddings (e.g. from the embedding cache); SAM's encoder is then skipped.
+            Precomputed image embeddings (e.g. from the embedding cache); SAM's encoder is then skipped. Precomputed
+            features are all of `image_features`' or none: SAM-HQ's decoder also needs `intermediate_embeddings`,
+            SAM 2's the two `high_resolution_features_*`.
         labels (`torch.Tensor` of shape `(batch_size, 4E, 4E)`, *optional*):
             Label maps on the padded low-resolution canvas (the processor's `labels`): 0/1 for the binary model,
             class ids 0..K otherwise.
@@ -485,6 +519,12 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
             `"autosam"` (g's prompt through SAM), `"surrogate"` (h(g(I)), SAM not run) or `"sam_mask_prompt"`
             (AutoSAM's mask of each class fed back through SAM's mask prompt encoder). Defaults to
             `config.default_mode`; `"sam"` is accepted for `"autosam"`.
+        intermediate_embeddings (`torch.FloatTensor` of shape `(batch_size, E, E, D)`, *optional*):
+            SAM-HQ: the first global-attention ViT block's output (the first of `SamHQModel`'s
+            `intermediate_embeddings`, the only one its decoder reads), channels-last, D = 768 for vit-b.
+        high_resolution_features_0 / high_resolution_features_1 (`torch.FloatTensor`, *optional*):
+            SAM 2: the first two maps of `Sam2Model.get_image_embeddings` (after the decoder's conv_s0 / conv_s1), of
+            shapes `(batch_size, C/8, 4E, 4E)` and `(batch_size, C/4, 2E, 2E)`.
         kwargs:
             Other processor outputs (`original_sizes`, `reshaped_input_sizes`) are accepted and ignored, so
             `model(**processor(images))` and the `image-segmentation` pipeline work.
@@ -495,8 +535,17 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
             raise ValueError("prompt_pixel_values (or pixel_values) is required: the prompt generator reads the image.")
         if mode == "surrogate" and self.surrogate_decoder is None:
             raise ValueError("mode='surrogate' needs a surrogate decoder (config.use_surrogate_decoder=True).")
-        if mode != "surrogate" and image_embeddings is None and pixel_values is None:
-            raise ValueError(f"mode={mode!r} runs SAM: pass pixel_values (SAM's canvas) or image_embeddings.")
+        given_features = {
+            "image_embeddings": image_embeddings,
+            "intermediate_embeddings": intermediate_embeddings,
+            "high_resolution_features_0": high_resolution_features_0,
+            "high_resolution_features_1": high_resolution_features_1,
+        }
+        if mode != "surrogate" and pixel_values is None and all(value is None for value in given_features.values()):
+            raise ValueError(
+                f"mode={mode!r} runs SAM: pass pixel_values (SAM's canvas) or image_embeddings (with the frozen "
+                "model's other image features, model.image_features)."
+            )
 
         prompt_input = prompt_pixel_values if prompt_pixel_values is not None else pixel_values
         prompt_embeddings = self.prompt_generator(prompt_input)
@@ -504,14 +553,14 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         if mode == "surrogate":
             logits = surrogate_logits = self.surrogate_decoder(prompt_embeddings)
         else:
-            if image_embeddings is None:
-                image_embeddings = self.get_image_embeddings(pixel_values)
-            logits, iou_scores = self.decode_masks(image_embeddings, prompt_embeddings)
+            features = self._image_features_for_forward(pixel_values, given_features)
+            image_embeddings = features["image_embeddings"]
+            logits, iou_scores = self.decode_masks(features, prompt_embeddings)
             if mode == "sam_mask_prompt":
                 # Each class's mask (B·K, 1, 4E, 4E) through SAM's mask prompt encoder → K prompts per image again.
                 class_masks = logits.flatten(0, 1).unsqueeze(1).to(image_embeddings.dtype)
-                mask_prompts = self.sam.prompt_encoder.mask_embed(class_masks).unflatten(0, logits.shape[:2])
-                logits, iou_scores = self.decode_masks(image_embeddings, mask_prompts)
+                mask_prompts = self.frozen_sam.mask_prompt_embeddings(class_masks).unflatten(0, logits.shape[:2])
+                logits, iou_scores = self.decode_masks(features, mask_prompts)
 
         loss = None
         if labels is not None:

@@ -1,18 +1,29 @@
-"""Loading a frozen SAM from any of its published forms.
+"""Loading a frozen SAM, SAM-HQ or SAM 2 from any of its published forms.
 
-- a transformers checkpoint (Hub id such as `facebook/sam-vit-base` or a local folder), read by `SamModel`;
+- a transformers checkpoint (Hub id such as `facebook/sam-vit-base`, `syscv-community/sam-hq-vit-base`,
+  `facebook/sam2.1-hiera-tiny`, or a local folder): the family is read from its config.json's `model_type`
+  (sam, sam_hq, sam2, sam2_video) and the checkpoint loaded by that family's class (`frozen_sam.py`);
 - an original segment-anything checkpoint (`sam_vit_b_01ec64.pth`, ...): its keys are converted here and its
   architecture (vit_b / vit_l / vit_h, or any other size) is read off the weights themselves;
-- a bare `SamConfig` (random weights, for tests and timing).
+- a bare `SamConfig` / `SamHQConfig` / `Sam2Config` (random weights, for tests and timing), or a model.
+
+The checkpoint's own preprocessing, where it differs from SAM's (MedSAM), is read by `load_sam_preprocessing`.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 
 import torch
-from transformers import SamConfig, SamModel
+from huggingface_hub.errors import EntryNotFoundError
+from transformers import PreTrainedConfig, PreTrainedModel, SamConfig, SamModel
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
+from transformers.utils import IMAGE_PROCESSOR_NAME, cached_file
+
+from .frozen_sam import CHECKPOINT_MODEL_TYPES, frozen_sam_class
 
 # Original segment-anything name → transformers name, applied in order (after the layer-specific rules below).
 _ORIGINAL_TO_HF_PATTERNS = [
@@ -149,30 +160,101 @@ def load_original_sam_checkpoint(checkpoint_path: str | os.PathLike) -> SamModel
 
 
 def load_sam(
-    sam: str | os.PathLike | SamConfig | SamModel, revision: str | None = None, **from_pretrained_kwargs
-) -> SamModel:
-    """A `SamModel` from a Hub id, a transformers folder, an original `.pth` file, a `SamConfig` or a `SamModel`.
+    sam: str | os.PathLike | PreTrainedConfig | PreTrainedModel, revision: str | None = None, **from_pretrained_kwargs
+) -> PreTrainedModel:
+    """A `SamModel`, `SamHQModel` or `Sam2Model` from a Hub id or transformers folder (family from its config.json),
+    an original segment-anything `.pth` file, a config of one of the three, or a model of one of them.
 
-    `from_pretrained_kwargs` (`cache_dir`, `token`, `local_files_only`, ...) go to `SamModel.from_pretrained`.
+    `from_pretrained_kwargs` (`cache_dir`, `token`, `local_files_only`, ...) go to the family's `from_pretrained`.
+    Raises ValueError naming `sam` when nothing loadable is there or its type is not supported.
     """
-    if isinstance(sam, SamModel):
+    if isinstance(sam, PreTrainedModel):
+        family = frozen_sam_class(sam.config)
+        if not isinstance(sam, family.model_class):
+            raise ValueError(f"sam: a {type(sam).__name__} is not a {family.model_class.__name__}")
         return sam
-    if isinstance(sam, SamConfig):
-        return SamModel(sam)
+    if isinstance(sam, PreTrainedConfig):
+        return frozen_sam_class(sam).model_class(sam)
     if os.path.isfile(sam):
         return load_original_sam_checkpoint(sam)
     try:
-        return SamModel.from_pretrained(sam, revision=revision, **from_pretrained_kwargs)
+        config_dict, _ = PreTrainedConfig.get_config_dict(sam, revision=revision, **from_pretrained_kwargs)
     except (OSError, ValueError) as error:
         raise ValueError(
-            f"Could not load SAM from {sam!r}: not an original .pth file, a transformers SAM folder, "
-            f"or a reachable Hub id ({error})"
+            f"Could not load SAM from {sam!r}: not an original .pth file, a transformers SAM / SAM-HQ / SAM 2 "
+            f"folder, or a reachable Hub id ({error})"
         ) from error
+    family = frozen_sam_class(config_dict.get("model_type"), argument=f"sam {str(sam)!r}")
+    config = family.config_class(**_image_model_config_dict(config_dict))
+    try:
+        return family.model_class.from_pretrained(sam, config=config, revision=revision, **from_pretrained_kwargs)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Could not load the {family.model_type} checkpoint {sam!r}: {error}") from error
+
+
+def _image_model_config_dict(config_dict: dict) -> dict:
+    """A checkpoint's config.json as its family's image-model config: a `sam2_video` config keeps only what
+    `Sam2Model` reads (its vision, prompt encoder and mask decoder configs), not the video memory settings."""
+    if config_dict.get("model_type") == "sam2_video":
+        keys = ("vision_config", "prompt_encoder_config", "mask_decoder_config", "initializer_range")
+        return {key: config_dict[key] for key in keys if key in config_dict}
+    return config_dict
+
+
+# Settings of a checkpoint's preprocessor_config.json that change the values of SAM's canvas, with the defaults of
+# SAM's own processor (and AutoSAM's): MedSAM copies differ in `do_normalize` and `resample`.
+SAM_CANVAS_DEFAULTS = {
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "image_mean": list(IMAGENET_DEFAULT_MEAN),
+    "image_std": list(IMAGENET_DEFAULT_STD),
+    "resample": int(PILImageResampling.BILINEAR),
+}
+
+
+def load_sam_preprocessing(
+    sam: str | os.PathLike, revision: str | None = None, **hub_kwargs
+) -> dict[str, object] | None:
+    """The SAM-canvas settings (`SAM_CANVAS_DEFAULTS` keys) of a checkpoint's `preprocessor_config.json` that
+    differ from SAM's defaults, or None when it has none (or no such file, or the file cannot be fetched)."""
+    try:
+        path = cached_file(
+            sam,
+            IMAGE_PROCESSOR_NAME,
+            revision=revision,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **hub_kwargs,
+        )
+    except (OSError, EntryNotFoundError):
+        return None
+    if path is None:
+        return None
+    with open(path) as file:
+        settings = json.load(file)
+    differing = {
+        key: settings[key]
+        for key, default in SAM_CANVAS_DEFAULTS.items()
+        if key in settings and not _same_setting(settings[key], default)
+    }
+    return differing or None
+
+
+def _same_setting(value, default) -> bool:
+    if isinstance(default, list):
+        return isinstance(value, list) and len(value) == len(default) and all(map(math.isclose, value, default))
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and math.isclose(value, default)
+    return value == default
 
 
 __all__ = [
+    "CHECKPOINT_MODEL_TYPES",
+    "SAM_CANVAS_DEFAULTS",
     "convert_original_sam_state_dict",
     "load_original_sam_checkpoint",
     "load_sam",
+    "load_sam_preprocessing",
     "sam_config_from_original_state_dict",
 ]
