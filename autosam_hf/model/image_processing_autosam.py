@@ -1,8 +1,7 @@
 """Image processor for AutoSAM.
 
-Builds on transformers' SAM processor (PIL backend, so torchvision is not needed): resize the longest side, rescale,
-normalise **once** with ImageNet statistics, pad bottom/right. It makes up to two canvases of the same image, each
-straight from the original pixels:
+Builds on transformers' SAM processor (PIL backend, so torchvision is not needed): resize, rescale, normalise **once**
+with ImageNet statistics. It makes up to two canvases of the same image, each straight from the original pixels:
 
 - the SAM canvas (`pixel_values`, S×S, S = 1024 for released SAMs), for SAM's image encoder;
 - the prompt canvas (`prompt_pixel_values`, P×P, P = g's input size), for the prompt generator g.
@@ -11,6 +10,16 @@ Only the canvases a forward pass needs are built (`canvases=`): h(g(I)) needs no
 training from cached SAM embeddings, so neither pays for a 1024² image it would only shrink again. Masks go to the
 low-resolution label canvas (4E × 4E, 256² for released SAMs) with a `valid_mask` that marks the unpadded part, so
 the loss never learns the padding. Post-processing crops the padding and resizes back to each original image.
+
+Every canvas (SAM's, g's, the labels') follows the frozen model's canvas rule (`canvas_rule`), so that g's dense
+prompt, the image embedding and the labels cover the same part of the image:
+
+- `"letterbox"` (SAM, MedSAM, SAM-HQ, as `SamImageProcessor`): longest edge to the canvas side, zero padding
+  bottom/right;
+- `"squash"` (SAM 2, as `Sam2ImageProcessor`): both edges to the canvas side, aspect ratio not kept, no padding.
+
+A frozen checkpoint whose own preprocessing differs from SAM's (MedSAM: no ImageNet normalisation, bicubic) gives its
+settings as `sam_preprocessing`; they change SAM's canvas only, as g was built for ImageNet statistics.
 """
 
 from __future__ import annotations
@@ -20,10 +29,13 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
+import torch.nn.functional as F
+from transformers.image_processing_backends import PilBackend
 from transformers.image_processing_utils import BatchFeature
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES
 from transformers.models.sam.image_processing_pil_sam import SamImageProcessorKwargs, SamImageProcessorPil
 
+from .frozen_sam import CANVAS_RULES, LETTERBOX, SQUASH, frozen_sam_class
 from .segmentation_classes import label_maps_from_logits
 
 ImageLike = PIL.Image.Image | np.ndarray | torch.Tensor
@@ -170,22 +182,34 @@ class AutoSamImageProcessorKwargs(SamImageProcessorKwargs, total=False):
         The model's `num_labels` (background + K classes). 2: `segmentation_maps` are binary masks, binarised
         (`binarize_mask`); more: they are label maps with values 0..K (`read_label_map`), kept as they are
         (nearest resizing keeps labels).
+    canvas_rule (`str`, *optional*, defaults to `"letterbox"`):
+        How every canvas is made: `"letterbox"` (longest edge, zero padding; SAM, MedSAM, SAM-HQ) or `"squash"`
+        (resized to the square, no padding; SAM 2). `size` / `mask_size` hold `longest_edge` for the first and
+        `height` / `width` for the second.
+    sam_preprocessing (`dict`, *optional*):
+        Settings that replace the processor's for SAM's canvas only (`do_rescale`, `rescale_factor`, `do_normalize`,
+        `image_mean`, `image_std`, `resample`): the frozen checkpoint's own, e.g. MedSAM's
+        `{"do_normalize": False, "resample": 3}`.
     """
 
     prompt_size: int
     canvases: list[str]
     mask_threshold: float
     num_labels: int
+    canvas_rule: str
+    sam_preprocessing: dict
 
 
 class AutoSamImageProcessor(SamImageProcessorPil):
     r"""
     Constructs an AutoSAM image processor: SAM's preprocessing (defaults: longest edge 1024, ImageNet mean/std,
     zero padding to 1024×1024; masks to 256×256) for SAM's canvas and, at g's input size, for the prompt canvas,
-    plus the valid-region mask and semantic post-processing.
+    plus the valid-region mask and semantic post-processing. SAM 2's processors squash instead of padding
+    (`canvas_rule`); MedSAM's change SAM's canvas values (`sam_preprocessing`).
 
     `__call__(images, segmentation_maps=None, canvases=None, return_tensors="pt")` returns:
-        - `pixel_values` (B, 3, S, S) when the `"sam"` canvas is built: normalised once, padded bottom/right;
+        - `pixel_values` (B, 3, S, S) when the `"sam"` canvas is built: normalised once, padded bottom/right
+          (letterbox) or squashed;
         - `prompt_pixel_values` (B, 3, P, P) when the `"prompt"` canvas is built: the same, at g's input size;
         - `original_sizes` (B, 2), `reshaped_input_sizes` (B, 2): (height, width) before and after resizing to
           SAM's canvas (post-processing maps logits back through it);
@@ -200,35 +224,68 @@ class AutoSamImageProcessor(SamImageProcessorPil):
     canvases = None
     mask_threshold = 0.0
     num_labels = 2
+    canvas_rule = LETTERBOX
+    sam_preprocessing = None
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        if self.canvas_rule not in CANVAS_RULES:
+            raise ValueError(f"canvas_rule must be one of {list(CANVAS_RULES)}, got {self.canvas_rule!r}")
 
     @classmethod
     def from_sam_config(
         cls, sam_config, prompt_size: int | None = None, canvases: list[str] | None = None, **kwargs: Any
     ) -> AutoSamImageProcessor:
-        """The processor matching a `SamConfig`: SAM canvas S = SAM's input size, label canvas 4E (SAM's mask
-        size), and a prompt canvas of side `prompt_size` (g's input size) when given.
+        """The processor matching a frozen model's config (`SamConfig`, `SamHQConfig`, `Sam2Config`): its canvas
+        rule, SAM canvas S = the model's input size, label canvas 4E (its mask size), and a prompt canvas of side
+        `prompt_size` (g's input size) when given.
 
         `canvases` sets what a plain call builds: `["prompt"]` for models used without SAM (h(g(I))).
         """
-        image_size = sam_config.vision_config.image_size
-        mask_size = 4 * sam_config.prompt_encoder_config.image_embedding_size
-        return cls(
-            size={"longest_edge": image_size},
-            pad_size={"height": image_size, "width": image_size},
-            mask_size={"longest_edge": mask_size},
-            mask_pad_size={"height": mask_size, "width": mask_size},
-            prompt_size=prompt_size,
-            canvases=canvases,
-            **kwargs,
-        )
+        family = frozen_sam_class(sam_config, argument="sam_config")
+        image_size = family.canvas_size(sam_config)
+        mask_size = 4 * family.prompt_embedding_shape(sam_config)[1]
+        if family.canvas_rule == SQUASH:
+            sizes = {
+                "size": {"height": image_size, "width": image_size},
+                "mask_size": {"height": mask_size, "width": mask_size},
+                "do_pad": False,
+            }
+        else:
+            sizes = {
+                "size": {"longest_edge": image_size},
+                "pad_size": {"height": image_size, "width": image_size},
+                "mask_size": {"longest_edge": mask_size},
+                "mask_pad_size": {"height": mask_size, "width": mask_size},
+            }
+        return cls(**sizes, canvas_rule=family.canvas_rule, prompt_size=prompt_size, canvases=canvases, **kwargs)
 
     @classmethod
     def from_model_config(cls, config, canvases: list[str] | None = None, **kwargs: Any) -> AutoSamImageProcessor:
-        """The processor of an `AutoSamConfig`: SAM's canvases, g's `prompt_input_size`, the model's
-        `mask_threshold` and `num_labels`."""
+        """The processor of an `AutoSamConfig`: its frozen model's canvases, g's `prompt_input_size`, the model's
+        `mask_threshold`, `num_labels` and `sam_preprocessing`."""
         kwargs.setdefault("mask_threshold", config.mask_threshold)
         kwargs.setdefault("num_labels", config.num_labels)
+        kwargs.setdefault("sam_preprocessing", config.sam_preprocessing)
         return cls.from_sam_config(config.sam_config, prompt_size=config.prompt_input_size, canvases=canvases, **kwargs)
+
+    @staticmethod
+    def _side(size: dict) -> int:
+        """The side of a square canvas from its `size`: `longest_edge` (letterbox) or `height` (squash)."""
+        return size["longest_edge"] if size.get("longest_edge") else size["height"]
+
+    def _canvas_kwargs(self, side: int) -> dict:
+        """`size` and padding of an image canvas of side `side` under the canvas rule."""
+        if self.canvas_rule == SQUASH:
+            return {"size": {"height": side, "width": side}, "do_pad": False}
+        return {"size": {"longest_edge": side}, "pad_size": {"height": side, "width": side}, "do_pad": True}
+
+    def resize(self, image: np.ndarray, size, resample=None, **kwargs) -> np.ndarray:
+        """Letterbox sizes (`longest_edge`) resize as SAM's processor does; squash sizes (`height`, `width`) go
+        straight to that size (the PIL backend's own resize, which SAM's processor overrides)."""
+        if size.longest_edge:
+            return super().resize(image, size=size, resample=resample, **kwargs)
+        return PilBackend.resize(self, image, size=size, resample=resample, **kwargs)
 
     def _resolve_canvases(self, canvases: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
         canvases = tuple(
@@ -271,28 +328,24 @@ class AutoSamImageProcessor(SamImageProcessorPil):
                         f"segmentation_maps[{i}] is {mask.shape[0]}x{mask.shape[1]} but images[{i}] is "
                         f"{image.shape[0]}x{image.shape[1]} (height x width)"
                     )
-        canvas_sizes = {
-            SAM_CANVAS: kwargs.get("size") or self.size,
-            PROMPT_CANVAS: {"longest_edge": self.prompt_size},
-        }
-        longest_edges = [canvas_sizes[canvas]["longest_edge"] for canvas in canvases]
-        if masks is not None:
-            longest_edges.append((kwargs.get("mask_size") or self.mask_size)["longest_edge"])
-        for i, image in enumerate(images):
-            if min(self._get_preprocess_shape(image.shape[:2], min(longest_edges))) == 0:
-                raise ValueError(
-                    f"images[{i}] is {image.shape[0]}x{image.shape[1]}: too elongated to resize to a longest edge of "
-                    f"{min(longest_edges)} (its short side would become 0 pixels)"
-                )
+        canvas_sides = {SAM_CANVAS: self._side(kwargs.get("size") or self.size), PROMPT_CANVAS: self.prompt_size}
+        mask_side = self._side(kwargs.get("mask_size") or self.mask_size)
+        if self.canvas_rule == LETTERBOX:
+            smallest = min([canvas_sides[canvas] for canvas in canvases] + ([mask_side] if masks is not None else []))
+            for i, image in enumerate(images):
+                if min(self._get_preprocess_shape(image.shape[:2], smallest)) == 0:
+                    raise ValueError(
+                        f"images[{i}] is {image.shape[0]}x{image.shape[1]}: too elongated to resize to a longest "
+                        f"edge of {smallest} (its short side would become 0 pixels)"
+                    )
         # Images are (H, W, 3) now; said explicitly, because SAM's processor guesses the channel axis from the
         # shape and takes an image 1 or 3 pixels high for channels-first.
         kwargs["input_data_format"] = "channels_last"
         outputs = None
         for canvas in canvases:
-            side = canvas_sizes[canvas]["longest_edge"]
-            canvas_kwargs = {**kwargs, "size": {"longest_edge": side}}
-            if canvas == PROMPT_CANVAS:
-                canvas_kwargs["pad_size"] = {"height": side, "width": side}
+            # The frozen checkpoint's own settings apply to its canvas only; the caller's kwargs still win.
+            overrides = (self.sam_preprocessing or {}) if canvas == SAM_CANVAS else {}
+            canvas_kwargs = {**overrides, **kwargs, **self._canvas_kwargs(canvas_sides[canvas])}
             # Labels come with the first canvas; they live on their own 4E canvas whatever the image canvas.
             processed = super().preprocess(
                 images, segmentation_maps=masks if outputs is None else None, return_tensors=return_tensors,
@@ -307,30 +360,40 @@ class AutoSamImageProcessor(SamImageProcessorPil):
             reshaped = [self.reshaped_size(image.shape[:2]) for image in images]
             outputs["reshaped_input_sizes"] = torch.tensor(reshaped) if return_tensors == "pt" else reshaped
         if masks is not None:
-            mask_longest_edge = (kwargs.get("mask_size") or self.mask_size)["longest_edge"]
             canvas = outputs["labels"].shape[-2:]
             valid = np.zeros((len(images), *canvas), dtype=bool)
             for i, image in enumerate(images):
-                height, width = self._get_preprocess_shape(image.shape[:2], mask_longest_edge)
+                height, width = self._reshaped_size(image.shape[:2], mask_side)
                 valid[i, :height, :width] = True
             outputs["labels"] = outputs["labels"].float() if return_tensors == "pt" else outputs["labels"]
             outputs["valid_mask"] = torch.from_numpy(valid) if return_tensors == "pt" else valid
         return outputs
 
     def reshaped_size(self, original_size: tuple[int, int]) -> tuple[int, int]:
-        """(height, width) an image of `original_size` takes on SAM's canvas."""
-        return self._get_preprocess_shape(tuple(original_size), self.size["longest_edge"])
+        """(height, width) an image of `original_size` takes on SAM's canvas (all of it when squashed)."""
+        return self._reshaped_size(original_size, self._side(self.size))
+
+    def _reshaped_size(self, original_size: tuple[int, int], side: int) -> tuple[int, int]:
+        if self.canvas_rule == SQUASH:
+            return side, side
+        return self._get_preprocess_shape(tuple(original_size), side)
 
     def post_process_class_logits(
         self, logits: torch.Tensor, original_sizes: list[tuple[int, int]] | torch.Tensor
     ) -> list[torch.Tensor]:
         """Low-resolution class logits (B, K, h, w) → list of (K, H_i, W_i) float logits at each original size.
 
-        The canvas is upsampled to SAM's padded input size, the padding is cropped, then the image is resized to
-        its original size (SAM's own `post_process_masks`, without binarising), every class channel alike.
+        Letterbox: the canvas is upsampled to SAM's padded input size, the padding is cropped, then the image is
+        resized to its original size (SAM's own `post_process_masks`, without binarising). Squash: the canvas is
+        resized straight to the original size (SAM 2's own `post_process_masks`). Every class channel alike.
         """
         if isinstance(original_sizes, torch.Tensor):
             original_sizes = original_sizes.tolist()
+        if self.canvas_rule == SQUASH:
+            return [
+                F.interpolate(logits[i : i + 1].float(), tuple(size), mode="bilinear", align_corners=False)[0]
+                for i, size in enumerate(original_sizes)
+            ]
         reshaped = [self.reshaped_size(size) for size in original_sizes]
         masks = [logits[i : i + 1].float() for i in range(logits.shape[0])]
         processed = self.post_process_masks(masks, original_sizes, reshaped, binarize=False)
