@@ -5,8 +5,10 @@ once and reading it back every epoch removes the ViT from the training loop. Wit
 epoch ``e`` uses view ``e % K`` (`EmbeddingCache.view_for_epoch`); the training loop gets the matching augmented
 image and mask for the prompt generator from the same `JointAugmentation(index, view)` call the cache used.
 
-An entry holds the named tensors SAM's mask decoder needs besides the prompt: for `SamModel`, `image_embeddings`
-(C, E, E); models that need more (multi-level features) name more (`image_features` of the model).
+An entry holds the named tensors the frozen mask decoder needs besides the prompt (`image_features` of the model): for
+`SamModel` (SAM, MedSAM), `image_embeddings` (C, E, E); SAM-HQ adds `intermediate_embeddings` (E, E, D), the early ViT
+features of its HQ token; SAM 2 stores its multi-level features, `high_resolution_features_0` (C/8, 4E, 4E),
+`high_resolution_features_1` (C/4, 2E, 2E) and `image_embeddings` (`model/frozen_sam.py`).
 
 On-disk layout::
 
@@ -16,7 +18,8 @@ On-disk layout::
         <image sha256, 32 hex>_i<index>_v<view>.safetensors    # augmented: the draw also depends on the row
         (each holds the entry's tensors and its full key in the metadata)
 
-The config fingerprint hashes the SAM vision encoder's state dict (names, dtypes, shapes, bytes), the image
+The config fingerprint hashes the frozen encoder's state dict (names, dtypes, shapes, bytes; for SAM 2 also the
+decoder's conv_s0/conv_s1 and `no_memory_embedding`, which its image features go through), the image
 processor's SAM-canvas settings, the augmentation (settings + seed), the storage dtype and this format's version;
 the file name adds the image bytes, the view and (augmented) the row index. Any change gives new names, so a stale
 embedding is never read. Files are written to a temporary name and moved into place with `os.replace`, so a killed
@@ -69,9 +72,14 @@ def _unwrap_sam(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def sam_vision_fingerprint(model: torch.nn.Module) -> str:
-    """SHA-256 of the SAM vision encoder's state dict: every tensor's name, dtype, shape and bytes."""
+    """SHA-256 of every tensor the image features depend on (AutoSAM: `frozen_sam.encoder_state_dict()`; a plain
+    `SamModel`: its vision encoder's state dict): each tensor's name, dtype, shape and bytes."""
+    if hasattr(model, "frozen_sam"):
+        state_dict = model.frozen_sam.encoder_state_dict()
+    else:
+        state_dict = _unwrap_sam(model).vision_encoder.state_dict()
     hasher = hashlib.sha256()
-    for name, tensor in sorted(_unwrap_sam(model).vision_encoder.state_dict().items()):
+    for name, tensor in sorted(state_dict.items()):
         tensor = tensor.detach().to("cpu").contiguous().reshape(-1)
         hasher.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         hasher.update(tensor.view(torch.uint8).numpy())
@@ -81,6 +89,8 @@ def sam_vision_fingerprint(model: torch.nn.Module) -> str:
 # Settings of g's prompt canvas: they do not change SAM's input, so changing them must not invalidate the cache.
 # Settings that do not change SAM's canvas (g's canvas, the classes of the labels): left out of the fingerprint.
 _NOT_SAM_CANVAS_SETTINGS = ("prompt_size", "canvases", "num_labels")
+# Settings added after caches were first built, left out at their default so that those caches stay valid.
+_LATER_SETTING_DEFAULTS = {"canvas_rule": "letterbox", "sam_preprocessing": None}
 
 
 def processor_fingerprint(processor: Any) -> str:
@@ -89,7 +99,12 @@ def processor_fingerprint(processor: Any) -> str:
         raise TypeError(
             f"Cannot fingerprint {type(processor).__name__}: it has no to_dict() (a transformers processor)."
         )
-    settings = {key: value for key, value in processor.to_dict().items() if key not in _NOT_SAM_CANVAS_SETTINGS}
+    settings = {
+        key: value
+        for key, value in processor.to_dict().items()
+        if key not in _NOT_SAM_CANVAS_SETTINGS
+        and not (key in _LATER_SETTING_DEFAULTS and value == _LATER_SETTING_DEFAULTS[key])
+    }
     return json.dumps(settings, sort_keys=True, default=str)
 
 

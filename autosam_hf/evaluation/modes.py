@@ -195,7 +195,7 @@ def predict_logits(
     model: AutoSamForSegmentation,
     mode: str,
     model_inputs: Mapping[str, torch.Tensor],
-    image_embeddings: torch.Tensor | None = None,
+    image_features: Mapping[str, torch.Tensor] | None = None,
     prompts: GroundTruthPrompts | None = None,
 ) -> torch.Tensor:
     """Mask logits (B, 1, 4E, 4E) of one evaluation mode for a processed batch.
@@ -205,18 +205,19 @@ def predict_logits(
         mode: one of `EVAL_MODES`.
         model_inputs: the processor's image inputs (`processor.model_input_names`: `pixel_values` (B, 3, S, S),
             SAM's canvas, and with processors that make one, g's canvas), on the model's device.
-        image_embeddings: (B, C, E, E) SAM image embeddings of `pixel_values`, computed once and shared by every
-            mode (SAM's encoder runs here only when they are missing and the mode needs them).
+        image_features: the frozen model's image features of `pixel_values` (`model.image_features`: SAM's
+            `image_embeddings` (B, C, E, E), and SAM-HQ's / SAM 2's other maps), computed once and shared by every
+            mode (the encoder runs here only when they are missing and the mode needs them).
         prompts: the batch's GT prompts, for the `sam_gt_*` modes (`ground_truth_prompts`).
     """
     if mode in AUTOSAM_MODES:
-        return model(**model_inputs, image_embeddings=image_embeddings, mode=mode).logits
+        return model(**model_inputs, **(image_features or {}), mode=mode).logits
     if mode not in GT_PROMPT_MODES:
         raise ValueError(f"Unknown evaluation mode {mode!r}; choose from {', '.join(EVAL_MODES)}.")
     if prompts is None:
         raise ValueError(f"Mode {mode!r} needs the batch's ground-truth prompts.")
-    if image_embeddings is None:
-        image_embeddings = model.get_image_embeddings(model_inputs["pixel_values"])
+    if image_features is None:
+        image_features = model.image_features(model_inputs["pixel_values"])
     prompt = {
         "sam_gt_point": {"input_points": prompts.points, "input_labels": prompts.point_labels},
         "sam_gt_box": {"input_boxes": prompts.boxes},
@@ -225,9 +226,8 @@ def predict_logits(
     if any(value is None for value in prompt.values()):
         raise ValueError(f"The ground-truth prompts were built without mode {mode!r}.")
     if "input_masks" in prompt:
-        prompt["input_masks"] = prompt["input_masks"].to(image_embeddings.dtype)
-    outputs = model.sam(image_embeddings=image_embeddings, multimask_output=False, **prompt)
-    logits = outputs.pred_masks[:, 0]  # (B, point batch 1, 1, 4E, 4E) → (B, 1, 4E, 4E)
+        prompt["input_masks"] = prompt["input_masks"].to(image_features["image_embeddings"].dtype)
+    logits = model.frozen_sam.prompted_masks(dict(image_features), **prompt)  # (B, 1, 4E, 4E)
     # No prompt can be derived from an empty ground truth: predict an empty mask there.
     empty = ~prompts.has_foreground.to(logits.device)
     return torch.where(empty[:, None, None, None], torch.full_like(logits, EMPTY_LOGIT), logits)

@@ -166,7 +166,7 @@ def _logits_per_mode(
     gt_modes = [mode for mode in modes if mode in GT_PROMPT_MODES]
     with inference_autocast(device, settings.autocast_dtype):
         uses_sam = any(mode != "surrogate" for mode in modes)
-        image_embeddings = model.get_image_embeddings(model_inputs["pixel_values"]) if uses_sam else None
+        image_features = model.image_features(model_inputs["pixel_values"]) if uses_sam else None
         prompts = None
         if gt_modes:
             prompts = ground_truth_prompts(
@@ -177,7 +177,7 @@ def _logits_per_mode(
                 device=device,
                 mask_logit=settings.gt_mask_logit,
             )
-        return {mode: predict_logits(model, mode, model_inputs, image_embeddings, prompts) for mode in modes}
+        return {mode: predict_logits(model, mode, model_inputs, image_features, prompts) for mode in modes}
 
 
 def evaluate_dataset(
