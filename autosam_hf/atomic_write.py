@@ -1,8 +1,10 @@
-"""Writing a file so that a crash or a kill never leaves half of it: write beside it, then rename over it."""
+"""Writing a file or a folder so that a crash or a kill never leaves half of it: write beside it, then rename."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,3 +23,43 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Move the complete folder `new` to `target`, replacing what was there only once `new` is in place."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except OSError:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_folder_atomically(folder: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call `write(staging)` on a new folder `.<name>.tmp-*` next to `folder`, then rename it to `folder`, replacing
+    any folder there (callers decide whether replacing is allowed). Returns `folder`.
+
+    If `write` fails, the staging folder is removed, `folder` is left as it was and the error propagates.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; the result is an ordinary folder
+        write(staging)
+        _replace_folder(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder

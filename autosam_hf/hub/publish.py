@@ -19,7 +19,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HTTPError
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from ..atomic_write import write_folder_atomically
 from ..cli import ArgumentParser, add_model_arguments, add_output_dir_argument, configure_logging
 from ..data import PRESETS, get_preset
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor
@@ -115,28 +115,6 @@ def _load_model(model_dir: Path, settings: PublishSettings) -> tuple[AutoSamForS
     return model, processor
 
 
-def _current_umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    """Move the complete folder `new` to `target`, replacing what was there (an empty folder or, when the caller
-    allowed it, an old export) only once `new` is in place."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except OSError:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def write_hub_folder(
     model_dir: str | os.PathLike,
     preset: str,
@@ -174,19 +152,14 @@ def write_hub_folder(
         template_dir=settings.template_dir,
     )
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-    try:
-        staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; the result is an ordinary folder
+    def write(staging: Path) -> None:
         (model.save_adapter if settings.adapter else model.save_pretrained)(staging)
         processor.save_pretrained(staging)
         card.save(staging / CARD_FILENAME)
         for path in metrics_paths:
             shutil.copyfile(path, staging / path.name)
-        _replace_folder(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    write_folder_atomically(output_dir, write)
     return output_dir
 
 
