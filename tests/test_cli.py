@@ -20,6 +20,9 @@ from autosam_hf.cli import (
 )
 from autosam_hf.evaluation.cli import build_parser as eval_parser
 from autosam_hf.evaluation.cli import main as eval_main
+from autosam_hf.export.cli import build_parser as export_parser
+from autosam_hf.export.cli import main as export_main
+from autosam_hf.export.dependencies import missing_onnx_packages
 from autosam_hf.hub.publish import build_parser as publish_parser
 from autosam_hf.hub.publish import main as publish_main
 from autosam_hf.predict import build_parser as predict_parser
@@ -135,11 +138,19 @@ def publish_arguments(tmp_path, model, output_option):
     return [*argv, output_option, str(tmp_path / "out")]
 
 
+def export_arguments(tmp_path, model, output_option):
+    return ["--model", model, output_option, str(tmp_path / "out")]
+
+
+# autosam-export checks its optional packages before loading the model: without them, the error names the extra.
+EXPORT_CULPRIT = "autosam-hf[onnx]" if missing_onnx_packages() else "no_model"
+
 # (prog, parser, main, arguments, what bad input (no data, no image, no trained folder) names)
 COMMANDS = [
     ("autosam-eval", eval_parser, eval_main, eval_arguments, "no_data"),
     ("autosam-predict", predict_parser, predict_main, predict_arguments, "no_image.png"),
     ("autosam-publish", publish_parser, publish_main, publish_arguments, "no_model"),
+    ("autosam-export", export_parser, export_main, export_arguments, EXPORT_CULPRIT),
 ]
 
 

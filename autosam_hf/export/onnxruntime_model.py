@@ -1,0 +1,203 @@
+"""AutoSAM on onnxruntime: an `autosam-export` folder answering what the PyTorch model answers at inference.
+
+    model, processor = load_onnxruntime_model_and_processor("exported/")
+    inputs = processor(images)                              # both canvases, as for the PyTorch model
+    logits = model(**inputs, mode="autosam").logits         # (B, K, 4E, 4E) float32 torch tensor, on the CPU
+    predictions = post_process_predictions(processor, logits, inputs["original_sizes"], model.config.mask_threshold)
+
+`OnnxRuntimeAutoSam` takes the forward's arguments (`pixel_values`, `prompt_pixel_values`, precomputed image
+features such as `image_embeddings`, `mode`; other processor outputs are ignored) and returns an
+`AutoSamSegmentationOutput`, so `autosam_hf.predict`'s batching and post-processing serve both backends. Mode
+"autosam" runs image_encoder.onnx then prompt_decoder.onnx (or the prompt decoder alone on given features);
+"surrogate" runs surrogate.onnx. Sessions are created on first use, so h(g(I)) never loads SAM's encoder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..model import AutoSamConfig, AutoSamImageProcessor
+from ..model.configuration_autosam import canonical_mode
+from ..model.modeling_autosam import AutoSamSegmentationOutput
+from .dependencies import require
+from .graphs import ENCODER, MODE_GRAPHS, PIXEL_VALUES, PROMPT_DECODER, PROMPT_PIXEL_VALUES, SURROGATE
+from .manifest import read_manifest
+
+CPU_PROVIDER, CUDA_PROVIDER = "CPUExecutionProvider", "CUDAExecutionProvider"
+
+
+def execution_providers(device: str = "cpu") -> list[str | tuple[str, dict[str, Any]]]:
+    """onnxruntime providers for `device`: "cpu", "cuda" / "cuda:N" (needs onnxruntime-gpu), or "auto" (CUDA if
+    onnxruntime has it, else CPU). Raises ValueError naming `--device` otherwise."""
+    ort = require("onnxruntime", "ONNX inference")
+    available = ort.get_available_providers()
+    if device == "auto":
+        device = "cuda" if CUDA_PROVIDER in available else "cpu"
+    if device == "cpu":
+        return [CPU_PROVIDER]
+    if device == "cuda" or device.startswith("cuda:"):
+        if CUDA_PROVIDER not in available:
+            raise ValueError(
+                f"--device {device}: onnxruntime here has no {CUDA_PROVIDER} (providers: {', '.join(available)}); "
+                "install onnxruntime-gpu or use --device cpu"
+            )
+        index = device.partition(":")[2] or "0"
+        return [(CUDA_PROVIDER, {"device_id": int(index)}), CPU_PROVIDER]
+    raise ValueError(f"--device must be auto, cpu, cuda or cuda:N for onnxruntime, got {device!r}")
+
+
+class OnnxRuntimeAutoSam:
+    """The graphs of an ONNX export, run with onnxruntime (module docstring).
+
+    Args:
+        folder: an `autosam-export` folder (graphs + `autosam_onnx.json`).
+        providers: onnxruntime execution providers (default: the CPU).
+        num_threads: intra-op threads (default `torch.get_num_threads()`, which follows OMP_NUM_THREADS, so both
+            backends use the same number of cores).
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        providers: list[str | tuple[str, dict[str, Any]]] | None = None,
+        num_threads: int | None = None,
+    ):
+        self._ort = require("onnxruntime", "ONNX inference")
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder)
+        try:
+            # The exported model's own config: inference reads it as it reads the PyTorch model's (mask_threshold,
+            # id2label, default_mode, the class rule), whatever fields it gains.
+            self.config = AutoSamConfig.from_pretrained(self.folder)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{self.folder} has no readable config.json: {error}") from error
+        self.device = torch.device("cpu")  # inputs are handed over as CPU arrays whatever the provider
+        self.providers = providers or [CPU_PROVIDER]
+        self.num_threads = num_threads or torch.get_num_threads()
+        self._sessions: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- graphs
+    @property
+    def graph_names(self) -> tuple[str, ...]:
+        return tuple(self.manifest["graphs"])
+
+    def supports(self, mode: str) -> bool:
+        """Whether the export has every graph `mode` runs."""
+        graphs = MODE_GRAPHS.get(canonical_mode(mode))  # None for modes no export has (sam_mask_prompt)
+        return graphs is not None and all(name in self.manifest["graphs"] for name in graphs)
+
+    def check_mode(self, mode: str) -> None:
+        """Raise ValueError, naming the modes the export has, when it lacks a graph `mode` runs."""
+        if not self.supports(mode):
+            exported = ", ".join(name for name in MODE_GRAPHS if self.supports(name)) or "none"
+            raise ValueError(f"mode={mode!r} is not in the export {self.folder} (modes exported: {exported})")
+
+    @property
+    def surrogate_decoder(self) -> Any | None:
+        """The session of h(g(I)) (surrogate.onnx), or None when the export has none; the PyTorch model's
+        `surrogate_decoder` is None in the same case, so callers can check either the same way."""
+        return self.session(SURROGATE) if SURROGATE in self.manifest["graphs"] else None
+
+    def session(self, name: str):
+        """The onnxruntime session of graph `name`, created on first use."""
+        if name not in self._sessions:
+            if name not in self.manifest["graphs"]:
+                raise ValueError(f"{self.folder} has no {name!r} graph (exported: {', '.join(self.graph_names)})")
+            path = self.folder / self.manifest["graphs"][name]["file"]
+            options = self._ort.SessionOptions()
+            options.intra_op_num_threads = self.num_threads
+            try:
+                self._sessions[name] = self._ort.InferenceSession(str(path), options, providers=self.providers)
+            except Exception as error:  # onnxruntime's errors derive from Exception only
+                raise ValueError(f"onnxruntime cannot load {path}: {error}") from error
+        return self._sessions[name]
+
+    def _run(self, name: str, tensors: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
+        """Run graph `name` on its inputs, taken by name from `tensors` and checked against the manifest's shapes."""
+        feeds = {}
+        for spec in self.manifest["graphs"][name]["inputs"]:
+            tensor = tensors.get(spec["name"])
+            if tensor is None:
+                raise ValueError(f"{spec['name']} is required: graph {name!r} reads it ({self._source(spec)})")
+            expected = tuple(spec["shape"][1:])
+            if tuple(tensor.shape[1:]) != expected or tensor.ndim != len(spec["shape"]):
+                raise ValueError(
+                    f"{spec['name']}: expected shape (batch, {', '.join(map(str, expected))}) for graph {name!r}, got "
+                    f"{tuple(tensor.shape)}"
+                )
+            feeds[spec["name"]] = np.ascontiguousarray(tensor.detach().cpu().float().numpy())
+        outputs = self.session(name).run(None, feeds)
+        names = [spec["name"] for spec in self.manifest["graphs"][name]["outputs"]]
+        return {output: torch.from_numpy(value) for output, value in zip(names, outputs, strict=True)}
+
+    def _source(self, spec: dict[str, Any]) -> str:
+        source = spec["source"]
+        if "canvas" in source:
+            return f"the processor's {source['canvas']!r} canvas"
+        return f"output {source['output']!r} of graph {source['graph']!r}"
+
+    # ---------------------------------------------------------------- the forward pass
+    def image_features(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """SAM's encoder (image_encoder.onnx): (B, 3, S, S) → the named tensors the prompt decoder reads."""
+        return self._run(ENCODER, {PIXEL_VALUES: pixel_values})
+
+    def __call__(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        prompt_pixel_values: torch.Tensor | None = None,
+        mode: str | None = None,
+        **kwargs: torch.Tensor,
+    ) -> AutoSamSegmentationOutput:
+        """The forward pass of `mode` (default the export's `default_mode`) → `AutoSamSegmentationOutput` with
+        `logits` (B, K, 4E, 4E) and, for "autosam", `iou_scores`, as float32 CPU tensors.
+
+        kwargs: precomputed image features by name (`image_embeddings`; SAM's encoder is then skipped) and any
+        other processor output (ignored).
+        """
+        mode = canonical_mode(mode or self.config.default_mode)
+        self.check_mode(mode)
+        if mode == "surrogate":
+            logits = self._run(SURROGATE, {PROMPT_PIXEL_VALUES: prompt_pixel_values})["logits"]
+            return AutoSamSegmentationOutput(logits=logits, surrogate_logits=logits)
+        decoder_inputs = self.manifest["graphs"][PROMPT_DECODER]["inputs"]
+        features = {spec["name"]: kwargs.get(spec["name"]) for spec in decoder_inputs if "graph" in spec["source"]}
+        if any(value is None for value in features.values()):
+            if pixel_values is None:
+                raise ValueError(f"mode={mode!r} runs SAM: pass pixel_values (SAM's canvas) or {', '.join(features)}")
+            features = self.image_features(pixel_values)
+        outputs = self._run(PROMPT_DECODER, {PROMPT_PIXEL_VALUES: prompt_pixel_values, **features})
+        return AutoSamSegmentationOutput(
+            logits=outputs["logits"],
+            iou_scores=outputs.get("iou_scores"),
+            image_embeddings=features.get("image_embeddings"),
+        )
+
+
+def load_onnxruntime_model_and_processor(
+    folder: str | os.PathLike, device: str = "cpu", num_threads: int | None = None
+) -> tuple[OnnxRuntimeAutoSam, AutoSamImageProcessor]:
+    """An export folder's onnxruntime model and its processor (thresholding at the exported `mask_threshold`).
+
+    Raises:
+        FileNotFoundError / ValueError: a missing folder, one without `autosam_onnx.json`, a missing graph file,
+            a device onnxruntime cannot use, or onnxruntime not installed (each message names it).
+    """
+    model = OnnxRuntimeAutoSam(folder, providers=execution_providers(device), num_threads=num_threads)
+    try:
+        processor = AutoSamImageProcessor.from_pretrained(folder)
+    except OSError as error:
+        raise ValueError(f"{folder} has no readable processor (preprocessor_config.json): {error}") from error
+    processor.mask_threshold = model.config.mask_threshold
+    return model, processor
+
+
+__all__ = [
+    "OnnxRuntimeAutoSam",
+    "execution_providers",
+    "load_onnxruntime_model_and_processor",
+]
