@@ -1,6 +1,7 @@
 """`autosam-predict`: segment images, folders of images (or video frames) and video files with a trained AutoSAM.
 
     autosam-predict --model my-org/autosam-kvasir images/ --output_dir predictions/ [--fast] [--batch_size 8]
+    autosam-predict --backend onnxruntime --model onnx/ images/ --output_dir predictions/  # an autosam-export folder
 
 For every input image it writes, under `--output_dir`:
     - `masks/<stem>.png`: the binary mask, 0/255, at the image's original size: `logit > config.mask_threshold`
@@ -31,7 +32,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import PIL.Image
@@ -56,10 +57,15 @@ from .postprocessing import ImagePrediction, model_predictions
 from .runtime import inference_autocast
 from .visualization import prediction_pictures, write_png
 
+if TYPE_CHECKING:  # the onnx extra is optional: imported when --backend onnxruntime asks for it
+    from .export.onnxruntime_model import OnnxRuntimeAutoSam
+
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 VIDEO_EXTRA_HINT = "pip install 'autosam-hf[video]' (opencv-python-headless)"
+# pytorch: a trained folder or Hub id; onnxruntime: an `autosam-export` folder (autosam_hf.export), same outputs.
+BACKENDS = ("pytorch", "onnxruntime")
 
 Key = TypeVar("Key")
 
@@ -72,7 +78,7 @@ def _batched(items: Iterable, size: int) -> Iterator[list]:
 
 
 def iter_predictions(
-    model: AutoSamForSegmentation,
+    model: AutoSamForSegmentation | OnnxRuntimeAutoSam,
     processor: AutoSamImageProcessor,
     items: Iterable[tuple[Key, PIL.Image.Image | np.ndarray | torch.Tensor]],
     mode: str | None = None,
@@ -83,7 +89,7 @@ def iter_predictions(
     """Segment `(key, image)` pairs in batches, lazily; yields `(key, prediction)` in input order.
 
     Args:
-        model: AutoSAM in eval mode, on the device to run on.
+        model: AutoSAM in eval mode, on the device to run on, or an `OnnxRuntimeAutoSam` (an ONNX export).
         processor: its image processor.
         items: any iterable of (key, image); images are what the processor accepts (PIL, (H, W[, C]) arrays, ...).
         mode: `"autosam"`, `"surrogate"` (h only, SAM is not run) or `"sam_mask_prompt"`; default `config.default_mode`.
@@ -315,6 +321,13 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("input", help="image file, folder of images/frames (natural order) or video file")
     add_model_arguments(parser)
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="pytorch",
+        help="pytorch (default): --model is a trained folder or Hub id; onnxruntime: --model is an autosam-export "
+        "folder, run in float32 (pip install 'autosam-hf[onnx]')",
+    )
     add_output_dir_argument(parser, required=True, help="output folder (masks/ and overlays/ are created in it)")
     parser.add_argument(
         "--fast", action="store_true", help="surrogate decoder h only, SAM is not run (same as --mode surrogate)"
@@ -332,6 +345,29 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def load_predictor(
+    args: argparse.Namespace,
+) -> tuple[AutoSamForSegmentation | OnnxRuntimeAutoSam, AutoSamImageProcessor, torch.dtype | None]:
+    """The model of `--backend` on `--device` (onnxruntime: an `OnnxRuntimeAutoSam`, which `iter_predictions` takes
+    like the PyTorch model), its processor, and the autocast dtype of `--dtype` (None: float32).
+
+    Raises:
+        ValueError / OSError: a model that cannot be loaded, or options the backend cannot honour (each named).
+    """
+    if args.backend == "onnxruntime":
+        from .export.onnxruntime_model import load_onnxruntime_model_and_processor
+
+        if args.dtype not in ("auto", "float32"):
+            raise ValueError(f"--dtype {args.dtype}: --backend onnxruntime runs the exported float32 graphs")
+        if args.revision:
+            raise ValueError("--revision: --backend onnxruntime reads a local autosam-export folder (--model)")
+        model, processor = load_onnxruntime_model_and_processor(args.model, device=args.device)
+        return model, processor, None
+    device, autocast_dtype = resolve_runtime(args)
+    model, processor = load_model_and_processor(args.model, revision=args.revision)
+    return model.to(device), processor, autocast_dtype
+
+
 def predict(args: argparse.Namespace) -> int:
     """Run `autosam-predict` with parsed arguments; bad input raises ValueError / OSError naming it."""
     if args.fast and args.mode not in (None, "surrogate"):
@@ -339,11 +375,15 @@ def predict(args: argparse.Namespace) -> int:
     mode = "surrogate" if args.fast else args.mode
     configure_logging()
     images, total = open_input(args.input)
-    device, autocast_dtype = resolve_runtime(args)
-    model, processor = load_model_and_processor(args.model, revision=args.revision)
-    if (mode or model.config.default_mode) == "surrogate" and model.surrogate_decoder is None:
+    model, processor, autocast_dtype = load_predictor(args)
+    run_mode = canonical_mode(mode or model.config.default_mode)
+    if run_mode == "surrogate" and model.surrogate_decoder is None:
         raise ValueError(f"--fast / --mode surrogate: {args.model} has no surrogate decoder h")
-    model.to(device)
+    if args.backend == "onnxruntime":
+        try:
+            model.check_mode(run_mode)  # before anything is written
+        except ValueError as error:
+            raise ValueError(f"--mode {run_mode}: {error}") from error
     settings = PredictionSettings(
         mode=mode,
         batch_size=args.batch_size,
