@@ -16,8 +16,9 @@ logger = logging.getLogger(__name__)
 def load_processor(
     name_or_path: str | os.PathLike, model: AutoSamForSegmentation, **hub_kwargs
 ) -> AutoSamImageProcessor:
-    """The checkpoint's saved processor, or, when it has none (`preprocessor_config.json`), the one matching its SAM
-    (`AutoSamImageProcessor.from_sam_config`), with a warning. Either way its `mask_threshold` and `num_labels` are
+    """The checkpoint's saved processor, or, when it has none (`preprocessor_config.json`), the one its config
+    describes (`AutoSamImageProcessor.from_model_config`: the frozen model's canvases and preprocessing, g's input
+    size), with a warning. Either way its `mask_threshold` and `num_labels` are
     the model's, so that `post_process_semantic_segmentation` (the pipeline's) binarises as the model does, ground
     truths are read as the model's classes, and a processor saved from here carries both."""
     try:
@@ -31,11 +32,11 @@ def load_processor(
         processor = AutoSamImageProcessor.from_pretrained(name_or_path, **hub_kwargs)
     else:
         logger.warning(
-            "%s has no %s; using the processor that matches its SAM (AutoSamImageProcessor.from_sam_config).",
+            "%s has no %s; using the processor its config describes (AutoSamImageProcessor.from_model_config).",
             name_or_path,
             IMAGE_PROCESSOR_NAME,
         )
-        processor = AutoSamImageProcessor.from_sam_config(model.config.sam_config)
+        processor = AutoSamImageProcessor.from_model_config(model.config)
     processor.mask_threshold = model.config.mask_threshold
     processor.num_labels = model.config.num_labels
     return processor

@@ -49,10 +49,14 @@ def test_processor_takes_the_models_mask_threshold(workspace, tmp_path):
     model, processor = load_model_and_processor(workspace["trained"])
     threshold = workspace["model"].config.mask_threshold
     assert model.config.mask_threshold == processor.mask_threshold == threshold != 0.0
-    # A checkpoint saved without its processor gets the one matching its SAM, with the model's threshold too.
+    # A checkpoint saved without its processor gets the one its config describes, with the model's threshold too:
+    # the frozen model's canvas, g's input size and the checkpoint's own SAM preprocessing (MedSAM's, say).
+    model.config.sam_preprocessing = {"do_normalize": False}
     model.save_pretrained(tmp_path)
     _, rebuilt = load_model_and_processor(tmp_path)
     assert rebuilt.mask_threshold == threshold and rebuilt.size == processor.size
+    assert rebuilt.prompt_size == model.config.prompt_input_size
+    assert rebuilt.sam_preprocessing == {"do_normalize": False}
     with pytest.raises(ValueError, match="nowhere"):
         load_model_and_processor(tmp_path / "nowhere")
 
