@@ -429,6 +429,17 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
             self.config.auto_map = auto_map
         super().save_pretrained(save_directory, *args, **kwargs)
 
+    # ---------------------------------------------------------------- deployment
+    def export_onnx(self, output_dir: str | os.PathLike, processor=None, **export_kwargs) -> dict:
+        """Export to ONNX in `output_dir` (the same as `autosam-export`): SAM's encoder, g + SAM's decoder and h(g(I))
+        as graphs with a dynamic batch, the processor, and `autosam_onnx.json` describing them; returns that
+        manifest. `processor` defaults to the one the config describes; `export_kwargs` (`opset`, `graphs`,
+        `exporter`, `overwrite`) go to `autosam_hf.export.export_onnx`, which needs `pip install 'autosam-hf[onnx]'`
+        (imported here, not at the top: the remote-code copy of this file does not depend on the package)."""
+        from autosam_hf.export import export_onnx
+
+        return export_onnx(self, processor, output_dir, **export_kwargs)
+
     # ---------------------------------------------------------------- pieces of the forward pass
     @torch.no_grad()
     def get_image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -167,6 +167,15 @@ def test_a_client_following_the_manifest_gets_the_processors_canvases_and_masks(
         np.testing.assert_array_equal(described, prediction.mask)
 
 
+def test_the_models_export_method_writes_the_same_graph(exported, tmp_path, kvasir_images):
+    model, processor, folder, manifest = exported
+    written = model.export_onnx(tmp_path / "export", processor=processor, graphs=["surrogate"])
+    assert list(written["graphs"]) == ["surrogate"] and written["opset"] == manifest["opset"]
+    pixels = processor(kvasir_images[:2], canvases=["prompt"])["prompt_pixel_values"]
+    ours = run(tmp_path / "export", "surrogate", prompt_pixel_values=pixels)["logits"]
+    np.testing.assert_allclose(ours, run(folder, "surrogate", prompt_pixel_values=pixels)["logits"], atol=1e-6)
+
+
 # ------------------------------------------------------------------------------------------- fallback and errors
 def test_the_torchscript_fallback_is_recorded_and_still_matches(tmp_path, kvasir_images, monkeypatch):
     def dynamo_fails(spec, path, opset):
