@@ -18,6 +18,7 @@ says what each one's image features are and how its decoder takes a dense prompt
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from dataclasses import dataclass
@@ -435,10 +436,10 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         as graphs with a dynamic batch, the processor, and `autosam_onnx.json` describing them; returns that
         manifest. `processor` defaults to the one the config describes; `export_kwargs` (`opset`, `graphs`,
         `exporter`, `overwrite`) go to `autosam_hf.export.export_onnx`, which needs `pip install 'autosam-hf[onnx]'`
-        (imported here, not at the top: the remote-code copy of this file does not depend on the package)."""
-        from autosam_hf.export import export_onnx
-
-        return export_onnx(self, processor, output_dir, **export_kwargs)
+        (looked up at call time, not imported by name: transformers' remote-code loader imports every module a
+        file's import statements name, and the remote-code copy of this file must not need the package)."""
+        export = importlib.import_module("autosam_hf.export")
+        return export.export_onnx(self, processor, output_dir, **export_kwargs)
 
     # ---------------------------------------------------------------- pieces of the forward pass
     @torch.no_grad()
