@@ -1,9 +1,10 @@
 """Benchmark: does the training data path keep up with the model? Loader images/s alone vs the cached step's.
 
 With SAM's embeddings cached, a training step of the prompt stage reads, per image: a Kvasir train row (decoded),
-its augmentation view (`JointAugmentation`, the light polyp augmentation), g's canvas only (the processor with
-`canvases=["prompt"]`, at g's input size) and the cached SAM embedding of the same view — `AutoSamViewDataset`
-through a torch DataLoader, as `autosam-train` builds it. Measured, in one process, at the same sizes:
+its augmentation view (`JointAugmentation`, the polyp augmentation at the default recipe's level), g's canvas only
+(the processor with `canvases=["prompt"]`, at g's input size) and the cached SAM embedding of the same view —
+`AutoSamViewDataset` through a torch DataLoader, as `autosam-train` builds it. Measured, in one process, at the
+same sizes:
 
   - `cache_build`: `EmbeddingCache.build` of those images (SAM's encoder, batch 8, float16 storage). Its
     `images_per_second` counts the per-image work only: (first build − a rebuild that finds every entry) / images;
@@ -45,7 +46,7 @@ from autosam_hf.data import (
 )
 from autosam_hf.data.torch_dataset import AutoSamViewDataset
 from autosam_hf.runtime import MIXED_PRECISION_DTYPES, resolve_device, resolve_mixed_precision
-from autosam_hf.training.settings import default_num_workers
+from autosam_hf.training.settings import RECIPES, default_num_workers
 
 CACHE_BATCH_SIZE = 8
 
@@ -115,7 +116,8 @@ def measure(
     model = AutoSamForSegmentation.from_sam(str(sam_checkpoint(sam)), prompt_input_size=prompt_size).to(device)
     processor = AutoSamImageProcessor.from_model_config(model.config)
     dataset = load_preset_dataset("kvasir", "train", DATA_DIR / "kvasir").select(range(images))
-    augmentation = JointAugmentation(augmentation_for_level(POLYP_AUGMENTATION, "light"), seed=0)
+    level = RECIPES["default"].augmentation
+    augmentation = JointAugmentation(augmentation_for_level(POLYP_AUGMENTATION, level), seed=0)
     default_workers = default_num_workers()
     with tempfile.TemporaryDirectory() as cache_dir:
         cache, cache_build = time_cache_build(dataset, model, processor, augmentation, Path(cache_dir), dtype)
@@ -134,7 +136,7 @@ def measure(
         "batch_size": batch_size,
         "images": images,
         "mixed_precision": mixed_precision,
-        "augmentation": "light (polyps)",
+        "augmentation": f"{level} (polyps)",
         "default_workers": default_workers,
         "cache_build": cache_build,
         "loader": loader,
