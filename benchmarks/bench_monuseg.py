@@ -34,7 +34,6 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,8 +41,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from common import DATA_DIR, RESULTS_DIR, machine, sam_checkpoint, write_result
-from process_group import run_command
+from common import DATA_DIR, RESULTS_DIR, machine, read_train_log, run_python, sam_checkpoint, write_result
 
 from autosam_hf.data import DEFAULT_BOUNDARY_WIDTH, MaskClasses, get_preset, load_preset_dataset
 from autosam_hf.hub import load_model_and_processor
@@ -112,13 +110,8 @@ def train(name: str, settings: Settings, workdir: Path) -> dict:
     """Train one model in its own process group; returns what describes the run (command, steps, best val)."""
     output_dir = workdir / name
     arguments = training_arguments(name, settings, output_dir)
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(settings.threads)}
-    timeout = 60 * (settings.minutes or 0) + 3 * 3600
-    result = run_command([sys.executable, *arguments], env=environment, timeout=timeout)
-    if result.returncode != 0:
-        raise RuntimeError(f"{name} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
-    log = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
-    steps = [record for record in log if "loss" in record]
+    run_python(arguments, threads=settings.threads, timeout=60 * (settings.minutes or 0) + 3 * 3600)
+    steps = read_train_log(output_dir)
     best = json.loads((output_dir / "all_results.json").read_text())["stages"]["standalone"]
     return {
         "output_dir": str(output_dir),

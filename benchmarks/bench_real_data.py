@@ -44,7 +44,7 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
-from common import DATA_DIR, RESULTS_DIR, machine, run_python, sam_checkpoint, write_result
+from common import DATA_DIR, RESULTS_DIR, machine, read_train_log, run_python, sam_checkpoint, write_result
 from torch import nn
 
 from autosam_hf.atomic_write import write_atomically
@@ -234,7 +234,7 @@ def run_pipeline(variant: str, settings: Settings, workdir: Path) -> tuple[list[
     ]  # fmt: skip
     timeout = 60 * settings.minutes + 3600 if settings.minutes else 14 * 24 * 3600
     run_python(arguments, threads=settings.threads, timeout=timeout)
-    log = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
+    log = read_train_log(output_dir, steps_only=False)
     # The best epoch on val, saved by the script.
     model = AutoSamForSegmentation.from_pretrained(output_dir).eval().to(settings.device)
     processor = AutoSamImageProcessor.from_pretrained(output_dir)

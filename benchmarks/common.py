@@ -191,10 +191,11 @@ def training_command(
     ]
 
 
-def read_train_log(output_dir: Path) -> list[dict]:
-    """The optimizer-step records of a run's `train_log.jsonl` (loss, lr, seconds since the stage started)."""
+def read_train_log(output_dir: Path, steps_only: bool = True) -> list[dict]:
+    """The records of a run's `train_log.jsonl`: the optimizer steps' (loss, lr, seconds since the stage started),
+    or with `steps_only=False` the validation records between them too."""
     lines = (Path(output_dir) / "train_log.jsonl").read_text().splitlines()
-    return [record for record in map(json.loads, lines) if "loss" in record]
+    return [record for record in map(json.loads, lines) if not steps_only or "loss" in record]
 
 
 def step_seconds(output_dir: Path) -> list[float]:
