@@ -223,9 +223,12 @@ def measure_reference(
     device: str = "cpu",
     tiny_sam: bool = False,
     pythonpath: Sequence[str] = (),
+    keep_freed_cpu_memory: bool = False,
 ) -> dict:
     """Time one part of the reference in a fresh process; on failure, `{"error": why}` (the table then leaves the
-    reference column out and says why)."""
+    reference column out and says why). `keep_freed_cpu_memory`: its process first applies the allocator setting
+    the `autosam-*` commands apply (`autosam_hf.runtime.keep_freed_cpu_memory`), its code still unedited: what
+    separates our code's speed from that setting's."""
     arguments = [
         str(Path(__file__).resolve()),
         "--reference_dir",
@@ -242,6 +245,7 @@ def measure_reference(
         device,
         *(["--tiny_sam"] if tiny_sam else []),
         *(["--reference_pythonpath", *pythonpath] if pythonpath else []),
+        *(["--keep_freed_cpu_memory"] if keep_freed_cpu_memory else []),
     ]
     try:
         return run_python_json(arguments, timeout=4 * 3600)
@@ -267,7 +271,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tiny_sam", action="store_true", help="A 1-layer ViT instead of vit_b (smoke runs).")
+    parser.add_argument(
+        "--keep_freed_cpu_memory", action="store_true", help="Apply the autosam-* commands' allocator setting first."
+    )
     args = parser.parse_args()
+    kept = False
+    if args.keep_freed_cpu_memory:
+        from autosam_hf.runtime import keep_freed_cpu_memory
+
+        kept = keep_freed_cpu_memory()
     if not args.reference_dir:
         parser.error("--reference_dir is required")
     device = torch.device(args.device)
@@ -276,6 +288,7 @@ def main() -> None:
         reference, args.part, args.prompt_size, args.batch_size, args.repeats, device, args.tiny_sam
     )
     result |= {"machine": machine(), "reference_commit": reference.commit(), "patches": sorted(set(reference.patches))}
+    result["keep_freed_cpu_memory"] = kept
     print(json.dumps(result))
 
 

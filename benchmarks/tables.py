@@ -41,27 +41,42 @@ def reference_note(reference: dict | None) -> list[str]:
     return [f"Reference: talshaharabany/AutoSAM ({commit}), run unedited; patched at run time: {patches}.", ""]
 
 
+def kept_reference(result: dict) -> dict | None:
+    """The reference timed again with the autosam-* commands' allocator setting (`keep_freed_cpu_memory`), if it
+    was, in this run, at the same sizes."""
+    kept = result.get("reference_keep_freed_cpu_memory")
+    return kept if kept is not None and "error" not in kept and kept.get("keep_freed_cpu_memory") else None
+
+
 def render_training(training: dict) -> list[str]:
     reference = training.get("reference")
     measured = reference is not None and "error" not in reference
+    kept = kept_reference(training) if measured else None
     lines = [
         f"**Training cost** (prompt stage, batch {training['batch_size']}, g = {training['g']}; median of 3 steps "
         f"after a warm-up; {training['machine']})",
         "",
         "| SAM | variant | s/step | s/image | images/s | speed-up vs no-cache fp32 (same run) | "
         + ("vs reference loop (same run) | " if measured else "")
+        + ("vs reference loop with our allocator setting | " if kept else "")
         + "one-off cache build, s/image |",
-        "|---|---|---|---|---|---|" + ("---|" if measured else "") + "---|",
+        "|---|---|---|---|---|---|" + ("---|" if measured else "") + ("---|" if kept else "") + "---|",
     ]
     if measured:
-        lines.append(
-            f"| {reference['sam']} | reference loop fp32 | {reference['seconds_per_repeat']:.2f} | "
-            f"{reference['seconds_per_image']:.3f} | {reference['images_per_second']:.2f} | – | 1.0× | – |"
-        )
+        rows = [("reference loop fp32", reference)]
+        rows += [("reference loop fp32, freed memory kept", kept)] if kept else []
+        for name, timed in rows:
+            versus = f"{ratio(reference['seconds_per_image'] / timed['seconds_per_image'])} | "
+            versus += f"{ratio(kept['seconds_per_image'] / timed['seconds_per_image'])} | " if kept else ""
+            lines.append(
+                f"| {timed['sam']} | {name} | {timed['seconds_per_repeat']:.2f} | {timed['seconds_per_image']:.3f} | "
+                f"{timed['images_per_second']:.2f} | – | {versus}– |"
+            )
     for size, variants in training["sizes"].items():
         for name, v in variants.items():
             build = f"{v['cache_build_seconds_per_image']:.2f}" if v["cache_build_seconds_per_image"] else "–"
             versus = f"{ratio(v.get('speedup_vs_reference'))} | " if measured else ""
+            versus += f"{ratio(v.get('speedup_vs_reference_keep_freed_cpu_memory'))} | " if kept else ""
             lines.append(
                 f"| {size} | {name} | {v['seconds_per_step']:.2f} | {v['seconds_per_image']:.3f} | "
                 f"{1 / v['seconds_per_image']:.2f} | {ratio(v['speedup_vs_no_cache_fp32'])} | {versus}{build} |"
@@ -72,6 +87,7 @@ def render_training(training: dict) -> list[str]:
 def render_inference(inference: dict) -> list[str]:
     reference = inference.get("reference")
     measured = reference is not None and "error" not in reference
+    kept = kept_reference(inference) if measured else None
     statistic = "median" if "seconds" in next(iter(inference["modes"].values())) else "mean"  # older files: mean
     lines = [
         f"**Inference cost per image** (SAM {inference['sam']}, g = {inference.get('g', 'HarDNet-85 at 352')}, "
@@ -79,16 +95,22 @@ def render_inference(inference: dict) -> list[str]:
         f"{inference['machine']})",
         "",
         "| mode | s/image | images/s | peak memory (MiB) | speed-up vs full AutoSAM (same precision) |"
-        + (" vs reference inference (same run) |" if measured else ""),
-        "|---|---|---|---|---|" + ("---|" if measured else ""),
+        + (" vs reference inference (same run) |" if measured else "")
+        + (" vs reference with our allocator setting |" if kept else ""),
+        "|---|---|---|---|---|" + ("---|" if measured else "") + ("---|" if kept else ""),
     ]
     if measured:
-        lines.append(
-            f"| reference inference fp32 ({reference['sam']}) | {reference['seconds_per_image']:.3f} | "
-            f"{reference['images_per_second']:.2f} | – | – | 1.0× |"
-        )
+        rows = [("", reference)] + ([(", freed memory kept", kept)] if kept else [])
+        for suffix, timed in rows:
+            versus = f" {ratio(reference['seconds_per_image'] / timed['seconds_per_image'])} |"
+            versus += f" {ratio(kept['seconds_per_image'] / timed['seconds_per_image'])} |" if kept else ""
+            lines.append(
+                f"| reference inference fp32 ({timed['sam']}){suffix} | {timed['seconds_per_image']:.3f} | "
+                f"{timed['images_per_second']:.2f} | – | – |{versus}"
+            )
     for name, v in inference["modes"].items():
         versus = f" {ratio(v.get('speedup_vs_reference'))} |" if measured else ""
+        versus += f" {ratio(v.get('speedup_vs_reference_keep_freed_cpu_memory'))} |" if kept else ""
         lines.append(
             f"| {name} | {v['seconds_per_image']:.3f} | {v['images_per_second']:.2f} | {v['peak_memory_mib']:.0f} | "
             f"{ratio(v['speedup_vs_autosam_same_precision'])} |{versus}"

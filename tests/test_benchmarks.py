@@ -145,7 +145,7 @@ def test_reference_runs_unedited(part, shared_data_dir):
     patches (no download, no CUDA), which the result lists."""
     script = REPO_ROOT / "benchmarks" / "reference.py"
     command = [sys.executable, str(script), "--reference_dir", os.environ["AUTOSAM_REFERENCE_DIR"], "--part", part]
-    command += ["--prompt_size", "64", "--tiny_sam", "--repeats", "1"]
+    command += ["--prompt_size", "64", "--tiny_sam", "--repeats", "1", "--keep_freed_cpu_memory"]
     if os.environ.get("AUTOSAM_REFERENCE_PYTHONPATH"):
         command += ["--reference_pythonpath", os.environ["AUTOSAM_REFERENCE_PYTHONPATH"]]
     result = run_command(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=900)
@@ -153,3 +153,69 @@ def test_reference_runs_unedited(part, shared_data_dir):
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["seconds_per_image"] > 0 and len(figures["seconds"]) == 1
     assert "HarDNet ImageNet download → random initialisation" in figures["patches"]
+    assert figures["keep_freed_cpu_memory"] == (__import__("platform").libc_ver()[0] == "glibc")
+
+
+def test_tables_show_the_reference_with_and_without_the_allocator_setting():
+    """Each ratio divides figures of one run: ours against the reference as published and against the reference
+    given the allocator setting our commands apply."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from tables import render_inference, render_training
+
+    def timed(seconds: float, kept: bool) -> dict:
+        return {
+            "sam": "vit_b",
+            "seconds_per_image": seconds,
+            "seconds_per_repeat": 3 * seconds,
+            "images_per_second": 1 / seconds,
+            "keep_freed_cpu_memory": kept,
+        }
+
+    references = {"reference": timed(20.0, False), "reference_keep_freed_cpu_memory": timed(16.0, True)}
+    ours = {"speedup_vs_reference": 2.0, "speedup_vs_reference_keep_freed_cpu_memory": 1.6}
+    inference = {
+        "sam": "vit_b",
+        "batch_size": 1,
+        "images": 3,
+        "machine": "AMD EPYC (AVX2)",
+        "modes": {
+            "autosam fp32": {
+                "seconds": [10.0],
+                "seconds_per_image": 10.0,
+                "images_per_second": 0.1,
+                "peak_memory_mib": 2000,
+                "speedup_vs_autosam_same_precision": 1.0,
+                **ours,
+            }
+        },
+        "breakdown": {"fp32": {"sam_image_encoder": {"seconds": 9.0, "share_of_autosam_forward": 0.9}}},
+        **references,
+    }
+    table = "\n".join(render_inference(inference))
+    assert "| reference inference fp32 (vit_b) | 20.000 | 0.05 | – | – | 1.0× | 0.8× |" in table
+    assert "| reference inference fp32 (vit_b), freed memory kept | 16.000 | 0.06 | – | – | 1.2× | 1.0× |" in table
+    assert "| autosam fp32 | 10.000 | 0.10 | 2000 | 1.0× | 2.0× | 1.6× |" in table
+    training = {
+        "batch_size": 3,
+        "g": "HarDNet-85 at 352",
+        "machine": "AMD EPYC (AVX2)",
+        "sizes": {
+            "vit_b": {
+                "cache fp32": {
+                    "seconds_per_step": 6.0,
+                    "seconds_per_image": 2.0,
+                    "speedup_vs_no_cache_fp32": 8.0,
+                    "cache_build_seconds_per_image": 10.0,
+                    "speedup_vs_reference": 10.0,
+                    "speedup_vs_reference_keep_freed_cpu_memory": 8.0,
+                }
+            }
+        },
+        **references,
+    }
+    table = "\n".join(render_training(training))
+    assert "| vit_b | reference loop fp32, freed memory kept | 48.00 | 16.000 | 0.06 | – | 1.2× | 1.0× | – |" in table
+    assert "| vit_b | cache fp32 | 6.00 | 2.000 | 0.50 | 8.0× | 10.0× | 8.0× | 10.00 |" in table
+    # Without the second reference run, no such column.
+    del training["reference_keep_freed_cpu_memory"]
+    assert "allocator" not in "\n".join(render_training(training))

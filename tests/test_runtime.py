@@ -135,3 +135,50 @@ def test_single_thread_restores_the_thread_count():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+# Allocates and frees a 256 MiB tensor four times and prints the page faults of the last two: with glibc's defaults
+# each is a fresh mmap (65,536 pages of 4 KiB each time); with keep_freed_cpu_memory the freed blocks are reused.
+PAGE_FAULT_PROBE = """
+import resource, torch
+from autosam_hf.runtime import keep_freed_cpu_memory
+applied = keep_freed_cpu_memory()
+faults = []
+for _ in range(4):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(64 * 2**20)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(applied, sum(faults[2:]))
+"""
+
+
+@pytest.mark.skipif(
+    __import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's; elsewhere nothing changes"
+)
+def test_keep_freed_cpu_memory_reuses_large_blocks_and_can_be_turned_off():
+    import os
+    import subprocess
+    import sys
+
+    def probe(setting: str) -> tuple[str, int]:
+        env = {**os.environ, runtime.KEEP_FREED_MEMORY_VARIABLE: setting}
+        output = subprocess.run(
+            [sys.executable, "-c", PAGE_FAULT_PROBE], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        return output[0], int(output[1])
+
+    applied, faults_kept = probe("1")
+    turned_off, faults_default = probe("0")
+    assert (applied, turned_off) == ("True", "False")
+    assert faults_default > 60_000  # twice 65,536 pages, faulted in again
+    assert faults_kept < faults_default / 10
+
+
+def test_commands_keep_freed_memory_before_they_run(monkeypatch):
+    from autosam_hf import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "keep_freed_cpu_memory", lambda: calls.append("kept"))
+    parser = cli.ArgumentParser(prog="autosam-x")
+    assert parser.run(lambda args: calls.append("ran") or 0, []) == 0
+    assert calls == ["kept", "ran"]

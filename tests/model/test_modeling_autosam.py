@@ -500,3 +500,32 @@ def test_without_a_prompt_canvas_g_resizes_sams(eval_model):
         legacy = eval_model(pixel_values=pixel_values, mode="surrogate").logits
         explicit = eval_model(prompt_pixel_values=resized, mode="surrogate").logits
     torch.testing.assert_close(legacy, explicit, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("capability", "onednn_cap", "expected"),
+    [
+        ("AVX512", "", torch.channels_last),
+        ("AVX2", "", torch.contiguous_format),
+        ("DEFAULT", "", torch.contiguous_format),
+        ("AVX512", "AVX2", torch.contiguous_format),
+    ],
+)
+def test_conv_layout_follows_the_cpu(monkeypatch, capability, onednn_cap, expected):
+    """NCHW where oneDNN's NHWC weight gradient is slow (AVX2-only CPUs), channels-last elsewhere and on GPUs; the
+    weights follow when a model is built, and g's output does not depend on the layout."""
+    from autosam_hf.model import modeling_autosam
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", onednn_cap)
+    assert modeling_autosam.preferred_memory_format("cpu") == expected
+    assert modeling_autosam.preferred_memory_format("cuda") == torch.channels_last
+    model = make_tiny_model()
+    weight = model.prompt_generator.head.weight
+    assert weight.is_contiguous(memory_format=expected)
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        prompt = model.prompt_generator(pixels)
+        other = torch.contiguous_format if expected == torch.channels_last else torch.channels_last
+        model.prompt_generator.to(memory_format=other)
+        torch.testing.assert_close(model.prompt_generator(pixels), prompt, rtol=0, atol=1e-3)
