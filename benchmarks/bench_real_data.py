@@ -356,6 +356,33 @@ def predict_square(
     return probabilities
 
 
+@torch.no_grad()
+def predict_letterboxed(model: MinimalModel, images: Sequence[PIL.Image.Image], batch_size: int) -> list[np.ndarray]:
+    """As the pipeline's processor feeds g: longest edge to S, normalised, zero padding bottom/right; the logits'
+    padded part is cropped and the rest resized to the original size. A probe of what letterboxing a non-square
+    test image costs a model trained on square ones (Kvasir's here all are)."""
+    model.module.eval()
+    device = next(model.module.parameters()).device
+    side, mask_side = model.image_size, model.mask_size
+    probabilities = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        canvases = torch.zeros(len(batch), 3, side, side)
+        valid = []
+        for row, image in enumerate(batch):
+            scale = side / max(image.height, image.width)
+            height, width = round(image.height * scale), round(image.width * scale)
+            pixels = torch.from_numpy(np.array(image.convert("RGB").resize((width, height), PIL.Image.BILINEAR)))
+            canvases[row, :, :height, :width] = normalize(pixels.permute(2, 0, 1)[None])[0]
+            valid.append((round(height * mask_side / side), round(width * mask_side / side)))
+        logits = model.forward(canvases.contiguous(memory_format=torch.channels_last).to(device)).float().cpu()
+        for image_logits, image, (height, width) in zip(logits, batch, valid, strict=True):
+            cropped = image_logits[None, :, :height, :width]
+            resized = F.interpolate(cropped, size=(image.height, image.width), mode="bilinear", align_corners=False)
+            probabilities.append(torch.sigmoid(resized)[0, 0].numpy())
+    return probabilities
+
+
 def train_minimal(model: MinimalModel, settings: Settings, name: str) -> list[dict]:
     """The minimal loop: fixed steps, batches of preloaded square tensors shuffled each epoch by a seeded generator,
     flips only, fp32 Adam, BCE + soft Dice; validates every `eval_every` steps and keeps the best weights on val
@@ -412,6 +439,8 @@ def run_minimal(name: str, settings: Settings) -> tuple[list[dict], Predictor, d
     def predict(images: list[PIL.Image.Image]) -> list[np.ndarray]:
         sizes = [(image.height, image.width) for image in images]
         return predict_square(model, square_images(images, model.image_size), sizes, settings.batch_size)
+
+    predict.letterboxed = lambda images: predict_letterboxed(model, images, settings.batch_size)
 
     description = {
         "runner": "minimal",
@@ -546,6 +575,8 @@ def main(argv: list[str] | None = None) -> None:
                 log, predict, description = run_minimal(model, settings)
             summary = summarize_log(log)
             result["models"][model] = {**description, **summary, "test": score_test_sets(predict, settings)}
+            if hasattr(predict, "letterboxed"):  # the minimal loops: the same model fed as the pipeline feeds g
+                result["models"][model]["test_letterboxed"] = score_test_sets(predict.letterboxed, settings)
             print(json.dumps({model: {k: v for k, v in result["models"][model].items() if k != "curve"}}), flush=True)
             write_result(name, result)  # after every model: a long run keeps what it finished
             plot_curves(result["models"], plot_path)

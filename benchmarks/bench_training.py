@@ -11,7 +11,11 @@ loading included (its DataLoader, default workers); the one-off cost of building
 `all_results.json` (train and validation images).
 
 With `--reference_dir`, the official training loop (`reference.py`: its g, its SAM vit_b, its loss and Adam, batch
-3, fp32) is timed in the same run, and `speedup_vs_reference` is its s/image / ours at the same sizes.
+3, fp32) is timed in the same run, and `speedup_vs_reference` is its s/image / ours at the same sizes; then once
+more with the allocator setting the `autosam-*` commands apply (`speedup_vs_reference_keep_freed_cpu_memory`).
+
+`arithmetic_floor`: g's forward + backward FLOPs per image (torch's FlopCounterMode) over this machine's float32
+GEMM rate, in this process with its threads: no code runs the cached step (g's own arithmetic) much below it.
 
     python benchmarks/bench_training.py            # ViT-B and small SAM
     python benchmarks/bench_training.py --reference_dir /tmp/autosam_reference --reference_pythonpath /tmp/refdeps
@@ -23,8 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 
+import torch
 from common import machine, read_train_log, run_python, sam_checkpoint, training_command, training_figures, write_result
 from reference import add_reference_arguments, measure_reference
 
@@ -65,6 +71,36 @@ def time_variant(
     }
 
 
+def arithmetic_floor(prompt_size: int) -> dict:
+    """g's forward + backward FLOPs per image at `prompt_size` and the float32 GEMM rate of this machine (a ViT-B
+    MLP matmul, 4096×768 @ 768×3072, best of 5), with this process's threads: FLOPs / rate is a floor for the
+    cached step, which is g's arithmetic."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import SamConfig
+
+    from autosam_hf import AutoSamConfig
+    from autosam_hf.model.modeling_autosam import AutoSamPromptGenerator
+
+    config = AutoSamConfig(sam_config=SamConfig().to_dict(), prompt_input_size=prompt_size)
+    prompt_generator = AutoSamPromptGenerator(config).train()
+    with FlopCounterMode(display=False) as counter:
+        prompt_generator(torch.randn(1, 3, prompt_size, prompt_size)).pow(2).mean().backward()
+    flops = counter.get_total_flops()
+    activations, weight, bias = torch.randn(4096, 768), torch.randn(3072, 768), torch.randn(3072)
+    seconds = []
+    for _ in range(6):
+        start = time.perf_counter()
+        torch.nn.functional.linear(activations, weight, bias)
+        seconds.append(time.perf_counter() - start)
+    gemm_flops_per_second = 2 * 4096 * 768 * 3072 / min(seconds[1:])
+    return {
+        "g_forward_backward_gflop_per_image": flops / 1e9,
+        "gemm_gflop_per_second": gemm_flops_per_second / 1e9,
+        "threads": torch.get_num_threads(),
+        "floor_seconds_per_image": flops / gemm_flops_per_second,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -91,6 +127,7 @@ def main() -> None:
         "g": f"HarDNet-85 at {prompt_size}",
         "sizes": {},
     }
+    result["arithmetic_floor"] = arithmetic_floor(prompt_size)
     with tempfile.TemporaryDirectory() as workdir:
         for size in sizes:
             sam_dir = sam_checkpoint(size)

@@ -81,6 +81,15 @@ def render_training(training: dict) -> list[str]:
                 f"| {size} | {name} | {v['seconds_per_step']:.2f} | {v['seconds_per_image']:.3f} | "
                 f"{1 / v['seconds_per_image']:.2f} | {ratio(v['speedup_vs_no_cache_fp32'])} | {versus}{build} |"
             )
+    floor = training.get("arithmetic_floor")
+    if floor:
+        lines += [
+            "",
+            "Arithmetic floor of the cached step: g's forward + backward is "
+            f"{floor['g_forward_backward_gflop_per_image']:.0f} GFLOP per image; this machine's fp32 GEMM runs "
+            f"{floor['gemm_gflop_per_second']:.0f} GFLOP/s on "
+            f"{floor['threads']} thread(s) → {floor['floor_seconds_per_image']:.2f} s/image.",
+        ]
     return lines + [""] + reference_note(reference)
 
 

@@ -31,6 +31,12 @@ def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
     assert (
         training["cache fp32"]["cache_build_seconds"] > 0 and training["no_cache fp32"]["cache_build_seconds"] is None
     )
+    # The floor of the cached step: g's FLOPs at its input size (64 with --quick) over the measured GEMM rate.
+    floor = training_result["arithmetic_floor"]
+    assert 0 < floor["g_forward_backward_gflop_per_image"] < 244 / 20  # 244 GFLOP at 352; area (64/352)² ≈ 1/30
+    assert floor["floor_seconds_per_image"] == pytest.approx(
+        floor["g_forward_backward_gflop_per_image"] / floor["gemm_gflop_per_second"]
+    )
 
     inference = json.loads((tmp_path / "inference_quick.json").read_text())
     assert {"autosam fp32", "surrogate fp32", "sam_point fp32"} <= set(inference["modes"])
@@ -73,6 +79,7 @@ def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
     assert result.stdout.count(training_result["machine"]) >= 4
     # No reference was given: no reference column (ratios never come from another run or machine).
     assert "reference" not in training_result and "vs reference" not in result.stdout
+    assert "Arithmetic floor of the cached step" in result.stdout
 
 
 def test_gpu_path_runs_in_its_cpu_form(tmp_path, shared_data_dir):
