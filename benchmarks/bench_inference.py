@@ -195,7 +195,8 @@ def main() -> None:
                 keep_freed_cpu_memory=kept,
             )
             result[key] = reference
-            if "error" not in reference and reference["sam"] == size:  # same sizes, same run: a fair ratio
+            # Same sizes, same run: a fair ratio (and the setting in effect, for the second run).
+            if "error" not in reference and reference["sam"] == size and reference["keep_freed_cpu_memory"] == kept:
                 for name in ("autosam fp32", "surrogate fp32"):
                     entry = result["modes"][name]
                     entry[f"speedup_vs_{key}"] = reference["seconds_per_image"] / entry["seconds_per_image"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import platform
 from dataclasses import dataclass
 
 import torch
@@ -99,18 +100,28 @@ class TimmFeatures(nn.Module):
         return list(self.model(pixel_values))
 
 
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA, or its former name DNNL_MAX_CPU_ISA) that leave out AVX-512.
+_ONEDNN_CAPS_WITHOUT_AVX512 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
+
+
+def onednn_isa_cap() -> str:
+    """The oneDNN ISA cap set in the environment, upper-case ("" when none)."""
+    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+
+
 def preferred_memory_format(device: torch.device | str = "cpu") -> torch.memory_format:
     """The layout g's and h's convolutions run fastest in on `device`.
 
-    Channels-last (NHWC) on GPUs and on CPUs with AVX-512; plain NCHW on CPUs without (AVX2-only), where oneDNN's
-    NHWC weight-gradient kernel is slow. Measured for g's forward + backward (HarDNet-85 at 352, batch 3, float32,
-    1 thread, AMD EPYC): with AVX2 kernels 7.9 s channels-last vs 7.1 s NCHW; with AVX-512, 3.75 s vs 4.07 s.
+    Channels-last (NHWC) on GPUs and on CPUs with AVX-512; plain NCHW on x86 CPUs without it (AVX2-only, or capped
+    below AVX-512), where oneDNN's NHWC weight-gradient kernel is slow. Measured for g's forward + backward
+    (HarDNet-85 at 352, batch 3, float32, 1 thread, AMD EPYC): with AVX2 kernels 7.9 s channels-last vs 7.1 s NCHW;
+    with AVX-512, 3.75 s vs 4.07 s. Other CPUs (ARM) keep channels-last: not measured there.
     """
     if torch.device(device).type != "cpu":
         return torch.channels_last
-    if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2") or os.environ.get(
-        "ONEDNN_MAX_CPU_ISA", ""
-    ).upper().startswith(("SSE", "AVX2")):
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+    without_avx512 = torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2")
+    if x86 and (without_avx512 or onednn_isa_cap() in _ONEDNN_CAPS_WITHOUT_AVX512):
         return torch.contiguous_format
     return torch.channels_last
 
@@ -163,6 +174,7 @@ class AutoSamPromptGenerator(nn.Module):
         self.up16to8 = PromptDecoderUpBlock(channels16, channels8, channels8)
         self.up8to4 = PromptDecoderUpBlock(channels8, channels4, channels4)
         self.head = nn.Conv2d(channels4, self.num_classes * embedding_channels, kernel_size=3, padding=1)
+        self.cpu_memory_format = preferred_memory_format("cpu")
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if pixel_values.shape[-1] != self.input_size or pixel_values.shape[-2] != self.input_size:
@@ -173,7 +185,8 @@ class AutoSamPromptGenerator(nn.Module):
                 align_corners=False,
                 antialias=True,
             )
-        memory_format = preferred_memory_format(pixel_values.device)
+        # The layout chosen for this machine's CPU when the weights were laid out (`use_preferred_memory_format`).
+        memory_format = self.cpu_memory_format if pixel_values.device.type == "cpu" else torch.channels_last
         features4, features8, features16 = self.encoder(pixel_values.contiguous(memory_format=memory_format))
         hidden_states = self.up8to4(self.up16to8(features16, features8), features4)
         prompt = torch.tanh(self.head(hidden_states))
@@ -297,7 +310,8 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
             frozen_sam_for(sam)  # a supported family, or a TypeError / ValueError naming it
             config.sam_config = sam.config  # one SAM config object, already resolved by the model (attention, ...)
         self.sam = sam if sam is not None else config.frozen_sam_class.model_class(config.sam_config)
-        # The same SAM, without a wasted copy of its attention bias in every ViT block (`sam_attention`).
+        # The same SAM, without a wasted copy of its attention bias in every ViT block (`sam_attention`); a SAM
+        # passed in is changed in place.
         use_contiguous_relative_position_bias(self.sam)
         self.prompt_generator = AutoSamPromptGenerator(config)
         self.surrogate_decoder = AutoSamSurrogateDecoder(config) if config.use_surrogate_decoder else None
@@ -324,7 +338,7 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
                 `wanglab/medsam-vit-base`, `syscv-community/sam-hq-vit-base`, `facebook/sam2.1-hiera-tiny`, ...; the
                 family is read from its config.json), an original segment-anything `.pth` file (vit_b/l/h, detected
                 from the weights), a `SamConfig` / `SamHQConfig` / `Sam2Config` (random weights) or a `SamModel` /
-                `SamHQModel` / `Sam2Model`.
+                `SamHQModel` / `Sam2Model` (used in place: frozen, its ViT attention given `sam_attention`'s bias).
             revision: Hub revision of `sam`.
             backbone_weights: ImageNet weights for g's encoder: a path to the authors' `hardnet85.pth` for
                 HarDNet-85, or `True` to let timm fetch a timm backbone's weights.
@@ -394,11 +408,11 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         return loaded
 
     def use_preferred_memory_format(self) -> None:
-        """Store g's and h's conv weights in `preferred_memory_format` for this machine's CPU: channels-last (NHWC)
-        where oneDNN and GPU tensor cores run these conv nets faster that way, NCHW on AVX2-only CPUs. A model moved
-        to a GPU keeps the layout; g hands its input to cuDNN channels-last there, which then wins either way.
-        Loading resets the layout, so it is re-applied."""
+        """Lay g's and h's conv weights out in `preferred_memory_format` for this machine's CPU (channels-last, or
+        NCHW on AVX2-only CPUs); g feeds its input in the same layout on the CPU, channels-last on GPUs. Loading
+        resets the layout, so it is re-applied."""
         memory_format = preferred_memory_format("cpu")
+        self.prompt_generator.cpu_memory_format = memory_format
         for part in (self.prompt_generator, self.surrogate_decoder):
             if part is not None:
                 part.to(memory_format=memory_format)

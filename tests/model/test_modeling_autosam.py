@@ -517,15 +517,26 @@ def test_conv_layout_follows_the_cpu(monkeypatch, capability, onednn_cap, expect
     from autosam_hf.model import modeling_autosam
 
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", onednn_cap)
+    # Not the variable itself: oneDNN reads it once per process, and this test must not cap the suite's kernels.
+    monkeypatch.setattr(modeling_autosam, "onednn_isa_cap", lambda: onednn_cap)
+    monkeypatch.setattr(modeling_autosam.platform, "machine", lambda: "x86_64")
     assert modeling_autosam.preferred_memory_format("cpu") == expected
     assert modeling_autosam.preferred_memory_format("cuda") == torch.channels_last
     model = make_tiny_model()
     weight = model.prompt_generator.head.weight
-    assert weight.is_contiguous(memory_format=expected)
+    assert weight.is_contiguous(memory_format=expected) and model.prompt_generator.cpu_memory_format == expected
     pixels = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         prompt = model.prompt_generator(pixels)
         other = torch.contiguous_format if expected == torch.channels_last else torch.channels_last
         model.prompt_generator.to(memory_format=other)
         torch.testing.assert_close(model.prompt_generator(pixels), prompt, rtol=0, atol=1e-3)
+
+
+def test_arm_cpus_keep_channels_last(monkeypatch):
+    """ATen reports DEFAULT on ARM CPUs without SVE: NCHW was only measured faster on x86 without AVX-512."""
+    from autosam_hf.model import modeling_autosam
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    monkeypatch.setattr(modeling_autosam.platform, "machine", lambda: "aarch64")
+    assert modeling_autosam.preferred_memory_format("cpu") == torch.channels_last

@@ -66,7 +66,13 @@ def test_saved_folder_runs_as_remote_code(tiny_model, tiny_processor, tmp_path):
     tiny_processor.save_pretrained(folder)
 
     saved = {path.name for path in folder.iterdir()}
-    assert {"configuration_autosam.py", "modeling_autosam.py", "hardnet.py", "sam_loading.py"} <= saved
+    assert {
+        "configuration_autosam.py",
+        "modeling_autosam.py",
+        "hardnet.py",
+        "sam_loading.py",
+        "sam_attention.py",
+    } <= saved
     assert "image_processing_autosam.py" in saved
     config = json.loads((folder / "config.json").read_text())
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForSemanticSegmentation"}

@@ -1,16 +1,23 @@
 """SAM's ViT attention with a contiguous relative-position bias: same numbers, no copy, weights untouched."""
 
+import copy
+import pickle
+
 import pytest
 import torch
 from conftest import make_tiny_model, make_tiny_sam_config
 from transformers import SamHQModel, SamModel
 
-from autosam_hf.model.sam_attention import contiguous_decomposed_rel_pos, use_contiguous_relative_position_bias
+from autosam_hf.model.sam_attention import (
+    VISION_ATTENTION_CLASSES,
+    contiguous_decomposed_rel_pos,
+    use_contiguous_relative_position_bias,
+)
 from tests.model.test_frozen_sam import make_tiny_sam_hq_config
 
 
 def vision_attentions(model: torch.nn.Module) -> list[torch.nn.Module]:
-    return [module for module in model.modules() if hasattr(type(module), "get_decomposed_rel_pos")]
+    return [module for module in model.modules() if isinstance(module, VISION_ATTENTION_CLASSES)]
 
 
 @pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
@@ -32,7 +39,7 @@ def test_encoder_output_is_unchanged(family, attn_implementation):
         changed = use_contiguous_relative_position_bias(sam)
         actual = sam.vision_encoder(pixels)[0]
     assert changed == len(vision_attentions(sam)) == 2  # one windowed and one global block
-    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-6)
+    assert torch.equal(actual, expected)  # bit for bit
     assert sam.state_dict().keys() == state_before.keys()
     assert all(torch.equal(sam.state_dict()[key], value) for key, value in state_before.items())
 
@@ -51,16 +58,25 @@ def test_bias_equals_transformers_and_is_contiguous(size):
     assert not expected.is_contiguous()  # transformers' layout, which reshaping to the mask copies
     assert actual.is_contiguous()
     assert actual.shape == (8, height, width, height, width)
-    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
+    assert torch.equal(actual, expected)
 
 
 def test_autosam_uses_it_and_round_trips(tmp_path):
+    """Saved and loaded, deep-copied and pickled whole, the model keeps the bias and its outputs."""
     model = make_tiny_model()
-    attentions = vision_attentions(model.sam)
-    assert attentions and all("get_decomposed_rel_pos" in vars(attention) for attention in attentions)
-    model.save_pretrained(tmp_path)
-    loaded = type(model).from_pretrained(tmp_path)
-    assert all("get_decomposed_rel_pos" in vars(attention) for attention in vision_attentions(loaded.sam))
     pixels = torch.randn(1, 3, 24, 24)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.sam.get_image_embeddings(pixels), model.sam.get_image_embeddings(pixels))
+        expected = model.sam.get_image_embeddings(pixels)
+    model.save_pretrained(tmp_path)
+    copies = {
+        "from_pretrained": type(model).from_pretrained(tmp_path),
+        "deepcopy": copy.deepcopy(model),
+        "pickle": pickle.loads(pickle.dumps(model)),
+    }
+    for how, loaded in [("original", model), *copies.items()]:
+        attentions = vision_attentions(loaded.sam)
+        assert attentions and all("get_decomposed_rel_pos" in vars(attention) for attention in attentions), how
+        # Bound to the copy's own module, not to the original's.
+        assert all(vars(attention)["get_decomposed_rel_pos"].args == (attention,) for attention in attentions), how
+        with torch.no_grad():
+            assert torch.equal(loaded.sam.get_image_embeddings(pixels), expected), how
