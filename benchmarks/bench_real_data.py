@@ -448,6 +448,19 @@ def run_minimal(name: str, settings: Settings) -> tuple[list[dict], Predictor, d
         "mask_size": model.mask_size,
         "trainable_parameters": sum(p.numel() for p in model.module.parameters() if p.requires_grad),
     }
+    if name == "minimal:g+h":
+        # The val-selected model scored again as the pipeline validates (its processor's canvases and
+        # post-processing): separates how the two loops train from how they score.
+        from autosam_hf import AutoSamImageProcessor
+        from autosam_hf.predict import predict_images
+
+        processor = AutoSamImageProcessor.from_model_config(model.module.config)
+        val = load_split("kvasir", "kvasir", "val", settings.max_eval_samples)
+        images = [image.convert("RGB") for image in val["image"]]
+        probabilities = predict_images(
+            model.module, processor, images, mode="surrogate", batch_size=settings.batch_size
+        )
+        description["best_val_scored_as_the_pipeline"] = score(probabilities, val["mask"])
     return log, predict, description
 
 
