@@ -109,15 +109,16 @@ def onednn_isa_cap() -> str:
     return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
 
 
-def preferred_memory_format(device: torch.device | str = "cpu") -> torch.memory_format:
-    """The layout g's and h's convolutions run fastest in on `device`.
+def preferred_memory_format(device: torch.device | str = "cpu", training: bool = False) -> torch.memory_format:
+    """The layout g's convolutions run fastest in on `device`, training (forward + backward) or not.
 
-    Channels-last (NHWC) on GPUs and on CPUs with AVX-512; plain NCHW on x86 CPUs without it (AVX2-only, or capped
-    below AVX-512), where oneDNN's NHWC weight-gradient kernel is slow. Measured for g's forward + backward
-    (HarDNet-85 at 352, batch 3, float32, 1 thread, AMD EPYC): with AVX2 kernels 7.9 s channels-last vs 7.1 s NCHW;
-    with AVX-512, 3.75 s vs 4.07 s. Other CPUs (ARM) keep channels-last: not measured there.
+    Channels-last (NHWC), except for training on x86 CPUs without AVX-512 (AVX2-only, or capped below it), where
+    oneDNN's NHWC weight-gradient kernel is slow. Measured for g (HarDNet-85 at 352, float32, 1 thread, AMD EPYC):
+    forward + backward at batch 3 with AVX2 kernels 7.9 s channels-last vs 7.1 s NCHW, with AVX-512 3.75 vs 4.07 s;
+    inference at batch 1 with AVX2 kernels 0.66 s channels-last vs 0.77 s NCHW. Other CPUs (ARM): not measured,
+    channels-last.
     """
-    if torch.device(device).type != "cpu":
+    if torch.device(device).type != "cpu" or not training:
         return torch.channels_last
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
     without_avx512 = torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2")
@@ -174,7 +175,22 @@ class AutoSamPromptGenerator(nn.Module):
         self.up16to8 = PromptDecoderUpBlock(channels16, channels8, channels8)
         self.up8to4 = PromptDecoderUpBlock(channels8, channels4, channels4)
         self.head = nn.Conv2d(channels4, self.num_classes * embedding_channels, kernel_size=3, padding=1)
-        self.cpu_memory_format = preferred_memory_format("cpu")
+        self.cpu_memory_format = torch.contiguous_format  # PyTorch's; `use_cpu_memory_format` lays g out
+        self.use_cpu_memory_format()
+
+    def use_cpu_memory_format(self) -> None:
+        """Lay the weights out in `preferred_memory_format` for this machine's CPU and g's mode (training or not);
+        g's input on the CPU follows. Re-applied by `train()` / `eval()` and after loading (which resets layouts);
+        moving the weights keeps the parameters themselves, so an optimizer holding them is unaffected."""
+        memory_format = preferred_memory_format("cpu", training=self.training)
+        if any(not p.is_contiguous(memory_format=memory_format) for p in self.parameters() if p.ndim == 4):
+            self.to(memory_format=memory_format)
+        self.cpu_memory_format = memory_format
+
+    def train(self, mode: bool = True) -> AutoSamPromptGenerator:
+        super().train(mode)
+        self.use_cpu_memory_format()
+        return self
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if pixel_values.shape[-1] != self.input_size or pixel_values.shape[-2] != self.input_size:
@@ -185,7 +201,7 @@ class AutoSamPromptGenerator(nn.Module):
                 align_corners=False,
                 antialias=True,
             )
-        # The layout chosen for this machine's CPU when the weights were laid out (`use_preferred_memory_format`).
+        # The layout the weights were given for this CPU and mode (`use_cpu_memory_format`); GPUs: channels-last.
         memory_format = self.cpu_memory_format if pixel_values.device.type == "cpu" else torch.channels_last
         features4, features8, features16 = self.encoder(pixel_values.contiguous(memory_format=memory_format))
         hidden_states = self.up8to4(self.up16to8(features16, features8), features4)
@@ -408,14 +424,12 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         return loaded
 
     def use_preferred_memory_format(self) -> None:
-        """Lay g's and h's conv weights out in `preferred_memory_format` for this machine's CPU (channels-last, or
-        NCHW on AVX2-only CPUs); g feeds its input in the same layout on the CPU, channels-last on GPUs. Loading
-        resets the layout, so it is re-applied."""
-        memory_format = preferred_memory_format("cpu")
-        self.prompt_generator.cpu_memory_format = memory_format
-        for part in (self.prompt_generator, self.surrogate_decoder):
-            if part is not None:
-                part.to(memory_format=memory_format)
+        """Lay g's conv weights out for this machine's CPU and g's mode (`AutoSamPromptGenerator.use_cpu_memory_format`:
+        NCHW while training on AVX2-only CPUs, channels-last otherwise), h's channels-last: oneDNN and GPU tensor cores
+        run these conv nets faster that way. Loading resets layouts, so it is re-applied."""
+        self.prompt_generator.use_cpu_memory_format()
+        if self.surrogate_decoder is not None:
+            self.surrogate_decoder.to(memory_format=torch.channels_last)
 
     # ---------------------------------------------------------------- adapter-size checkpoints
     def save_adapter(self, save_directory: str | os.PathLike, **kwargs) -> None:

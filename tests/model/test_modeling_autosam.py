@@ -503,7 +503,7 @@ def test_without_a_prompt_canvas_g_resizes_sams(eval_model):
 
 
 @pytest.mark.parametrize(
-    ("capability", "onednn_cap", "expected"),
+    ("capability", "onednn_cap", "training_layout"),
     [
         ("AVX512", "", torch.channels_last),
         ("AVX2", "", torch.contiguous_format),
@@ -511,26 +511,39 @@ def test_without_a_prompt_canvas_g_resizes_sams(eval_model):
         ("AVX512", "AVX2", torch.contiguous_format),
     ],
 )
-def test_conv_layout_follows_the_cpu(monkeypatch, capability, onednn_cap, expected):
-    """NCHW where oneDNN's NHWC weight gradient is slow (AVX2-only CPUs), channels-last elsewhere and on GPUs; the
-    weights follow when a model is built, and g's output does not depend on the layout."""
+def test_conv_layout_follows_the_cpu_and_the_mode(monkeypatch, capability, onednn_cap, training_layout):
+    """g trains in NCHW where oneDNN's NHWC weight gradient is slow (x86 without AVX-512) and channels-last
+    elsewhere; it infers channels-last everywhere. train()/eval() re-lay the same parameters (an optimizer keeps
+    them), and g's output does not depend on the layout."""
     from autosam_hf.model import modeling_autosam
 
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     # Not the variable itself: oneDNN reads it once per process, and this test must not cap the suite's kernels.
     monkeypatch.setattr(modeling_autosam, "onednn_isa_cap", lambda: onednn_cap)
     monkeypatch.setattr(modeling_autosam.platform, "machine", lambda: "x86_64")
-    assert modeling_autosam.preferred_memory_format("cpu") == expected
-    assert modeling_autosam.preferred_memory_format("cuda") == torch.channels_last
+    assert modeling_autosam.preferred_memory_format("cpu", training=True) == training_layout
+    assert modeling_autosam.preferred_memory_format("cpu", training=False) == torch.channels_last
+    assert modeling_autosam.preferred_memory_format("cuda", training=True) == torch.channels_last
     model = make_tiny_model()
-    weight = model.prompt_generator.head.weight
-    assert weight.is_contiguous(memory_format=expected) and model.prompt_generator.cpu_memory_format == expected
+    prompt_generator = model.prompt_generator
+    parameters = list(prompt_generator.parameters())
+    for mode, layout in ((False, torch.channels_last), (True, training_layout), (False, torch.channels_last)):
+        model.train(mode)
+        assert prompt_generator.training == mode and prompt_generator.cpu_memory_format == layout
+        assert prompt_generator.head.weight.is_contiguous(memory_format=layout)
+        assert all(a is b for a, b in zip(parameters, prompt_generator.parameters(), strict=True))
     pixels = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        prompt = model.prompt_generator(pixels)
-        other = torch.contiguous_format if expected == torch.channels_last else torch.channels_last
-        model.prompt_generator.to(memory_format=other)
-        torch.testing.assert_close(model.prompt_generator(pixels), prompt, rtol=0, atol=1e-3)
+        prompts = []
+        for layout in (torch.channels_last, torch.contiguous_format):
+            prompt_generator.to(memory_format=layout)
+            prompt_generator.cpu_memory_format = layout
+            prompts.append(prompt_generator(pixels))
+    torch.testing.assert_close(prompts[1], prompts[0], rtol=0, atol=1e-3)
+    # Loaded weights come back in the layout of the machine and mode.
+    model.prompt_generator.to(memory_format=torch.contiguous_format)
+    model.eval().use_preferred_memory_format()
+    assert prompt_generator.head.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_arm_cpus_keep_channels_last(monkeypatch):
@@ -539,4 +552,4 @@ def test_arm_cpus_keep_channels_last(monkeypatch):
 
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
     monkeypatch.setattr(modeling_autosam.platform, "machine", lambda: "aarch64")
-    assert modeling_autosam.preferred_memory_format("cpu") == torch.channels_last
+    assert modeling_autosam.preferred_memory_format("cpu", training=True) == torch.channels_last
