@@ -48,6 +48,17 @@ def kept_reference(result: dict) -> dict | None:
     return kept if kept is not None and "error" not in kept and kept.get("keep_freed_cpu_memory") else None
 
 
+def reference_rows(reference: dict, kept: dict | None) -> list[tuple[dict, str, str]]:
+    """The reference's rows: as published and, if timed, with our allocator setting. Each: its figures, its label
+    suffix, and its ratio cells (" a× | b× |") against each of those reference runs."""
+    runs = [(reference, "")] + ([(kept, ", freed memory kept")] if kept else [])
+    rows = []
+    for timed, label in runs:
+        cells = [ratio(base["seconds_per_image"] / timed["seconds_per_image"]) for base, _ in runs]
+        rows.append((timed, label, "".join(f" {cell} |" for cell in cells)))
+    return rows
+
+
 def render_training(training: dict) -> list[str]:
     reference = training.get("reference")
     measured = reference is not None and "error" not in reference
@@ -63,14 +74,10 @@ def render_training(training: dict) -> list[str]:
         "|---|---|---|---|---|---|" + ("---|" if measured else "") + ("---|" if kept else "") + "---|",
     ]
     if measured:
-        rows = [("reference loop fp32", reference)]
-        rows += [("reference loop fp32, freed memory kept", kept)] if kept else []
-        for name, timed in rows:
-            versus = f"{ratio(reference['seconds_per_image'] / timed['seconds_per_image'])} | "
-            versus += f"{ratio(kept['seconds_per_image'] / timed['seconds_per_image'])} | " if kept else ""
+        for timed, label, versus in reference_rows(reference, kept):
             lines.append(
-                f"| {timed['sam']} | {name} | {timed['seconds_per_repeat']:.2f} | {timed['seconds_per_image']:.3f} | "
-                f"{timed['images_per_second']:.2f} | – | {versus}– |"
+                f"| {timed['sam']} | reference loop fp32{label} | {timed['seconds_per_repeat']:.2f} | "
+                f"{timed['seconds_per_image']:.3f} | {timed['images_per_second']:.2f} | – |{versus} – |"
             )
     for size, variants in training["sizes"].items():
         for name, v in variants.items():
@@ -109,12 +116,9 @@ def render_inference(inference: dict) -> list[str]:
         "|---|---|---|---|---|" + ("---|" if measured else "") + ("---|" if kept else ""),
     ]
     if measured:
-        rows = [("", reference)] + ([(", freed memory kept", kept)] if kept else [])
-        for suffix, timed in rows:
-            versus = f" {ratio(reference['seconds_per_image'] / timed['seconds_per_image'])} |"
-            versus += f" {ratio(kept['seconds_per_image'] / timed['seconds_per_image'])} |" if kept else ""
+        for timed, label, versus in reference_rows(reference, kept):
             lines.append(
-                f"| reference inference fp32 ({timed['sam']}){suffix} | {timed['seconds_per_image']:.3f} | "
+                f"| reference inference fp32 ({timed['sam']}){label} | {timed['seconds_per_image']:.3f} | "
                 f"{timed['images_per_second']:.2f} | – | – |{versus}"
             )
     for name, v in inference["modes"].items():
