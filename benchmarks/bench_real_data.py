@@ -18,6 +18,10 @@ Models ("runners"; `--models` picks them):
 
 Minutes are training time: the time a loop spends validating is taken off its clock (`summarize_log`).
 
+Probes of the minimal loops' selected model, to tell training from scoring: `test_letterboxed` (the test sets fed
+letterboxed, as the pipeline's processor feeds g) and, for `minimal:g+h`, `best_val_scored_as_the_pipeline` (val
+scored through the pipeline's processor and post-processing).
+
     python benchmarks/bench_real_data.py                       # 1000 steps, every model, all threads
     python benchmarks/bench_real_data.py --input_size 128 --name real_data_128
     python benchmarks/bench_real_data.py --models pipeline --variants default,flips --merge
