@@ -175,8 +175,9 @@ class AutoSamPromptGenerator(nn.Module):
         self.up16to8 = PromptDecoderUpBlock(channels16, channels8, channels8)
         self.up8to4 = PromptDecoderUpBlock(channels8, channels4, channels4)
         self.head = nn.Conv2d(channels4, self.num_classes * embedding_channels, kernel_size=3, padding=1)
-        self.cpu_memory_format = torch.contiguous_format  # PyTorch's; `use_cpu_memory_format` lays g out
-        self.use_cpu_memory_format()
+        # PyTorch's layout until `use_cpu_memory_format` (AutoSamForSegmentation calls it once the weights are
+        # initialised: random fills follow the memory layout, so laying out earlier would change a seed's weights).
+        self.cpu_memory_format = torch.contiguous_format
 
     def use_cpu_memory_format(self) -> None:
         """Lay the weights out in `preferred_memory_format` for this machine's CPU and g's mode (training or not);
