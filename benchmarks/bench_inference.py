@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from common import DATA_DIR, machine, run_python_json, sam_checkpoint, time_repeats, timing_summary, write_result
-from reference import add_reference_arguments, measure_reference
+from reference import add_reference_arguments, measure_reference_runs
 
 from autosam_hf.runtime import cpu_has_native_bfloat16, dtype_is_native, keep_freed_cpu_memory, resolve_device
 
@@ -181,22 +181,19 @@ def main() -> None:
         result["breakdown"][precision] = run_python_json([*script, "--breakdown", sam_dir, precision])
         print(json.dumps({precision: result["modes"]}, indent=2), flush=True)
     if args.reference_dir:
-        # As published, then with our commands' allocator setting: the second ratio is our code's alone.
-        for key, kept in (("reference", False), ("reference_keep_freed_cpu_memory", True)):
-            reference = measure_reference(
-                args.reference_dir,
-                "inference",
-                prompt_size=prompt_size,
-                batch_size=1,
-                repeats=args.images,
-                device=str(device),
-                tiny_sam=args.quick,
-                pythonpath=args.reference_pythonpath,
-                keep_freed_cpu_memory=kept,
-            )
+        references = measure_reference_runs(
+            args.reference_dir,
+            "inference",
+            prompt_size=prompt_size,
+            batch_size=1,
+            repeats=args.images,
+            device=str(device),
+            tiny_sam=args.quick,
+            pythonpath=args.reference_pythonpath,
+        )
+        for key, reference in references.items():
             result[key] = reference
-            # Same sizes, same run: a fair ratio (and the setting in effect, for the second run).
-            if "error" not in reference and reference["sam"] == size and reference["keep_freed_cpu_memory"] == kept:
+            if "error" not in reference and reference["sam"] == size:  # same sizes, same run: a fair ratio
                 for name in ("autosam fp32", "surrogate fp32"):
                     entry = result["modes"][name]
                     entry[f"speedup_vs_{key}"] = reference["seconds_per_image"] / entry["seconds_per_image"]

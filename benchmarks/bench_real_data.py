@@ -444,13 +444,15 @@ def run_minimal(name: str, settings: Settings) -> tuple[list[dict], Predictor, d
         sizes = [(image.height, image.width) for image in images]
         return predict_square(model, square_images(images, model.image_size), sizes, settings.batch_size)
 
-    predict.letterboxed = lambda images: predict_letterboxed(model, images, settings.batch_size)
-
     description = {
         "runner": "minimal",
         "image_size": model.image_size,
         "mask_size": model.mask_size,
         "trainable_parameters": sum(p.numel() for p in model.module.parameters() if p.requires_grad),
+        # The same model fed as the pipeline feeds g (letterboxed): what that canvas costs on non-square images.
+        "test_letterboxed": score_test_sets(
+            lambda images: predict_letterboxed(model, images, settings.batch_size), settings
+        ),
     }
     if name == "minimal:g+h":
         # The val-selected model scored again as the pipeline validates (its processor's canvases and
@@ -592,8 +594,6 @@ def main(argv: list[str] | None = None) -> None:
                 log, predict, description = run_minimal(model, settings)
             summary = summarize_log(log)
             result["models"][model] = {**description, **summary, "test": score_test_sets(predict, settings)}
-            if hasattr(predict, "letterboxed"):  # the minimal loops: the same model fed as the pipeline feeds g
-                result["models"][model]["test_letterboxed"] = score_test_sets(predict.letterboxed, settings)
             print(json.dumps({model: {k: v for k, v in result["models"][model].items() if k != "curve"}}), flush=True)
             write_result(name, result)  # after every model: a long run keeps what it finished
             plot_curves(result["models"], plot_path)

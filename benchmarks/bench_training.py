@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 from common import machine, read_train_log, run_python, sam_checkpoint, training_command, training_figures, write_result
-from reference import add_reference_arguments, measure_reference
+from reference import add_reference_arguments, measure_reference_runs
 
 from autosam_hf.runtime import cpu_has_native_bfloat16
 
@@ -142,24 +142,17 @@ def main() -> None:
             result["sizes"][size] = timings
             print(json.dumps({size: timings}, indent=2), flush=True)
     if args.reference_dir:
-        # As published, then with autosam-train's allocator setting: the second ratio is our code's alone.
-        for key, kept in (("reference", False), ("reference_keep_freed_cpu_memory", True)):
-            reference = measure_reference(
-                args.reference_dir,
-                "train",
-                prompt_size=prompt_size,
-                batch_size=args.batch_size,
-                tiny_sam=args.quick,
-                pythonpath=args.reference_pythonpath,
-                keep_freed_cpu_memory=kept,
-            )
+        references = measure_reference_runs(
+            args.reference_dir,
+            "train",
+            prompt_size=prompt_size,
+            batch_size=args.batch_size,
+            tiny_sam=args.quick,
+            pythonpath=args.reference_pythonpath,
+        )
+        for key, reference in references.items():
             result[key] = reference
-            # Same sizes, same run: a fair ratio (and the setting in effect, for the second run).
-            if (
-                "error" not in reference
-                and reference["sam"] in result["sizes"]
-                and reference["keep_freed_cpu_memory"] == kept
-            ):
+            if "error" not in reference and reference["sam"] in result["sizes"]:  # same sizes, same run: fair
                 for timing in result["sizes"][reference["sam"]].values():
                     timing[f"speedup_vs_{key}"] = reference["seconds_per_image"] / timing["seconds_per_image"]
             print(json.dumps({key: reference}, indent=2), flush=True)

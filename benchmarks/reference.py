@@ -254,6 +254,19 @@ def measure_reference(
         return {"error": lines[-1] if lines else type(error).__name__}
 
 
+def measure_reference_runs(reference_dir: str | Path, part: str, **kwargs) -> dict[str, dict]:
+    """`measure_reference` twice: as published (`"reference"`) and with our commands' allocator setting
+    (`"reference_keep_freed_cpu_memory"`), whose ratio to ours is our code's alone. A second run in which the
+    setting was not in effect (not glibc) counts as failed: `{"error": why}`, like any failed run."""
+    runs = {}
+    for key, kept in (("reference", False), ("reference_keep_freed_cpu_memory", True)):
+        reference = measure_reference(reference_dir, part, keep_freed_cpu_memory=kept, **kwargs)
+        if "error" not in reference and reference["keep_freed_cpu_memory"] != kept:
+            reference = {"error": "the allocator setting did not take effect in the reference's process"}
+        runs[key] = reference
+    return runs
+
+
 def add_reference_arguments(parser: argparse.ArgumentParser) -> None:
     """The options a benchmark with a reference column takes."""
     parser.add_argument("--reference_dir", help="A checkout of talshaharabany/AutoSAM: time it in the same run.")

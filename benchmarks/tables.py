@@ -45,7 +45,7 @@ def kept_reference(result: dict) -> dict | None:
     """The reference timed again with the autosam-* commands' allocator setting (`keep_freed_cpu_memory`), if it
     was, in this run, at the same sizes."""
     kept = result.get("reference_keep_freed_cpu_memory")
-    return kept if kept is not None and "error" not in kept and kept.get("keep_freed_cpu_memory") else None
+    return kept if kept is not None and "error" not in kept else None
 
 
 def reference_rows(reference: dict, kept: dict | None) -> list[tuple[dict, str, str]]:
