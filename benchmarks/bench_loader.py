@@ -44,7 +44,7 @@ from autosam_hf.data import (
     augmentation_for_level,
     load_preset_dataset,
 )
-from autosam_hf.data.torch_dataset import AutoSamViewDataset
+from autosam_hf.data.torch_dataset import AutoSamViewDataset, training_loader
 from autosam_hf.runtime import MIXED_PRECISION_DTYPES, resolve_device, resolve_mixed_precision
 from autosam_hf.training.settings import RECIPES, default_num_workers
 
@@ -75,11 +75,9 @@ def time_cache_build(dataset, model, processor, augmentation, cache_dir: Path, d
 
 
 def time_loader(views: AutoSamViewDataset, batch_size: int, workers: int) -> dict:
-    """Images/s of the DataLoader alone: whole epochs (prefetching included), median of 3 after a warm-up epoch
-    (which starts the persistent workers)."""
-    loader = torch.utils.data.DataLoader(
-        views, batch_size=batch_size, shuffle=True, num_workers=workers, persistent_workers=workers > 0
-    )
+    """Images/s of the training script's DataLoader alone: whole epochs (prefetching, and starting the workers,
+    which the script does every epoch, included), median of 3 after a warm-up epoch."""
+    loader = training_loader(views, batch_size, workers)
 
     def epoch() -> None:
         for _ in loader:

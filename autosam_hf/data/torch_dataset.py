@@ -80,3 +80,13 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
         if self.cache is not None:
             item |= self.cache.get(index, view)  # e.g. image_embeddings (C, E, E)
         return item
+
+
+def training_loader(views: AutoSamViewDataset, batch_size: int, num_workers: int) -> torch.utils.data.DataLoader:
+    """Shuffled batches of `views`, the epoch's view of every row.
+
+    Workers are not persistent: a worker keeps the copy of the dataset it was started with, so `set_epoch` would
+    never reach a persistent one and every epoch would repeat view 0. Started afresh each epoch, they copy the
+    epoch's view.
+    """
+    return torch.utils.data.DataLoader(views, batch_size=batch_size, shuffle=True, num_workers=num_workers)

@@ -25,7 +25,7 @@ from transformers import get_scheduler
 
 from ..atomic_write import write_atomically
 from ..data import EmbeddingCache, JointAugmentation, augmentation_for_level, get_preset
-from ..data.torch_dataset import AutoSamViewDataset
+from ..data.torch_dataset import AutoSamViewDataset, training_loader
 from ..metrics import class_metric_key, class_names_of, per_class_dice_iou
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor, mask_to_labels
 from ..model.image_processing_autosam import canvases_for_mode
@@ -161,13 +161,7 @@ class StageTrainer:
         )
         val_views = AutoSamViewDataset(self.val_dataset, self.processor, cache=val_cache, canvases=canvases(val_cache))
         workers = settings.dataloader_num_workers
-        train_loader = torch.utils.data.DataLoader(
-            train_views,
-            batch_size=settings.batch_size_for(self.stage),
-            shuffle=True,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-        )
+        train_loader = training_loader(train_views, settings.batch_size_for(self.stage), workers)
         val_loader = torch.utils.data.DataLoader(val_views, batch_size=settings.eval_batch_size, num_workers=workers)
         return train_loader, val_loader
 

@@ -1,0 +1,97 @@
+"""autosam_hf.training.stage: what one training step computes, and which views each epoch's batches hold."""
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from conftest import make_tiny_model, make_tiny_processor
+from tqdm.auto import tqdm
+
+from autosam_hf.data import load_preset_dataset
+from autosam_hf.train import build_parser
+from autosam_hf.training.settings import resolve_settings
+from autosam_hf.training.stage import StageTrainer
+
+
+def standalone_trainer(shared_data_dir, tmp_path, *flags: str) -> StageTrainer:
+    """A standalone-stage trainer (g + h, no SAM) of the tiny model on 16 Kvasir training images (square, so every
+    pixel of the label canvas is valid), batch 8, flips only (the default recipe)."""
+    data = shared_data_dir / "kvasir"
+    args = build_parser().parse_args(
+        ["--preset", "kvasir", "--data", str(data), "--output_dir", str(tmp_path), "--stage", "standalone",
+         "--per_device_train_batch_size", "8", "--mixed_precision", "no", "--seed", "3", *flags]
+    )  # fmt: skip
+    settings = resolve_settings(args, "no")
+    train = load_preset_dataset("kvasir", "train", data).select(range(16))
+    val = load_preset_dataset("kvasir", "val", data).select(range(2))
+    model = make_tiny_model()
+    return StageTrainer("standalone", settings, model, make_tiny_processor(), train, val, (None, None))
+
+
+def plain_bce_dice(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The textbook loss, written apart from the package's: mean BCE + mean over images of (1 − soft Dice, smooth 1)."""
+    probabilities, flat_targets = torch.sigmoid(logits).flatten(1), targets.flatten(1)
+    dice = (2 * (probabilities * flat_targets).sum(1) + 1) / (probabilities.sum(1) + flat_targets.sum(1) + 1)
+    return F.binary_cross_entropy_with_logits(logits, targets) + (1 - dice).mean()
+
+
+def test_a_training_step_is_plain_adam_on_bce_plus_soft_dice(shared_data_dir, tmp_path):
+    """Replaying the trainer's own batches through a bare loop (torch Adam 3e-4 / wd 1e-5, no accelerate) lands on
+    the same weights, and the loss it minimises is plain BCE + soft Dice: the pipeline adds no hidden change to what
+    a step computes. (The bare loop backpropagates the model's own loss: Adam's first steps move every weight by
+    about ±lr whatever its gradient's size, so a loss summed in another order would already part the runs.)"""
+    trainer = standalone_trainer(shared_data_dir, tmp_path)
+    bare, initial = copy.deepcopy(trainer.model), copy.deepcopy(trainer.model)
+    batches = []
+    forward = trainer.prepared_model.forward
+
+    def recording_forward(**inputs):
+        batches.append({name: value.clone() for name, value in inputs.items() if torch.is_tensor(value)})
+        return forward(**inputs)
+
+    trainer.prepared_model.forward = recording_forward
+    for epoch in range(2):
+        trainer.train_epoch(epoch, bar=tqdm(disable=True), started=0.0)
+    assert len(batches) == 4 and all(batch["valid_mask"].all() for batch in batches)
+
+    bare.train()
+    optimizer = torch.optim.Adam([p for p in bare.parameters() if p.requires_grad], lr=3e-4, weight_decay=1e-5)
+    for batch in batches:
+        outputs = bare(
+            pixel_values=batch["prompt_pixel_values"],
+            labels=batch["labels"],
+            valid_mask=batch["valid_mask"],
+            mode="surrogate",
+        )
+        expected_loss = plain_bce_dice(outputs.logits.detach(), batch["labels"][:, None].float())
+        torch.testing.assert_close(outputs.loss.detach(), expected_loss)
+        optimizer.zero_grad()
+        outputs.loss.backward()
+        optimizer.step()
+    trained, before = dict(trainer.model.named_parameters()), dict(initial.named_parameters())
+    changed = 0
+    for name, parameter in bare.named_parameters():
+        torch.testing.assert_close(parameter, trained[name], rtol=0, atol=0)
+        changed += not torch.equal(parameter, before[name])
+    assert changed > 0.9 * sum(p.requires_grad for p in bare.parameters())  # it did train
+    for name, buffer in bare.named_buffers():  # BatchNorm running statistics
+        torch.testing.assert_close(buffer, dict(trainer.model.named_buffers())[name], rtol=0, atol=0)
+
+
+def test_loader_workers_give_every_epoch_its_own_view(shared_data_dir, tmp_path):
+    """With data-loader workers, epoch e's batches hold view e of each image, as without them (persistent workers
+    would keep the dataset they started with, and repeat view 0 every epoch)."""
+    trainer = standalone_trainer(shared_data_dir, tmp_path, "--dataloader_num_workers", "2")
+    views = copy.deepcopy(trainer.train_loader.dataset)
+    differs_from_view_0 = 0
+    for epoch in range(3):
+        trainer.train_loader.set_epoch(epoch)
+        views.set_epoch(epoch)
+        for batch in trainer.train_loader:
+            for index, pixels in zip(batch["index"].tolist(), batch["prompt_pixel_values"], strict=True):
+                torch.testing.assert_close(pixels, views[index]["prompt_pixel_values"], rtol=0, atol=0)
+                if epoch > 0:
+                    views.set_epoch(0)
+                    differs_from_view_0 += not torch.equal(pixels, views[index]["prompt_pixel_values"])
+                    views.set_epoch(epoch)
+    assert differs_from_view_0 > 8  # of 32: flips drawn afresh (each of 4 flip pairs is as likely as view 0's)
