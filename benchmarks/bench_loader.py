@@ -75,8 +75,8 @@ def time_cache_build(dataset, model, processor, augmentation, cache_dir: Path, d
 
 
 def time_loader(views: AutoSamViewDataset, batch_size: int, workers: int) -> dict:
-    """Images/s of the training script's DataLoader alone: whole epochs (prefetching, and starting the workers,
-    which the script does every epoch, included), median of 3 after a warm-up epoch."""
+    """Images/s of the training script's DataLoader alone: whole epochs (prefetching included), median of 3 after a
+    warm-up epoch (which starts the persistent workers)."""
     loader = training_loader(views, batch_size, workers)
 
     def epoch() -> None:

@@ -43,11 +43,18 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
         self.cache = cache
         self.num_views = num_views
         self.canvases = canvases
-        self.epoch = 0
+        # In shared memory: DataLoader workers hold copies of this dataset, and persistent ones keep them across
+        # epochs, so a plain attribute set by `set_epoch` in the main process would never reach them.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        """Called by accelerate's data loader at the start of every epoch."""
-        self.epoch = epoch
+        """Called by accelerate's data loader at the start of every epoch (before its workers fetch the epoch's
+        first batch)."""
+        self._epoch.fill_(epoch)
 
     def view(self) -> int:
         if self.cache is not None:
@@ -83,10 +90,8 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
 
 
 def training_loader(views: AutoSamViewDataset, batch_size: int, num_workers: int) -> torch.utils.data.DataLoader:
-    """Shuffled batches of `views`, the epoch's view of every row.
-
-    Workers are not persistent: a worker keeps the copy of the dataset it was started with, so `set_epoch` would
-    never reach a persistent one and every epoch would repeat view 0. Started afresh each epoch, they copy the
-    epoch's view.
-    """
-    return torch.utils.data.DataLoader(views, batch_size=batch_size, shuffle=True, num_workers=num_workers)
+    """Shuffled batches of `views`, the epoch's view of every row; workers persist across epochs (the epoch
+    reaches them through shared memory, see `AutoSamViewDataset`)."""
+    return torch.utils.data.DataLoader(
+        views, batch_size=batch_size, shuffle=True, num_workers=num_workers, persistent_workers=num_workers > 0
+    )
