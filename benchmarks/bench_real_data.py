@@ -15,6 +15,8 @@ Models ("runners"; `--models` picks them):
     vertical flips only, fp32, Adam 3e-4 / wd 1e-5, plain BCE + soft Dice, decoded images preloaded.
   - `minimal:unet`: the standard baseline, MONAI's FlexibleUNet with a ResNet-34 encoder (random init, 256² input;
     `pip install monai`), in the same loop.
+  - `minimal:g+h/pipeline-draws`: `minimal:g+h` replaying the pipeline's random draws (its batch order and flips,
+    `PipelineDraws`): the two loops then see the same batches, and whatever still differs is how they train.
 
 Minutes are training time: the time a loop spends validating is taken off its clock (`summarize_log`).
 
@@ -25,6 +27,7 @@ scored through the pipeline's processor and post-processing).
     python benchmarks/bench_real_data.py                       # 1000 steps, every model, all threads
     python benchmarks/bench_real_data.py --input_size 128 --name real_data_128
     python benchmarks/bench_real_data.py --models pipeline --variants default,flips --merge
+    python benchmarks/bench_real_data.py --steps 300 --input_size 128 --models pipeline,minimal:g+h/pipeline-draws
     python benchmarks/bench_real_data.py --quick               # smoke test: 6 steps on 16 images, < 1 min/model
 """
 
@@ -93,7 +96,8 @@ VARIANTS: dict[str, list[str]] = {
         "0.05",
     ],  # fmt: skip
 }
-MINIMAL_MODELS = ("minimal:g+h", "minimal:unet")
+PIPELINE_DRAWS = "/pipeline-draws"
+MINIMAL_MODELS = ("minimal:g+h", "minimal:unet", "minimal:g+h" + PIPELINE_DRAWS)
 # Generalisation sets: name → (preset, folder under the data dir). Their `test` split resolves to `test_subset`.
 TEST_SETS = {
     "kvasir": ("kvasir", "kvasir"),
@@ -295,7 +299,11 @@ def build_unet(settings: Settings) -> MinimalModel:
     return MinimalModel(network, settings.unet_size, settings.unet_size, network)
 
 
-BUILDERS: dict[str, Callable[[Settings], MinimalModel]] = {"minimal:g+h": build_g_h, "minimal:unet": build_unet}
+BUILDERS: dict[str, Callable[[Settings], MinimalModel]] = {
+    "minimal:g+h": build_g_h,
+    "minimal:unet": build_unet,
+    "minimal:g+h" + PIPELINE_DRAWS: build_g_h,
+}
 
 
 def square_images(images: Sequence[PIL.Image.Image], size: int) -> torch.Tensor:
@@ -321,15 +329,59 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return pixels.contiguous(memory_format=torch.channels_last)
 
 
-def random_flips(
-    images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator
+def apply_flips(
+    images: torch.Tensor, masks: torch.Tensor, left_right: torch.Tensor, up_down: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flip each (image (3, S, S), mask (1, M, M)) pair left-right, and independently up-down, with p = 0.5."""
-    for dim in (-1, -2):
-        flip = (torch.rand(len(images), generator=generator) < 0.5)[:, None, None, None]
+    """Flip the (image (3, S, S), mask (1, M, M)) pairs where `left_right` / `up_down` (bool (B,)) say so."""
+    for dim, flip in ((-1, left_right), (-2, up_down)):
+        flip = flip[:, None, None, None]
         images = torch.where(flip, images.flip(dim), images)
         masks = torch.where(flip, masks.flip(dim), masks)
     return images, masks
+
+
+def random_flips(
+    images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip each pair left-right, and independently up-down, with p = 0.5."""
+    left_right = torch.rand(len(images), generator=generator) < 0.5
+    up_down = torch.rand(len(images), generator=generator) < 0.5
+    return apply_flips(images, masks, left_right, up_down)
+
+
+class PipelineDraws:
+    """The random draws `autosam-train` makes, for the minimal loop to replay (`minimal:g+h/pipeline-draws`): with
+    them the two loops see the same batches, so whatever still differs is how they train, not which draws they got.
+
+    - batch order: accelerate's seedable sampler, a permutation from a generator seeded `seed + epoch`;
+    - flips: view `epoch` of image `index` under the package's flips-only augmentation, read off a probe image (the
+      flips draw one coin per image whatever its size).
+    """
+
+    def __init__(self, seed: int):
+        from autosam_hf.data import JointAugmentation, augmentation_for_level, get_preset
+
+        self.seed = seed
+        reference = get_preset("kvasir").augmentation
+        self.augmentation = JointAugmentation(augmentation_for_level(reference, "flips"), seed=seed)
+        probe = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)  # no two flips of it alike
+        self.probe = probe
+        # (left-right, up-down) → the probe flipped so
+        self.flipped = {
+            (h, v): probe[:: -1 if v else 1, :: -1 if h else 1] for h in (False, True) for v in (False, True)
+        }
+
+    def order(self, epoch: int, size: int) -> torch.Tensor:
+        return torch.randperm(size, generator=torch.Generator().manual_seed(self.seed + epoch))
+
+    def flips(self, indices: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """bool (B,) left-right and up-down flips of view `epoch` of the images `indices`."""
+        drawn = []
+        for index in indices.tolist():
+            view, _ = self.augmentation(self.probe, self.probe[..., 0], index, epoch)
+            drawn.append(next(flips for flips, image in self.flipped.items() if np.array_equal(image, view)))
+        left_right, up_down = zip(*drawn, strict=True)
+        return torch.tensor(left_right), torch.tensor(up_down)
 
 
 def bce_dice_loss(logits: torch.Tensor, masks: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -398,16 +450,20 @@ def train_minimal(model: MinimalModel, settings: Settings, name: str) -> list[di
     val_sizes = [(image.height, image.width) for image in val["image"]]
     val_masks = val["mask"]
     generator = torch.Generator().manual_seed(settings.seed)
+    draws = PipelineDraws(settings.seed) if name.endswith(PIPELINE_DRAWS) else None
     parameters = [p for p in model.module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     log, best, best_state = [], -1.0, None
     step, epoch, out_of_time = 0, 0, False
     started = time.monotonic()
     while step < settings.steps and not out_of_time:
-        order = torch.randperm(len(images), generator=generator)
+        order = draws.order(epoch, len(images)) if draws else torch.randperm(len(images), generator=generator)
         for batch in order.split(settings.batch_size):
             model.module.train()
-            batch_images, batch_masks = random_flips(images[batch], masks[batch], generator)
+            if draws:
+                batch_images, batch_masks = apply_flips(images[batch], masks[batch], *draws.flips(batch, epoch))
+            else:
+                batch_images, batch_masks = random_flips(images[batch], masks[batch], generator)
             device = settings.device
             loss = bce_dice_loss(model.forward(normalize(batch_images).to(device)), batch_masks.to(device))
             optimizer.zero_grad(set_to_none=True)
@@ -454,7 +510,7 @@ def run_minimal(name: str, settings: Settings) -> tuple[list[dict], Predictor, d
             lambda images: predict_letterboxed(model, images, settings.batch_size), settings
         ),
     }
-    if name == "minimal:g+h":
+    if name.startswith("minimal:g+h"):
         # The val-selected model scored again as the pipeline validates (its processor's canvases and
         # post-processing): separates how the two loops train from how they score.
         from autosam_hf import AutoSamImageProcessor

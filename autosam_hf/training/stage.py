@@ -104,9 +104,9 @@ class StageTrainer:
                 automatic_checkpoint_naming=True,
                 total_limit=settings.checkpoints_total_limit,
             ),
-            # Seeded shuffling: an epoch's data order depends only on (seed, epoch), so a resumed run sees exactly
-            # the batches an uninterrupted one would.
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            # Seeded shuffling: an epoch's data order depends only on (--seed, epoch) (a permutation seeded
+            # seed + epoch), so a resumed run sees exactly the batches an uninterrupted one would.
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=settings.seed),
         )
         self.log = TrainingLog(Path(settings.output_dir) / "train_log.jsonl", self.accelerator.is_main_process)
         model.set_trainable(

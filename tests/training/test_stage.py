@@ -95,3 +95,27 @@ def test_loader_workers_give_every_epoch_its_own_view(shared_data_dir, tmp_path)
                     differs_from_view_0 += not torch.equal(pixels, views[index]["prompt_pixel_values"])
                     views.set_epoch(epoch)
     assert differs_from_view_0 > 8  # of 32: flips drawn afresh (each of 4 flip pairs is as likely as view 0's)
+
+
+def test_the_batches_follow_from_the_seed_as_the_benchmark_replays_them(shared_data_dir, tmp_path):
+    """Epoch e's batch order is a permutation seeded `seed + e` and image i's flips are view e of the augmentation:
+    `bench_real_data.PipelineDraws` rebuilds every batch from the seed alone (its parity runs rely on it)."""
+    from bench_real_data import PipelineDraws, apply_flips, normalize, square_images, square_masks
+
+    trainer = standalone_trainer(shared_data_dir, tmp_path)
+    dataset = trainer.train_loader.dataset.dataset
+    images, masks = square_images(dataset["image"], 64), square_masks(dataset["mask"], 48)
+    draws = PipelineDraws(seed=3)
+    flipped = 0
+    for epoch in range(3):
+        trainer.train_loader.set_epoch(epoch)
+        batches = list(trainer.train_loader)
+        expected_order = draws.order(epoch, len(dataset)).split(8)
+        assert [batch["index"].tolist() for batch in batches] == [indices.tolist() for indices in expected_order]
+        for batch, indices in zip(batches, expected_order, strict=True):
+            left_right, up_down = draws.flips(indices, epoch)
+            flipped += int(left_right.sum() + up_down.sum())
+            batch_images, _ = apply_flips(images[indices], masks[indices], left_right, up_down)
+            # g's canvas is a plain resize of these square images: the pixels pin each flip down.
+            torch.testing.assert_close(batch["prompt_pixel_values"], normalize(batch_images), rtol=0, atol=1e-6)
+    assert 24 <= flipped <= 72  # of 96 coins, p = 0.5
