@@ -574,7 +574,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--minutes", type=float, default=None, help="Wall-clock cap per model; keeps what it reached.")
     parser.add_argument(
-        "--models", default="pipeline," + ",".join(MINIMAL_MODELS),
+        "--models", default="pipeline,minimal:g+h,minimal:unet",
         help=f"Comma list of: pipeline (every --variants), pipeline:<variant>, {', '.join(MINIMAL_MODELS)}.",
     )  # fmt: skip
     parser.add_argument("--variants", default="default", help=f"Pipeline variants, comma list of {sorted(VARIANTS)}.")

@@ -6,10 +6,16 @@ embeddings (B, 32, 12, 12), logits and labels (B, 1 | -, 48, 48).
 
 import os
 import re
+import socket
 import sys
 
 # Tests never touch the network: Hub look-ups fail fast instead of hanging or downloading.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# pytest-xdist workers (pyproject's `-n 2`) share the cores rather than each starting a thread per core: set before
+# torch starts its thread pool, and inherited by the processes tests start.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 from pathlib import Path  # noqa: E402
 
@@ -70,6 +76,13 @@ def make_tiny_model(seed: int = 0, **config_overrides) -> AutoSamForSegmentation
         for parameter in model.sam.parameters():
             parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
     return model
+
+
+def free_port() -> int:
+    """A TCP port free now: tests that start process groups must not collide when pytest-xdist runs them together."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def command_error_line(main, argv: list[str], capsys, prog: str) -> str:

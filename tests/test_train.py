@@ -11,7 +11,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import make_tiny_sam_config, run_command
+from conftest import free_port, make_tiny_sam_config, run_command
 from huggingface_hub import ModelCard
 from transformers import SamModel
 
@@ -228,7 +228,7 @@ def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp
         "--dynamo_backend",
         "no",
         "--main_process_port",
-        "29533",
+        str(free_port()),
         "-m",
         "autosam_hf.train",
         *quick_args(tiny_sam_dir, shared_data_dir, output_dir, "--stage", "all", "--max_train_steps", "2"),

@@ -4,7 +4,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import sys
 import textwrap
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_command
+from conftest import free_port, run_command
 from PIL import Image
 from transformers import SamConfig, SamModel
 from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
@@ -263,12 +262,6 @@ with open(f"{out_dir}/rank{accelerator.process_index}.json", "w") as file:
     report = {"world": accelerator.num_processes, "encoded": sum(encoded), "items": len(cache) * cache.num_views}
     json.dump(report, file)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.slow
