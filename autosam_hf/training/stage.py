@@ -207,6 +207,9 @@ class StageTrainer:
         settings, accelerator = self.settings, self.accelerator
         self.prepared_model.train()
         self.train_loader.set_epoch(epoch)
+        # accelerate's loader passes the epoch on to the dataset only in a single process (with several it stops at
+        # the sampler), and the dataset's epoch picks the augmentation view.
+        self.train_loader.dataset.set_epoch(epoch)
         batches = self.train_loader
         completed = self.progress["completed_steps"]
         skip = (completed - epoch * self.steps_per_epoch) * settings.gradient_accumulation_steps

@@ -119,3 +119,13 @@ def test_the_batches_follow_from_the_seed_as_the_benchmark_replays_them(shared_d
             # g's canvas is a plain resize of these square images: the pixels pin each flip down.
             torch.testing.assert_close(batch["prompt_pixel_values"], normalize(batch_images), rtol=0, atol=1e-6)
     assert 24 <= flipped <= 72  # of 96 coins, p = 0.5
+
+
+def test_each_epoch_reaches_the_dataset_whatever_the_loader_passes_on(shared_data_dir, tmp_path, monkeypatch):
+    """With several processes accelerate's loader hands `set_epoch` to its sampler only, never to the dataset (whose
+    epoch picks the augmentation view): the trainer must tell the dataset itself."""
+    trainer = standalone_trainer(shared_data_dir, tmp_path)
+    loader = trainer.train_loader
+    monkeypatch.setattr(loader, "set_epoch", lambda epoch: loader.batch_sampler.sampler.set_epoch(epoch))
+    trainer.train_epoch(1, bar=tqdm(disable=True), started=0.0)
+    assert loader.dataset.epoch == 1 and loader.dataset.view() == 1
