@@ -3,7 +3,7 @@
 import copy
 
 import torch
-import torch.nn.functional as F
+from bench_real_data import PipelineDraws, apply_flips, bce_dice_loss, normalize, square_images, square_masks
 from conftest import make_tiny_model, make_tiny_processor
 from tqdm.auto import tqdm
 
@@ -28,18 +28,12 @@ def standalone_trainer(shared_data_dir, tmp_path, *flags: str) -> StageTrainer:
     return StageTrainer("standalone", settings, model, make_tiny_processor(), train, val, (None, None))
 
 
-def plain_bce_dice(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The textbook loss, written apart from the package's: mean BCE + mean over images of (1 − soft Dice, smooth 1)."""
-    probabilities, flat_targets = torch.sigmoid(logits).flatten(1), targets.flatten(1)
-    dice = (2 * (probabilities * flat_targets).sum(1) + 1) / (probabilities.sum(1) + flat_targets.sum(1) + 1)
-    return F.binary_cross_entropy_with_logits(logits, targets) + (1 - dice).mean()
-
-
 def test_a_training_step_is_plain_adam_on_bce_plus_soft_dice(shared_data_dir, tmp_path):
     """Replaying the trainer's own batches through a bare loop (torch Adam 3e-4 / wd 1e-5, no accelerate) lands on
-    the same weights, and the loss it minimises is plain BCE + soft Dice: the pipeline adds no hidden change to what
-    a step computes. (The bare loop backpropagates the model's own loss: Adam's first steps move every weight by
-    about ±lr whatever its gradient's size, so a loss summed in another order would already part the runs.)"""
+    the same weights, and the loss it minimises is the benchmark's minimal loop's plain BCE + soft Dice: the pipeline
+    adds no hidden change to what a step computes. (The bare loop backpropagates the model's own loss: Adam's first
+    steps move every weight by about ±lr whatever its gradient's size, so a loss summed in another order would
+    already part the runs.)"""
     trainer = standalone_trainer(shared_data_dir, tmp_path)
     bare, initial = copy.deepcopy(trainer.model), copy.deepcopy(trainer.model)
     batches = []
@@ -63,7 +57,7 @@ def test_a_training_step_is_plain_adam_on_bce_plus_soft_dice(shared_data_dir, tm
             valid_mask=batch["valid_mask"],
             mode="surrogate",
         )
-        expected_loss = plain_bce_dice(outputs.logits.detach(), batch["labels"][:, None].float())
+        expected_loss = bce_dice_loss(outputs.logits.detach(), batch["labels"][:, None].float())
         torch.testing.assert_close(outputs.loss.detach(), expected_loss)
         optimizer.zero_grad()
         outputs.loss.backward()
@@ -100,8 +94,6 @@ def test_loader_workers_give_every_epoch_its_own_view(shared_data_dir, tmp_path)
 def test_the_batches_follow_from_the_seed_as_the_benchmark_replays_them(shared_data_dir, tmp_path):
     """Epoch e's batch order is a permutation seeded `seed + e` and image i's flips are view e of the augmentation:
     `bench_real_data.PipelineDraws` rebuilds every batch from the seed alone (its parity runs rely on it)."""
-    from bench_real_data import PipelineDraws, apply_flips, normalize, square_images, square_masks
-
     trainer = standalone_trainer(shared_data_dir, tmp_path)
     dataset = trainer.train_loader.dataset.dataset
     images, masks = square_images(dataset["image"], 64), square_masks(dataset["mask"], 48)
