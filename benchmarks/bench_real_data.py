@@ -299,11 +299,8 @@ def build_unet(settings: Settings) -> MinimalModel:
     return MinimalModel(network, settings.unet_size, settings.unet_size, network)
 
 
-BUILDERS: dict[str, Callable[[Settings], MinimalModel]] = {
-    "minimal:g+h": build_g_h,
-    "minimal:unet": build_unet,
-    "minimal:g+h" + PIPELINE_DRAWS: build_g_h,
-}
+# `minimal:g+h/pipeline-draws` builds the model of `minimal:g+h`: only its draws differ.
+BUILDERS: dict[str, Callable[[Settings], MinimalModel]] = {"minimal:g+h": build_g_h, "minimal:unet": build_unet}
 
 
 def square_images(images: Sequence[PIL.Image.Image], size: int) -> torch.Tensor:
@@ -364,8 +361,7 @@ class PipelineDraws:
         self.seed = seed
         reference = get_preset("kvasir").augmentation
         self.augmentation = JointAugmentation(augmentation_for_level(reference, "flips"), seed=seed)
-        probe = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)  # no two flips of it alike
-        self.probe = probe
+        self.probe = probe = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)  # no two flips of it alike
         # (left-right, up-down) → the probe flipped so
         self.flipped = {
             (h, v): probe[:: -1 if v else 1, :: -1 if h else 1] for h in (False, True) for v in (False, True)
@@ -492,7 +488,7 @@ def run_minimal(name: str, settings: Settings) -> tuple[list[dict], Predictor, d
     from accelerate.utils import set_seed
 
     set_seed(settings.seed)  # what the training script does before building: the same g/h initialisation
-    model = BUILDERS[name](settings)
+    model = BUILDERS[name.removesuffix(PIPELINE_DRAWS)](settings)
     model.module.to(settings.device)
     log = train_minimal(model, settings, name)
 
