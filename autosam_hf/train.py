@@ -32,7 +32,7 @@ from transformers import SchedulerType
 from .cli import ArgumentParser, add_output_dir_argument, configure_logging, positive_int
 from .data import AUGMENTATION_LEVELS, PRESETS
 from .data.embedding_cache import STORAGE_DTYPES
-from .model import CLASS_ACTIVATIONS
+from .model import CANVAS_RULES, CLASS_ACTIVATIONS
 from .runtime import resolve_device, resolve_mixed_precision
 from .training.checkpoints import find_checkpoint, validate_checkpoint
 from .training.inputs import build_caches, build_model, build_processor, load_train_val
@@ -110,6 +110,13 @@ def build_parser() -> ArgumentParser:
         "--backbone_weights", help="ImageNet weights for g's encoder: hardnet85.pth, or 'timm' to let timm fetch them."
     )
     model.add_argument("--prompt_input_size", type=int, help="g's input size (default: the preset's).")
+    model.add_argument(
+        "--canvas_rule",
+        choices=CANVAS_RULES,
+        help="How images become canvases, in training and in the saved processor: letterbox (longest edge, zero "
+        "padding) or squash (both edges). Default: the preset's (squash for the polyp sets, whose training images "
+        "come squashed to 352x352), else the frozen model's own (letterbox for SAM); --init_from: the model's own.",
+    )
     model.add_argument("--init_from", help="A trained AutoSAM folder to start from (e.g. --stage surrogate on its g).")
     model.add_argument(
         "--class_activation",

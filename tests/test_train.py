@@ -258,6 +258,9 @@ def test_recipe_schedule_warms_up_then_decays_and_settings_are_saved(tiny_sam_di
     assert all(later < earlier for earlier, later in itertools.pairwise(rates[1:])) and rates[-1] == pytest.approx(0)
     processor = json.loads((output_dir / "preprocessor_config.json").read_text())
     assert processor["prompt_size"] == 64 and processor["canvases"] == ["prompt"]  # a SAM-free model: g's canvas
+    # The kvasir preset's canvas rule (its images come squashed), kept by the model so inference squashes too.
+    assert processor["canvas_rule"] == "squash"
+    assert AutoSamForSegmentation.from_pretrained(output_dir).config.canvas_rule == "squash"
 
 
 def write_label_map_dataset(root: Path) -> Path:

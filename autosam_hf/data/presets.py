@@ -93,6 +93,8 @@ class DatasetPreset:
         folder_names: the dataset's folder under a data root, tried in order: this project's name, then the
             official ones.
         image_size: the prompt generator's input size (Idim: 352 polyps, 256 GlaS, 512 MoNuSeg).
+        canvas_rule: how a model trained on it makes its canvases (`AutoSamConfig.canvas_rule`): ``"squash"``
+            for the polyp sets, None (the frozen model's own rule, letterbox for SAM) for the others.
         augmentation: the training augmentation (the reference code's settings).
         card: what a model card says about it.
         is_video: examples carry ``case``/``frame`` columns (split train/val by case; scored per case).
@@ -115,6 +117,7 @@ class DatasetPreset:
     training: TrainingDefaults = field(default_factory=TrainingDefaults)
     id2label: Mapping[int, str] | None = None
     boundary_width: int | None = None
+    canvas_rule: str | None = None
 
     def __post_init__(self):
         # Read-only, like the rest of the frozen preset (the PRESETS entries are shared by every caller).
@@ -419,6 +422,12 @@ SUNSEG_CARD = DatasetCard(
 
 
 # ---------------------------------------------------------------------------------------------- presets
+# The polyp benchmarks' training copies (PraNet's TrainDataset, this project's Kvasir-SEG) come squashed to 352², so a
+# model trained on them learns squashed polyps: a non-square test image must be squashed the same way, not
+# letterboxed (the field's protocol, PraNet's TestDataset, squashes too).
+POLYP_CANVAS_RULE = "squash"
+
+
 def _polyp_test_preset(
     name: str, display_name: str, pranet_name: str, folder_names: tuple[str, ...], description: str, card
 ) -> DatasetPreset:
@@ -431,6 +440,7 @@ def _polyp_test_preset(
         folder_names=folder_names,
         image_size=352,
         augmentation=POLYP_AUGMENTATION,
+        canvas_rule=POLYP_CANVAS_RULE,
         card=card,
     )
 
@@ -449,6 +459,7 @@ def _sunseg_preset(name: str, display_name: str, test_root: str) -> DatasetPrese
         folder_names=("sunseg", "SUN-SEG"),
         image_size=352,
         augmentation=POLYP_AUGMENTATION,
+        canvas_rule=POLYP_CANVAS_RULE,
         card=SUNSEG_CARD,
         is_video=True,
     )
@@ -490,6 +501,7 @@ PRESETS: dict[str, DatasetPreset] = {
             folder_names=("kvasir", "Kvasir-SEG", "Kvasir"),
             image_size=352,
             augmentation=POLYP_AUGMENTATION,
+            canvas_rule=POLYP_CANVAS_RULE,
             card=KVASIR_CARD,
         ),
         DatasetPreset(
@@ -504,6 +516,7 @@ PRESETS: dict[str, DatasetPreset] = {
             folder_names=("clinicdb", "cvc_clinicdb", "CVC-ClinicDB"),
             image_size=352,
             augmentation=POLYP_AUGMENTATION,
+            canvas_rule=POLYP_CANVAS_RULE,
             card=CLINICDB_CARD,
         ),
         _polyp_test_preset(

@@ -86,15 +86,12 @@ class GraphSpec:
 
 
 def canvas_side(processor: AutoSamImageProcessor, canvas: str) -> int:
-    """The side of the square canvas `canvas` ("sam": S, "prompt": P) the processor pads images to."""
+    """The side of the square canvas `canvas` ("sam": S, "prompt": P) the processor makes images into."""
     if canvas == PROMPT_CANVAS:
         if not processor.prompt_size:
             raise ValueError("processor: the export needs a processor with a prompt canvas (prompt_size)")
         return processor.prompt_size
-    height, width = processor.pad_size["height"], processor.pad_size["width"]
-    if height != width:
-        raise ValueError(f"processor.pad_size must be square for SAM's canvas, got {height}x{width}")
-    return height
+    return processor.sam_canvas_side
 
 
 def default_graph_names(model: AutoSamForSegmentation) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from transformers.image_utils import PILImageResampling
 
 from ..atomic_write import write_atomically
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor
+from ..model.frozen_sam import SQUASH
 from ..model.image_processing_autosam import CANVAS_OUTPUTS
 from .dependencies import require
 from .graphs import GRAPH_NAMES, MODE_GRAPHS, GraphSpec, canvas_side
@@ -73,25 +74,36 @@ def describe_preprocessing(processor: AutoSamImageProcessor) -> dict[str, Any]:
         for canvas, input_name in CANVAS_OUTPUTS.items()
     }
     resample = PILImageResampling(processor.resample).name.lower()
+    squash = processor.canvas_rule == SQUASH
+    resize = (
+        "resize to side x side (aspect ratio not kept)"
+        if squash
+        else "resize so that the longest edge equals the canvas side: new_height = int(height * side / max(height, "
+        "width) + 0.5), likewise the width"
+    )
     return {
         "canvases": canvases,
+        "canvas_rule": processor.canvas_rule,
         "color": "RGB (grey repeated to 3 channels, alpha dropped)",
         "layout": "NCHW float32",
         "steps": [
-            "resize so that the longest edge equals the canvas side: new_height = int(height * side / max(height, "
-            f"width) + 0.5), likewise the width; {resample} resampling as PIL.Image.resize does it (antialiased "
-            "when shrinking), on the uint8 image",
+            f"{resize}; {resample} resampling as PIL.Image.resize does it (antialiased when shrinking), on the uint8 "
+            "image",
             f"multiply by rescale_factor ({processor.rescale_factor if processor.do_rescale else 1.0})",
             "subtract image_mean and divide by image_std, per channel"
             if processor.do_normalize
             else "no normalisation",
-            "pad with zeros at the bottom and right to side x side (after normalisation, so padding is 0.0)",
-        ],
+            *(
+                []
+                if squash
+                else ["pad with zeros at the bottom and right to side x side (after normalisation, so padding is 0.0)"]
+            ),
+        ],  # fmt: skip
         "resample": resample,
         "rescale_factor": processor.rescale_factor if processor.do_rescale else 1.0,
         "image_mean": list(processor.image_mean) if processor.do_normalize else None,
         "image_std": list(processor.image_std) if processor.do_normalize else None,
-        "pad_value": 0.0,
+        "pad_value": None if squash else 0.0,
     }
 
 
@@ -99,16 +111,24 @@ def describe_postprocessing(processor: AutoSamImageProcessor, mask_threshold: fl
     """How a graph's `logits` become a mask at the image's original size (`AutoSamImageProcessor.post_process_logits`
     followed by the threshold), for every mode: the logits canvas always covers SAM's canvas."""
     side = canvas_side(processor, "sam")
+    if processor.canvas_rule == SQUASH:
+        to_original = ["resize the logits bilinearly (align_corners=False, no antialiasing) to the original (height, "
+                       "width)"]  # fmt: skip
+    else:
+        to_original = [
+            f"resize the logits bilinearly (align_corners=False, no antialiasing) to {side} x {side}",
+            f"crop the top-left (h, w): the image's size on the SAM canvas (preprocessing's resize rule, side {side})",
+            "resize bilinearly (align_corners=False) to the original (height, width)",
+        ]
     return {
         "logits": "output 'logits' (batch, K, L, L): mask logits on a canvas that covers the whole SAM canvas "
         f"(side {side}, padding included), whichever graph produced them",
         "steps": [
-            f"resize the logits bilinearly (align_corners=False, no antialiasing) to {side} x {side}",
-            f"crop the top-left (h, w): the image's size on the SAM canvas (preprocessing's resize rule, side {side})",
-            "resize bilinearly (align_corners=False) to the original (height, width)",
+            *to_original,
             "label map: K = 1: foreground where logits > mask_threshold; K > 1: argmax over [mask_threshold, "
             "z_1, ..., z_K] (0 = background, k = id2label[k]; ties go to the lower label)",
         ],
+        "canvas_rule": processor.canvas_rule,
         "sam_canvas_side": side,
         "mask_threshold": mask_threshold,
     }

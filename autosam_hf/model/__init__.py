@@ -10,6 +10,7 @@ from transformers import (
 )
 
 from .configuration_autosam import AUTOSAM_MODES, AutoSamConfig
+from .frozen_sam import CANVAS_RULES
 from .image_processing_autosam import (
     AutoSamImageProcessor,
     binarize_mask,
@@ -39,6 +40,7 @@ AutoSamImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 __all__ = [
     "AUTOSAM_MODES",
+    "CANVAS_RULES",
     "CLASS_ACTIVATIONS",
     "AutoSamConfig",
     "AutoSamForSegmentation",

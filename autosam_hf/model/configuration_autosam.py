@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig, SamConfig
 
-from .frozen_sam import FROZEN_SAM_FAMILIES, frozen_sam_class
+from .frozen_sam import CANVAS_RULES, FROZEN_SAM_FAMILIES, frozen_sam_class
 from .segmentation_classes import check_class_activation
 
 AUTOSAM_MODES = ("autosam", "surrogate", "sam_mask_prompt")
@@ -83,6 +83,12 @@ class AutoSamConfig(PreTrainedConfig):
             normalisation, resampling; read from its `preprocessor_config.json` by `from_sam`), e.g. MedSAM's copy
             `{"do_normalize": False, "resample": 3}`. The processor applies them to SAM's canvas only; g's canvas
             keeps ImageNet statistics.
+        canvas_rule (`str`, *optional*):
+            How the processor makes every canvas (SAM's, g's, the labels'): `"letterbox"` (longest edge to the side,
+            zero padding) or `"squash"` (both edges to the side). None: the frozen model's own rule (letterbox for
+            SAM, MedSAM and SAM-HQ; squash for SAM 2). Training and inference must share it: a model trained on
+            images squashed to a square (the polyp benchmarks' copies are) sees its polyps' shapes distorted when
+            a non-square image is letterboxed at inference.
         hq_token_only (`bool`, *optional*, defaults to `False`):
             SAM-HQ only: the mask is the HQ token's alone (True) or SAM's token 0 plus the HQ token's (False, the
             transformers and SAM-HQ default).
@@ -106,6 +112,7 @@ class AutoSamConfig(PreTrainedConfig):
     sam_name_or_path: str | None = None
     sam_revision: str | None = None
     sam_preprocessing: dict | None = None
+    canvas_rule: str | None = None
     hq_token_only: bool = False
     adapter_only: bool = False
 
@@ -123,6 +130,8 @@ class AutoSamConfig(PreTrainedConfig):
             self.label2id = {name: index for index, name in self.id2label.items()}
         check_class_activation(self.class_activation)
         self.default_mode = canonical_mode(self.default_mode)
+        if self.canvas_rule is not None and self.canvas_rule not in CANVAS_RULES:
+            raise ValueError(f"canvas_rule must be one of {list(CANVAS_RULES)} or None, got {self.canvas_rule!r}")
         if self.prompt_input_size < 32 or self.prompt_input_size % 16:
             raise ValueError(f"prompt_input_size must be a multiple of 16 and >= 32, got {self.prompt_input_size}")
 

@@ -11,12 +11,14 @@ training from cached SAM embeddings, so neither pays for a 1024² image it would
 low-resolution label canvas (4E × 4E, 256² for released SAMs) with a `valid_mask` that marks the unpadded part, so
 the loss never learns the padding. Post-processing crops the padding and resizes back to each original image.
 
-Every canvas (SAM's, g's, the labels') follows the frozen model's canvas rule (`canvas_rule`), so that g's dense
-prompt, the image embedding and the labels cover the same part of the image:
+Every canvas (SAM's, g's, the labels') follows one canvas rule (`canvas_rule`), so that g's dense prompt, the image
+embedding and the labels cover the same part of the image:
 
-- `"letterbox"` (SAM, MedSAM, SAM-HQ, as `SamImageProcessor`): longest edge to the canvas side, zero padding
-  bottom/right;
-- `"squash"` (SAM 2, as `Sam2ImageProcessor`): both edges to the canvas side, aspect ratio not kept, no padding.
+- `"letterbox"` (the default for SAM, MedSAM, SAM-HQ, as `SamImageProcessor`): longest edge to the canvas side, zero
+  padding bottom/right;
+- `"squash"` (the default for SAM 2, as `Sam2ImageProcessor`): both edges to the canvas side, aspect ratio not kept,
+  no padding. A model's config may choose it for any frozen model (`AutoSamConfig.canvas_rule`): the polyp
+  presets do, because their training images come squashed to 352² and test images must have the same geometry.
 
 A frozen checkpoint whose own preprocessing differs from SAM's (MedSAM: no ImageNet normalisation, bicubic) gives its
 settings as `sam_preprocessing`; they change SAM's canvas only, as g was built for ImageNet statistics.
@@ -234,18 +236,24 @@ class AutoSamImageProcessor(SamImageProcessorPil):
 
     @classmethod
     def from_sam_config(
-        cls, sam_config, prompt_size: int | None = None, canvases: list[str] | None = None, **kwargs: Any
+        cls,
+        sam_config,
+        prompt_size: int | None = None,
+        canvases: list[str] | None = None,
+        canvas_rule: str | None = None,
+        **kwargs: Any,
     ) -> AutoSamImageProcessor:
-        """The processor matching a frozen model's config (`SamConfig`, `SamHQConfig`, `Sam2Config`): its canvas
-        rule, SAM canvas S = the model's input size, label canvas 4E (its mask size), and a prompt canvas of side
-        `prompt_size` (g's input size) when given.
+        """The processor matching a frozen model's config (`SamConfig`, `SamHQConfig`, `Sam2Config`): SAM canvas
+        S = the model's input size, label canvas 4E (its mask size), a prompt canvas of side `prompt_size` (g's input
+        size) when given, and `canvas_rule` (None: the frozen model's own).
 
         `canvases` sets what a plain call builds: `["prompt"]` for models used without SAM (h(g(I))).
         """
         family = frozen_sam_class(sam_config, argument="sam_config")
         image_size = family.canvas_size(sam_config)
         mask_size = 4 * family.prompt_embedding_shape(sam_config)[1]
-        if family.canvas_rule == SQUASH:
+        canvas_rule = canvas_rule or family.canvas_rule
+        if canvas_rule == SQUASH:
             sizes = {
                 "size": {"height": image_size, "width": image_size},
                 "mask_size": {"height": mask_size, "width": mask_size},
@@ -258,16 +266,22 @@ class AutoSamImageProcessor(SamImageProcessorPil):
                 "mask_size": {"longest_edge": mask_size},
                 "mask_pad_size": {"height": mask_size, "width": mask_size},
             }
-        return cls(**sizes, canvas_rule=family.canvas_rule, prompt_size=prompt_size, canvases=canvases, **kwargs)
+        return cls(**sizes, canvas_rule=canvas_rule, prompt_size=prompt_size, canvases=canvases, **kwargs)
 
     @classmethod
     def from_model_config(cls, config, canvases: list[str] | None = None, **kwargs: Any) -> AutoSamImageProcessor:
-        """The processor of an `AutoSamConfig`: its frozen model's canvases, g's `prompt_input_size`, the model's
-        `mask_threshold`, `num_labels` and `sam_preprocessing`."""
+        """The processor of an `AutoSamConfig`: its frozen model's canvases under its `canvas_rule`, g's
+        `prompt_input_size`, the model's `mask_threshold`, `num_labels` and `sam_preprocessing`."""
         kwargs.setdefault("mask_threshold", config.mask_threshold)
         kwargs.setdefault("num_labels", config.num_labels)
         kwargs.setdefault("sam_preprocessing", config.sam_preprocessing)
+        kwargs.setdefault("canvas_rule", config.canvas_rule)
         return cls.from_sam_config(config.sam_config, prompt_size=config.prompt_input_size, canvases=canvases, **kwargs)
+
+    @property
+    def sam_canvas_side(self) -> int:
+        """S: the side of SAM's square canvas (and of the canvas post-processing maps logits back through)."""
+        return self._side(self.size)
 
     @staticmethod
     def _side(size: dict) -> int:
@@ -371,7 +385,7 @@ class AutoSamImageProcessor(SamImageProcessorPil):
 
     def reshaped_size(self, original_size: tuple[int, int]) -> tuple[int, int]:
         """(height, width) an image of `original_size` takes on SAM's canvas (all of it when squashed)."""
-        return self._reshaped_size(original_size, self._side(self.size))
+        return self._reshaped_size(original_size, self.sam_canvas_side)
 
     def _reshaped_size(self, original_size: tuple[int, int], side: int) -> tuple[int, int]:
         if self.canvas_rule == SQUASH:

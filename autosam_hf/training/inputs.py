@@ -72,7 +72,7 @@ def build_model(settings: TrainingSettings) -> AutoSamForSegmentation:
             prompt_input_size=settings.prompt_input_size,
             id2label=settings.id2label,
         )
-    for name in ("class_activation", "bce_loss_weight", "dice_loss_weight"):
+    for name in ("canvas_rule", "class_activation", "bce_loss_weight", "dice_loss_weight"):
         if getattr(settings, name) is not None:
             setattr(model.config, name, getattr(settings, name))
     return model

@@ -106,6 +106,7 @@ class TrainingSettings:
     backbone: str
     backbone_weights: str | None
     prompt_input_size: int
+    canvas_rule: str | None  # None: the --init_from model's own (a new model: the preset's, else the frozen model's)
     init_from: str | None
     class_activation: str | None  # None: softmax for a new model, the --init_from model's own otherwise
     bce_loss_weight: float | None
@@ -222,6 +223,7 @@ def resolve_settings(args: argparse.Namespace, mixed_precision: str) -> Training
         backbone=args.backbone,
         backbone_weights=args.backbone_weights,
         prompt_input_size=chosen("prompt_input_size", preset.image_size),
+        canvas_rule=chosen("canvas_rule", None if args.init_from else preset.canvas_rule),
         init_from=args.init_from,
         class_activation=args.class_activation,
         bce_loss_weight=args.bce_loss_weight,

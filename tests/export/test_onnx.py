@@ -125,11 +125,16 @@ def preprocess_as_described(image: PIL.Image.Image, preprocessing: dict, canvas:
     """What a client without autosam_hf does with the manifest: (3, side, side) float32."""
     side = preprocessing["canvases"][canvas]["side"]
     width, height = image.size
-    scale = side / max(height, width)
-    new_height, new_width = int(height * scale + 0.5), int(width * scale + 0.5)
+    if preprocessing["canvas_rule"] == "squash":
+        new_height = new_width = side
+    else:
+        scale = side / max(height, width)
+        new_height, new_width = int(height * scale + 0.5), int(width * scale + 0.5)
     resample = PIL.Image.Resampling[preprocessing["resample"].upper()]
     pixels = np.asarray(image.resize((new_width, new_height), resample), dtype=np.float32)
     pixels = (pixels * preprocessing["rescale_factor"] - preprocessing["image_mean"]) / preprocessing["image_std"]
+    if preprocessing["canvas_rule"] == "squash":
+        return pixels.transpose(2, 0, 1)
     padded = np.full((3, side, side), preprocessing["pad_value"], dtype=np.float32)
     padded[:, :new_height, :new_width] = pixels.transpose(2, 0, 1)
     return padded
@@ -139,21 +144,26 @@ def postprocess_as_described(
     logits: np.ndarray, original_size: tuple[int, int], manifest: dict, threshold: float
 ) -> np.ndarray:
     """(1, L, L) logits of one image → its (H, W) foreground mask, following the manifest (binary model)."""
+    logits = torch.from_numpy(logits)[None]
+    if manifest["postprocessing"]["canvas_rule"] == "squash":
+        resized = F.interpolate(logits, original_size, mode="bilinear", align_corners=False)[0, 0]
+        return (resized > threshold).numpy()
     side = manifest["postprocessing"]["sam_canvas_side"]
     height, width = original_size
     scale = side / max(height, width)
     on_canvas = (int(height * scale + 0.5), int(width * scale + 0.5))
-    canvas = F.interpolate(torch.from_numpy(logits)[None], (side, side), mode="bilinear", align_corners=False)
+    canvas = F.interpolate(logits, (side, side), mode="bilinear", align_corners=False)
     cropped = canvas[..., : on_canvas[0], : on_canvas[1]]
     resized = F.interpolate(cropped, original_size, mode="bilinear", align_corners=False)[0, 0]
     return (resized > threshold).numpy()
 
 
-def test_a_client_following_the_manifest_gets_the_processors_canvases_and_masks(exported, kvasir_images):
-    _, processor, folder, manifest = exported
-    inputs = processor(kvasir_images)
-    for index, image in enumerate(kvasir_images):
-        for canvas, name in (("sam", "pixel_values"), ("prompt", "prompt_pixel_values")):
+def follow_the_manifest(folder, processor, manifest, images, canvases) -> None:
+    """A client following the manifest gets the processor's canvases and, from the surrogate graph, its masks."""
+    inputs = processor(images, canvases=canvases)
+    for index, image in enumerate(images):
+        for canvas in canvases:
+            name = {"sam": "pixel_values", "prompt": "prompt_pixel_values"}[canvas]
             described = preprocess_as_described(image, manifest["preprocessing"], canvas)
             assert max_difference(described, inputs[name][index]) <= 1e-5
     logits = run(folder, "surrogate", prompt_pixel_values=inputs["prompt_pixel_values"])["logits"]
@@ -165,6 +175,23 @@ def test_a_client_following_the_manifest_gets_the_processors_canvases_and_masks(
         described = postprocess_as_described(logits[index], size, manifest, threshold)
         assert 0.05 < described.mean() < 0.95
         np.testing.assert_array_equal(described, prediction.mask)
+
+
+def test_a_client_following_the_manifest_gets_the_processors_canvases_and_masks(exported, kvasir_images):
+    _, processor, folder, manifest = exported
+    assert manifest["preprocessing"]["canvas_rule"] == "letterbox"
+    follow_the_manifest(folder, processor, manifest, kvasir_images, canvases=["sam", "prompt"])
+
+
+def test_a_squashing_models_manifest_says_so_and_a_client_following_it_gets_its_masks(tmp_path, kvasir_images):
+    """A model whose config squashes (the polyp presets' models): no padding, no crop, in the manifest too."""
+    model = make_tiny_model(canvas_rule="squash").eval()
+    processor = AutoSamImageProcessor.from_model_config(model.config)
+    manifest = export_onnx(model, processor, tmp_path / "export", graphs=["surrogate"])
+    assert manifest["preprocessing"]["canvas_rule"] == manifest["postprocessing"]["canvas_rule"] == "squash"
+    assert manifest["preprocessing"]["pad_value"] is None
+    assert not any("pad" in step or "crop" in step for step in manifest["postprocessing"]["steps"])
+    follow_the_manifest(tmp_path / "export", processor, manifest, kvasir_images, canvases=["prompt"])
 
 
 def test_the_models_export_method_writes_the_same_graph(exported, tmp_path, kvasir_images):

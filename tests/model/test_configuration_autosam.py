@@ -19,6 +19,8 @@ def test_config_rejects_bad_values(tiny_sam_config):
     for bad_size in (16, 50, 100):
         with pytest.raises(ValueError, match="prompt_input_size"):
             AutoSamConfig(sam_config=tiny_sam_config.to_dict(), prompt_input_size=bad_size)
+    with pytest.raises(ValueError, match="canvas_rule must be one of"):
+        AutoSamConfig(sam_config=tiny_sam_config.to_dict(), canvas_rule="crop")
 
 
 def test_config_prompt_embedding_shape(tiny_sam_config):
@@ -37,6 +39,7 @@ def test_config_round_trip(tiny_sam_config, tmp_path):
         default_mode="surrogate",
         sam_name_or_path="facebook/sam-vit-base",
         sam_revision="main",
+        canvas_rule="squash",
     )
     config = AutoSamConfig(sam_config=tiny_sam_config.to_dict(), **fields)
     config.save_pretrained(tmp_path)

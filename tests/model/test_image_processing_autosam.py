@@ -332,3 +332,27 @@ def test_multi_class_post_processing_gives_label_maps_at_the_original_size(tiny_
         assert torch.equal(label_map, expected)
     with pytest.raises(ValueError, match="post_process_class_logits"):
         tiny_processor.post_process_logits(logits, sizes)
+
+
+def test_a_config_canvas_rule_squashes_sams_canvases_too(tiny_sam_config, rgb, tmp_path):
+    """`AutoSamConfig.canvas_rule="squash"` for a SAM (letterbox by default): every canvas is the whole image
+    resized to the square, the labels have no padding, and logits go straight back to the original size."""
+    config = AutoSamConfig(sam_config=tiny_sam_config, prompt_input_size=64, canvas_rule="squash")
+    processor = AutoSamImageProcessor.from_model_config(config)
+    assert AutoSamImageProcessor.from_model_config(AutoSamConfig(sam_config=tiny_sam_config)).canvas_rule == "letterbox"
+    processor.save_pretrained(tmp_path)
+    assert AutoSamImageProcessor.from_pretrained(tmp_path).to_dict() == processor.to_dict()
+    mask = np.zeros(rgb.shape[:2], np.uint8)
+    mask[:, 20:] = 1  # the right half of a 30×40 image
+    outputs = processor(rgb, segmentation_maps=mask)
+    side = processor.sam_canvas_side
+    for name, canvas in (("pixel_values", side), ("prompt_pixel_values", 64)):
+        expected = np.asarray(PIL.Image.fromarray(rgb).resize((canvas, canvas), PIL.Image.BILINEAR)) / 255
+        np.testing.assert_allclose(outputs[name][0].permute(1, 2, 0).numpy(), (expected - MEAN) / STD, atol=1e-4)
+    assert outputs["reshaped_input_sizes"].tolist() == [[side, side]] and bool(outputs["valid_mask"].all())
+    labels = outputs["labels"][0]
+    half = labels.shape[1] // 2
+    assert labels[:, :half].sum() == 0 and labels[:, half:].all()  # squashed: the right half stays the right half
+    logits = torch.where(torch.arange(labels.shape[1]) < half, -5.0, 5.0).expand(1, 1, *labels.shape)
+    (back,) = processor.post_process_logits(logits, outputs["original_sizes"])
+    assert back.shape == (30, 40) and not (back[:, :20] > 0).any() and (back[:, 20:] > 0).all()

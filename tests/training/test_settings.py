@@ -77,3 +77,24 @@ def test_data_loader_workers_leave_small_machines_alone(monkeypatch, cores, work
     assert settings_module.default_num_workers() == workers
     assert resolve().dataloader_num_workers == workers
     assert resolve("--dataloader_num_workers", "3").dataloader_num_workers == 3
+
+
+@pytest.mark.parametrize(
+    "flags, canvas_rule",
+    [
+        ((), "squash"),  # polyp presets: their training images come squashed to 352²
+        (("--preset", "glas"), None),  # others: the frozen model's own rule
+        (("--canvas_rule", "letterbox"), "letterbox"),
+        (("--preset", "glas", "--canvas_rule", "squash"), "squash"),
+        (("--init_from", "/runs/kvasir"), None),  # the trained model keeps its own
+        (("--init_from", "/runs/kvasir", "--canvas_rule", "letterbox"), "letterbox"),
+    ],
+)
+def test_canvas_rule_comes_from_the_flag_then_the_preset(flags, canvas_rule):
+    assert resolve(*flags).canvas_rule == canvas_rule
+
+
+def test_an_unknown_canvas_rule_is_refused_naming_the_flag(capsys):
+    with pytest.raises(SystemExit):
+        resolve("--canvas_rule", "crop")
+    assert "--canvas_rule" in capsys.readouterr().err
