@@ -81,6 +81,11 @@ def describe_preprocessing(processor: AutoSamImageProcessor) -> dict[str, Any]:
         else "resize so that the longest edge equals the canvas side: new_height = int(height * side / max(height, "
         "width) + 0.5), likewise the width"
     )
+    padding = (
+        []
+        if squash
+        else ["pad with zeros at the bottom and right to side x side (after normalisation, so padding is 0.0)"]
+    )
     return {
         "canvases": canvases,
         "canvas_rule": processor.canvas_rule,
@@ -93,12 +98,8 @@ def describe_preprocessing(processor: AutoSamImageProcessor) -> dict[str, Any]:
             "subtract image_mean and divide by image_std, per channel"
             if processor.do_normalize
             else "no normalisation",
-            *(
-                []
-                if squash
-                else ["pad with zeros at the bottom and right to side x side (after normalisation, so padding is 0.0)"]
-            ),
-        ],  # fmt: skip
+            *padding,
+        ],
         "resample": resample,
         "rescale_factor": processor.rescale_factor if processor.do_rescale else 1.0,
         "image_mean": list(processor.image_mean) if processor.do_normalize else None,
@@ -112,8 +113,9 @@ def describe_postprocessing(processor: AutoSamImageProcessor, mask_threshold: fl
     followed by the threshold), for every mode: the logits canvas always covers SAM's canvas."""
     side = canvas_side(processor, "sam")
     if processor.canvas_rule == SQUASH:
-        to_original = ["resize the logits bilinearly (align_corners=False, no antialiasing) to the original (height, "
-                       "width)"]  # fmt: skip
+        to_original = [
+            "resize the logits bilinearly (align_corners=False, no antialiasing) to the original (height, width)"
+        ]
     else:
         to_original = [
             f"resize the logits bilinearly (align_corners=False, no antialiasing) to {side} x {side}",
