@@ -8,9 +8,9 @@ and ETIS-LaribPolypDB test subsets. Nothing is ever selected on those.
 
 Models ("runners"; `--models` picks them):
   - `pipeline:<variant>`: g + h (HarDNet-85 prompt generator + surrogate decoder, no SAM) trained by the project's
-    own `python -m autosam_hf.train --stage standalone`, with its data path (reference augmentation, letterboxed
-    canvas, masked loss) and the variant's extra flags (`VARIANTS`). It validates once per epoch (800 images at
-    batch 8: every 100 steps); the curve is read from its `train_log.jsonl`.
+    own `python -m autosam_hf.train --stage standalone`, with its data path (the recipe's augmentation, the preset's
+    canvas rule — squash for Kvasir —, masked loss) and the variant's extra flags (`VARIANTS`). It validates once
+    per epoch (800 images at batch 8: every 100 steps); the curve is read from its `train_log.jsonl`.
   - `minimal:g+h`: the same model in the minimal loop below (`train_minimal`): square resize, random horizontal and
     vertical flips only, fp32, Adam 3e-4 / wd 1e-5, plain BCE + soft Dice, decoded images preloaded.
   - `minimal:unet`: the standard baseline, MONAI's FlexibleUNet with a ResNet-34 encoder (random init, 256² input;
@@ -20,8 +20,9 @@ Models ("runners"; `--models` picks them):
 
 Minutes are training time: the time a loop spends validating is taken off its clock (`summarize_log`).
 
-Probes of the minimal loops' selected model, to tell training from scoring: `test_letterboxed` (the test sets fed
-letterboxed, as the pipeline's processor feeds g) and, for `minimal:g+h`, `best_val_scored_as_the_pipeline` (val
+Probes of the selected model, to tell training from scoring: for the pipeline, `test_letterbox` (or `test_squash`):
+the test sets through the canvas rule other than the one the model was saved with; for the minimal loops,
+`test_letterboxed` (the test sets fed letterboxed) and, for `minimal:g+h`, `best_val_scored_as_the_pipeline` (val
 scored through the pipeline's processor and post-processing).
 
     python benchmarks/bench_real_data.py                       # 1000 steps, every model, all threads
@@ -247,10 +248,16 @@ def run_pipeline(variant: str, settings: Settings, workdir: Path) -> tuple[list[
     model = AutoSamForSegmentation.from_pretrained(output_dir).eval().to(settings.device)
     processor = AutoSamImageProcessor.from_pretrained(output_dir)
 
-    def predict(images: list[PIL.Image.Image]) -> list[np.ndarray]:
-        mode = "surrogate" if settings.stage == "standalone" else "autosam"
-        return predict_images(model, processor, images, mode=mode, batch_size=settings.batch_size)
+    predict_mode = "surrogate" if settings.stage == "standalone" else "autosam"
 
+    def predict(images: list[PIL.Image.Image]) -> list[np.ndarray]:
+        return predict_images(model, processor, images, mode=predict_mode, batch_size=settings.batch_size)
+
+    # The same model fed through the other canvas rule: what the rule it was saved with gains on non-square images.
+    other_rule = "letterbox" if processor.canvas_rule == "squash" else "squash"
+    other_processor = AutoSamImageProcessor.from_model_config(
+        model.config, canvases=processor.canvases, canvas_rule=other_rule
+    )
     description = {
         "runner": "pipeline",
         "extra_flags": VARIANTS[variant],
@@ -258,6 +265,13 @@ def run_pipeline(variant: str, settings: Settings, workdir: Path) -> tuple[list[
         "image_size": settings.input_size,
         "mask_size": 4 * model.config.prompt_embedding_shape[1],  # h's output canvas, 4E
         "trainable_parameters": sum(p.numel() for n, p in model.named_parameters() if not n.startswith("sam.")),
+        "canvas_rule": processor.canvas_rule,
+        f"test_{other_rule}": score_test_sets(
+            lambda images: predict_images(
+                model, other_processor, images, mode=predict_mode, batch_size=settings.batch_size
+            ),
+            settings,
+        ),
     }
     return [r for r in log if r.get("stage") == settings.stage], predict, description
 
@@ -410,9 +424,10 @@ def predict_square(
 
 @torch.no_grad()
 def predict_letterboxed(model: MinimalModel, images: Sequence[PIL.Image.Image], batch_size: int) -> list[np.ndarray]:
-    """As the pipeline's processor feeds g: longest edge to S, normalised, zero padding bottom/right; the logits'
-    padded part is cropped and the rest resized to the original size. A probe of what letterboxing a non-square
-    test image costs a model trained on square ones (Kvasir's here all are)."""
+    """As a letterboxing processor feeds g (SAM's rule; the pipeline's for Kvasir until the polyp presets squashed):
+    longest edge to S, normalised, zero padding bottom/right; the logits' padded part is cropped and the rest resized
+    to the original size. A probe of what letterboxing a non-square test image costs a model trained on square ones
+    (Kvasir's here all are)."""
     model.module.eval()
     device = next(model.module.parameters()).device
     side, mask_side = model.image_size, model.mask_size
@@ -501,7 +516,7 @@ def run_minimal(name: str, settings: Settings) -> tuple[list[dict], Predictor, d
         "image_size": model.image_size,
         "mask_size": model.mask_size,
         "trainable_parameters": sum(p.numel() for p in model.module.parameters() if p.requires_grad),
-        # The same model fed as the pipeline feeds g (letterboxed): what that canvas costs on non-square images.
+        # The same model fed letterboxed: what that canvas costs on non-square images.
         "test_letterboxed": score_test_sets(
             lambda images: predict_letterboxed(model, images, settings.batch_size), settings
         ),

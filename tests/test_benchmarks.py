@@ -63,6 +63,9 @@ def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
     for model in real["models"].values():
         assert model["steps"] == 6 and [point["step"] for point in model["curve"]][-1] == 6
         assert all(0.0 <= model["test"][name]["dice"] <= 1.0 for name in ("kvasir", "colondb", "etis"))
+    # The Kvasir-trained pipeline squashes (the polyp presets' rule) and is scored letterboxed too, as a probe.
+    pipeline = real["models"]["pipeline:default"]
+    assert pipeline["canvas_rule"] == "squash" and set(pipeline["test_letterbox"]) == {"kvasir", "colondb", "etis"}
     assert (tmp_path / "learning_curves_quick.png").stat().st_size > 0
 
     # The printed tables carry every benchmark, each captioned with the machine it ran on.
