@@ -213,6 +213,7 @@ def run_pipeline(variant: str, settings: Settings, workdir: Path) -> tuple[list[
     the variant's flags; returns its log, its val-selected model as a predictor (h(g(I)), or AutoSAM for the prompt
     stage, with the processor it saved) and what describes the run."""
     from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
+    from autosam_hf.model.frozen_sam import LETTERBOX, SQUASH
     from autosam_hf.predict import predict_images
 
     output_dir = workdir / f"pipeline-{variant}"
@@ -254,7 +255,7 @@ def run_pipeline(variant: str, settings: Settings, workdir: Path) -> tuple[list[
         return predict_images(model, processor, images, mode=predict_mode, batch_size=settings.batch_size)
 
     # The same model fed through the other canvas rule: what the rule it was saved with gains on non-square images.
-    other_rule = "letterbox" if processor.canvas_rule == "squash" else "squash"
+    other_rule = LETTERBOX if processor.canvas_rule == SQUASH else SQUASH
     other_processor = AutoSamImageProcessor.from_model_config(
         model.config, canvases=processor.canvases, canvas_rule=other_rule
     )

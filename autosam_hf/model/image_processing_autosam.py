@@ -280,8 +280,15 @@ class AutoSamImageProcessor(SamImageProcessorPil):
 
     @property
     def sam_canvas_side(self) -> int:
-        """S: the side of SAM's square canvas (and of the canvas post-processing maps logits back through)."""
-        return self._side(self.size)
+        """S: the side of SAM's square canvas, which post-processing maps logits back through: the padded square
+        (`pad_size`, letterbox) or the squashed one (`size`, squash)."""
+        name = "size" if self.canvas_rule == SQUASH else "pad_size"
+        canvas = getattr(self, name)
+        if canvas["height"] != canvas["width"]:
+            raise ValueError(
+                f"processor.{name} must be square for SAM's canvas, got {canvas['height']}x{canvas['width']}"
+            )
+        return canvas["height"]
 
     @staticmethod
     def _side(size: dict) -> int:
@@ -385,7 +392,7 @@ class AutoSamImageProcessor(SamImageProcessorPil):
 
     def reshaped_size(self, original_size: tuple[int, int]) -> tuple[int, int]:
         """(height, width) an image of `original_size` takes on SAM's canvas (all of it when squashed)."""
-        return self._reshaped_size(original_size, self.sam_canvas_side)
+        return self._reshaped_size(original_size, self._side(self.size))
 
     def _reshaped_size(self, original_size: tuple[int, int], side: int) -> tuple[int, int]:
         if self.canvas_rule == SQUASH:

@@ -13,6 +13,7 @@ from conftest import make_tiny_model, make_tiny_processor
 from autosam_hf.export import DEFAULT_OPSET, GRAPH_FILES, MANIFEST_NAME, export_onnx, exporters
 from autosam_hf.export.exporters import ExportError
 from autosam_hf.model import AutoSamImageProcessor
+from autosam_hf.model.image_processing_autosam import CANVAS_OUTPUTS
 from autosam_hf.postprocessing import post_process_predictions
 
 from .conftest import max_difference
@@ -125,7 +126,8 @@ def preprocess_as_described(image: PIL.Image.Image, preprocessing: dict, canvas:
     """What a client without autosam_hf does with the manifest: (3, side, side) float32."""
     side = preprocessing["canvases"][canvas]["side"]
     width, height = image.size
-    if preprocessing["canvas_rule"] == "squash":
+    squash = preprocessing["canvas_rule"] == "squash"
+    if squash:
         new_height = new_width = side
     else:
         scale = side / max(height, width)
@@ -133,7 +135,7 @@ def preprocess_as_described(image: PIL.Image.Image, preprocessing: dict, canvas:
     resample = PIL.Image.Resampling[preprocessing["resample"].upper()]
     pixels = np.asarray(image.resize((new_width, new_height), resample), dtype=np.float32)
     pixels = (pixels * preprocessing["rescale_factor"] - preprocessing["image_mean"]) / preprocessing["image_std"]
-    if preprocessing["canvas_rule"] == "squash":
+    if squash:
         return pixels.transpose(2, 0, 1)
     padded = np.full((3, side, side), preprocessing["pad_value"], dtype=np.float32)
     padded[:, :new_height, :new_width] = pixels.transpose(2, 0, 1)
@@ -163,9 +165,8 @@ def follow_the_manifest(folder, processor, manifest, images, canvases) -> None:
     inputs = processor(images, canvases=canvases)
     for index, image in enumerate(images):
         for canvas in canvases:
-            name = {"sam": "pixel_values", "prompt": "prompt_pixel_values"}[canvas]
             described = preprocess_as_described(image, manifest["preprocessing"], canvas)
-            assert max_difference(described, inputs[name][index]) <= 1e-5
+            assert max_difference(described, inputs[CANVAS_OUTPUTS[canvas]][index]) <= 1e-5
     logits = run(folder, "surrogate", prompt_pixel_values=inputs["prompt_pixel_values"])["logits"]
     # The random tiny model's logits sit on one side of the model's threshold; their median splits every image.
     threshold = float(np.median(logits))
