@@ -84,8 +84,12 @@ VARIANTS: dict[str, list[str]] = {
         "1e-4",
     ],
     # One change at a time from the default recipe (the paper's optimizer with flips only, batch 8):
+    # BatchNorm with small batches: the same 8 images per optimizer step, BatchNorm's statistics over 4 or 2.
+    "default+batch4x2": ["--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2"],
+    "default+batch2x4": ["--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "4"],
     "default+light": ["--augmentation", "light"],
     "default+reference": ["--augmentation", "reference"],
+    "default+cosine": ["--lr_scheduler_type", "cosine", "--warmup_ratio", "0.05"],  # the paper's Adam, annealed
     "default+adamw-cosine": [
         "--optimizer",
         "adamw",

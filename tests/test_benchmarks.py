@@ -229,3 +229,22 @@ def test_tables_show_the_reference_with_and_without_the_allocator_setting():
     # Without the second reference run, no such column.
     del training["reference_keep_freed_cpu_memory"]
     assert "allocator" not in "\n".join(render_training(training))
+
+
+def test_every_real_data_variant_is_a_valid_training_command():
+    """bench_real_data's ablation rows are autosam-train flags after the benchmark's own (argparse: the last
+    wins); each must parse and resolve, and the BatchNorm rows must keep 8 images per optimizer step."""
+    from bench_real_data import VARIANTS
+
+    from autosam_hf.train import build_parser
+    from autosam_hf.training.settings import resolve_settings
+
+    benchmark_flags = ["--stage", "standalone", "--preset", "kvasir", "--data", "/data", "--output_dir", "/out"]
+    parser = build_parser()
+    for name, flags in VARIANTS.items():
+        args = parser.parse_args([*benchmark_flags, "--per_device_train_batch_size", "8", *flags])
+        settings = resolve_settings(args, "no")
+        assert settings.batch_size * settings.gradient_accumulation_steps == 8, name
+    for name, batch_size in (("default+batch4x2", 4), ("default+batch2x4", 2)):
+        args = parser.parse_args([*benchmark_flags, "--per_device_train_batch_size", "8", *VARIANTS[name]])
+        assert resolve_settings(args, "no").batch_size == batch_size, name
