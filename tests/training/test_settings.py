@@ -26,14 +26,16 @@ def test_paper_recipe_is_the_papers_training():
     assert settings.cache_dtype == "float16" and resolve("--cache_dtype", "float32").cache_dtype == "float32"
 
 
-def test_default_recipe_is_the_papers_optimizer_with_flips():
-    """The ablation's choice: the paper's Adam 3e-4 / wd 1e-5 at a constant rate, batch 8, flips only."""
+def test_default_recipe_is_the_papers_optimizer_annealed_with_flips():
+    """The ablation's choice: the paper's Adam 3e-4 / wd 1e-5, cosine after a 5% warm-up, batch 8, flips only."""
     settings, paper = resolve(), resolve("--recipe", "paper")
     assert settings.recipe == "default"
-    for field in ("optimizer", "learning_rate", "weight_decay", "lr_scheduler_type", "num_epochs"):
+    for field in ("optimizer", "learning_rate", "weight_decay", "num_epochs"):
         assert getattr(settings, field) == getattr(paper, field), field
-    assert settings.warmup_steps(1000) == 0 and settings.augmentation == "flips"
-    assert (settings.batch_size, settings.surrogate_batch_size) == (8, 24)
+    assert settings.lr_scheduler_type == "cosine" and settings.warmup_steps(1000) == 50
+    assert settings.augmentation == "flips" and (settings.batch_size, settings.surrogate_batch_size) == (8, 24)
+    constant = resolve("--lr_scheduler_type", "constant", "--warmup_ratio", "0")  # the default before, one flag away
+    assert (constant.lr_scheduler_type, constant.warmup_steps(1000)) == ("constant", 0)
 
 
 def test_every_flag_overrides_the_recipe():

@@ -6,6 +6,7 @@ import torch
 from bench_real_data import PipelineDraws, apply_flips, bce_dice_loss, normalize, square_images, square_masks
 from conftest import make_tiny_model, make_tiny_processor
 from tqdm.auto import tqdm
+from transformers import get_scheduler
 
 from autosam_hf.data import load_preset_dataset
 from autosam_hf.train import build_parser
@@ -29,11 +30,11 @@ def standalone_trainer(shared_data_dir, tmp_path, *flags: str) -> StageTrainer:
 
 
 def test_a_training_step_is_plain_adam_on_bce_plus_soft_dice(shared_data_dir, tmp_path):
-    """Replaying the trainer's own batches through a bare loop (torch Adam 3e-4 / wd 1e-5, no accelerate) lands on
-    the same weights, and the loss it minimises is the benchmark's minimal loop's plain BCE + soft Dice: the pipeline
-    adds no hidden change to what a step computes. (The bare loop backpropagates the model's own loss: Adam's first
-    steps move every weight by about ±lr whatever its gradient's size, so a loss summed in another order would
-    already part the runs.)"""
+    """Replaying the trainer's own batches through a bare loop (torch Adam 3e-4 / wd 1e-5 under transformers'
+    schedule of the recipe, cosine after a 5% warm-up, no accelerate) lands on the same weights, and the loss it
+    minimises is the benchmark's minimal loop's plain BCE + soft Dice: the pipeline adds no hidden change to what a
+    step computes. (The bare loop backpropagates the model's own loss: Adam's first steps move every weight by about
+    ±lr whatever its gradient's size, so a loss summed in another order would already part the runs.)"""
     trainer = standalone_trainer(shared_data_dir, tmp_path)
     bare, initial = copy.deepcopy(trainer.model), copy.deepcopy(trainer.model)
     batches = []
@@ -50,6 +51,9 @@ def test_a_training_step_is_plain_adam_on_bce_plus_soft_dice(shared_data_dir, tm
 
     bare.train()
     optimizer = torch.optim.Adam([p for p in bare.parameters() if p.requires_grad], lr=3e-4, weight_decay=1e-5)
+    total_steps = 200 * 2  # 200 epochs of 16 images at batch 8
+    assert trainer.max_steps == total_steps and trainer.settings.lr_scheduler_type == "cosine"
+    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=20, num_training_steps=total_steps)
     for batch in batches:
         outputs = bare(
             pixel_values=batch["prompt_pixel_values"],
@@ -62,6 +66,7 @@ def test_a_training_step_is_plain_adam_on_bce_plus_soft_dice(shared_data_dir, tm
         optimizer.zero_grad()
         outputs.loss.backward()
         optimizer.step()
+        scheduler.step()
     trained, before = dict(trainer.model.named_parameters()), dict(initial.named_parameters())
     changed = 0
     for name, parameter in bare.named_parameters():
