@@ -245,6 +245,6 @@ def test_every_real_data_variant_is_a_valid_training_command():
         args = parser.parse_args([*benchmark_flags, "--per_device_train_batch_size", "8", *flags])
         settings = resolve_settings(args, "no")
         assert settings.batch_size * settings.gradient_accumulation_steps == 8, name
-    for name, batch_size in (("default+batch4x2", 4), ("default+batch2x4", 2)):
+    for name, batch_size in (("constant+batch4x2", 4), ("constant+batch2x4", 2)):
         args = parser.parse_args([*benchmark_flags, "--per_device_train_batch_size", "8", *VARIANTS[name]])
         assert resolve_settings(args, "no").batch_size == batch_size, name
