@@ -70,6 +70,10 @@ VARIANTS: dict[str, list[str]] = {
     "default": [],  # the default recipe (cosine after a 5% warm-up since the 224² runs at 1,000 steps)
     # The default recipe's constant rate before then: the minimal loop's optimizer, for parity runs.
     "constant": CONSTANT_RATE,
+    # BatchNorm with small batches, at the constant rate (the 300-step ablation's): the same 8 images per optimizer
+    # step, BatchNorm's statistics over 4 or 2 (the seed-42 result file names them default+..., the default then).
+    "constant+batch4x2": [*CONSTANT_RATE, "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2"],
+    "constant+batch2x4": [*CONSTANT_RATE, "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "4"],
     "paper": ["--recipe", "paper"],  # the paper's settings (at the benchmark's batch)
     # One change at a time from the paper's recipe:
     "paper+light": ["--recipe", "paper", "--augmentation", "light"],
@@ -89,10 +93,6 @@ VARIANTS: dict[str, list[str]] = {
         "1e-4",
     ],
     # One change at a time from the default recipe (the paper's optimizer with flips only, batch 8):
-    # BatchNorm with small batches, at the constant rate (the 300-step ablation's): the same 8 images per optimizer
-    # step, BatchNorm's statistics over 4 or 2 (the seed-42 result file names them default+..., the default then).
-    "constant+batch4x2": [*CONSTANT_RATE, "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2"],
-    "constant+batch2x4": [*CONSTANT_RATE, "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "4"],
     "default+light": ["--augmentation", "light"],
     "default+reference": ["--augmentation", "reference"],
     "default+adamw-cosine": [
