@@ -250,3 +250,67 @@ def test_every_real_data_variant_is_a_valid_training_command():
     for name, settings in resolved.items():
         assert settings.batch_size * settings.gradient_accumulation_steps == 8, name
     assert (resolved["constant+batch4x2"].batch_size, resolved["constant+batch2x4"].batch_size) == (4, 2)
+
+
+def fake_real_data_result(seed: int, val_dice: list[float], kvasir: float, steps: int = 300) -> dict:
+    """A bench_real_data.py result file with one model, `minimal:unet`, validated every 100 steps."""
+    curve = [{"step": 100 * (i + 1), "val_dice": dice} for i, dice in enumerate(val_dice)]
+    best = max(curve, key=lambda point: point["val_dice"])
+    test = {"kvasir": {"dice": kvasir}, "colondb": {"dice": kvasir / 2}, "etis": {"dice": kvasir / 4}}
+    return {
+        "machine": {"cpu": "AMD EPYC", "description": "AMD EPYC (AVX2), 1 threads"},
+        "settings": {"steps": steps, "batch_size": 8, "input_size": 224, "seed": seed, "threads": 1, "device": "cpu"},
+        "models": {"minimal:unet": {"curve": curve, "best_val": {"dice": best["val_dice"]}, "test": test}},
+    }
+
+
+def test_seeds_gathers_one_recipe_over_seeds_as_mean_and_sd(tmp_path):
+    """benchmarks/seeds.py: the mean and sample sd of each milestone and test set over the named runs."""
+    runs = {"a": fake_real_data_result(1, [0.4, 0.5, 0.6], 0.7), "b": fake_real_data_result(2, [0.2, 0.7, 0.5], 0.9)}
+    for name, result in runs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "seeds.py"), "--name", "both"]
+    command += ["--group", "U-Net=a:minimal:unet,b:minimal:unet", "--group", "U-Net seed 1=a:minimal:unet"]
+    environment = {**os.environ, "AUTOSAM_BENCHMARK_RESULTS": str(tmp_path)}
+    result = run_command(command, env=environment, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    both = json.loads((tmp_path / "both.json").read_text())["groups"]["U-Net"]
+    assert [run["seed"] for run in both["runs"]] == [1, 2]
+    assert both["val_dice"]["100"]["mean"] == pytest.approx(0.3)
+    assert both["val_dice"]["200"]["sd"] == pytest.approx(0.1414214, abs=1e-6)  # sample sd of 0.5 and 0.7
+    assert both["best_val_dice"]["values"] == [0.6, 0.7]
+    assert both["test_dice"]["kvasir"]["mean"] == pytest.approx(0.8)
+    assert both["test_dice"]["etis"]["values"] == pytest.approx([0.175, 0.225])
+    assert "| U-Net | 1, 2 | 0.300 ± 0.141 | 0.550 ± 0.071 | – | – | 0.650 ± 0.071 | 0.800 ± 0.141 |" in result.stdout
+    assert "| U-Net seed 1 | 1 | 0.400 | 0.600 | – | – | 0.600 | 0.700 |" in result.stdout  # one seed: no sd
+    assert (tmp_path / "both.png").stat().st_size > 0
+
+
+def test_seeds_refuses_runs_that_are_not_the_same_recipe(tmp_path, monkeypatch):
+    """A group's runs differ by their seed only: other settings, a repeated seed or a missing run name the cause."""
+    import tables
+    from seeds import gather, parse_group
+
+    monkeypatch.setattr(tables, "RESULTS_DIR", tmp_path)
+    results = {
+        "seed1": fake_real_data_result(1, [0.4], 0.7),
+        "seed1_again": fake_real_data_result(1, [0.5], 0.8),
+        "seed2_longer": fake_real_data_result(2, [0.5], 0.8, steps=1000),
+    }
+    for name, result in results.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    with pytest.raises(ValueError, match=r"seed2_longer.json differs from seed1.json in \['steps'\]"):
+        gather("U-Net", [("seed1", "minimal:unet"), ("seed2_longer", "minimal:unet")])
+    with pytest.raises(ValueError, match="a seed appears twice"):
+        gather("U-Net", [("seed1", "minimal:unet"), ("seed1_again", "minimal:unet")])
+    with pytest.raises(ValueError, match="no missing.json"):
+        gather("U-Net", [("missing", "minimal:unet")])
+    with pytest.raises(ValueError, match="has no model 'pipeline:default'"):
+        gather("U-Net", [("seed1", "pipeline:default")])
+    assert parse_group("pipeline:default=a:pipeline:default+cosine, b:x") == (
+        "pipeline:default",
+        [("a", "pipeline:default+cosine"), ("b", "x")],
+    )
+    with pytest.raises(ValueError, match="is not FILE:MODEL"):
+        parse_group("U-Net=seed1")

@@ -1,0 +1,170 @@
+"""One recipe over several seeds: `bench_real_data.py` runs gathered as mean ± sd per recipe, with their curves.
+
+A single 1,000-step run's val Dice moves by up to ±0.1 between seeds of the same recipe, so a claim that one recipe
+is ahead of another rests on several seeds. Each `--group "LABEL=FILE:MODEL,FILE:MODEL,..."` names the runs of one
+recipe: a result file of `benchmarks/results` (without `.json`) and a model in it. Runs are named explicitly because
+a model's name in a file records the flags of its day (`pipeline:default` ran the constant rate before the default
+annealed). The runs of a group must share every setting but the seed (and the threads and device, which move time,
+not Dice), and no seed twice. Test scores are whatever each run recorded under `test`.
+
+    python benchmarks/seeds.py --name seeds_224 \\
+        --group "pipeline:default=real_data_224_cosine:pipeline:default+cosine,real_data_224_cosine_seed1:..." \\
+        --group "minimal:unet=real_data_224:minimal:unet,real_data_224_unet_seed1:minimal:unet,..."
+
+Writes `RESULTS_DIR/<name>.json` and `<name>.png` (val Dice vs steps: each seed thin, the mean bold) and prints the
+README's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+from common import RESULTS_DIR, write_result
+from tables import load
+
+from autosam_hf.atomic_write import write_atomically
+
+MILESTONES = (100, 300, 500, 1000)  # steps at which the table shows val Dice
+TEST_SETS = ("kvasir", "colondb", "etis")
+SETTINGS_THAT_MOVE_TIME_ONLY = ("seed", "threads", "device")
+
+
+def parse_group(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """`"LABEL=FILE:MODEL,FILE:MODEL"` → (LABEL, [(FILE, MODEL), ...]); model names may hold colons."""
+    label, separator, runs = text.partition("=")
+    if not separator or not label.strip() or not runs.strip():
+        raise ValueError(f"--group {text!r}: expected LABEL=FILE:MODEL[,FILE:MODEL...]")
+    pairs = []
+    for run in filter(None, (part.strip() for part in runs.split(","))):
+        file_name, colon, model = run.partition(":")
+        if not colon or not model:
+            raise ValueError(f"--group {label!r}: {run!r} is not FILE:MODEL")
+        pairs.append((file_name, model))
+    return label.strip(), pairs
+
+
+def mean_and_sd(values: list[float]) -> dict:
+    """Mean, sample standard deviation (None for one value) and the values themselves, in seed order."""
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
+        "values": values,
+    }
+
+
+def gather(label: str, runs: list[tuple[str, str]]) -> dict:
+    """The group's runs, checked to differ only by seed, and their statistics per milestone and test set."""
+    found = []
+    for file_name, model in runs:
+        result = load(file_name)
+        if result is None:
+            raise ValueError(f"--group {label!r}: no {file_name}.json in {RESULTS_DIR}")
+        if model not in result.get("models", {}):
+            raise ValueError(f"--group {label!r}: {file_name}.json has no model {model!r} ({sorted(result['models'])})")
+        found.append((file_name, model, result))
+    comparable = [
+        {key: value for key, value in result["settings"].items() if key not in SETTINGS_THAT_MOVE_TIME_ONLY}
+        for _, _, result in found
+    ]
+    for (file_name, _, _), settings in zip(found, comparable, strict=True):
+        if settings != comparable[0]:
+            differing = sorted(key for key in settings if settings[key] != comparable[0].get(key))
+            raise ValueError(f"--group {label!r}: {file_name}.json differs from {found[0][0]}.json in {differing}")
+    seeds = [result["settings"]["seed"] for _, _, result in found]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--group {label!r}: a seed appears twice ({seeds}); each run must be another draw")
+
+    models = [result["models"][model] for _, model, result in found]
+    curves = [{point["step"]: point["val_dice"] for point in model["curve"]} for model in models]
+    shared_steps = sorted(set.intersection(*(set(curve) for curve in curves)))
+    return {
+        "runs": [
+            {"file": file_name, "model": model, "seed": result["settings"]["seed"], "machine": result["machine"]}
+            for file_name, model, result in found
+        ],
+        "settings": comparable[0],
+        "val_dice": {step: mean_and_sd([curve[step] for curve in curves]) for step in shared_steps},
+        "best_val_dice": mean_and_sd([model["best_val"]["dice"] for model in models]),
+        "test_dice": {name: mean_and_sd([model["test"][name]["dice"] for model in models]) for name in TEST_SETS},
+    }
+
+
+def cell(statistic: dict | None) -> str:
+    if statistic is None:
+        return "–"
+    spread = "" if statistic["sd"] is None else f" ± {statistic['sd']:.3f}"
+    return f"{statistic['mean']:.3f}{spread}"
+
+
+def render(groups: dict[str, dict]) -> list[str]:
+    """One Markdown row per recipe: mean ± sd over its seeds (sample sd; n in the row)."""
+    lines = [
+        "| recipe | seeds | "
+        + " | ".join(f"val Dice @{step}" for step in MILESTONES)
+        + " | best val | Kvasir test | ColonDB | ETIS |",
+        "|---|---|" + "---|" * len(MILESTONES) + "---|---|---|---|",
+    ]
+    for label, group in groups.items():
+        seeds = ", ".join(str(run["seed"]) for run in group["runs"])
+        milestones = [cell(group["val_dice"].get(step)) for step in MILESTONES]
+        tests = [cell(group["test_dice"][name]) for name in TEST_SETS]
+        lines.append(
+            f"| {label} | {seeds} | " + " | ".join(milestones) + f" | {cell(group['best_val_dice'])} | "
+            + " | ".join(tests) + " |"
+        )  # fmt: skip
+    return lines
+
+
+def plot(groups: dict[str, dict], path: Path) -> None:
+    """Val Dice vs optimizer steps: each seed a thin line, the group's mean a bold one in the same colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for index, (label, group) in enumerate(groups.items()):
+        colour = f"C{index}"
+        steps = list(group["val_dice"])
+        for seed_index in range(len(group["runs"])):
+            values = [group["val_dice"][step]["values"][seed_index] for step in steps]
+            axis.plot(steps, values, color=colour, alpha=0.35, linewidth=1)
+        means = [group["val_dice"][step]["mean"] for step in steps]
+        axis.plot(steps, means, color=colour, linewidth=2.5, marker="o", markersize=3,
+                  label=f"{label} (mean of {len(group['runs'])} seeds)")  # fmt: skip
+    axis.set(xlabel="optimizer steps", ylabel="val Dice (Kvasir-SEG, per image)", ylim=(0, 1))
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--group", action="append", required=True, help="LABEL=FILE:MODEL[,FILE:MODEL...]")
+    parser.add_argument("--name", default="seeds", help="Result file name (without .json) in the results folder.")
+    args = parser.parse_args(argv)
+    try:
+        parsed = [parse_group(text) for text in args.group]
+        labels = [label for label, _ in parsed]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"--group: a label appears twice ({labels})")
+        groups = {label: gather(label, runs) for label, runs in parsed}
+    except ValueError as error:
+        parser.error(str(error))
+    # JSON keys are strings: the steps are written as such.
+    result = {"groups": {label: {**group, "val_dice": {str(k): v for k, v in group["val_dice"].items()}}
+                         for label, group in groups.items()}}  # fmt: skip
+    path = write_result(args.name, result)
+    plot(groups, RESULTS_DIR / f"{args.name}.png")
+    print("\n".join(render(groups)))
+    print(f"wrote {path} and {RESULTS_DIR / args.name}.png")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
