@@ -231,7 +231,8 @@ def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp
         str(free_port()),
         "-m",
         "autosam_hf.train",
-        *quick_args(tiny_sam_dir, shared_data_dir, output_dir, "--stage", "all", "--max_train_steps", "2"),
+        *quick_args(tiny_sam_dir, shared_data_dir, output_dir, "--stage", "all", "--max_train_steps", "3"),
+        *("--lr_scheduler_type", "cosine", "--num_warmup_steps", "2"),
     ]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
     result = run_command(command, env=environment, timeout=600)
@@ -239,7 +240,12 @@ def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp
     results = json.loads((output_dir / "all_results.json").read_text())
     assert set(results["stages"]) == {"prompt", "surrogate"}
     # Two processes, batch 2 each: 6 images make 2 steps per epoch; one log line per step, written once.
-    assert [r["step"] for r in logged(output_dir) if r["stage"] == "prompt" and "loss" in r] == [1, 2]
+    prompt_steps = [r for r in logged(output_dir) if r["stage"] == "prompt" and "loss" in r]
+    assert [r["step"] for r in prompt_steps] == [1, 2, 3]
+    # The schedule counts optimizer steps as one process does (accelerate steps it once per process): warm-up
+    # over 2 steps, then cosine down to 0 at the last.
+    peak = json.loads((output_dir / "training_settings.json").read_text())["learning_rate"]
+    assert [r["lr"] for r in prompt_steps] == pytest.approx([peak / 2, peak, 0])
     # Each process cached its shard; together they cover every (image, view) once.
     cached = list((output_dir / "embedding_cache").rglob("*.safetensors"))
     assert len(cached) == 6 * 2 + 3

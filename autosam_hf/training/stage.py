@@ -125,11 +125,13 @@ class StageTrainer:
         )
         self.max_steps = settings.max_train_steps or settings.num_epochs * self.steps_per_epoch
         self.num_epochs = math.ceil(self.max_steps / self.steps_per_epoch)
+        # accelerate steps a prepared scheduler once per process at every optimizer step (each process's batches
+        # are a slice of one global batch), so the schedule is laid out in process-steps.
         scheduler = get_scheduler(
             settings.lr_scheduler_type,
             optimizer,
-            num_warmup_steps=settings.warmup_steps(self.max_steps),
-            num_training_steps=self.max_steps,
+            num_warmup_steps=settings.warmup_steps(self.max_steps) * processes,
+            num_training_steps=self.max_steps * processes,
         )
         self.prepared_model, self.optimizer, self.train_loader, self.val_loader, self.scheduler = (
             self.accelerator.prepare(model, optimizer, train_loader, val_loader, scheduler)
