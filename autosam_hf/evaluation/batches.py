@@ -46,14 +46,16 @@ class EvaluationRows(torch.utils.data.Dataset):
 
 class ProcessRows:
     """`collate_fn`: a list of rows → {"rows": the rows, **the processor's outputs} (`pixel_values`, ...,
-    `original_sizes`, and with `with_labels` the ground truth on the label canvas, `labels` (B, 4E, 4E))."""
+    `original_sizes`, and with `with_labels` the ground truth on the label canvas, `labels` (B, 4E, 4E)). `canvases`:
+    the ones to build (None: the processor's own)."""
 
-    def __init__(self, processor: AutoSamImageProcessor, with_labels: bool):
-        self.processor, self.with_labels = processor, with_labels
+    def __init__(self, processor: AutoSamImageProcessor, with_labels: bool, canvases: tuple[str, ...] | None = None):
+        self.processor, self.with_labels, self.canvases = processor, with_labels, canvases
 
     def __call__(self, rows: list[dict]) -> dict:
         images, targets = [row["image"] for row in rows], [row["target"] for row in rows]
-        inputs = self.processor(images, segmentation_maps=targets if self.with_labels else None, return_tensors="pt")
+        labels = targets if self.with_labels else None
+        inputs = self.processor(images, segmentation_maps=labels, canvases=self.canvases, return_tensors="pt")
         return {"rows": rows, **inputs}
 
 
@@ -65,14 +67,15 @@ def evaluation_loader(
     num_workers: int,
     with_labels: bool,
     num_labels: int = 2,
+    canvases: tuple[str, ...] | None = None,
 ) -> torch.utils.data.DataLoader:
-    """Batches of `dataset` in evaluation order (see `ProcessRows` for what a batch holds); masks read as the label
-    maps of a `num_labels`-label model."""
+    """Batches of `dataset` in evaluation order (see `ProcessRows` for what a batch holds, on which `canvases`);
+    masks read as the label maps of a `num_labels`-label model."""
     return torch.utils.data.DataLoader(
         EvaluationRows(dataset, evaluation_order(dataset, is_video), num_labels),
         batch_size=batch_size,
         num_workers=num_workers,
-        collate_fn=ProcessRows(processor, with_labels),
+        collate_fn=ProcessRows(processor, with_labels, canvases),
     )
 
 

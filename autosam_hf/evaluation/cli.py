@@ -144,10 +144,11 @@ def build_parser() -> ArgumentParser:
         "--modes",
         dest="modes",
         nargs="+",
-        default=["autosam"],
+        default=None,
         choices=[*EVAL_MODES, "all"],
         metavar="MODE",
-        help="table rows (default: autosam)",
+        help="table rows (default: the model's own, config.default_mode: surrogate for --stage standalone models, "
+        "else autosam)",
     )
     run.add_argument("--batch_size", type=positive_int, default=8, help="images per forward pass (default 8)")
     run.add_argument("--num_workers", type=int, default=0, help="data-loader worker processes")
@@ -230,7 +231,7 @@ def evaluate(args: argparse.Namespace) -> int:
     specs = resolve_datasets(_dataset_specs(args), args.eval, args.data_root, args.split)
     device, autocast_dtype = resolve_runtime(args)
     model, processor = load_model_and_processor(args.model, revision=args.revision)
-    modes = _modes(args.modes, model)
+    modes = _modes(args.modes or [model.config.default_mode], model)
     model.to(device)
     evaluated = [spec for spec in specs if spec.data_dir is not None]
     num_labels = model.config.num_labels

@@ -27,6 +27,7 @@ from ..metrics import (
     instances_from_label_map,
 )
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor
+from ..model.image_processing_autosam import canvases_for_mode
 from ..postprocessing import ImagePrediction, model_predictions
 from ..runtime import inference_autocast
 from .batches import evaluation_loader
@@ -216,6 +217,9 @@ def evaluate_dataset(
         settings.num_workers,
         with_labels="sam_gt_mask" in modes,
         num_labels=model.config.num_labels,
+        # What the modes read, whatever the processor builds by default: a SAM-free model's processor saves
+        # ["prompt"], and surrogate-only runs skip SAM's 1024² canvas.
+        canvases=canvases_for_mode(*modes) if processor.prompt_size else None,
     )
     writer = None
     if settings.predictions_dir:

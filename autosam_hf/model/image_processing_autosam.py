@@ -45,9 +45,11 @@ SAM_CANVAS, PROMPT_CANVAS = "sam", "prompt"
 CANVAS_OUTPUTS = {SAM_CANVAS: "pixel_values", PROMPT_CANVAS: "prompt_pixel_values"}
 
 
-def canvases_for_mode(mode: str) -> tuple[str, ...]:
-    """The canvases a forward pass in `mode` reads: h(g(I)) ("surrogate") needs only g's; SAM modes need both."""
-    return (PROMPT_CANVAS,) if mode == "surrogate" else (SAM_CANVAS, PROMPT_CANVAS)
+def canvases_for_mode(*modes: str) -> tuple[str, ...]:
+    """The canvases forward passes in `modes` read: h(g(I)) ("surrogate") needs only g's; SAM modes need both."""
+    if all(mode == "surrogate" for mode in modes):
+        return (PROMPT_CANVAS,)
+    return (SAM_CANVAS, PROMPT_CANVAS)
 
 
 def to_rgb_uint8(image: ImageLike, name: str = "image") -> np.ndarray:

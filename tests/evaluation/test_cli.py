@@ -107,6 +107,31 @@ def test_cli_on_real_images_writes_paper_table_and_predictions(model_dir, shared
     assert report["per_image"]["kvasir"]["autosam"][first_id]["dice"] == pytest.approx(expected_dice)
 
 
+def test_cli_runs_a_sam_free_model_in_its_own_mode_and_builds_the_canvases_asked_for(shared_data_dir, tmp_path, capsys):
+    """A `--stage standalone` model (default mode surrogate; its processor builds g's canvas only) is scored in its
+    own mode by default, and in SAM's modes when asked: the evaluation builds the canvases its modes read."""
+    model_dir = tmp_path / "standalone"
+    model = make_tiny_model()
+    model.config.default_mode = "surrogate"
+    model.save_pretrained(model_dir)
+    processor = make_tiny_processor()
+    processor.canvases = ["prompt"]  # as `autosam-train --stage standalone` saves it
+    processor.save_pretrained(model_dir)
+    assert json.loads((model_dir / "preprocessor_config.json").read_text())["canvases"] == ["prompt"]
+    common = ["--model", str(model_dir), "--preset", "kvasir", "--data", str(shared_data_dir / "kvasir")]
+    common += ["--max_samples", "2", "--quiet"]
+
+    assert main([*common, "--output_dir", str(tmp_path / "own")]) == 0
+    own, _ = read_report(tmp_path / "own")
+    assert own["modes"] == ["surrogate"] and own["test"]["kvasir"] == own["results"]["surrogate"]["kvasir"]
+
+    assert main([*common, "--mode", "autosam", "surrogate", "--output_dir", str(tmp_path / "both")]) == 0
+    both, _ = read_report(tmp_path / "both")
+    assert set(both["results"]) == {"autosam", "surrogate"}
+    assert_metrics_in_unit_interval(both)
+    assert both["per_image"]["kvasir"]["surrogate"] == own["per_image"]["kvasir"]["surrogate"]
+
+
 def test_cli_polyp_benchmark_keeps_paper_columns_and_marks_missing(model_dir, shared_data_dir, tmp_path):
     output_dir = tmp_path / "eval"
     data_root = polyp_root_without_clinicdb(shared_data_dir, tmp_path)
