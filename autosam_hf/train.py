@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from .data.embedding_cache import STORAGE_DTYPES
 from .model import CANVAS_RULES, CLASS_ACTIVATIONS
 from .runtime import resolve_device, resolve_mixed_precision
 from .training.checkpoints import find_checkpoint, validate_checkpoint
-from .training.inputs import build_caches, build_model, build_processor, load_train_val
+from .training.inputs import build_caches, build_model, build_processor, load_train_val, run_processes
 from .training.outputs import results_summary, write_outputs
 from .training.settings import OPTIMIZERS, RECIPES, STAGE_MODE, STAGES, TrainingSettings, resolve_settings
 from .training.stage import StageTrainer
@@ -215,6 +216,21 @@ def check_resumable(settings: TrainingSettings, model) -> None:
         )
 
 
+def clear_previous_run(settings: TrainingSettings) -> None:
+    """A fresh run into a used `--output_dir` starts clean: old curves would mislead, and old checkpoints of its
+    stages would outlive the new ones (accelerate numbers them from 0 again and deletes the lowest numbers first), so
+    `--resume_from_checkpoint latest` would later resume the old run."""
+    state = run_processes(settings)
+    if state.is_main_process:
+        (Path(settings.output_dir) / "train_log.jsonl").unlink(missing_ok=True)
+        for stage in settings.stages:
+            checkpoints = settings.state_dir(stage) / "checkpoints"
+            if checkpoints.exists():
+                logger.info("fresh run: removing the previous run's checkpoints in %s", checkpoints)
+                shutil.rmtree(checkpoints)
+    state.wait_for_everyone()
+
+
 def train(settings: TrainingSettings) -> dict | None:
     """Run every stage of `settings`; return all_results (None when `--stop_after_steps` interrupted a stage)."""
     set_seed(settings.seed)
@@ -226,9 +242,8 @@ def train(settings: TrainingSettings) -> dict | None:
     check_resumable(settings, model)
     output_dir = Path(settings.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    log_path = output_dir / "train_log.jsonl"
-    if settings.resume_from_checkpoint is None and log_path.exists():
-        log_path.unlink()  # a fresh run: old curves would be misleading
+    if settings.resume_from_checkpoint is None:
+        clear_previous_run(settings)
 
     best, cache_seconds = {}, None
     for stage in settings.stages:

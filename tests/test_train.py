@@ -20,6 +20,7 @@ from autosam_hf.evaluation import main as evaluate_main
 from autosam_hf.hub import publish
 from autosam_hf.predict import main as predict_main
 from autosam_hf.train import main
+from autosam_hf.training.checkpoints import find_checkpoint, read_progress
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,18 @@ def test_resume_continues_with_the_same_losses(tiny_sam_dir, shared_data_dir, tm
     checkpoint = max((resumed / "training_state" / "prompt" / "checkpoints").iterdir())
     names = {p.name for p in checkpoint.iterdir()}
     assert "trainable.safetensors" in names and "model.safetensors" not in names
+
+
+def test_a_fresh_run_into_a_used_output_dir_leaves_no_old_checkpoint(tiny_sam_dir, shared_data_dir, tmp_path):
+    """Without --resume_from_checkpoint the run starts clean: `latest` must never find the previous run's state."""
+    output_dir = tmp_path / "run"
+    flags = ["--stage", "standalone", "--checkpointing_steps", "1", "--checkpoints_total_limit", "2"]
+    main(quick_args(tiny_sam_dir, shared_data_dir, output_dir, *flags, "--max_train_steps", "4", num_overlays="0"))
+    main(quick_args(tiny_sam_dir, shared_data_dir, output_dir, *flags, "--max_train_steps", "2", num_overlays="0"))
+    checkpoints = output_dir / "training_state" / "standalone" / "checkpoints"
+    assert sorted(read_progress(path)["completed_steps"] for path in checkpoints.iterdir()) == [1, 2]
+    assert read_progress(find_checkpoint(checkpoints, "latest", "standalone"))["completed_steps"] == 2
+    assert [r["step"] for r in logged(output_dir) if "loss" in r] == [1, 2]
 
 
 def test_cache_is_used_and_no_cache_gives_the_reference_path(tiny_sam_dir, shared_data_dir, tmp_path, monkeypatch):

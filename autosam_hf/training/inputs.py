@@ -84,6 +84,12 @@ def build_processor(settings: TrainingSettings, model: AutoSamForSegmentation) -
     return AutoSamImageProcessor.from_model_config(model.config, canvases=canvases)
 
 
+def run_processes(settings: TrainingSettings) -> Accelerator:
+    """The run's processes. Built as an Accelerator because only that reads `accelerate launch`'s CPU setting: a bare
+    `PartialState()` made first under ACCELERATE_USE_CPU=1 sees one process in each, and its barriers wait for none."""
+    return Accelerator(mixed_precision=settings.mixed_precision)
+
+
 def build_caches(
     settings: TrainingSettings,
     model: AutoSamForSegmentation,
@@ -93,7 +99,7 @@ def build_caches(
 ) -> tuple[EmbeddingCache, EmbeddingCache]:
     """SAM embeddings of every training view and of the validation images, computed once (sharded across
     processes) and read back memory-mapped every epoch."""
-    accelerator = Accelerator(mixed_precision=settings.mixed_precision)
+    accelerator = run_processes(settings)
     model.to(accelerator.device)
     # Embeddings computed in reduced precision differ from fp32 ones: keep them apart.
     cache_dir = Path(settings.cache_dir) / f"precision-{accelerator.mixed_precision}"
