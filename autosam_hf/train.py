@@ -75,8 +75,8 @@ def build_parser() -> ArgumentParser:
         "original resolution (default: the preset's, 2).",
     )
     data.add_argument("--val_fraction", type=float, help="Part of train held out for validation when no val split.")
-    data.add_argument("--max_train_samples", type=int, help="Truncate train (quick runs).")
-    data.add_argument("--max_eval_samples", type=int, help="Truncate validation (quick runs).")
+    data.add_argument("--max_train_samples", type=positive_int, help="Truncate train (quick runs).")
+    data.add_argument("--max_eval_samples", type=positive_int, help="Truncate validation (quick runs).")
     data.add_argument(
         "--augmentation",
         choices=AUGMENTATION_LEVELS,
@@ -110,7 +110,7 @@ def build_parser() -> ArgumentParser:
     model.add_argument(
         "--backbone_weights", help="ImageNet weights for g's encoder: hardnet85.pth, or 'timm' to let timm fetch them."
     )
-    model.add_argument("--prompt_input_size", type=int, help="g's input size (default: the preset's).")
+    model.add_argument("--prompt_input_size", type=positive_int, help="g's input size (default: the preset's).")
     model.add_argument(
         "--canvas_rule",
         choices=CANVAS_RULES,
@@ -153,15 +153,17 @@ def build_parser() -> ArgumentParser:
     )
     training.add_argument("--warmup_ratio", type=float, help="Warm-up as a share of each stage's steps (recipe's).")
     training.add_argument("--num_warmup_steps", type=int, help="Warm-up steps (overrides --warmup_ratio).")
-    training.add_argument("--per_device_train_batch_size", type=int, help="Default: recipe's.")
-    training.add_argument("--surrogate_batch_size", type=int, help="Batch of the surrogate stage. Default: recipe's.")
-    training.add_argument("--per_device_eval_batch_size", type=int, default=8)
-    training.add_argument("--num_train_epochs", type=int, help="Default: recipe's (200).")
-    training.add_argument("--max_train_steps", type=int, help="Overrides epochs, per stage.")
+    training.add_argument("--per_device_train_batch_size", type=positive_int, help="Default: recipe's.")
+    training.add_argument(
+        "--surrogate_batch_size", type=positive_int, help="Batch of the surrogate stage. Default: recipe's."
+    )
+    training.add_argument("--per_device_eval_batch_size", type=positive_int, default=8)
+    training.add_argument("--num_train_epochs", type=positive_int, help="Default: recipe's (200).")
+    training.add_argument("--max_train_steps", type=positive_int, help="Overrides epochs, per stage.")
     training.add_argument(
         "--max_train_minutes", type=float, help="Wall-clock budget per stage; the best validated epoch is kept."
     )
-    training.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    training.add_argument("--gradient_accumulation_steps", type=positive_int, default=1)
     training.add_argument(
         "--mixed_precision",
         choices=["auto", "no", "fp16", "bf16"],
@@ -170,10 +172,12 @@ def build_parser() -> ArgumentParser:
     )
     training.add_argument("--seed", type=int, default=42)
     training.add_argument("--checkpointing_steps", default="epoch", help="'epoch' or a number of steps.")
-    training.add_argument("--checkpoints_total_limit", type=int, default=2)
+    training.add_argument("--checkpoints_total_limit", type=positive_int, default=2)
     training.add_argument("--resume_from_checkpoint", help="A checkpoint folder or 'latest'.")
     training.add_argument(
-        "--stop_after_steps", type=int, help="Checkpoint and stop after this many steps of a stage, as if interrupted."
+        "--stop_after_steps",
+        type=positive_int,
+        help="Checkpoint and stop after this many steps of a stage, as if interrupted.",
     )
     training.add_argument("--num_overlays", type=int, default=4, help="Validation overlays drawn at the end.")
     training.add_argument("--report_to", help="Trackers for accelerate (tensorboard, wandb, all).")
@@ -187,8 +191,13 @@ def build_parser() -> ArgumentParser:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Argument combinations argparse cannot check; raises ValueError naming the argument."""
-    if args.checkpointing_steps != "epoch" and not args.checkpointing_steps.isdigit():
-        raise ValueError(f"--checkpointing_steps must be 'epoch' or a number, got {args.checkpointing_steps!r}")
+    every = args.checkpointing_steps
+    if every != "epoch" and not (every.isdigit() and int(every) >= 1):
+        raise ValueError(f"--checkpointing_steps must be 'epoch' or a number >= 1, got {args.checkpointing_steps!r}")
+    if args.stage == "surrogate" and not (args.init_from or args.resume_from_checkpoint):
+        raise ValueError(
+            "--stage surrogate trains h on a trained g: give --init_from <a model trained with --stage prompt or all>"
+        )
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id")
     if (args.data is None) == (args.dataset_name is None):

@@ -161,7 +161,11 @@ def bad_input_error(capsys, argv: list[str]) -> str:
         ("data", "/nonexistent/kvasir", "/nonexistent/kvasir"),
         ("sam", "{tmp}/broken.pth", "broken.pth"),
         ("resume_from_checkpoint", "{tmp}/missing", "missing"),
-        ("checkpointing_steps", "often", "--checkpointing_steps must be 'epoch' or a number"),
+        ("checkpointing_steps", "often", "--checkpointing_steps must be 'epoch' or a number >= 1"),
+        ("checkpointing_steps", "0", "--checkpointing_steps must be 'epoch' or a number >= 1, got '0'"),
+        ("max_train_steps", "0", "argument --max_train_steps/--max-train-steps: must be >= 1, got 0"),
+        ("gradient_accumulation_steps", "0", "--gradient_accumulation_steps/--gradient-accumulation-steps: must be"),
+        ("stage", "surrogate", "--stage surrogate trains h on a trained g: give --init_from"),
         ("num_views", "0", "argument --num_views/--num-views: must be >= 1, got 0"),
     ],
 )
