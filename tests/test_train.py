@@ -88,6 +88,11 @@ def test_both_stages_on_real_kvasir(tiny_sam_dir, shared_data_dir, tmp_path):
     )
     reported = [r.metric_value for r in card.data.eval_results if r.metric_type == "dice"]
     assert reported == pytest.approx([results["validation"]["kvasir"]["dice"]])
+    # ... and the settings it was trained with: the default recipe's, with this run's overrides.
+    assert results["training"]["lr_scheduler_type"] == "cosine" and results["training"]["batch_size"] == 2
+    for row in ("| `lr_scheduler_type` | `cosine` |", "| `batch_size` | `2` |", "| `max_train_steps` | `3` |"):
+        assert row in card.text
+    assert "did not record" not in card.text
 
 
 def test_resume_continues_with_the_same_losses(tiny_sam_dir, shared_data_dir, tmp_path):

@@ -19,7 +19,7 @@ from .embedding_cache import EmbeddingCache, processor_fingerprint, sam_vision_f
 from .hub import load_hub_dataset
 from .masks import BINARY, MaskClasses
 from .monuseg_xml import rasterize_monuseg_xml
-from .presets import BENCHMARKS, PRESETS, DatasetCard, DatasetPreset, TrainingDefaults, get_preset, load_preset_dataset
+from .presets import BENCHMARKS, PRESETS, DatasetCard, DatasetPreset, get_preset, load_preset_dataset
 from .sources import IMAGE_EXTENSIONS, load_glas_warwick, load_image_mask_folder, load_monuseg_xml, load_sunseg
 from .splits import train_val_split
 
@@ -46,7 +46,6 @@ __all__ = [
     "NO_AUGMENTATION",
     "POLYP_AUGMENTATION",
     "PRESETS",
-    "TrainingDefaults",
     "VIDEO_FEATURES",
     "get_preset",
     "load_glas_warwick",

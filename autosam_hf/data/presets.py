@@ -4,8 +4,8 @@ read them from here:
 - where its splits live (``split_dirs``, ``layout``) and under which folder names a data root holds it
   (``folder_names``);
 - its name in tables (``display_name``) and the paper's benchmark groups it belongs to (`BENCHMARKS`);
-- its prompt-generator input size, its augmentation and the paper's training hyper-parameters (the training
-  script's defaults);
+- its prompt-generator input size, its augmentation (the reference code's, which `--recipe paper` trains with) and
+  the share of ``train`` held out for validation where it has no validation split;
 - its classes (``id2label``; binary unless set) and, for presets whose classes are derived from instance or binary
   masks (``boundary_width``, e.g. ``monuseg_boundary``), how;
 - what a model card says about it (``card``: title, data, terms, citation).
@@ -20,7 +20,7 @@ boundary classes read a split's ``masks_instance/`` (instance ids) when it has o
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
@@ -30,22 +30,6 @@ from .augmentation import GLAS_AUGMENTATION, MONUSEG_AUGMENTATION, POLYP_AUGMENT
 from .boundary import BOUNDARY_ID2LABEL, DEFAULT_BOUNDARY_WIDTH
 from .masks import BINARY, MaskClasses
 from .sources import INSTANCE_MASKS_DIR, load_glas_warwick, load_image_mask_folder, load_monuseg_xml, load_sunseg
-
-
-@dataclass(frozen=True)
-class TrainingDefaults:
-    """The paper's training hyper-parameters (Shaharabany et al. 2023, Sec. 4); the training script's defaults.
-
-    ``surrogate_batch_size`` is the batch of the surrogate decoder h; ``val_fraction`` is what `train_val_split`
-    holds out of ``train`` for sets without a validation split.
-    """
-
-    learning_rate: float = 3e-4
-    weight_decay: float = 1e-5
-    batch_size: int = 10
-    num_epochs: int = 200
-    surrogate_batch_size: int = 24
-    val_fraction: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -98,7 +82,8 @@ class DatasetPreset:
         augmentation: the training augmentation (the reference code's settings).
         card: what a model card says about it.
         is_video: examples carry ``case``/``frame`` columns (split train/val by case; scored per case).
-        training: the paper's hyper-parameters.
+        val_fraction: the share of ``train`` held out as validation where the dataset has no validation split
+            (`train_val_split`).
         id2label: the classes a model trained on it predicts (0 = background); None: binary.
         boundary_width: derive {background, interior, boundary} from instance or binary masks, with a ring of this
             many pixels at the original resolution (`autosam_hf.data.boundary`); None: masks are read as they are.
@@ -114,7 +99,7 @@ class DatasetPreset:
     augmentation: AugmentationConfig
     card: DatasetCard
     is_video: bool = False
-    training: TrainingDefaults = field(default_factory=TrainingDefaults)
+    val_fraction: float = 0.1
     id2label: Mapping[int, str] | None = None
     boundary_width: int | None = None
     canvas_rule: str | None = None

@@ -28,7 +28,6 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..data.presets import PRESETS, DatasetPreset, get_preset
 from ..metrics import class_names_of, metric_display_name
 from ..model import AutoSamConfig
+from ..training.settings import RECIPES
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +255,8 @@ def build_model_card(
         class_activation_description=(
             "mutually exclusive (softmax)" if config.class_activation == "softmax" else "independent (sigmoid)"
         ),
-        recipe=asdict(dataset.training),
+        default_recipe=RECIPES["default"].describe(),
+        paper_recipe=RECIPES["paper"].describe(),
         training_arguments=_arguments_table(training_arguments) if training_arguments else "",
         metrics_table=metrics_table(metrics, card.evaluation_datasets),
         metrics_sources=", ".join(f"`{name}`" for name in metrics_sources),

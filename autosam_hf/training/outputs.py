@@ -67,10 +67,20 @@ def _validation_metrics(entry: dict) -> dict[str, float]:
     return {key.removeprefix("val_"): value for key, value in entry.items() if key.startswith("val_")}
 
 
+# What a model card shows of how its checkpoint was trained (`training_settings.json` keeps everything).
+CARD_SETTINGS = (
+    "recipe", "stages", "optimizer", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_ratio",
+    "num_warmup_steps", "batch_size", "surrogate_batch_size", "gradient_accumulation_steps", "num_epochs",
+    "max_train_steps", "max_train_minutes", "augmentation", "num_views", "prompt_input_size", "backbone",
+    "mixed_precision", "seed",
+)  # fmt: skip
+
+
 def results_summary(settings: TrainingSettings, best: dict[str, dict], train_size: int, val_size: int) -> dict:
     """`all_results.json`: {"validation": {<preset>: {"dice", "iou"[, per class]}}} (the schema model cards read)
     holds AutoSAM's best when the prompt stage ran, else the last stage's; "validation_surrogate" holds h(g(I))'s
-    best when a surrogate stage ran; "stages" every stage's best entry; "classes" the model's id2label."""
+    best when a surrogate stage ran; "stages" every stage's best entry; "classes" the model's id2label; "training"
+    the settings a model card shows (`CARD_SETTINGS`, those that were set)."""
     main_stage = "prompt" if "prompt" in best else settings.stages[-1]
     results = {
         "preset": settings.preset,
@@ -81,6 +91,7 @@ def results_summary(settings: TrainingSettings, best: dict[str, dict], train_siz
         "classes": settings.id2label,
         "stages": best,
         "validation": {settings.preset: _validation_metrics(best[main_stage])},
+        "training": {key: getattr(settings, key) for key in CARD_SETTINGS if getattr(settings, key) is not None},
     }
     last = settings.stages[-1]
     if STAGE_MODE[last] == "surrogate":

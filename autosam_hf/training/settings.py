@@ -37,6 +37,7 @@ STAGES = {
 }
 STAGE_MODE = {"prompt": "autosam", "surrogate": "surrogate", "standalone": "surrogate"}
 OPTIMIZERS = ("adam", "adamw")
+OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW"}  # as people write them
 BINARY_ID2LABEL = {0: "background", 1: "foreground"}
 
 
@@ -53,6 +54,17 @@ class Recipe:
     surrogate_batch_size: int
     num_epochs: int
     augmentation: str
+
+    def describe(self) -> str:
+        """One line for people (model cards): "Adam, learning rate 0.0003, ..."."""
+        schedule = "a constant rate" if self.lr_scheduler_type == "constant" else f"a {self.lr_scheduler_type} schedule"
+        if self.warmup_ratio:
+            schedule += f" after a {self.warmup_ratio:.0%} warm-up"
+        return (
+            f"{OPTIMIZER_NAMES[self.optimizer]}, learning rate "
+            f"{self.learning_rate:g}, weight decay {self.weight_decay:g}, {schedule}, batch {self.batch_size} (h: "
+            f"{self.surrogate_batch_size}), {self.num_epochs} epochs, augmentation `{self.augmentation}`"
+        )
 
 
 RECIPES = {
@@ -208,7 +220,7 @@ def resolve_settings(args: argparse.Namespace, mixed_precision: str) -> Training
         data=args.data,
         dataset_name=args.dataset_name,
         column_mapping=args.column_mapping,
-        val_fraction=chosen("val_fraction", preset.training.val_fraction),
+        val_fraction=chosen("val_fraction", preset.val_fraction),
         max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples,
         id2label=resolve_classes(args.class_names, preset),

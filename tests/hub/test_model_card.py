@@ -16,6 +16,7 @@ from huggingface_hub import ModelCard
 
 from autosam_hf.data import BOUNDARY_ID2LABEL, PRESETS, get_preset
 from autosam_hf.hub import NOT_MEASURED, build_model_card, read_measured_metrics
+from autosam_hf.training.settings import RECIPES
 from hub.workspace import FULL_REPO_ID, MEASURED
 
 
@@ -57,6 +58,11 @@ def test_card_without_measurements_invents_no_numbers(workspace):
     results = card.text.split("## Results")[1].split("\n\n")[1]
     assert results.splitlines()[2] == f"| GlaS | test | {NOT_MEASURED} | {NOT_MEASURED} |"
     assert not any(character.isdigit() for character in results)
+    # No settings recorded: the card says so and names autosam-train's recipes as they are, not as a guess.
+    recipe = card.text.split("## Training recipe")[1].split("## Results")[0]
+    assert "did not record its settings" in recipe
+    assert RECIPES["default"].describe() in recipe and RECIPES["paper"].describe() in recipe
+    assert "cosine schedule after a 5% warm-up, batch 8" in recipe and "a constant rate, batch 10" in recipe
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
@@ -70,8 +76,7 @@ def test_every_preset_card_renders_its_facts(preset, workspace):
         "Kirillov",
         "Apache License 2.0",
         "Terms of the data",
-        "Adam, learning rate 0.0003, weight decay 1e-05, batch 10",
-        "200 epochs",
+        RECIPES["paper"].describe(),  # no settings recorded for this one: the recipes for reference
         "adapter checkpoint",
         "embedding cache",
     ):
