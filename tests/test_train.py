@@ -117,6 +117,37 @@ def test_resume_continues_with_the_same_losses(tiny_sam_dir, shared_data_dir, tm
     assert "trainable.safetensors" in names and "model.safetensors" not in names
 
 
+def without_times(records: list[dict]) -> list[dict]:
+    return [{key: value for key, value in record.items() if key != "seconds"} for record in records]
+
+
+def test_resume_on_an_epochs_last_step_validates_that_epoch_and_logs_each_step_once(
+    tiny_sam_dir, shared_data_dir, tmp_path
+):
+    """6 images at batch 2: 3 steps per epoch. The checkpoint of step 3 is taken before epoch 0 is validated; a run
+    resumed from it (after the interrupted one went on to step 5) validates epoch 0 and leaves the log an
+    uninterrupted run leaves."""
+    output_dir = tmp_path / "run"
+    args = quick_args(tiny_sam_dir, shared_data_dir, output_dir, "--stage", "prompt", "--max_train_steps", "5")
+    args += ["--checkpointing_steps", "3", "--num_overlays", "0"]
+    main(args)
+    uninterrupted = without_times(logged(output_dir))
+    assert [r["step"] for r in uninterrupted if "val_dice" in r] == [3, 5]
+    checkpoint = output_dir / "training_state" / "prompt" / "checkpoints" / "checkpoint_0"
+    assert read_progress(checkpoint)["completed_steps"] == 3 and read_progress(checkpoint)["history"] == []
+
+    main([*args, "--resume_from_checkpoint", str(checkpoint)])
+    resumed = without_times(logged(output_dir))
+    assert [(r["step"], "val_dice" in r) for r in resumed] == [(r["step"], "val_dice" in r) for r in uninterrupted]
+    for before, after in zip(uninterrupted, resumed, strict=True):
+        assert after.keys() == before.keys()
+        for key, value in before.items():
+            assert after[key] == (pytest.approx(value, abs=1e-6) if isinstance(value, float) else value), key
+    # The best epoch is chosen among both validations, as in the uninterrupted run.
+    best = json.loads((output_dir / "all_results.json").read_text())["stages"]["prompt"]["val_dice"]
+    assert best == pytest.approx(max(r["val_dice"] for r in uninterrupted if "val_dice" in r), abs=1e-6)
+
+
 def test_a_fresh_run_into_a_used_output_dir_leaves_no_old_checkpoint(tiny_sam_dir, shared_data_dir, tmp_path):
     """Without --resume_from_checkpoint the run starts clean: `latest` must never find the previous run's state."""
     output_dir = tmp_path / "run"

@@ -64,6 +64,23 @@ class TrainingLog:
             with open(self.path, "a") as log_file:
                 log_file.write(json.dumps(record) + "\n")
 
+    def rewind(self, stage: str, later_stages: tuple[str, ...], progress: dict) -> None:
+        """On resume: drop what the interrupted run logged after its checkpoint (`progress`: the checkpoint's), which
+        the resumed run logs again — `stage`'s steps after it, validations it does not hold, and later stages."""
+        if not self.is_main_process or not self.path.exists():
+            return
+        validated = {entry["step"] for entry in progress["history"]}
+
+        def kept(record: dict) -> bool:
+            if record["stage"] in later_stages:
+                return False
+            if record["stage"] != stage:
+                return True
+            return record["step"] <= progress["completed_steps"] if "loss" in record else record["step"] in validated
+
+        lines = [line for line in self.path.read_text().splitlines() if kept(json.loads(line))]
+        write_atomically(self.path, lambda path: path.write_text("".join(line + "\n" for line in lines)))
+
 
 def model_inputs(batch: dict[str, torch.Tensor], with_labels: bool = True) -> dict[str, torch.Tensor]:
     """The forward arguments in a batch of `AutoSamViewDataset` items: canvases, cached image features, labels."""
@@ -193,7 +210,18 @@ class StageTrainer:
         self.accelerator.load_state(str(checkpoint))
         # Continue the automatic checkpoint numbering after the loaded one.
         self.accelerator.project_configuration.iteration = int(checkpoint.name.split("_")[-1]) + 1
+        stages = self.settings.stages
+        self.log.rewind(self.stage, stages[stages.index(self.stage) + 1 :], self.progress)
         self.accelerator.print(f"[{self.stage}] resumed from {checkpoint} at step {self.progress['completed_steps']}")
+
+    def _validate_the_epoch_the_checkpoint_ended(self) -> None:
+        """A checkpoint taken on an epoch's last step (`--checkpointing_steps N`, `--stop_after_steps`) precedes that
+        epoch's validation, and the resumed run starts at the next epoch: validate it now, as an uninterrupted run
+        did, so that the best epoch is chosen among the same ones."""
+        completed, history = self.progress["completed_steps"], self.progress["history"]
+        ends_an_epoch = completed % self.steps_per_epoch == 0 or completed >= self.max_steps
+        if completed > 0 and ends_an_epoch and not (history and history[-1]["step"] == completed):
+            self.validate_and_keep_best((completed - 1) // self.steps_per_epoch)
 
     def save_checkpoint(self) -> None:
         checkpoint_dir = Path(self.accelerator.save_state())
@@ -309,6 +337,7 @@ class StageTrainer:
         """Resume if asked, train epoch by epoch with validation after each, and load the best epoch's weights."""
         self.resume()
         self.accelerator.init_trackers(f"autosam-{self.stage}", config=json.loads(self.settings.to_json()))
+        self._validate_the_epoch_the_checkpoint_ended()
         completed = self.progress["completed_steps"]
         bar = tqdm(
             total=self.max_steps,
