@@ -223,6 +223,14 @@ def check_resumable(settings: TrainingSettings, model) -> None:
         raise ValueError(
             f"--resume_from_checkpoint {resume} is not a checkpoint of --stage {'/'.join(settings.stages)}"
         )
+    if resume not in (None, "latest") and checkpoints[0] is None:
+        # The stages before the checkpoint's would train again from scratch, and its g would then replace theirs.
+        stage = settings.stages[[checkpoint is not None for checkpoint in checkpoints].index(True)]
+        raise ValueError(
+            f"--resume_from_checkpoint {resume} is a checkpoint of the {stage} stage, which --stage "
+            f"{'/'.join(settings.stages)} reaches after training the stages before it again: resume with "
+            f"--resume_from_checkpoint latest (each stage goes on where it stopped) or run --stage {stage}"
+        )
 
 
 def clear_previous_run(settings: TrainingSettings) -> None:

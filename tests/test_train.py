@@ -247,8 +247,13 @@ def test_bad_data_is_named_before_training(tiny_sam_dir, shared_data_dir, tmp_pa
 
 def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_dir, shared_data_dir, tmp_path, capsys):
     first = tmp_path / "first"
-    main(quick_args(tiny_sam_dir, shared_data_dir, first, "--stage", "prompt", "--max_train_steps", "1"))
+    main(quick_args(tiny_sam_dir, shared_data_dir, first, "--stage", "all", "--max_train_steps", "1"))
     checkpoint = max((first / "training_state" / "prompt" / "checkpoints").iterdir())
+    # A surrogate checkpoint resumed by --stage all: the prompt stage would train g again, then lose it to the
+    # checkpoint's g.
+    later = max((first / "training_state" / "surrogate" / "checkpoints").iterdir())
+    both_stages = quick_args(tiny_sam_dir, shared_data_dir, first, "--resume_from_checkpoint", str(later))
+    assert "is a checkpoint of the surrogate stage" in bad_input_error(capsys, both_stages)
     # A checkpoint of another stage, or of a model whose g has other shapes, is refused up front.
     resume = ["--resume_from_checkpoint", str(checkpoint)]
     other_stage = quick_args(tiny_sam_dir, shared_data_dir, tmp_path / "second", "--stage", "surrogate", *resume)
