@@ -1,9 +1,9 @@
 """The rows of the AutoSAM paper's Table 1 as evaluation modes: AutoSAM's own outputs, and plain SAM prompted with a
 point, a box or a mask derived from the ground truth.
 
-Every mode turns one processed batch into mask logits on SAM's low-resolution canvas, (B, 1, 4E, 4E) (256×256 for
-a real SAM), which the evaluation then post-processes to each image's original size
-(`autosam_hf.postprocessing.post_process_predictions`).
+Every mode turns one processed batch into mask logits on SAM's low-resolution canvas, (B, K, 4E, 4E) (256×256 for
+a real SAM; K = 1 for binary models and the GT-prompted modes), which the evaluation then post-processes to each
+image's original size (`autosam_hf.postprocessing.post_process_predictions`).
 
 Modes (the first three are `AutoSamForSegmentation`'s own modes, `AUTOSAM_MODES`, under the same names):
 
@@ -198,7 +198,7 @@ def predict_logits(
     image_features: Mapping[str, torch.Tensor] | None = None,
     prompts: GroundTruthPrompts | None = None,
 ) -> torch.Tensor:
-    """Mask logits (B, 1, 4E, 4E) of one evaluation mode for a processed batch.
+    """Mask logits (B, K, 4E, 4E) of one evaluation mode for a processed batch (K = 1 for the GT-prompted modes).
 
     Args:
         model: AutoSAM in eval mode.

@@ -59,8 +59,8 @@ class AutoSamConfig(PreTrainedConfig):
             Encoder of g. `"hardnet85"` is the paper's HarDNet-85; any other name is a timm model created with
             `features_only=True` and tapped at strides 4, 8 and 16.
         prompt_input_size (`int`, *optional*, defaults to 352):
-            Side of the square image g sees (paper: 352 polyps, 256 GlaS, 512 MoNuSeg). g resizes SAM's padded
-            `pixel_values` to this size itself, so a single processed image serves both.
+            Side of the square image g sees (paper: 352 polyps, 256 GlaS, 512 MoNuSeg): the processor's own canvas of
+            the image at this size (`prompt_pixel_values`); given SAM's `pixel_values` only, g resizes those.
         use_surrogate_decoder (`bool`, *optional*, defaults to `True`):
             Whether to build h, the light SAM-free decoder trained on g's output.
         class_activation (`str`, *optional*, defaults to `"softmax"`):

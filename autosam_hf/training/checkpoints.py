@@ -65,6 +65,7 @@ def validate_checkpoint(path: Path, model: AutoSamForSegmentation) -> dict:
     expected = trainable_state_dict(model)
     saved = load_file(weights)
     mismatched = [k for k in expected if k not in saved or saved[k].shape != expected[k].shape]
-    if mismatched or set(saved) - set(expected):
-        raise ValueError(f"{path} was written for a different model (e.g. {(mismatched or list(saved))[:3]})")
+    mismatched += sorted(set(saved) - set(expected))
+    if mismatched:
+        raise ValueError(f"{path} was written for a different model (e.g. {mismatched[:3]})")
     return read_progress(path)

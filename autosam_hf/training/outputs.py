@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import datasets
@@ -26,14 +27,16 @@ from .settings import STAGE_MODE, TrainingSettings
 
 
 def save_model(model: AutoSamForSegmentation, processor: AutoSamImageProcessor, output_dir: Path) -> None:
-    """save_pretrained into a temporary folder, then move each file into `output_dir`: never half-written."""
-    staging = output_dir / ".staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    processor.save_pretrained(staging)
-    for path in staging.iterdir():
-        os.replace(path, output_dir / path.name)
-    staging.rmdir()
+    """save_pretrained into a temporary folder, then move each file into `output_dir` (which holds the run's other
+    outputs, so it cannot be replaced whole): no file is ever half-written, and a failed save leaves nothing."""
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
+    try:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        for path in staging.iterdir():
+            os.replace(path, output_dir / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def draw_overlays(
