@@ -284,7 +284,14 @@ def train(settings: TrainingSettings) -> dict | None:
         if settings.push_to_hub:
             from .hub import publish
 
-            publish(output_dir, preset=settings.preset, repo_id=settings.hub_model_id, private=settings.hub_private)
+            # The Hub folder inside output_dir is this run's own: one left by an earlier run there is replaced.
+            publish(
+                output_dir,
+                preset=settings.preset,
+                repo_id=settings.hub_model_id,
+                private=settings.hub_private,
+                overwrite=True,
+            )
     state.wait_for_everyone()
     return results
 

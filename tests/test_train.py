@@ -1,5 +1,6 @@
 """The training script end to end, on a few real Kvasir-SEG images with a tiny SAM."""
 
+import importlib
 import itertools
 import json
 import os
@@ -21,6 +22,8 @@ from autosam_hf.hub import publish
 from autosam_hf.predict import main as predict_main
 from autosam_hf.train import main
 from autosam_hf.training.checkpoints import find_checkpoint, read_progress
+
+publish_module = importlib.import_module("autosam_hf.hub.publish")  # the module (the package exports the function)
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +161,32 @@ def test_a_fresh_run_into_a_used_output_dir_leaves_no_old_checkpoint(tiny_sam_di
     assert sorted(read_progress(path)["completed_steps"] for path in checkpoints.iterdir()) == [1, 2]
     assert read_progress(find_checkpoint(checkpoints, "latest", "standalone"))["completed_steps"] == 2
     assert [r["step"] for r in logged(output_dir) if "loss" in r] == [1, 2]
+
+
+def test_push_to_hub_publishes_every_run_into_the_same_output_dir(tiny_sam_dir, shared_data_dir, tmp_path, monkeypatch):
+    """--push_to_hub writes <output_dir>/hub/<org>--<name> and uploads it; a second run there replaces that folder
+    (it is the run's own) instead of stopping on it after training."""
+    uploads = []
+
+    class FakeHfApi:  # the Hub cannot be reached here: record the upload
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kwargs):
+            pass
+
+        def upload_folder(self, **kwargs):
+            uploads.append((kwargs["repo_id"], sorted(path.name for path in Path(kwargs["folder_path"]).iterdir())))
+
+    monkeypatch.setattr(publish_module, "HfApi", FakeHfApi)
+    output_dir = tmp_path / "run"
+    args = quick_args(tiny_sam_dir, shared_data_dir, output_dir, "--stage", "standalone", "--max_train_steps", "1")
+    args += ["--push_to_hub", "--hub_model_id", "me/autosam-kvasir", "--num_overlays", "0"]
+    main(args)
+    main(args)
+    assert [repo_id for repo_id, _ in uploads] == ["me/autosam-kvasir"] * 2
+    assert {"README.md", "config.json", "model.safetensors"} <= set(uploads[1][1])
+    assert (output_dir / "hub" / "me--autosam-kvasir" / "README.md").is_file()
 
 
 def test_cache_is_used_and_no_cache_gives_the_reference_path(tiny_sam_dir, shared_data_dir, tmp_path, monkeypatch):
