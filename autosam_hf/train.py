@@ -194,6 +194,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     every = args.checkpointing_steps
     if every != "epoch" and not (every.isdigit() and int(every) >= 1):
         raise ValueError(f"--checkpointing_steps must be 'epoch' or a number >= 1, got {args.checkpointing_steps!r}")
+    if args.init_from:  # the model comes whole from there: its g's size and weights cannot change
+        for flag in ("prompt_input_size", "backbone_weights"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag} does not apply with --init_from (its model keeps its own)")
     if args.stage == "surrogate" and not (args.init_from or args.resume_from_checkpoint):
         raise ValueError(
             "--stage surrogate trains h on a trained g: give --init_from <a model trained with --stage prompt or all>"
@@ -274,7 +278,7 @@ def train(settings: TrainingSettings) -> dict | None:
             return None
         best[stage] = result.best
 
-    results = results_summary(settings, best, len(train_dataset), len(val_dataset))
+    results = results_summary(settings, model, best, len(train_dataset), len(val_dataset))
     if cache_seconds is not None:
         results["embedding_cache_seconds"] = cache_seconds
     state = PartialState()

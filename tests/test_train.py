@@ -189,6 +189,25 @@ def test_push_to_hub_publishes_every_run_into_the_same_output_dir(tiny_sam_dir, 
     assert (output_dir / "hub" / "me--autosam-kvasir" / "README.md").is_file()
 
 
+def test_surrogate_stage_trains_h_on_the_g_of_an_init_from_model(tiny_sam_dir, shared_data_dir, tmp_path, capsys):
+    first, second = tmp_path / "prompt_stage", tmp_path / "surrogate_stage"
+    main(quick_args(tiny_sam_dir, shared_data_dir, first, "--stage", "prompt", "--max_train_steps", "1"))
+    args = quick_args(tiny_sam_dir, shared_data_dir, second, "--stage", "surrogate", "--init_from", str(first))
+    # g's input size and weights come with the --init_from model: flags that would change them are refused.
+    assert "--prompt_input_size does not apply with --init_from" in bad_input_error(capsys, args)
+    position = args.index("--prompt_input_size")
+    main(args[:position] + args[position + 2 :] + ["--max_train_steps", "2"])
+
+    trained, started_from = (AutoSamForSegmentation.from_pretrained(folder) for folder in (second, first))
+    g_after, g_before = (model.prompt_generator.state_dict() for model in (trained, started_from))
+    assert all(torch.equal(g_after[key], g_before[key]) for key in g_before)  # g frozen, h trained on its output
+    h_after, h_before = (model.surrogate_decoder.state_dict() for model in (trained, started_from))
+    assert any(not torch.equal(h_after[key], h_before[key]) for key in h_before)
+    results = json.loads((second / "all_results.json").read_text())
+    assert results["sam"] == started_from.config.sam_name_or_path and results["training"]["init_from"] == str(first)
+    assert set(results["stages"]) == {"surrogate"} and "validation_surrogate" in results
+
+
 def test_cache_is_used_and_no_cache_gives_the_reference_path(tiny_sam_dir, shared_data_dir, tmp_path, monkeypatch):
     calls = []
     original = SamModel.get_image_embeddings

@@ -74,12 +74,13 @@ def _validation_metrics(entry: dict) -> dict[str, float]:
 CARD_SETTINGS = (
     "recipe", "stages", "optimizer", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_ratio",
     "num_warmup_steps", "batch_size", "surrogate_batch_size", "gradient_accumulation_steps", "num_epochs",
-    "max_train_steps", "max_train_minutes", "augmentation", "num_views", "prompt_input_size", "backbone",
-    "mixed_precision", "seed",
+    "max_train_steps", "max_train_minutes", "augmentation", "num_views", "init_from", "mixed_precision", "seed",
 )  # fmt: skip
 
 
-def results_summary(settings: TrainingSettings, best: dict[str, dict], train_size: int, val_size: int) -> dict:
+def results_summary(
+    settings: TrainingSettings, model: AutoSamForSegmentation, best: dict[str, dict], train_size: int, val_size: int
+) -> dict:
     """`all_results.json`: {"validation": {<preset>: {"dice", "iou"[, per class]}}} (the schema model cards read)
     holds AutoSAM's best when the prompt stage ran, else the last stage's; "validation_surrogate" holds h(g(I))'s
     best when a surrogate stage ran; "stages" every stage's best entry; "classes" the model's id2label; "training"
@@ -87,7 +88,7 @@ def results_summary(settings: TrainingSettings, best: dict[str, dict], train_siz
     main_stage = "prompt" if "prompt" in best else settings.stages[-1]
     results = {
         "preset": settings.preset,
-        "sam": settings.sam,
+        "sam": model.config.sam_name_or_path,  # --sam, or the --init_from model's own
         "recipe": settings.recipe,
         "train_examples": train_size,
         "validation_examples": val_size,
