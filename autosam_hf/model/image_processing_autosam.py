@@ -319,7 +319,8 @@ class AutoSamImageProcessor(SamImageProcessorPil):
             raise ValueError(f"canvases must be a non-empty subset of {sorted(CANVAS_OUTPUTS)}, got {list(canvases)}")
         if PROMPT_CANVAS in canvases and not self.prompt_size:
             raise ValueError("canvases: the 'prompt' canvas needs a processor with a prompt_size (g's input size)")
-        return canvases
+        # SAM's canvas first: the first canvas gives `reshaped_input_sizes`, which are SAM's.
+        return tuple(sorted(dict.fromkeys(canvases), key=lambda canvas: canvas != SAM_CANVAS))
 
     def __call__(self, images: ImageLike | list[ImageLike], segmentation_maps=None, **kwargs) -> BatchFeature:
         return self.preprocess(images, segmentation_maps=segmentation_maps, **kwargs)

@@ -257,10 +257,12 @@ def test_only_the_requested_canvases_are_built(tiny_processor, rgb):
     both = tiny_processor(rgb, segmentation_maps=mask)
     prompt_only = tiny_processor(rgb, segmentation_maps=mask, canvases=["prompt"])
     sam_only = tiny_processor(rgb, segmentation_maps=mask, canvases=["sam"])
+    prompt_first = tiny_processor(rgb, segmentation_maps=mask, canvases=["prompt", "sam"])
     assert "pixel_values" not in prompt_only and "prompt_pixel_values" not in sam_only
     torch.testing.assert_close(prompt_only["prompt_pixel_values"], both["prompt_pixel_values"], rtol=0, atol=0)
     torch.testing.assert_close(sam_only["pixel_values"], both["pixel_values"], rtol=0, atol=0)
-    for outputs in (prompt_only, sam_only):  # labels, valid region and SAM-canvas sizes whatever the canvases
+    # labels, valid region and SAM-canvas sizes whatever the canvases, in whatever order they are named
+    for outputs in (prompt_only, sam_only, prompt_first):
         for key in ("labels", "valid_mask", "original_sizes", "reshaped_input_sizes"):
             torch.testing.assert_close(outputs[key], both[key], rtol=0, atol=0)
 
