@@ -1,11 +1,12 @@
 """`autosam_onnx.json`: what a non-Python client needs to run an exported AutoSAM.
 
     {
-      "format": "autosam-onnx", "format_version": 1,
+      "format": "autosam-onnx", "format_version": 2,
       "graphs": {"encoder": {"file", "exporter", "opset", "inputs": [{"name", "dtype", "shape", "source"}],
                              "outputs": [{"name", "dtype", "shape"}]}, "prompt_decoder": {...}, "surrogate": {...}},
       "modes": {"autosam": ["encoder", "prompt_decoder"], "surrogate": ["surrogate"]},
-      "preprocessing": {how each canvas is made from an RGB image},
+      "preprocessing": {"canvases": {"sam" | "prompt": {"input", "side", "resample", "rescale_factor", "image_mean",
+                        "image_std", "steps"}}, "canvas_rule", "pad_value", ...: how each canvas is made},
       "postprocessing": {how logits become a mask at the image's original size},
       "model": {"mask_threshold", "default_mode", "id2label", ...}, "opset", "versions": {...}
     }
@@ -33,7 +34,8 @@ from .dependencies import require
 from .graphs import GRAPH_NAMES, MODE_GRAPHS, GraphSpec, canvas_side
 
 MANIFEST_NAME = "autosam_onnx.json"
-FORMAT, FORMAT_VERSION = "autosam-onnx", 1
+# 2: each canvas carries its own resampling and normalisation (SAM's canvas may follow the checkpoint's own).
+FORMAT, FORMAT_VERSION = "autosam-onnx", 2
 
 
 def tensor_description(value_info) -> dict[str, Any]:
@@ -67,13 +69,26 @@ def graph_description(path: Path, spec: GraphSpec, exporter: str, fallback_reaso
     return description
 
 
-def describe_preprocessing(processor: AutoSamImageProcessor) -> dict[str, Any]:
-    """How the processor turns an RGB image into each canvas, from its settings."""
-    canvases = {
-        canvas: {"input": input_name, "side": canvas_side(processor, canvas)}
-        for canvas, input_name in CANVAS_OUTPUTS.items()
+def canvas_preprocessing(processor: AutoSamImageProcessor, canvas: str) -> dict[str, Any]:
+    """The settings one canvas is made with: the processor's own, and on SAM's canvas the frozen checkpoint's
+    `sam_preprocessing` over them (MedSAM: no ImageNet normalisation, bicubic), as the processor applies them."""
+    overrides = (processor.sam_preprocessing or {}) if canvas == "sam" else {}
+
+    def setting(name: str) -> Any:
+        return overrides.get(name, getattr(processor, name))
+
+    normalize = setting("do_normalize")
+    return {
+        "resample": PILImageResampling(setting("resample")).name.lower(),
+        "rescale_factor": setting("rescale_factor") if setting("do_rescale") else 1.0,
+        "image_mean": list(setting("image_mean")) if normalize else None,
+        "image_std": list(setting("image_std")) if normalize else None,
     }
-    resample = PILImageResampling(processor.resample).name.lower()
+
+
+def describe_preprocessing(processor: AutoSamImageProcessor) -> dict[str, Any]:
+    """How the processor turns an RGB image into each canvas, from its settings: under "canvases", each canvas's
+    input name, side, resampling, rescale factor, mean and std (None: not normalised) and its steps in words."""
     squash = processor.canvas_rule == SQUASH
     resize = (
         "resize to side x side (aspect ratio not kept)"
@@ -86,24 +101,24 @@ def describe_preprocessing(processor: AutoSamImageProcessor) -> dict[str, Any]:
         if squash
         else ["pad with zeros at the bottom and right to side x side (after normalisation, so padding is 0.0)"]
     )
+    canvases = {}
+    for canvas, input_name in CANVAS_OUTPUTS.items():
+        settings = canvas_preprocessing(processor, canvas)
+        steps = [
+            f"{resize}; {settings['resample']} resampling as PIL.Image.resize does it (antialiased when shrinking), "
+            "on the uint8 image",
+            f"multiply by rescale_factor ({settings['rescale_factor']})",
+            "subtract image_mean and divide by image_std, per channel"
+            if settings["image_mean"] is not None
+            else "no normalisation",
+            *padding,
+        ]
+        canvases[canvas] = {"input": input_name, "side": canvas_side(processor, canvas), **settings, "steps": steps}
     return {
         "canvases": canvases,
         "canvas_rule": processor.canvas_rule,
         "color": "RGB (grey repeated to 3 channels, alpha dropped)",
         "layout": "NCHW float32",
-        "steps": [
-            f"{resize}; {resample} resampling as PIL.Image.resize does it (antialiased when shrinking), on the uint8 "
-            "image",
-            f"multiply by rescale_factor ({processor.rescale_factor if processor.do_rescale else 1.0})",
-            "subtract image_mean and divide by image_std, per channel"
-            if processor.do_normalize
-            else "no normalisation",
-            *padding,
-        ],
-        "resample": resample,
-        "rescale_factor": processor.rescale_factor if processor.do_rescale else 1.0,
-        "image_mean": list(processor.image_mean) if processor.do_normalize else None,
-        "image_std": list(processor.image_std) if processor.do_normalize else None,
         "pad_value": None if squash else 0.0,
     }
 

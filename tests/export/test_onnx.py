@@ -103,14 +103,13 @@ def test_manifest_names_what_the_graphs_actually_take_and_give(exported):
 
 def test_manifest_records_the_processor_model_and_versions(exported):
     model, processor, folder, manifest = exported
-    preprocessing = manifest["preprocessing"]
-    assert preprocessing["canvases"] == {
-        "sam": {"input": "pixel_values", "side": processor.pad_size["height"]},
-        "prompt": {"input": "prompt_pixel_values", "side": processor.prompt_size},
-    }
-    assert preprocessing["resample"] == "bilinear" and preprocessing["rescale_factor"] == pytest.approx(1 / 255)
-    assert preprocessing["image_mean"] == list(processor.image_mean)
-    assert preprocessing["image_std"] == list(processor.image_std)
+    canvases = manifest["preprocessing"]["canvases"]
+    assert (canvases["sam"]["input"], canvases["sam"]["side"]) == ("pixel_values", processor.pad_size["height"])
+    assert (canvases["prompt"]["input"], canvases["prompt"]["side"]) == ("prompt_pixel_values", processor.prompt_size)
+    for described in canvases.values():  # SAM's checkpoint keeps SAM's preprocessing: both canvases alike
+        assert described["resample"] == "bilinear" and described["rescale_factor"] == pytest.approx(1 / 255)
+        assert described["image_mean"] == list(processor.image_mean)
+        assert described["image_std"] == list(processor.image_std)
     assert manifest["postprocessing"]["sam_canvas_side"] == processor.pad_size["height"]
     assert manifest["postprocessing"]["mask_threshold"] == model.config.mask_threshold
     assert manifest["model"]["id2label"] == {str(key): value for key, value in model.config.id2label.items()}
@@ -124,7 +123,8 @@ def test_manifest_records_the_processor_model_and_versions(exported):
 
 def preprocess_as_described(image: PIL.Image.Image, preprocessing: dict, canvas: str) -> np.ndarray:
     """What a client without autosam_hf does with the manifest: (3, side, side) float32."""
-    side = preprocessing["canvases"][canvas]["side"]
+    described = preprocessing["canvases"][canvas]
+    side = described["side"]
     width, height = image.size
     squash = preprocessing["canvas_rule"] == "squash"
     if squash:
@@ -132,9 +132,10 @@ def preprocess_as_described(image: PIL.Image.Image, preprocessing: dict, canvas:
     else:
         scale = side / max(height, width)
         new_height, new_width = int(height * scale + 0.5), int(width * scale + 0.5)
-    resample = PIL.Image.Resampling[preprocessing["resample"].upper()]
-    pixels = np.asarray(image.resize((new_width, new_height), resample), dtype=np.float32)
-    pixels = (pixels * preprocessing["rescale_factor"] - preprocessing["image_mean"]) / preprocessing["image_std"]
+    resample = PIL.Image.Resampling[described["resample"].upper()]
+    pixels = np.asarray(image.resize((new_width, new_height), resample), dtype=np.float32) * described["rescale_factor"]
+    if described["image_mean"] is not None:
+        pixels = (pixels - described["image_mean"]) / described["image_std"]
     if squash:
         return pixels.transpose(2, 0, 1)
     padded = np.full((3, side, side), preprocessing["pad_value"], dtype=np.float32)
@@ -193,6 +194,20 @@ def test_a_squashing_models_manifest_says_so_and_a_client_following_it_gets_its_
     assert manifest["preprocessing"]["pad_value"] is None
     assert not any("pad" in step or "crop" in step for step in manifest["postprocessing"]["steps"])
     follow_the_manifest(tmp_path / "export", processor, manifest, kvasir_images, canvases=["prompt"])
+
+
+def test_a_medsam_like_models_manifest_describes_sams_canvas_with_the_checkpoints_own_settings(tmp_path, kvasir_images):
+    """MedSAM's canvas is bicubic and not normalised (`sam_preprocessing`); g's canvas keeps ImageNet statistics.
+    A client following the manifest gets both canvases the processor makes."""
+    model = make_tiny_model(sam_preprocessing={"do_normalize": False, "resample": 3}).eval()
+    processor = AutoSamImageProcessor.from_model_config(model.config)
+    manifest = export_onnx(model, processor, tmp_path / "export", graphs=["surrogate"])
+    canvases = manifest["preprocessing"]["canvases"]
+    assert (canvases["sam"]["resample"], canvases["sam"]["image_mean"]) == ("bicubic", None)
+    assert "no normalisation" in canvases["sam"]["steps"]
+    prompt = canvases["prompt"]
+    assert (prompt["resample"], prompt["image_mean"]) == ("bilinear", list(processor.image_mean))
+    follow_the_manifest(tmp_path / "export", processor, manifest, kvasir_images, canvases=["sam", "prompt"])
 
 
 def test_the_models_export_method_writes_the_same_graph(exported, tmp_path, kvasir_images):
