@@ -75,7 +75,9 @@ class TimmFeatures(nn.Module):
 
     feature_strides = (4, 8, 16)
 
-    def __init__(self, model_name: str, pretrained: bool = False):
+    def __init__(self, model_name: str, pretrained: bool = False, weights_file: str | os.PathLike | None = None):
+        """`pretrained`: timm's ImageNet weights, fetched by timm, or read from `weights_file` (a checkpoint of the
+        whole timm model: timm maps its keys onto the feature extractor and drops the classifier)."""
         super().__init__()
         try:
             import timm
@@ -93,7 +95,15 @@ class TimmFeatures(nn.Module):
         if missing:
             raise ValueError(f"timm backbone {model_name!r} has no features at strides {missing} (has {reductions})")
         out_indices = tuple(reductions.index(stride) for stride in self.feature_strides)
-        self.model = timm.create_model(model_name, features_only=True, pretrained=pretrained, out_indices=out_indices)
+        overlay = {"pretrained_cfg_overlay": {"file": str(weights_file)}} if weights_file is not None else {}
+        try:
+            self.model = timm.create_model(
+                model_name, features_only=True, pretrained=pretrained, out_indices=out_indices, **overlay
+            )
+        except Exception as error:  # an unreadable file or another model's weights: name the file
+            if weights_file is None:
+                raise
+            raise ValueError(f"Could not load {model_name} weights from {weights_file}: {error}") from error
         self.feature_channels = tuple(self.model.feature_info.channels())
 
     def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
@@ -384,9 +394,11 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
                 raise ValueError("HarDNet-85 weights must be given as a path to hardnet85.pth (backbone_weights=...)")
             load_hardnet_weights(encoder, weights)
         else:
-            pretrained = TimmFeatures(self.config.backbone, pretrained=True) if weights is True else None
-            state_dict = pretrained.state_dict() if pretrained else torch.load(weights, weights_only=True)
-            encoder.load_state_dict(state_dict)
+            weights_file = None if weights is True else weights
+            if weights_file is not None and not os.path.isfile(weights_file):
+                raise ValueError(f"backbone_weights: no such file {weights_file}")
+            pretrained = TimmFeatures(self.config.backbone, pretrained=True, weights_file=weights_file)
+            encoder.load_state_dict(pretrained.state_dict())
 
     @property
     def frozen_sam(self) -> FrozenSam:

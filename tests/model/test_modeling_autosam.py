@@ -419,14 +419,19 @@ def fake_timm(monkeypatch):
     module = types.ModuleType("timm")
     module.calls = []
 
-    def create_model(name, features_only=False, pretrained=False, out_indices=None):
+    def create_model(name, features_only=False, pretrained=False, out_indices=None, pretrained_cfg_overlay=None):
         module.calls.append(
             dict(name=name, features_only=features_only, pretrained=pretrained, out_indices=out_indices)
         )
+        if pretrained_cfg_overlay is not None:
+            module.calls[-1]["pretrained_cfg_overlay"] = pretrained_cfg_overlay
         if name not in FAKE_TIMM_MODELS:
             raise RuntimeError(f"Unknown model ({name})")
         torch.manual_seed(1234 if pretrained else 0)  # "pretrained" weights: the same every time
-        return FakeTimmFeatures(*FAKE_TIMM_MODELS[name], out_indices=out_indices)
+        features = FakeTimmFeatures(*FAKE_TIMM_MODELS[name], out_indices=out_indices)
+        if pretrained and pretrained_cfg_overlay:  # timm reads the weights from the file instead of the Hub
+            features.load_state_dict(torch.load(pretrained_cfg_overlay["file"], weights_only=True))
+        return features
 
     module.create_model = create_model
     monkeypatch.setitem(sys.modules, "timm", module)
@@ -458,6 +463,25 @@ def test_timm_backbone_builds_prompt_decoder_from_channels(fake_timm, tiny_sam_c
     pretrained = FakeTimmFeatures(*FAKE_TIMM_MODELS["fakenet"], out_indices=(1, 2, 3))
     for name, tensor in pretrained.state_dict().items():
         assert torch.equal(generator.encoder.model.state_dict()[name], tensor), name
+
+
+def test_timm_backbone_weights_from_a_file(fake_timm, tiny_sam_config, tmp_path):
+    """Offline ImageNet weights for a timm g: timm reads the file (`pretrained_cfg_overlay`), not the Hub."""
+    torch.manual_seed(99)
+    saved = FakeTimmFeatures(*FAKE_TIMM_MODELS["fakenet"], out_indices=(1, 2, 3)).state_dict()
+    torch.save(saved, tmp_path / "fakenet.pth")
+    model = AutoSamForSegmentation.from_sam(
+        tiny_sam_config, prompt_input_size=64, backbone="fakenet", backbone_weights=tmp_path / "fakenet.pth"
+    )
+    assert fake_timm.calls[-1]["pretrained"] is True
+    assert fake_timm.calls[-1]["pretrained_cfg_overlay"] == {"file": str(tmp_path / "fakenet.pth")}
+    loaded = model.prompt_generator.encoder.model.state_dict()
+    assert all(torch.equal(loaded[name], tensor) for name, tensor in saved.items())
+    with pytest.raises(ValueError, match="no such file .*missing.pth"):
+        model.load_backbone_weights(tmp_path / "missing.pth")
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="Could not load fakenet weights from .*broken.pth"):
+        model.load_backbone_weights(tmp_path / "broken.pth")
 
 
 def test_timm_backbone_errors(fake_timm, monkeypatch):
