@@ -48,7 +48,7 @@ from .cli import (
     positive_int,
     resolve_runtime,
 )
-from .data.sources import IMAGE_EXTENSIONS, natural_sort_key
+from .data.sources import IMAGE_EXTENSIONS, image_files, natural_sort_key
 from .hub.loading import load_model_and_processor
 from .model import AUTOSAM_MODES, AutoSamForSegmentation, AutoSamImageProcessor, to_rgb_uint8
 from .model.configuration_autosam import canonical_mode
@@ -217,10 +217,7 @@ def open_input(path: str | os.PathLike) -> tuple[Iterator[InputImage], int | Non
     if not path.exists():
         raise FileNotFoundError(f"Input not found: {path}")
     if path.is_dir():
-        files = sorted(
-            (child for child in path.iterdir() if child.is_file() and child.suffix.lower() in IMAGE_EXTENSIONS),
-            key=lambda child: natural_sort_key(child.name),
-        )
+        files = sorted(image_files(path), key=lambda child: natural_sort_key(child.name))  # as training reads it
         if not files:
             raise ValueError(f"No images in folder {path} (looked for {', '.join(IMAGE_EXTENSIONS)})")
         return _iter_folder(files), len(files)

@@ -63,6 +63,7 @@ def image_folder(tmp_path):
     PIL.Image.fromarray(np.dstack([rgba, np.full(rgba.shape[:2], 255, np.uint8)])).save(folder / "c.png")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (folder / "notes.txt").write_text("not an image; ignored")
+    (folder / "._a.png").write_bytes(b"\x00\x05\x16\x07 macOS metadata")  # hidden: not read, as training does not
     return folder
 
 
@@ -91,7 +92,7 @@ def test_cli_writes_masks_and_overlays_and_skips_the_bad_file(model_dir, image_f
             ["--model", str(model_dir), str(image_folder), "--output_dir", str(out), "--batch-size", "2", "--quiet"]
         )
     assert code == 0
-    assert "broken.png" in caplog.text  # named, skipped
+    assert "broken.png" in caplog.text and "._a.png" not in caplog.text  # named, skipped; hidden files unread
     assert "Segmented 3 image(s)" in capsys.readouterr().out
     assert sorted(path.name for path in (out / "masks").iterdir()) == ["a.png", "b.png", "c.png"]
     assert sorted(path.name for path in (out / "overlays").iterdir()) == ["a.png", "b.png", "c.png"]

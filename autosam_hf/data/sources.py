@@ -36,12 +36,20 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
+def image_files(folder: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
+    """The files of ``folder`` with one of ``extensions``, hidden files skipped (macOS writes "._x.jpg" beside
+    x.jpg), in directory order: what training and prediction read from a folder."""
+    return [
+        path
+        for path in folder.iterdir()
+        if not path.name.startswith(".") and path.is_file() and path.suffix.lower() in extensions
+    ]
+
+
 def _files_by_stem(folder: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> dict[str, Path]:
-    """Map file stem → path for the files of ``folder`` with one of ``extensions`` (hidden files skipped)."""
+    """Map file stem → path for the image files of ``folder`` (`image_files`)."""
     by_stem: dict[str, Path] = {}
-    for path in folder.iterdir():
-        if path.name.startswith(".") or not path.is_file() or path.suffix.lower() not in extensions:
-            continue
+    for path in image_files(folder, extensions):
         if path.stem in by_stem:
             raise ValueError(f"Two files with stem {path.stem!r} in {folder}: {by_stem[path.stem].name}, {path.name}")
         by_stem[path.stem] = path

@@ -58,7 +58,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--graphs",
         type=graph_list,
-        help=f"comma-separated graphs to export, of {','.join(GRAPH_NAMES)} (default: all the model has)",
+        help=f"comma-separated graphs to export, of {','.join(GRAPH_NAMES)} (default: all the model has; only "
+        "surrogate for a SAM-free --stage standalone model)",
     )
     parser.add_argument(
         "--exporter",

@@ -95,7 +95,10 @@ def canvas_side(processor: AutoSamImageProcessor, canvas: str) -> int:
 
 
 def default_graph_names(model: AutoSamForSegmentation) -> tuple[str, ...]:
-    """Every graph the model has: the encoder and the prompt decoder, and the surrogate when it has h."""
+    """The graphs of the model's use: the surrogate only for a SAM-free model (`--stage standalone`: default mode
+    surrogate, its g never trained through SAM), else the encoder and the prompt decoder, and the surrogate with h."""
+    if model.config.default_mode == "surrogate":
+        return (SURROGATE,)
     return GRAPH_NAMES if model.config.use_surrogate_decoder else (ENCODER, PROMPT_DECODER)
 
 

@@ -231,8 +231,11 @@ def load_sam_preprocessing(
         return None
     if path is None:
         return None
-    with open(path) as file:
-        settings = json.load(file)
+    try:
+        with open(path) as file:
+            settings = json.load(file)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Could not read the frozen model's preprocessor config {path}: {error}") from error
     differing = {
         key: settings[key]
         for key, default in SAM_CANVAS_DEFAULTS.items()

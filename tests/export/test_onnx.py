@@ -12,6 +12,7 @@ from conftest import make_tiny_model, make_tiny_processor
 
 from autosam_hf.export import DEFAULT_OPSET, GRAPH_FILES, MANIFEST_NAME, export_onnx, exporters
 from autosam_hf.export.exporters import ExportError
+from autosam_hf.export.graphs import default_graph_names
 from autosam_hf.model import AutoSamImageProcessor
 from autosam_hf.model.image_processing_autosam import CANVAS_OUTPUTS
 from autosam_hf.postprocessing import post_process_predictions
@@ -276,3 +277,12 @@ def test_bad_models_and_folders_are_named(exported, tmp_path):
         export_onnx(without_h, processor, tmp_path / "export", graphs=["surrogate"])
     with pytest.raises(ValueError, match="float32 models.*bfloat16"):
         export_onnx(without_h.to(torch.bfloat16), processor, tmp_path / "export")
+
+
+def test_by_default_a_model_exports_the_graphs_of_its_use():
+    """Every graph it has; a SAM-free model (`--stage standalone`, default mode surrogate) its surrogate only."""
+    assert default_graph_names(make_tiny_model()) == ("encoder", "prompt_decoder", "surrogate")
+    assert default_graph_names(make_tiny_model(use_surrogate_decoder=False)) == ("encoder", "prompt_decoder")
+    standalone = make_tiny_model()
+    standalone.config.default_mode = "surrogate"
+    assert default_graph_names(standalone) == ("surrogate",)

@@ -282,6 +282,10 @@ def test_medsam_checkpoint_folder_gives_its_preprocessing_to_sams_canvas_only(tm
     # A checkpoint with SAM's own preprocessing sets nothing.
     (folder / "preprocessor_config.json").write_text(json.dumps({"do_normalize": True, "resample": 2}))
     assert AutoSamForSegmentation.from_sam(folder, prompt_input_size=64).config.sam_preprocessing is None
+    # A broken one is named.
+    (folder / "preprocessor_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="preprocessor config .*medsam/preprocessor_config.json"):
+        AutoSamForSegmentation.from_sam(folder, prompt_input_size=64)
 
 
 # ---------------------------------------------------------------------------------------------- errors
