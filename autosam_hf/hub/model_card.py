@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..data.presets import PRESETS, DatasetPreset, get_preset
 from ..metrics import class_names_of, metric_display_name
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 # The package that holds `template.md` (the repository's top-level model_cards/, mapped by setup.cfg).
 TEMPLATE_PACKAGE = "autosam_hf.model_cards"
 TEMPLATE_FILENAME = "template.md"
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")  # files, never Hub ids
 METRICS_FILENAME = "all_results.json"
 RESULT_SPLITS = ("test", "validation")
 NOT_MEASURED = "not measured"
@@ -264,8 +266,15 @@ def build_model_card(
 
 
 def is_hub_repo_id(name: str | None) -> bool:
-    """A Hub model id (`org/name` or `name`), not a local path."""
-    return bool(name) and not os.path.exists(name) and not os.path.isabs(name) and name.count("/") <= 1
+    """A Hub model id (`org/name` or `name`), not a local path: not on disk here, not absolute, not a checkpoint
+    file's name (`sam_vit_b_01ec64.pth` is valid repo-id syntax, but nobody else could fetch it)."""
+    if not name or os.path.exists(name) or os.path.isabs(name) or name.lower().endswith(CHECKPOINT_SUFFIXES):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 __all__ = [

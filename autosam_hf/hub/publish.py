@@ -157,6 +157,13 @@ def write_hub_folder(
         processor.save_pretrained(staging)
         card.save(staging / CARD_FILENAME)
         for path in metrics_paths:
+            # The card cites each file by name: two of one name, or one named like a file of the model, would
+            # leave the folder without what the card cites.
+            if (staging / path.name).exists():
+                raise ValueError(
+                    f"metrics file {path}: the folder already holds a {path.name} (another --metrics file, or a "
+                    "file of the model); rename it"
+                )
             shutil.copyfile(path, staging / path.name)
 
     write_folder_atomically(output_dir, write)

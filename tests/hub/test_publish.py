@@ -141,6 +141,8 @@ def test_legacy_dataset_keyword_still_publishes_with_a_warning(workspace, tmp_pa
         (dict(preset="kvasir-v2"), "Known presets: kvasir, clinicdb, colondb"),
         (dict(repo_id="not a repo id"), "Invalid --hub_model_id"),
         (dict(adapter=True, base_sam="/some/local/folder"), "must name its base SAM by Hub id"),
+        (dict(adapter=True, base_sam="sam_vit_b_01ec64.pth"), "must name its base SAM by Hub id"),
+        (dict(adapter=True, base_sam="not/a/repo"), "must name its base SAM by Hub id"),
     ],
 )
 def test_publish_rejects_bad_arguments_naming_them(workspace, tmp_path, arguments, message):
@@ -148,6 +150,23 @@ def test_publish_rejects_bad_arguments_naming_them(workspace, tmp_path, argument
     with pytest.raises(ValueError, match=message):
         publish(workspace["trained"], **call)
     assert not (tmp_path / "out").exists()
+
+
+def test_publish_refuses_metrics_files_the_folder_cannot_hold_under_their_names(workspace, tmp_path):
+    """The card cites each metrics file by name: two `eval_results.json`, or one named like a model file, would
+    leave the folder without the file the card cites."""
+    for split in ("val", "test"):
+        (tmp_path / split).mkdir()
+        (tmp_path / split / "eval_results.json").write_text(json.dumps({"test": {"kvasir": {"dice": 0.5}}}))
+    (tmp_path / "config.json").write_text(json.dumps({"test": {"kvasir": {"dice": 0.5}}}))
+    same_name = [tmp_path / "val" / "eval_results.json", tmp_path / "test" / "eval_results.json"]
+    for metrics_files, name in ((same_name, "eval_results.json"), ([tmp_path / "config.json"], "config.json")):
+        with pytest.raises(ValueError, match=f"already holds a {name}"):
+            publish(
+                workspace["trained"], preset="kvasir", repo_id="me/model", dry_run=True,
+                output_dir=tmp_path / "out", metrics_files=metrics_files,
+            )  # fmt: skip
+        assert not (tmp_path / "out").exists()
 
 
 def test_publish_never_overwrites_without_being_asked(workspace, tmp_path, capsys):
