@@ -140,6 +140,14 @@ def plot_training_curves(log_path: str | os.PathLike, path: str | os.PathLike) -
             row[1].plot([r["epoch"] for r in evaluations], [r[key] for r in evaluations], marker="o", label=key)
         row[1].set(title=f"{stage}: validation", xlabel="epoch", ylim=(0, 1))
         row[1].legend()
+    save_figure(figure, path)
+
+
+def save_figure(figure, path: str | os.PathLike, dpi: int | None = None) -> None:
+    """A matplotlib figure as a PNG at `path` (folders made, written atomically), then closed."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
-    write_atomically(path, lambda temporary: figure.savefig(temporary, format="png"))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(Path(path), lambda temporary: figure.savefig(temporary, format="png", dpi=dpi))
     plt.close(figure)

@@ -56,8 +56,8 @@ import torch.nn.functional as F
 from common import DATA_DIR, RESULTS_DIR, machine, read_train_log, run_python, sam_checkpoint, write_result
 from torch import nn
 
-from autosam_hf.atomic_write import write_atomically
 from autosam_hf.runtime import describe_machine, resolve_device
+from autosam_hf.visualization import save_figure
 
 if TYPE_CHECKING:
     import datasets
@@ -565,10 +565,7 @@ def plot_curves(models: dict[str, dict], path: Path) -> None:
     for axis in (by_step, by_minute):
         axis.grid(alpha=0.3)
     by_step.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
-    plt.close(figure)
+    save_figure(figure, path, dpi=120)
 
 
 def machine_info(threads: int) -> dict:

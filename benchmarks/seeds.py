@@ -25,7 +25,7 @@ from pathlib import Path
 from common import RESULTS_DIR, write_result
 from tables import load
 
-from autosam_hf.atomic_write import write_atomically
+from autosam_hf.visualization import save_figure
 
 MILESTONES = (100, 300, 500, 1000)  # steps at which the table shows val Dice
 TEST_SETS = ("kvasir", "colondb", "etis")
@@ -138,10 +138,7 @@ def plot(groups: dict[str, dict], path: Path) -> None:
     axis.set(xlabel="optimizer steps", ylabel="val Dice (Kvasir-SEG, per image)", ylim=(0, 1))
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
-    plt.close(figure)
+    save_figure(figure, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> None:
