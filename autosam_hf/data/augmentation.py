@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..model.image_processing_autosam import binarize_mask
 from ..runtime import single_thread
 
 
@@ -123,12 +124,13 @@ def _build_pipeline(config: AugmentationConfig) -> K.AugmentationSequential:
 def to_arrays(
     image: Image.Image | np.ndarray, mask: Image.Image | np.ndarray, label_map: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The identity view: ``(image uint8 (H, W, 3), mask uint8 (H, W))``: in {0, 1} (non-zero mask values are
-    foreground), or with ``label_map=True`` the class ids as they are."""
+    """The identity view: ``(image uint8 (H, W, 3), mask uint8 (H, W))``: in {0, 1} by the package's one
+    binarisation rule (`binarize_mask`: a 0/255 JPEG mask's noise stays background), or with ``label_map=True`` the
+    class ids as they are."""
     if isinstance(image, Image.Image):
         image = image.convert("RGB")
     image = np.asarray(image, dtype=np.uint8)
-    mask = np.asarray(mask).astype(np.uint8) if label_map else (np.asarray(mask) > 0).astype(np.uint8)
+    mask = np.asarray(mask).astype(np.uint8) if label_map else binarize_mask(mask)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"Expected an RGB image of shape (H, W, 3), got {image.shape}.")
     if mask.shape != image.shape[:2]:

@@ -41,6 +41,19 @@ def test_output_types_shapes_and_binary_mask(config):
     assert set(np.unique(augmented_mask)) <= {0, 1}
 
 
+def test_a_jpeg_like_0_255_mask_is_binarised_as_everywhere_else():
+    """Faint JPEG noise around a 0/255 mask stays background (`binarize_mask`: > 127), in every view."""
+    image, _ = make_example()
+    mask = np.zeros((40, 64), dtype=np.uint8)
+    mask[5:25, 10:40] = 255
+    mask[30:35, 45:50] = 3  # compression noise
+    for config in (NO_AUGMENTATION, POLYP_AUGMENTATION):
+        augmented_mask = JointAugmentation(config)(image, Image.fromarray(mask), index=0, view=0)[1]
+        assert set(np.unique(augmented_mask)) <= {0, 1}
+    identity = JointAugmentation(NO_AUGMENTATION)(image, Image.fromarray(mask), index=0, view=0)[1]
+    np.testing.assert_array_equal(identity, (mask > 127).astype(np.uint8))
+
+
 def test_same_seed_index_view_gives_the_same_view():
     image, mask = make_example()
     augment = JointAugmentation(POLYP_AUGMENTATION, seed=7)
