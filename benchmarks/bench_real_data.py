@@ -31,6 +31,8 @@ scored through the pipeline's processor and post-processing).
     python benchmarks/bench_real_data.py --steps 300 --input_size 128 --models pipeline,minimal:g+h/pipeline-draws \
         --variants constant                                     # same draws, same optimizer: step for step
     python benchmarks/bench_real_data.py --quick               # smoke test: 6 steps on 16 images, < 1 min/model
+
+Several seeds of one recipe (`--seed S --name ..._seedS`) are gathered by `benchmarks/seeds.py` as mean ± sd.
 """
 
 from __future__ import annotations
