@@ -108,7 +108,9 @@ def build_parser() -> ArgumentParser:
     model.add_argument("--sam_revision")
     model.add_argument("--backbone", default="hardnet85", help="g's encoder: hardnet85 or a timm model name.")
     model.add_argument(
-        "--backbone_weights", help="ImageNet weights for g's encoder: hardnet85.pth, or 'timm' to let timm fetch them."
+        "--backbone_weights",
+        help="ImageNet weights for g's encoder: hardnet85.pth; for a timm encoder 'timm' (timm fetches them) or a "
+        "checkpoint file of the whole timm model.",
     )
     model.add_argument("--prompt_input_size", type=positive_int, help="g's input size (default: the preset's).")
     model.add_argument(
@@ -189,6 +191,11 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+SURROGATE_NEEDS_G = (
+    "--stage surrogate trains h on a trained g: give --init_from <a model trained with --stage prompt or all>"
+)
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """Argument combinations argparse cannot check; raises ValueError naming the argument."""
     every = args.checkpointing_steps
@@ -199,9 +206,7 @@ def check_arguments(args: argparse.Namespace) -> None:
             if getattr(args, flag) is not None:
                 raise ValueError(f"--{flag} does not apply with --init_from (its model keeps its own)")
     if args.stage == "surrogate" and not (args.init_from or args.resume_from_checkpoint):
-        raise ValueError(
-            "--stage surrogate trains h on a trained g: give --init_from <a model trained with --stage prompt or all>"
-        )
+        raise ValueError(SURROGATE_NEEDS_G)
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id")
     if (args.data is None) == (args.dataset_name is None):
@@ -227,6 +232,8 @@ def check_resumable(settings: TrainingSettings, model) -> None:
         raise ValueError(
             f"--resume_from_checkpoint {resume} is not a checkpoint of --stage {'/'.join(settings.stages)}"
         )
+    if settings.stages == ("surrogate",) and not settings.init_from and not any(checkpoints):
+        raise ValueError(SURROGATE_NEEDS_G + f" (--resume_from_checkpoint {resume} found no checkpoint)")
     if resume not in (None, "latest") and checkpoints[0] is None:
         # The stages before the checkpoint's would train again from scratch, and its g would then replace theirs.
         stage = settings.stages[[checkpoint is not None for checkpoint in checkpoints].index(True)]
@@ -238,13 +245,14 @@ def check_resumable(settings: TrainingSettings, model) -> None:
 
 
 def clear_previous_run(settings: TrainingSettings) -> None:
-    """A fresh run into a used `--output_dir` starts clean: old curves would mislead, and old checkpoints of its
-    stages would outlive the new ones (accelerate numbers them from 0 again and deletes the lowest numbers first), so
-    `--resume_from_checkpoint latest` would later resume the old run."""
+    """A fresh run into a used `--output_dir` starts clean: old curves would mislead, and old checkpoints would
+    outlive the new ones (accelerate numbers them from 0 again and deletes the lowest numbers first), so
+    `--resume_from_checkpoint latest` would later resume the old run (or, for a stage this run skips, a stage trained
+    on another g)."""
     state = run_processes(settings)
     if state.is_main_process:
         (Path(settings.output_dir) / "train_log.jsonl").unlink(missing_ok=True)
-        for stage in settings.stages:
+        for stage in STAGE_MODE:  # every stage's: a later `--resume_from_checkpoint latest` must not find old ones
             checkpoints = settings.state_dir(stage) / "checkpoints"
             if checkpoints.exists():
                 logger.info("fresh run: removing the previous run's checkpoints in %s", checkpoints)

@@ -64,16 +64,15 @@ class TrainingLog:
             with open(self.path, "a") as log_file:
                 log_file.write(json.dumps(record) + "\n")
 
-    def rewind(self, stage: str, later_stages: tuple[str, ...], progress: dict) -> None:
-        """On resume: drop what the interrupted run logged after its checkpoint (`progress`: the checkpoint's), which
-        the resumed run logs again — `stage`'s steps after it, validations it does not hold, and later stages."""
+    def rewind(self, stage: str, progress: dict) -> None:
+        """On resume: drop what the interrupted run logged of `stage` after the point it resumes from (`progress`:
+        its checkpoint's, or step 0 without one), which the resumed run logs again — steps after it, validations it
+        does not hold. Other stages' lines stay: each stage rewinds its own when it resumes."""
         if not self.is_main_process or not self.path.exists():
             return
         validated = {entry["step"] for entry in progress["history"]}
 
         def kept(record: dict) -> bool:
-            if record["stage"] in later_stages:
-                return False
             if record["stage"] != stage:
                 return True
             return record["step"] <= progress["completed_steps"] if "loss" in record else record["step"] in validated
@@ -205,13 +204,14 @@ class StageTrainer:
         """Continue from the checkpoint `--resume_from_checkpoint` names, if it belongs to this stage."""
         checkpoint = find_checkpoint(self.state_dir / "checkpoints", self.settings.resume_from_checkpoint, self.stage)
         if checkpoint is None:
+            if self.settings.resume_from_checkpoint is not None:  # this stage starts over: its old lines go
+                self.log.rewind(self.stage, self.progress)
             return
         self.progress = validate_checkpoint(checkpoint, self.model)
         self.accelerator.load_state(str(checkpoint))
         # Continue the automatic checkpoint numbering after the loaded one.
         self.accelerator.project_configuration.iteration = int(checkpoint.name.split("_")[-1]) + 1
-        stages = self.settings.stages
-        self.log.rewind(self.stage, stages[stages.index(self.stage) + 1 :], self.progress)
+        self.log.rewind(self.stage, self.progress)
         self.accelerator.print(f"[{self.stage}] resumed from {checkpoint} at step {self.progress['completed_steps']}")
 
     def _validate_the_epoch_the_checkpoint_ended(self) -> None:
