@@ -4,8 +4,9 @@ A single 1,000-step run's val Dice moves by up to ±0.1 between seeds of the sam
 is ahead of another rests on several seeds. Each `--group "LABEL=FILE:MODEL,FILE:MODEL,..."` names the runs of one
 recipe: a result file of `benchmarks/results` (without `.json`) and a model in it. Runs are named explicitly because
 a model's name in a file records the flags of its day (`pipeline:default` ran the constant rate before the default
-annealed). The runs of a group must share every setting but the seed (and the threads and device, which move time,
-not Dice), and no seed twice. Test scores are whatever each run recorded under `test`.
+annealed): that the named runs ran one recipe is the caller's claim. Checked: the runs of a group share every setting
+of their files but the seed (and the threads and device, which move time, not Dice), are models of one runner at
+one input size, and repeat no seed. Test scores are whatever each run recorded under `test`.
 
     python benchmarks/seeds.py --name seeds_224 \\
         --group "pipeline:default=real_data_224_cosine:pipeline:default+cosine,real_data_224_cosine_seed1:..." \\
@@ -73,11 +74,16 @@ def gather(label: str, runs: list[tuple[str, str]]) -> dict:
         if settings != comparable[0]:
             differing = sorted(key for key in settings if settings[key] != comparable[0].get(key))
             raise ValueError(f"--group {label!r}: {file_name}.json differs from {found[0][0]}.json in {differing}")
+    # The models must be the same kind too (which flags a pipeline run had is the caller's choice: see above).
+    models = [result["models"][model] for _, model, result in found]
+    kinds = [(model.get("runner"), model.get("image_size")) for model in models]
+    for (file_name, model, _), kind in zip(found, kinds, strict=True):
+        if kind != kinds[0]:
+            raise ValueError(f"--group {label!r}: {file_name}:{model} is a {kind} model, {found[0][0]}'s a {kinds[0]}")
     seeds = [result["settings"]["seed"] for _, _, result in found]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--group {label!r}: a seed appears twice ({seeds}); each run must be another draw")
 
-    models = [result["models"][model] for _, model, result in found]
     curves = [{point["step"]: point["val_dice"] for point in model["curve"]} for model in models]
     shared_steps = sorted(set.intersection(*(set(curve) for curve in curves)))
     return {

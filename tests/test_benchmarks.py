@@ -260,7 +260,15 @@ def fake_real_data_result(seed: int, val_dice: list[float], kvasir: float, steps
     return {
         "machine": {"cpu": "AMD EPYC", "description": "AMD EPYC (AVX2), 1 threads"},
         "settings": {"steps": steps, "batch_size": 8, "input_size": 224, "seed": seed, "threads": 1, "device": "cpu"},
-        "models": {"minimal:unet": {"curve": curve, "best_val": {"dice": best["val_dice"]}, "test": test}},
+        "models": {
+            "minimal:unet": {
+                "runner": "minimal",
+                "image_size": 256,
+                "curve": curve,
+                "best_val": {"dice": best["val_dice"]},
+                "test": test,
+            }
+        },  # fmt: skip
     }
 
 
@@ -302,6 +310,11 @@ def test_seeds_refuses_runs_that_are_not_the_same_recipe(tmp_path, monkeypatch):
         (tmp_path / f"{name}.json").write_text(json.dumps(result))
     with pytest.raises(ValueError, match=r"seed2_longer.json differs from seed1.json in \['steps'\]"):
         gather("U-Net", [("seed1", "minimal:unet"), ("seed2_longer", "minimal:unet")])
+    results["seed2_pipeline"] = fake_real_data_result(2, [0.5], 0.8)
+    results["seed2_pipeline"]["models"]["minimal:unet"]["runner"] = "pipeline"
+    (tmp_path / "seed2_pipeline.json").write_text(json.dumps(results["seed2_pipeline"]))
+    with pytest.raises(ValueError, match=r"seed2_pipeline:minimal:unet is a \('pipeline', 256\) model"):
+        gather("U-Net", [("seed1", "minimal:unet"), ("seed2_pipeline", "minimal:unet")])
     with pytest.raises(ValueError, match="a seed appears twice"):
         gather("U-Net", [("seed1", "minimal:unet"), ("seed1_again", "minimal:unet")])
     with pytest.raises(ValueError, match="no missing.json"):

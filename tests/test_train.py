@@ -204,7 +204,9 @@ def test_surrogate_stage_trains_h_on_the_g_of_an_init_from_model(tiny_sam_dir, s
     h_after, h_before = (model.surrogate_decoder.state_dict() for model in (trained, started_from))
     assert any(not torch.equal(h_after[key], h_before[key]) for key in h_before)
     results = json.loads((second / "all_results.json").read_text())
-    assert results["sam"] == started_from.config.sam_name_or_path and results["training"]["init_from"] == str(first)
+    assert results["sam"] == started_from.config.sam_name_or_path and "init_from" not in results["training"]
+    saved = json.loads((second / "training_settings.json").read_text())
+    assert saved["init_from"] == str(first)  # recorded, but not for the public card (a local path)
     assert set(results["stages"]) == {"surrogate"} and "validation_surrogate" in results
 
 
@@ -302,6 +304,9 @@ def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_d
     later = max((first / "training_state" / "surrogate" / "checkpoints").iterdir())
     both_stages = quick_args(tiny_sam_dir, shared_data_dir, first, "--resume_from_checkpoint", str(later))
     assert "is a checkpoint of the surrogate stage" in bad_input_error(capsys, both_stages)
+    # --stage surrogate resuming 'latest' where there is none would train h on a random g.
+    nothing = quick_args(tiny_sam_dir, shared_data_dir, tmp_path / "empty", "--stage", "surrogate")
+    assert "found no checkpoint" in bad_input_error(capsys, [*nothing, "--resume_from_checkpoint", "latest"])
     # A checkpoint of another stage, or of a model whose g has other shapes, is refused up front.
     resume = ["--resume_from_checkpoint", str(checkpoint)]
     other_stage = quick_args(tiny_sam_dir, shared_data_dir, tmp_path / "second", "--stage", "surrogate", *resume)

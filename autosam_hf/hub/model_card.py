@@ -177,7 +177,7 @@ def eval_results(metrics: Metrics, preset: DatasetPreset) -> list[EvalResult]:
 
 
 def _arguments_table(arguments: Mapping[str, Any]) -> str:
-    lines = ["| Argument | Value |", "|---|---|"]
+    lines = ["| Setting | Value |", "|---|---|"]
     lines += [f"| `{key}` | `{value}` |" for key, value in sorted(arguments.items())]
     return "\n".join(lines)
 

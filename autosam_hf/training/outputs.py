@@ -70,11 +70,12 @@ def _validation_metrics(entry: dict) -> dict[str, float]:
     return {key.removeprefix("val_"): value for key, value in entry.items() if key.startswith("val_")}
 
 
-# What a model card shows of how its checkpoint was trained (`training_settings.json` keeps everything).
+# What a model card shows of how its checkpoint was trained (`training_settings.json` keeps everything, local paths
+# such as --init_from included, which a public card should not).
 CARD_SETTINGS = (
     "recipe", "stages", "optimizer", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_ratio",
     "num_warmup_steps", "batch_size", "surrogate_batch_size", "gradient_accumulation_steps", "num_epochs",
-    "max_train_steps", "max_train_minutes", "augmentation", "num_views", "init_from", "mixed_precision", "seed",
+    "max_train_steps", "max_train_minutes", "augmentation", "num_views", "mixed_precision", "seed",
 )  # fmt: skip
 
 

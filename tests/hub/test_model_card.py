@@ -210,3 +210,13 @@ def test_multi_class_card_lists_every_class_and_instance_metric_in_the_model_ind
     assert "2 classes (interior, boundary) besides\n  the background, mutually exclusive (softmax)" in card.text
     assert "0 background, 1 interior, 2 boundary" in card.text
     assert "| AJI |" in card.text.split("## Results")[1]
+
+
+def test_a_sam_free_models_card_says_how_it_was_trained(workspace):
+    """A `--stage standalone` model (default mode surrogate) learned without SAM: no decoder, no embedding cache."""
+    config = copy.deepcopy(workspace["model"].config)
+    config.default_mode = "surrogate"
+    recipe = build_model_card("kvasir", "org/autosam-kvasir", config).text.split("## Training recipe")[1]
+    recipe = recipe.split("## Results")[0]
+    assert "A SAM-free segmenter: *g* and *h* learn together on h(g(I)), without SAM" in recipe
+    assert "mask decoder" not in recipe and "embedding cache" not in recipe
