@@ -1,6 +1,5 @@
 """The training script end to end, on a few real Kvasir-SEG images with a tiny SAM."""
 
-import importlib
 import itertools
 import json
 import os
@@ -13,6 +12,7 @@ import PIL.Image
 import pytest
 import torch
 from conftest import free_port, make_tiny_sam_config, run_command
+from hub.workspace import record_hub_calls
 from huggingface_hub import ModelCard
 from transformers import SamModel
 
@@ -22,8 +22,6 @@ from autosam_hf.hub import publish
 from autosam_hf.predict import main as predict_main
 from autosam_hf.train import main
 from autosam_hf.training.checkpoints import find_checkpoint, read_progress
-
-publish_module = importlib.import_module("autosam_hf.hub.publish")  # the module (the package exports the function)
 
 
 @pytest.fixture(scope="module")
@@ -166,24 +164,13 @@ def test_a_fresh_run_into_a_used_output_dir_leaves_no_old_checkpoint(tiny_sam_di
 def test_push_to_hub_publishes_every_run_into_the_same_output_dir(tiny_sam_dir, shared_data_dir, tmp_path, monkeypatch):
     """--push_to_hub writes <output_dir>/hub/<org>--<name> and uploads it; a second run there replaces that folder
     (it is the run's own) instead of stopping on it after training."""
-    uploads = []
-
-    class FakeHfApi:  # the Hub cannot be reached here: record the upload
-        def __init__(self, token=None):
-            pass
-
-        def create_repo(self, repo_id, **kwargs):
-            pass
-
-        def upload_folder(self, **kwargs):
-            uploads.append((kwargs["repo_id"], sorted(path.name for path in Path(kwargs["folder_path"]).iterdir())))
-
-    monkeypatch.setattr(publish_module, "HfApi", FakeHfApi)
+    hub = record_hub_calls(monkeypatch)
     output_dir = tmp_path / "run"
     args = quick_args(tiny_sam_dir, shared_data_dir, output_dir, "--stage", "standalone", "--max_train_steps", "1")
     args += ["--push_to_hub", "--hub_model_id", "me/autosam-kvasir", "--num_overlays", "0"]
     main(args)
     main(args)
+    uploads = [(call[1]["repo_id"], call[2]) for call in hub.calls if call[0] == "upload_folder"]
     assert [repo_id for repo_id, _ in uploads] == ["me/autosam-kvasir"] * 2
     assert {"README.md", "config.json", "model.safetensors"} <= set(uploads[1][1])
     assert (output_dir / "hub" / "me--autosam-kvasir" / "README.md").is_file()

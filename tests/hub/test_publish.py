@@ -1,7 +1,6 @@
 """autosam_hf.hub.publish: the Hub folder (full and adapter-size), the upload calls, `autosam-publish` and its
 errors."""
 
-import importlib
 import json
 import os
 import types
@@ -13,9 +12,7 @@ from safetensors import safe_open
 
 from autosam_hf.hub import PublishSettings, publish
 from autosam_hf.hub.publish import main as publish_main
-from hub.workspace import BASE_SAM_ID
-
-publish_module = importlib.import_module("autosam_hf.hub.publish")  # the module (the package exports the function)
+from hub.workspace import BASE_SAM_ID, record_hub_calls
 
 
 # ------------------------------------------------------------------------------------------- the written folder
@@ -64,31 +61,9 @@ def test_adapter_checkpoint_holds_only_g_and_h(workspace):
 
 
 # ------------------------------------------------------------------------------------------- upload
-class RecordingHfApi:
-    calls: list = []
-    error: Exception | None = None
-
-    def __init__(self, token=None):
-        self.calls.append(("init", token))
-
-    def create_repo(self, repo_id, **kwargs):
-        if self.error is not None:
-            raise self.error
-        self.calls.append(("create_repo", repo_id, kwargs))
-
-    def create_branch(self, repo_id, **kwargs):
-        self.calls.append(("create_branch", repo_id, kwargs))
-
-    def upload_folder(self, **kwargs):
-        files = sorted(path.name for path in Path(kwargs["folder_path"]).iterdir())
-        self.calls.append(("upload_folder", kwargs, files))
-
-
 @pytest.fixture
 def recording_api(monkeypatch):
-    RecordingHfApi.calls, RecordingHfApi.error = [], None
-    monkeypatch.setattr(publish_module, "HfApi", RecordingHfApi)
-    return RecordingHfApi
+    return record_hub_calls(monkeypatch)
 
 
 def test_publish_creates_the_repo_and_uploads_the_folder(workspace, tmp_path, recording_api):

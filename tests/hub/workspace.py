@@ -2,6 +2,7 @@
 publish, load and render cards from."""
 
 import hashlib
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -77,3 +78,33 @@ def reference_logits(model: AutoSamForSegmentation, pixel_values: torch.Tensor) 
 def assert_same_outputs(model, pixel_values, expected):
     for mode, logits in reference_logits(model, pixel_values).items():
         torch.testing.assert_close(logits, expected[mode], rtol=0, atol=1e-5, msg=f"mode {mode}")
+
+
+class RecordingHfApi:
+    """`HfApi` as `autosam_hf.hub.publish` uses it, recording its calls (the Hub cannot be reached here)."""
+
+    calls: list = []
+    error: Exception | None = None
+
+    def __init__(self, token=None):
+        self.calls.append(("init", token))
+
+    def create_repo(self, repo_id, **kwargs):
+        if self.error is not None:
+            raise self.error
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def create_branch(self, repo_id, **kwargs):
+        self.calls.append(("create_branch", repo_id, kwargs))
+
+    def upload_folder(self, **kwargs):
+        files = sorted(path.name for path in Path(kwargs["folder_path"]).iterdir())
+        self.calls.append(("upload_folder", kwargs, files))
+
+
+def record_hub_calls(monkeypatch) -> type[RecordingHfApi]:
+    """Publishing talks to `RecordingHfApi` (calls cleared) for the rest of the test."""
+    RecordingHfApi.calls, RecordingHfApi.error = [], None
+    # The module: the package exports the function of the same name.
+    monkeypatch.setattr(importlib.import_module("autosam_hf.hub.publish"), "HfApi", RecordingHfApi)
+    return RecordingHfApi
