@@ -191,11 +191,6 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-SURROGATE_NEEDS_G = (
-    "--stage surrogate trains h on a trained g: give --init_from <a model trained with --stage prompt or all>"
-)
-
-
 def check_arguments(args: argparse.Namespace) -> None:
     """Argument combinations argparse cannot check; raises ValueError naming the argument."""
     every = args.checkpointing_steps
@@ -205,8 +200,6 @@ def check_arguments(args: argparse.Namespace) -> None:
         for flag in ("prompt_input_size", "backbone_weights"):
             if getattr(args, flag) is not None:
                 raise ValueError(f"--{flag} does not apply with --init_from (its model keeps its own)")
-    if args.stage == "surrogate" and not (args.init_from or args.resume_from_checkpoint):
-        raise ValueError(SURROGATE_NEEDS_G)
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id")
     if (args.data is None) == (args.dataset_name is None):
@@ -222,26 +215,31 @@ def resolve_precision(requested: str | None) -> str:
     return resolve_mixed_precision(requested, resolve_device("cpu" if use_cpu else "auto"))
 
 
-def check_resumable(settings: TrainingSettings, model) -> None:
-    """An unusable checkpoint must fail now, before the data is read or the embedding cache built."""
+def resume_checkpoints(settings: TrainingSettings) -> list[Path | None]:
+    """Each stage's checkpoint to resume from (None: the stage starts fresh), checked against the stages before
+    anything is loaded: a checkpoint no stage of the run owns, one of a stage the run reaches only after training
+    the stages before it again, or a surrogate stage with neither a checkpoint nor `--init_from` (h on a random g)."""
     resume = settings.resume_from_checkpoint
     checkpoints = [find_checkpoint(settings.state_dir(s) / "checkpoints", resume, s) for s in settings.stages]
-    for checkpoint in filter(None, checkpoints):
-        validate_checkpoint(checkpoint, model)
     if resume not in (None, "latest") and not any(checkpoints):
         raise ValueError(
             f"--resume_from_checkpoint {resume} is not a checkpoint of --stage {'/'.join(settings.stages)}"
         )
     if settings.stages == ("surrogate",) and not settings.init_from and not any(checkpoints):
-        raise ValueError(SURROGATE_NEEDS_G + f" (--resume_from_checkpoint {resume} found no checkpoint)")
+        found_none = "" if resume is None else f" (--resume_from_checkpoint {resume} found no checkpoint)"
+        raise ValueError(
+            "--stage surrogate trains h on a trained g: give --init_from <a model trained with --stage prompt or all>"
+            + found_none
+        )
     if resume not in (None, "latest") and checkpoints[0] is None:
         # The stages before the checkpoint's would train again from scratch, and its g would then replace theirs.
-        stage = settings.stages[[checkpoint is not None for checkpoint in checkpoints].index(True)]
+        stage = next(stage for stage, checkpoint in zip(settings.stages, checkpoints, strict=True) if checkpoint)
         raise ValueError(
             f"--resume_from_checkpoint {resume} is a checkpoint of the {stage} stage, which --stage "
             f"{'/'.join(settings.stages)} reaches after training the stages before it again: resume with "
             f"--resume_from_checkpoint latest (each stage goes on where it stopped) or run --stage {stage}"
         )
+    return checkpoints
 
 
 def clear_previous_run(settings: TrainingSettings) -> None:
@@ -263,12 +261,14 @@ def clear_previous_run(settings: TrainingSettings) -> None:
 def train(settings: TrainingSettings) -> dict | None:
     """Run every stage of `settings`; return all_results (None when `--stop_after_steps` interrupted a stage)."""
     set_seed(settings.seed)
+    checkpoints = resume_checkpoints(settings)
     train_dataset, val_dataset = load_train_val(settings)
     model = build_model(settings)
     processor = build_processor(settings, model)
     if "surrogate" in settings.stages and model.surrogate_decoder is None:
         raise ValueError("--stage surrogate needs a model with a surrogate decoder")
-    check_resumable(settings, model)
+    for checkpoint in filter(None, checkpoints):  # an unusable one fails now, before the embedding cache is built
+        validate_checkpoint(checkpoint, model)
     output_dir = Path(settings.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if settings.resume_from_checkpoint is None:
