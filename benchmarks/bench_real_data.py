@@ -97,6 +97,7 @@ VARIANTS: dict[str, list[str]] = {
     # One change at a time from the default recipe (the paper's optimizer with flips only, batch 8):
     "default+light": ["--augmentation", "light"],
     "default+reference": ["--augmentation", "reference"],
+    "default+lr1e-3": ["--learning_rate", "1e-3"],  # a higher peak for the cosine schedule
     "default+adamw-cosine": [
         "--optimizer",
         "adamw",
