@@ -86,9 +86,9 @@ def sam_vision_fingerprint(model: torch.nn.Module) -> str:
     return hasher.hexdigest()
 
 
-# Settings of g's prompt canvas: they do not change SAM's input, so changing them must not invalidate the cache.
-# Settings that do not change SAM's canvas (g's canvas, the classes of the labels): left out of the fingerprint.
-_NOT_SAM_CANVAS_SETTINGS = ("prompt_size", "canvases", "num_labels")
+# Settings that do not change SAM's canvas (g's canvas, the label canvas and its classes): left out of the
+# fingerprint, so changing them reuses the embeddings.
+_NOT_SAM_CANVAS_SETTINGS = ("prompt_size", "canvases", "num_labels", "mask_size", "mask_pad_size", "mask_threshold")
 # Settings added after caches were first built, left out at their default so that those caches stay valid.
 _LATER_SETTING_DEFAULTS = {"canvas_rule": "letterbox", "sam_preprocessing": None}
 

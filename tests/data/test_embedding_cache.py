@@ -170,6 +170,16 @@ def test_changed_processor_setting_invalidates(sam, dataset, tmp_path):
     assert_cache_matches_fresh(cache, sam, processor, dataset, augmentation)
 
 
+def test_settings_outside_sams_canvas_reuse_the_cache(sam, dataset, tmp_path):
+    augmentation = JointAugmentation(POLYP_AUGMENTATION)
+    counter = count_encoded_images(sam)
+    build_exact(dataset, sam, make_processor(), tmp_path, augmentation, num_views=2)
+    processor = make_processor(mask_size={"longest_edge": 32}, mask_pad_size={"height": 32, "width": 32})
+    cache = build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=2)
+    assert counter["images"] == 10
+    assert_cache_matches_fresh(cache, sam, processor, dataset, augmentation)
+
+
 def test_changed_augmentation_or_image_invalidates(sam, dataset, image_folder, tmp_path):
     processor = make_processor()
     counter = count_encoded_images(sam)
