@@ -71,6 +71,7 @@ def test_both_stages_on_real_kvasir(tiny_sam_dir, shared_data_dir, tmp_path):
     records = logged(output_dir)
     assert [r["step"] for r in records if r["stage"] == "prompt" and "loss" in r] == [1, 2, 3]
     assert [r["step"] for r in records if r["stage"] == "surrogate" and "loss" in r] == [1, 2, 3]
+    assert all(r["images"] == 3 for r in records if "val_dice" in r)
     for picture in ("training_curves.png", "validation_overlays_autosam.png", "validation_overlays_surrogate.png"):
         assert (output_dir / picture).stat().st_size > 0
 
@@ -329,9 +330,13 @@ def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp
         str(free_port()),
         "-m",
         "autosam_hf.train",
-        *quick_args(tiny_sam_dir, shared_data_dir, output_dir, "--stage", "all", "--max_train_steps", "3"),
+        # 3 val images at 2 per process: the sharded loader evens the second batch out with the first image again.
+        *quick_args(
+            tiny_sam_dir, shared_data_dir, output_dir, "--stage", "all", "--max_train_steps", "3",
+            per_device_eval_batch_size="2",
+        ),
         *("--lr_scheduler_type", "cosine", "--num_warmup_steps", "2"),
-    ]
+    ]  # fmt: skip
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
     result = run_command(command, env=environment, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-8000:]
@@ -340,6 +345,9 @@ def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp
     # Two processes, batch 2 each: 6 images make 2 steps per epoch; one log line per step, written once.
     prompt_steps = [r for r in logged(output_dir) if r["stage"] == "prompt" and "loss" in r]
     assert [r["step"] for r in prompt_steps] == [1, 2, 3]
+    # Validation scores each of the 3 images once, not the padding's repeat.
+    validations = [r for r in logged(output_dir) if "val_dice" in r]
+    assert validations and all(r["images"] == 3 for r in validations)
     # The schedule counts optimizer steps as one process does (accelerate steps it once per process): warm-up
     # over 2 steps, then cosine down to 0 at the last.
     peak = json.loads((output_dir / "training_settings.json").read_text())["learning_rate"]
@@ -348,6 +356,27 @@ def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp
     cached = list((output_dir / "embedding_cache").rglob("*.safetensors"))
     assert len(cached) == 6 * 2 + 3
     AutoSamForSegmentation.from_pretrained(output_dir)
+
+
+def test_logged_loss_is_the_mean_over_the_accumulated_micro_batches(
+    tiny_sam_dir, shared_data_dir, tmp_path, monkeypatch
+):
+    losses = []
+    forward = AutoSamForSegmentation.forward
+
+    def recording_forward(self, *args, **kwargs):
+        outputs = forward(self, *args, **kwargs)
+        if outputs.loss is not None:  # training batches (validation passes no labels)
+            losses.append(outputs.loss.item())
+        return outputs
+
+    monkeypatch.setattr(AutoSamForSegmentation, "forward", recording_forward)
+    output_dir = tmp_path / "run"
+    flags = ["--stage", "standalone", "--max_train_steps", "2", "--gradient_accumulation_steps", "2"]
+    main(quick_args(tiny_sam_dir, shared_data_dir, output_dir, *flags, per_device_train_batch_size="1"))
+    assert len(losses) == 4  # 2 optimizer steps of 2 micro-batches
+    logged_losses = [r["loss"] for r in logged(output_dir) if "loss" in r]
+    assert logged_losses == pytest.approx([(losses[0] + losses[1]) / 2, (losses[2] + losses[3]) / 2])
 
 
 def test_recipe_schedule_warms_up_then_decays_and_settings_are_saved(tiny_sam_dir, shared_data_dir, tmp_path):

@@ -245,6 +245,7 @@ class StageTrainer:
         skip = (completed - epoch * self.steps_per_epoch) * settings.gradient_accumulation_steps
         if skip > 0:
             batches = accelerator.skip_first_batches(self.train_loader, skip)
+        window_losses = []  # the micro-batches of one optimizer step (gradient accumulation)
         for batch in batches:
             with accelerator.accumulate(self.prepared_model):
                 outputs = self.prepared_model(**model_inputs(batch), mode=self.mode)
@@ -252,10 +253,12 @@ class StageTrainer:
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad()
+            window_losses.append(outputs.loss.detach())
             if not accelerator.sync_gradients:
                 continue
             completed = self.progress["completed_steps"] = self.progress["completed_steps"] + 1
-            loss = accelerator.gather(outputs.loss.detach()).mean().item()
+            loss = accelerator.gather(torch.stack(window_losses).mean()).mean().item()
+            window_losses = []
             learning_rate = self.scheduler.get_last_lr()[0]
             self.log.write(
                 {"stage": self.stage, "epoch": epoch, "step": completed, "loss": loss, "lr": learning_rate,
@@ -287,37 +290,46 @@ class StageTrainer:
 
     # ------------------------------------------------------------------------------------------------ validation
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
+    def validate(self) -> tuple[dict[str, float], int]:
         """Mean per-image Dice and IoU on the validation split, scored at each image's original resolution; for
-        multi-class models per class (`dice_<class>`, `iou_<class>`), with `dice` and `iou` their macro means."""
+        multi-class models per class (`dice_<class>`, `iou_<class>`), with `dice` and `iou` their macro means. Also
+        returns how many images were scored (each once, however many processes)."""
         self.prepared_model.eval()
         masks = self.val_dataset.select_columns("mask")  # row access would decode the images too
         config = self.model.config
-        scores = []
+        indices, scores = [], []
         for batch in self.val_loader:
             with self.accelerator.autocast():
                 outputs = self.prepared_model(**model_inputs(batch, with_labels=False), mode=self.mode)
             predictions = model_predictions(self.model, self.processor, outputs.logits, batch["original_size"])
             for index, prediction in zip(batch["index"].tolist(), predictions, strict=True):
                 target = mask_to_labels(masks[index]["mask"], config.num_labels)
+                indices.append(index)
                 scores.append(per_class_dice_iou(prediction.class_masks, target))  # (K, 2)
-        scores = torch.tensor(np.array(scores), dtype=torch.float32, device=self.accelerator.device)
-        scores = self.accelerator.gather_for_metrics(scores.reshape(-1, config.num_classes, 2))
+        device = self.accelerator.device
+        indices = torch.tensor(indices, dtype=torch.long, device=device)
+        scores = torch.tensor(np.array(scores), dtype=torch.float32, device=device).reshape(-1, config.num_classes, 2)
+        indices, scores = self.accelerator.gather((indices, scores))
+        # With several processes the sharded loader evens out the last batches with the first images again: each
+        # image counts once.
+        _, first = np.unique(indices.cpu().numpy(), return_index=True)
+        scores = scores[torch.as_tensor(first, device=scores.device)]
         per_class = scores.mean(dim=0)  # (K, 2): each class's mean over images
         metrics = {"dice": per_class[:, 0].mean().item(), "iou": per_class[:, 1].mean().item()}
         if config.num_classes > 1:
             for name, (dice, iou) in zip(class_names_of(config.id2label), per_class.tolist(), strict=True):
                 metrics[class_metric_key("dice", name)], metrics[class_metric_key("iou", name)] = dice, iou
-        return metrics
+        return metrics, len(first)
 
     def validate_and_keep_best(self, epoch: int) -> None:
         """Validate, log, and keep g and h of the best epoch so far (by validation Dice, the macro mean over classes
         for multi-class models) in best.safetensors."""
-        metrics = self.validate()
+        metrics, images = self.validate()
         entry = {
             "stage": self.stage,
             "epoch": epoch,
             "step": self.progress["completed_steps"],
+            "images": images,
             **{f"val_{name}": value for name, value in metrics.items()},
         }
         self.progress["history"].append(entry)
