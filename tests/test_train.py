@@ -150,6 +150,24 @@ def test_resume_on_an_epochs_last_step_validates_that_epoch_and_logs_each_step_o
     assert best == pytest.approx(max(r["val_dice"] for r in uninterrupted if "val_dice" in r), abs=1e-6)
 
 
+def test_resume_from_an_earlier_checkpoint_replaces_the_later_ones(tiny_sam_dir, shared_data_dir, tmp_path):
+    """Checkpoints of steps 2, 3 and 4 (checkpoint_1.._3); resuming from step 2's retrains steps 3 and 4 into fresh
+    checkpoints (the old checkpoint_2 would have stopped the first save) and logs what an uninterrupted run logs."""
+    output_dir = tmp_path / "run"
+    flags = ["--stage", "standalone", "--max_train_steps", "4", "--checkpointing_steps", "1"]
+    args = quick_args(tiny_sam_dir, shared_data_dir, output_dir, *flags, "--checkpoints_total_limit", "3")
+    main([*args, "--num_overlays", "0"])
+    uninterrupted = without_times(logged(output_dir))
+    checkpoints = output_dir / "training_state" / "standalone" / "checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["checkpoint_1", "checkpoint_2", "checkpoint_3"]
+
+    main([*args, "--num_overlays", "0", "--resume_from_checkpoint", str(checkpoints / "checkpoint_1")])
+    resumed = without_times(logged(output_dir))
+    assert [r["step"] for r in resumed] == [r["step"] for r in uninterrupted]
+    assert [r.get("loss") for r in resumed] == pytest.approx([r.get("loss") for r in uninterrupted], abs=1e-6)
+    assert sorted(read_progress(path)["completed_steps"] for path in checkpoints.iterdir()) == [2, 3, 4]
+
+
 def test_a_fresh_run_into_a_used_output_dir_leaves_no_old_checkpoint(tiny_sam_dir, shared_data_dir, tmp_path):
     """Without --resume_from_checkpoint the run starts clean: `latest` must never find the previous run's state."""
     output_dir = tmp_path / "run"

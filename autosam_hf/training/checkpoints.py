@@ -40,6 +40,16 @@ def read_progress(checkpoint: Path) -> dict:
     return json.loads((checkpoint / PROGRESS_FILE).read_text())
 
 
+def checkpoint_number(checkpoint: Path) -> int:
+    """accelerate's automatic numbering: `checkpoint_<n>` → n."""
+    return int(checkpoint.name.split("_")[-1])
+
+
+def checkpoints_after(checkpoints_dir: Path, number: int) -> list[Path]:
+    """The checkpoint folders numbered above `number`, complete or not."""
+    return sorted(p for p in checkpoints_dir.glob("checkpoint_*") if checkpoint_number(p) > number)
+
+
 def find_checkpoint(checkpoints_dir: Path, resume_from: str | None, stage: str) -> Path | None:
     """The checkpoint to resume `stage` from: with 'latest', the newest in `checkpoints_dir`; with a path, that
     checkpoint if it belongs to `stage` (its progress file says which)."""
@@ -53,7 +63,7 @@ def find_checkpoint(checkpoints_dir: Path, resume_from: str | None, stage: str) 
             )
         return path if read_progress(path).get("stage") == stage else None
     candidates = [p for p in checkpoints_dir.glob("checkpoint_*") if (p / PROGRESS_FILE).is_file()]
-    return max(candidates, key=lambda p: int(p.name.split("_")[-1]), default=None)
+    return max(candidates, key=checkpoint_number, default=None)
 
 
 def validate_checkpoint(path: Path, model: AutoSamForSegmentation) -> dict:

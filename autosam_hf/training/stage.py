@@ -9,7 +9,9 @@ best epoch's weights, checkpoint. It returns the best validation entry with thos
 from __future__ import annotations
 
 import json
+import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +36,16 @@ from .checkpoints import (
     BEST_FILE,
     PROGRESS_FILE,
     TRAINABLE_FILE,
+    checkpoint_number,
+    checkpoints_after,
     find_checkpoint,
     load_trainable_state_dict,
     trainable_state_dict,
     validate_checkpoint,
 )
 from .settings import STAGE_MODE, TrainingSettings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -209,8 +215,15 @@ class StageTrainer:
             return
         self.progress = validate_checkpoint(checkpoint, self.model)
         self.accelerator.load_state(str(checkpoint))
-        # Continue the automatic checkpoint numbering after the loaded one.
-        self.accelerator.project_configuration.iteration = int(checkpoint.name.split("_")[-1]) + 1
+        # Continue the automatic checkpoint numbering after the loaded one. Later checkpoints of this stage belong
+        # to the run being replaced (or were cut short): they go, or the next save would collide with them.
+        number = checkpoint_number(checkpoint)
+        if self.accelerator.is_main_process:
+            for later in checkpoints_after(self.state_dir / "checkpoints", number):
+                logger.info("resuming from %s: removing the later %s", checkpoint, later)
+                shutil.rmtree(later)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.project_configuration.iteration = number + 1
         self.log.rewind(self.stage, self.progress)
         self.accelerator.print(f"[{self.stage}] resumed from {checkpoint} at step {self.progress['completed_steps']}")
 
