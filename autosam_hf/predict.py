@@ -54,7 +54,7 @@ from .model import AUTOSAM_MODES, AutoSamForSegmentation, AutoSamImageProcessor,
 from .model.configuration_autosam import canonical_mode
 from .model.image_processing_autosam import canvases_for_mode
 from .postprocessing import ImagePrediction, model_predictions
-from .runtime import inference_autocast
+from .runtime import inference_autocast, model_inputs_for
 from .visualization import prediction_pictures, write_png
 
 if TYPE_CHECKING:  # the onnx extra is optional: imported when --backend onnxruntime asks for it
@@ -110,7 +110,7 @@ def iter_predictions(
     for batch in _batched(items, batch_size):
         keys = [key for key, _ in batch]
         inputs = processor([image for _, image in batch], canvases=canvases, return_tensors="pt")
-        model_inputs = {name: inputs[name].to(device) for name in processor.model_input_names if name in inputs}
+        model_inputs = model_inputs_for(model, inputs, processor.model_input_names)
         with inference_autocast(device, autocast_dtype):
             logits = model(**model_inputs, mode=mode).logits
         predictions = model_predictions(model, processor, logits, inputs["original_sizes"], mask_threshold)

@@ -15,9 +15,10 @@ import functools
 import logging
 import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
+from transformers import BatchFeature
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,13 @@ def inference_autocast(device: torch.device, autocast_dtype: torch.dtype | None)
     enabled = autocast_dtype is not None
     with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=enabled):
         yield
+
+
+def model_inputs_for(model: torch.nn.Module, batch: Mapping, names: Sequence[str]) -> BatchFeature:
+    """The entries of `batch` that `names` lists, on the model's device, floating-point ones in the model's dtype:
+    the processor gives float32 pixels, and a model loaded in bf16 or fp16 (`dtype=`) needs its own."""
+    inputs = BatchFeature({name: batch[name] for name in names if name in batch})
+    return inputs.to(device=model.device, dtype=model.dtype)
 
 
 @contextlib.contextmanager

@@ -276,6 +276,18 @@ def test_bfloat16_autocast_runs_and_stays_close(loaded):
     assert np.mean((full > 0.5) == (reduced > 0.5)) > 0.9
 
 
+@pytest.mark.parametrize("mode", ["surrogate", "autosam"])
+def test_a_model_loaded_in_bfloat16_takes_the_processors_float32_pixels(model_dir, loaded, mode):
+    model, processor = load_model_and_processor(model_dir, dtype=torch.bfloat16)
+    assert model.dtype == torch.bfloat16
+    images = random_images()
+    reduced = predict_images(model, processor, images, mode=mode)
+    full = predict_images(*loaded, images, mode=mode)
+    for low, high in zip(reduced, full, strict=True):
+        assert low.dtype == np.float32 and low.shape == high.shape
+        assert np.mean((low > 0.5) == (high > 0.5)) > 0.95
+
+
 def test_multi_class_models_write_label_maps_and_overlays_with_a_legend(image_folder, tmp_path):
     folder = tmp_path / "model"
     id2label = {0: "background", 1: "interior", 2: "boundary"}

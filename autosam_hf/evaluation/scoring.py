@@ -29,7 +29,7 @@ from ..metrics import (
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor
 from ..model.image_processing_autosam import canvases_for_mode
 from ..postprocessing import ImagePrediction, model_predictions
-from ..runtime import inference_autocast
+from ..runtime import inference_autocast, model_inputs_for
 from .batches import evaluation_loader
 from .modes import GT_MASK_LOGIT, GT_PROMPT_MODES, check_modes, ground_truth_prompts, predict_logits
 from .predictions import PredictionWriter
@@ -163,7 +163,7 @@ def _logits_per_mode(
 ) -> dict[str, torch.Tensor]:
     """Mask logits (B, K, 4E, 4E) of every mode for one batch; SAM's image encoder runs once for all of them."""
     device = model.device
-    model_inputs = {name: batch[name].to(device) for name in processor.model_input_names if name in batch}
+    model_inputs = model_inputs_for(model, batch, processor.model_input_names)
     gt_modes = [mode for mode in modes if mode in GT_PROMPT_MODES]
     with inference_autocast(device, settings.autocast_dtype):
         uses_sam = any(mode != "surrogate" for mode in modes)

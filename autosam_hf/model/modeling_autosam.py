@@ -205,13 +205,14 @@ class AutoSamPromptGenerator(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if pixel_values.shape[-1] != self.input_size or pixel_values.shape[-2] != self.input_size:
+            # In float32: antialiased resizing has no bf16 kernel on CPU (a model loaded in bf16).
             pixel_values = F.interpolate(
-                pixel_values,
+                pixel_values.float(),
                 size=(self.input_size, self.input_size),
                 mode="bilinear",
                 align_corners=False,
                 antialias=True,
-            )
+            ).to(pixel_values.dtype)
         # The layout the weights were given for this CPU and mode (`use_cpu_memory_format`); GPUs: channels-last.
         memory_format = self.cpu_memory_format if pixel_values.device.type == "cpu" else torch.channels_last
         features4, features8, features16 = self.encoder(pixel_values.contiguous(memory_format=memory_format))

@@ -76,6 +76,16 @@ def test_image_embeddings_are_computed_once_per_batch(band_dataset):
     assert len(calls) == 1
 
 
+def test_every_mode_scores_a_bfloat16_model(band_dataset):
+    model, processor = make_tiny_model(), make_tiny_processor()
+    modes = ["autosam", "sam_mask_prompt", "sam_gt_point", "sam_gt_box", "sam_gt_mask", "surrogate"]
+    settings = EvaluationSettings(modes=modes, batch_size=2, progress=False)
+    full = evaluate_model(model, processor, band_dataset, settings)
+    reduced = evaluate_model(model.to(torch.bfloat16), processor, band_dataset, settings)
+    for mode in modes:
+        assert reduced[mode]["dice"] == pytest.approx(full[mode]["dice"], abs=0.1), mode
+
+
 def test_masks_are_logits_above_the_models_mask_threshold(band_dataset, monkeypatch):
     # The GT-mask oracle returns ±10 logits: a threshold above 10 leaves every prediction empty (Dice 0 against the
     # non-empty bands), one below -10 fills the image.
