@@ -3,6 +3,7 @@ SAM embedding cache of the training views."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import datasets
@@ -21,6 +22,11 @@ from ..data.embedding_cache import STORAGE_DTYPES
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor
 from .settings import TrainingSettings
 
+logger = logging.getLogger(__name__)
+
+# The names Hub datasets give their validation split, in the order they are looked for.
+HUB_VALIDATION_SPLITS = ("validation", "val", "valid")
+
 
 def load_train_val(settings: TrainingSettings) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Train and validation splits: the dataset's own validation split, else a seeded part of train. Test splits
@@ -33,23 +39,38 @@ def load_train_val(settings: TrainingSettings) -> tuple[datasets.Dataset, datase
             raise ValueError(f"--dataset_name: preset {preset.name!r} derives its classes from folders; give --data")
         hub = {"column_mapping": settings.column_mapping, "num_labels": classes.num_labels}
         train = load_hub_dataset(settings.dataset_name, split="train", **hub)
-        try:
-            val = load_hub_dataset(settings.dataset_name, split="validation", **hub)
-        except ValueError:
-            val = None
+        val_split = hub_validation_split(settings.dataset_name)
+        if val_split is not None:  # its data errors are the user's to see, not a reason to split train instead
+            val = load_hub_dataset(settings.dataset_name, split=val_split, **hub)
+            logger.info("validation: the %r split of %s", val_split, settings.dataset_name)
     else:
         if not Path(settings.data).is_dir():
             raise FileNotFoundError(f"--data {settings.data}: no such folder")
         train = load_preset_dataset(preset.name, "train", settings.data, classes=classes)
-        val = load_preset_dataset(preset.name, "val", settings.data, classes=classes) if preset.has_val_split else None
+        # A preset with a val folder in its own layout may be given another (PraNet's has none).
+        if preset.has_val_split and any((Path(settings.data) / name).is_dir() for name in preset.split_dirs["val"]):
+            val = load_preset_dataset(preset.name, "val", settings.data, classes=classes)
+            logger.info("validation: the val split of %s", settings.data)
     if val is None:
         split = train_val_split(train, val_fraction=settings.val_fraction, seed=settings.seed)
         train, val = split["train"], split["val"]
+        logger.info(
+            "validation: %d of the %d training images (--val_fraction %g)",
+            len(val),
+            len(split["train"]) + len(val),
+            settings.val_fraction,
+        )
     if settings.max_train_samples:
         train = train.select(range(min(settings.max_train_samples, len(train))))
     if settings.max_eval_samples:
         val = val.select(range(min(settings.max_eval_samples, len(val))))
     return train, val
+
+
+def hub_validation_split(name: str) -> str | None:
+    """The name of a Hub dataset's validation split, if it has one."""
+    splits = datasets.get_dataset_split_names(name)
+    return next((split for split in HUB_VALIDATION_SPLITS if split in splits), None)
 
 
 def build_model(settings: TrainingSettings) -> AutoSamForSegmentation:
