@@ -75,6 +75,13 @@ def build_parser() -> ArgumentParser:
         "original resolution (default: the preset's, 2).",
     )
     data.add_argument("--val_fraction", type=float, help="Part of train held out for validation when no val split.")
+    data.add_argument(
+        "--val_split_seed",
+        type=int,
+        default=42,
+        help="Seed of that held-out part, apart from --seed (keep it, and --val_fraction, when an --init_from run "
+        "continues a model: another split would validate on images g trained on).",
+    )
     data.add_argument("--max_train_samples", type=positive_int, help="Truncate train (quick runs).")
     data.add_argument("--max_eval_samples", type=positive_int, help="Truncate validation (quick runs).")
     data.add_argument(

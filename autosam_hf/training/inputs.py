@@ -52,7 +52,7 @@ def load_train_val(settings: TrainingSettings) -> tuple[datasets.Dataset, datase
             val = load_preset_dataset(preset.name, "val", settings.data, classes=classes)
             logger.info("validation: the val split of %s", settings.data)
     if val is None:
-        split = train_val_split(train, val_fraction=settings.val_fraction, seed=settings.seed)
+        split = train_val_split(train, val_fraction=settings.val_fraction, seed=settings.val_split_seed)
         train, val = split["train"], split["val"]
         logger.info(
             "validation: %d of the %d training images (--val_fraction %g)",

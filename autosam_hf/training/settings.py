@@ -103,6 +103,7 @@ class TrainingSettings:
     dataset_name: str | None
     column_mapping: dict | None
     val_fraction: float
+    val_split_seed: int  # the held-out part's seed, apart from --seed: every seed of a recipe validates alike
     max_train_samples: int | None
     max_eval_samples: int | None
     id2label: dict[int, str]  # the classes: 0 background, 1..K (binary: 1 foreground)
@@ -221,6 +222,7 @@ def resolve_settings(args: argparse.Namespace, mixed_precision: str) -> Training
         dataset_name=args.dataset_name,
         column_mapping=args.column_mapping,
         val_fraction=chosen("val_fraction", preset.val_fraction),
+        val_split_seed=args.val_split_seed,
         max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples,
         id2label=resolve_classes(args.class_names, preset),

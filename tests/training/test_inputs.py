@@ -71,3 +71,15 @@ def test_a_pranet_layout_without_a_val_folder_holds_out_part_of_train(shared_dat
     train, val = load_train_val(settings_for("--data", str(tmp_path), "--val_fraction", "0.2"))
     assert (len(train), len(val)) == (8, 2)
     assert not set(train["id"]) & set(val["id"])
+
+
+def test_the_held_out_part_follows_its_own_seed_not_the_training_seed(tmp_path, hub_cache):
+    """An --init_from run with another --seed must validate on the images the first run held out."""
+    repo = tmp_path / "repo"
+    write_parquet_split(repo, "train", 20)
+
+    def held_out(*flags: str) -> list[str]:
+        return load_train_val(settings_for("--dataset_name", str(repo), "--val_fraction", "0.25", *flags))[1]["id"]
+
+    assert held_out("--seed", "1") == held_out("--seed", "2")
+    assert held_out("--val_split_seed", "1") != held_out("--val_split_seed", "2")
