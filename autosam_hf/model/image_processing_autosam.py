@@ -101,21 +101,24 @@ _WIDE_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 def mask_array(mask: ImageLike, name: str = "mask") -> np.ndarray:
-    """A mask as its (H, W) array of stored values: PIL masks keep their indices (palette, 16-bit, bilevel as 0/1;
-    RGB is converted to grey), arrays and tensors are read through channel 0 when they have channels."""
+    """A mask as its (H, W) array of stored values: PIL masks keep their indices (palette, 16-bit, bilevel as 0/1);
+    colour masks, PIL or array alike, read as their brightest colour channel (a red or green annotation on black is
+    foreground, which grey conversion would make dark); one-channel arrays and tensors as that channel."""
     if isinstance(mask, PIL.Image.Image):
         if mask.mode == "1":
             return np.asarray(mask, dtype=np.uint8)
         # Palette masks keep their indices: converting them to grey would turn label 1 into its colour's grey.
         keep = mask.mode in _WIDE_INTEGER_MODES or mask.mode in ("L", "P")
-        mask = np.asarray(mask if keep else mask.convert("L"))
+        mask = np.asarray(mask if keep else mask.convert("RGB"))
     elif isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
     elif not isinstance(mask, np.ndarray):
         raise TypeError(f"{name}: unsupported type {type(mask).__name__}; expected a PIL image, numpy array or tensor")
     if mask.ndim == 3 and mask.shape[0] == 1:
         mask = mask[0]
-    if mask.ndim == 3 and mask.shape[-1] in (1, 3, 4):
+    if mask.ndim == 3 and mask.shape[-1] in (3, 4):
+        mask = mask[..., :3].max(axis=-1)  # alpha left out
+    if mask.ndim == 3 and mask.shape[-1] == 1:
         mask = mask[..., 0]
     if mask.ndim != 2:
         raise ValueError(f"{name}: expected a single-channel (H, W) mask, got shape {tuple(mask.shape)}")
@@ -127,7 +130,7 @@ def binarize_mask(mask: ImageLike, name: str = "mask", instance_labels: bool = F
 
     - bool and bilevel (PIL "1") masks as they are;
     - 16/32-bit integer masks (instance label maps such as MoNuSeg's) → > 0;
-    - 8-bit masks (grey, palette indices; PIL RGB converted to grey; array RGB read through channel 0) whose
+    - 8-bit masks (grey, palette indices; colour masks through their brightest channel, `mask_array`) whose
       maximum exceeds 1 → > 127 (0/255 masks, JPEG noise included); 8-bit 0/1 masks → > 0;
     - `instance_labels=True` (e.g. GlaS `*_anno.bmp`: 0 background, 1..N glands) → > 0 whatever the depth;
     - float masks → > 0.5.

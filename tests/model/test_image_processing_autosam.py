@@ -153,6 +153,19 @@ def test_binarize_mask_rules():
     np.testing.assert_array_equal(binarize_mask(PIL.Image.fromarray(np.array([[0, 255]], np.uint8))), [[0, 1]])
 
 
+@pytest.mark.parametrize("colour", [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)])
+def test_a_colour_mask_reads_the_same_as_a_pil_image_and_as_an_array(colour):
+    """Training decodes masks with PIL, a user may pass np.asarray(Image.open(path)): one rule for both."""
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[:, 1] = colour
+    expected = [[0, 1, 0]] * 2
+    np.testing.assert_array_equal(binarize_mask(PIL.Image.fromarray(rgb)), expected)
+    np.testing.assert_array_equal(binarize_mask(rgb), expected)
+    rgba = np.concatenate([rgb, np.full((2, 3, 1), 255, np.uint8)], axis=-1)  # opaque alpha is not foreground
+    np.testing.assert_array_equal(binarize_mask(PIL.Image.fromarray(rgba)), expected)
+    np.testing.assert_array_equal(binarize_mask(rgba), expected)
+
+
 def test_mask_size_mismatch_names_the_mask(tiny_processor, rgb):
     with pytest.raises(ValueError, match=r"segmentation_maps\[1\].*10x12.*images\[1\].*30x40"):
         tiny_processor([rgb, rgb], segmentation_maps=[np.zeros((30, 40), np.uint8), np.zeros((10, 12), np.uint8)])
