@@ -50,17 +50,18 @@ def instances_from_label_map(
         return seeds.astype(np.int32)
     foreground = (label_map == interior) | (label_map == boundary)
     pieces, _ = ndimage.label(foreground)
-    if num_seeds:
-        # Nearest seed pixel of every pixel; a boundary pixel takes that seed's id if both lie in the same piece.
-        rows, columns = ndimage.distance_transform_edt(seeds == 0, return_indices=True, return_distances=False)
-        nearest = seeds[rows, columns]
-        same_piece = pieces[rows, columns] == pieces
-        grown = np.where(foreground & same_piece, nearest, 0)
-    else:
-        grown = np.zeros_like(seeds)
-    # Pieces with no interior: instances of their own, numbered after the seeds.
-    unseeded = foreground & (grown == 0)
-    grown = np.where(unseeded, pieces + num_seeds, grown)
+    grown = np.zeros_like(seeds)
+    for piece, window in enumerate(ndimage.find_objects(pieces), start=1):
+        in_piece = pieces[window] == piece
+        piece_seeds = np.where(in_piece, seeds[window], 0)
+        if piece_seeds.any():
+            # The nearest seed pixel among this piece's own: a seed of a neighbouring piece may be nearer.
+            rows, columns = ndimage.distance_transform_edt(
+                piece_seeds == 0, return_indices=True, return_distances=False
+            )
+            grown[window][in_piece] = piece_seeds[rows, columns][in_piece]
+        else:  # no interior: an instance of its own, numbered after the seeds
+            grown[window][in_piece] = num_seeds + piece
     return _relabel_consecutive(grown)[0]
 
 

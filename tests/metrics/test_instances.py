@@ -77,6 +77,15 @@ def test_instances_from_a_label_map_grow_back_into_the_boundary():
     assert len({grown[1, 1], grown[1, 4], grown[1, 7]}) == 3 and count_instances(grown) == 3
 
 
+def test_a_boundary_pixel_nearer_another_pieces_interior_stays_with_its_own_piece():
+    # Piece 1: an interior column and a wide boundary; a background gap; piece 2: interior nearer to its right edge.
+    row = [1, 2, 2, 2, 2, 2, 2, 2, 2, 0, 1, 1, 1, 1]
+    grown = instances_from_label_map(np.array([row] * 5))
+    assert count_instances(grown) == 2
+    np.testing.assert_array_equal(grown[:, :9], np.full((5, 9), grown[0, 0]))
+    np.testing.assert_array_equal(grown[:, 10:], np.full((5, 4), grown[0, 10]))
+
+
 def test_instance_metrics_average_aji_and_count_errors_over_images():
     metrics = InstanceMetrics()
     first = metrics.update(instance_map(A), instance_map(A, B))  # one of two found
