@@ -35,7 +35,7 @@ from .data import AUGMENTATION_LEVELS, PRESETS
 from .data.embedding_cache import STORAGE_DTYPES
 from .model import CANVAS_RULES, CLASS_ACTIVATIONS
 from .runtime import resolve_device, resolve_mixed_precision
-from .training.checkpoints import find_checkpoint, validate_checkpoint
+from .training.checkpoints import check_layout, find_checkpoint, training_layout, validate_checkpoint
 from .training.inputs import build_caches, build_model, build_processor, load_train_val, run_processes
 from .training.outputs import results_summary, write_outputs
 from .training.settings import OPTIMIZERS, RECIPES, STAGE_MODE, STAGES, TrainingSettings, resolve_settings
@@ -274,8 +274,12 @@ def train(settings: TrainingSettings) -> dict | None:
     processor = build_processor(settings, model)
     if "surrogate" in settings.stages and model.surrogate_decoder is None:
         raise ValueError("--stage surrogate needs a model with a surrogate decoder")
-    for checkpoint in filter(None, checkpoints):  # an unusable one fails now, before the embedding cache is built
-        validate_checkpoint(checkpoint, model)
+    # An unusable checkpoint fails now, before the embedding cache is built.
+    num_processes = run_processes(settings).num_processes if any(checkpoints) else 1
+    for stage, checkpoint in zip(settings.stages, checkpoints, strict=True):
+        if checkpoint is not None:
+            validate_checkpoint(checkpoint, model)
+            check_layout(checkpoint, training_layout(settings, stage, len(train_dataset), num_processes))
     output_dir = Path(settings.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if settings.resume_from_checkpoint is None:

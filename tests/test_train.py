@@ -317,6 +317,11 @@ def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_d
     resume = ["--resume_from_checkpoint", str(checkpoint)]
     other_stage = quick_args(tiny_sam_dir, shared_data_dir, tmp_path / "second", "--stage", "surrogate", *resume)
     assert "not a checkpoint of --stage surrogate" in bad_input_error(capsys, other_stage)
+    # A checkpoint of a run laid out otherwise (batch, processes, data, seed, augmentation) would resume at the wrong
+    # epoch and offset with its schedule elsewhere: refused, the flag named.
+    other_batch = quick_args(tiny_sam_dir, shared_data_dir, first, "--stage", "all", *resume)
+    other_batch += ["--per_device_train_batch_size", "3"]
+    assert "batch_size 2 then, 3 now (--per_device_train_batch_size" in bad_input_error(capsys, other_batch)
     bigger_sam = tmp_path / "bigger_sam"
     config = make_tiny_sam_config()
     config.prompt_encoder_config.hidden_size = config.mask_decoder_config.hidden_size = 64

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file
 
 from ..model import AutoSamForSegmentation
+
+if TYPE_CHECKING:
+    from .settings import TrainingSettings
 
 TRAINABLE_FILE = "trainable.safetensors"
 PROGRESS_FILE = "progress.json"
@@ -64,6 +68,44 @@ def find_checkpoint(checkpoints_dir: Path, resume_from: str | None, stage: str) 
         return path if read_progress(path).get("stage") == stage else None
     candidates = [p for p in checkpoints_dir.glob("checkpoint_*") if (p / PROGRESS_FILE).is_file()]
     return max(candidates, key=checkpoint_number, default=None)
+
+
+# What decides which batches a stage sees and how its schedule is laid out: a resumed run must share them, or it
+# starts at the wrong epoch and offset with the schedule at another point (`training_layout`).
+LAYOUT_FLAGS = {
+    "num_processes": "accelerate launch --num_processes",
+    "batch_size": "--per_device_train_batch_size / --surrogate_batch_size",
+    "gradient_accumulation_steps": "--gradient_accumulation_steps",
+    "train_examples": "--data / --dataset_name / --max_train_samples / --val_fraction / --val_split_seed",
+    "seed": "--seed",
+    "augmentation": "--augmentation",
+    "num_views": "--num_views",
+}
+
+
+def training_layout(settings: TrainingSettings, stage: str, train_examples: int, num_processes: int) -> dict:
+    """A stage's `LAYOUT_FLAGS` values, recorded in every checkpoint's progress."""
+    return {
+        "num_processes": num_processes,
+        "batch_size": settings.batch_size_for(stage),
+        "gradient_accumulation_steps": settings.gradient_accumulation_steps,
+        "train_examples": train_examples,
+        "seed": settings.seed,
+        "augmentation": settings.augmentation,
+        "num_views": settings.num_views,
+    }
+
+
+def check_layout(path: Path, layout: dict) -> None:
+    """Refuse to resume a checkpoint written with another `training_layout` (checkpoints from before it was
+    recorded pass)."""
+    saved = read_progress(path).get("layout")
+    if saved is None:
+        return
+    changed = [key for key in LAYOUT_FLAGS if saved.get(key) != layout[key]]
+    if changed:
+        details = "; ".join(f"{key} {saved.get(key)} then, {layout[key]} now ({LAYOUT_FLAGS[key]})" for key in changed)
+        raise ValueError(f"--resume_from_checkpoint {path} was written by a run laid out differently: {details}")
 
 
 def validate_checkpoint(path: Path, model: AutoSamForSegmentation) -> dict:

@@ -41,6 +41,7 @@ from .checkpoints import (
     find_checkpoint,
     load_trainable_state_dict,
     trainable_state_dict,
+    training_layout,
     validate_checkpoint,
 )
 from .settings import STAGE_MODE, TrainingSettings
@@ -159,7 +160,8 @@ class StageTrainer:
             self.accelerator.prepare(model, optimizer, train_loader, val_loader, scheduler)
         )
         self._register_checkpoint_hooks()
-        self.progress = {"stage": stage, "completed_steps": 0, "best": None, "history": []}
+        layout = training_layout(settings, stage, len(train_dataset), processes)
+        self.progress = {"stage": stage, "completed_steps": 0, "best": None, "history": [], "layout": layout}
 
     # ------------------------------------------------------------------------------------------------ setup
     def _build_loaders(self, train_dataset, caches) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
