@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import torch
 from tqdm.auto import tqdm
 
@@ -149,11 +150,13 @@ class InputImage:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB. Raises ValueError naming the file when it cannot be decoded."""
+    """An image file as (H, W, 3) uint8 RGB, turned upright by its EXIF orientation as viewers (and the transformers
+    pipeline's `load_image`) show it; its mask is written at that size. Raises ValueError naming the file when it
+    cannot be decoded."""
     try:
         with PIL.Image.open(path) as image:
             image.load()
-            return to_rgb_uint8(image, name=str(path))
+            return to_rgb_uint8(PIL.ImageOps.exif_transpose(image), name=str(path))
     except (OSError, ValueError, TypeError, PIL.Image.DecompressionBombError) as error:
         raise ValueError(f"Cannot read image {path}: {error}") from error
 

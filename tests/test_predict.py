@@ -20,6 +20,7 @@ from autosam_hf.predict import (
     natural_sort_key,
     open_input,
     predict_images,
+    read_image,
 )
 
 SIZES = [(30, 40), (17, 23), (40, 26)]  # (height, width)
@@ -152,6 +153,17 @@ def test_fast_runs_the_surrogate_decoder_without_sam(model_dir, loaded, image_fo
     monkeypatch.undo()
     (expected,) = reference_masks(loaded, [read_png(image_folder / "a.png")], mode="surrogate")
     np.testing.assert_array_equal(read_png(out / "masks" / "a.png") == 255, expected)
+
+
+def test_an_image_is_read_upright_by_its_exif_orientation_as_the_pipeline_reads_it(tmp_path):
+    from transformers.image_utils import load_image
+
+    path = tmp_path / "rotated.jpg"
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers rotate it 90° clockwise
+    PIL.Image.fromarray(random_images()[0]).save(path, exif=exif)  # stored 30 x 40 (H x W)
+    assert read_image(path).shape == (40, 30, 3)
+    np.testing.assert_array_equal(read_image(path), np.asarray(load_image(str(path))))
 
 
 def test_frame_folder_is_read_in_natural_order(model_dir, tmp_path):
