@@ -77,6 +77,7 @@ class OnnxRuntimeAutoSam:
         except (OSError, ValueError) as error:
             raise ValueError(f"{self.folder} has no readable config.json: {error}") from error
         self.device = torch.device("cpu")  # inputs are handed over as CPU arrays whatever the provider
+        self.dtype = torch.float32  # the graphs' inputs (`autosam_hf.runtime.model_inputs_for` casts to it)
         self.providers = providers or [CPU_PROVIDER]
         self.num_threads = num_threads or torch.get_num_threads()
         self._sessions: dict[str, Any] = {}
