@@ -279,20 +279,21 @@ def train(settings: TrainingSettings) -> dict | None:
     for stage, checkpoint in zip(settings.stages, checkpoints, strict=True):
         if checkpoint is not None:
             validate_checkpoint(checkpoint, model)
-            check_layout(checkpoint, training_layout(settings, stage, len(train_dataset), num_processes))
+            check_layout(checkpoint, training_layout(settings, stage, train_dataset["id"], num_processes))
     output_dir = Path(settings.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if settings.resume_from_checkpoint is None:
         clear_previous_run(settings)
 
     best, cache_seconds = {}, None
-    for stage in settings.stages:
+    for stage, checkpoint in zip(settings.stages, checkpoints, strict=True):
         caches = (None, None)
         if STAGE_MODE[stage] == "autosam" and settings.use_cache:
             started = time.monotonic()
             caches = build_caches(settings, model, processor, train_dataset, val_dataset)
             cache_seconds = time.monotonic() - started
-        result = StageTrainer(stage, settings, model, processor, train_dataset, val_dataset, caches).run()
+        trainer = StageTrainer(stage, settings, model, processor, train_dataset, val_dataset, caches, checkpoint)
+        result = trainer.run()
         if result.interrupted:
             return None
         best[stage] = result.best

@@ -21,7 +21,7 @@ from autosam_hf.evaluation import main as evaluate_main
 from autosam_hf.hub import publish
 from autosam_hf.predict import main as predict_main
 from autosam_hf.train import main
-from autosam_hf.training.checkpoints import find_checkpoint, read_progress
+from autosam_hf.training.checkpoints import checkpoints_after, find_checkpoint, read_progress
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +166,26 @@ def test_resume_from_an_earlier_checkpoint_replaces_the_later_ones(tiny_sam_dir,
     assert [r["step"] for r in resumed] == [r["step"] for r in uninterrupted]
     assert [r.get("loss") for r in resumed] == pytest.approx([r.get("loss") for r in uninterrupted], abs=1e-6)
     assert sorted(read_progress(path)["completed_steps"] for path in checkpoints.iterdir()) == [2, 3, 4]
+
+
+def test_a_stage_that_starts_over_on_resume_replaces_its_old_checkpoints(tiny_sam_dir, shared_data_dir, tmp_path):
+    """Resuming the prompt stage from its first step retrains g, so the surrogate stage starts over: its checkpoints
+    from h on the old g go (they would have stopped its first save, and `latest` could find them later). The
+    prompt stage's saves prune the named checkpoint away before the surrogate stage starts, which must not matter."""
+    output_dir = tmp_path / "run"
+    flags = ["--stage", "all", "--max_train_steps", "3", "--checkpointing_steps", "1", "--num_overlays", "0"]
+    args = quick_args(tiny_sam_dir, shared_data_dir, output_dir, *flags)
+    main([*args, "--checkpoints_total_limit", "3"])
+    state = output_dir / "training_state"
+    main([*args, "--resume_from_checkpoint", str(state / "prompt" / "checkpoints" / "checkpoint_0")])
+    assert not (state / "prompt" / "checkpoints" / "checkpoint_0").exists()
+    surrogate = state / "surrogate" / "checkpoints"
+    assert sorted(read_progress(path)["completed_steps"] for path in surrogate.iterdir()) == [2, 3]
+    steps = [(r["stage"], r["step"]) for r in logged(output_dir) if "loss" in r]
+    assert steps == [("prompt", step) for step in (1, 2, 3)] + [("surrogate", step) for step in (1, 2, 3)]
+    # A user's copy beside the checkpoints is not one of them.
+    (surrogate / "checkpoint_2 copy").mkdir()
+    assert [path.name for path in checkpoints_after(surrogate, -1)] == ["checkpoint_1", "checkpoint_2"]
 
 
 def test_a_fresh_run_into_a_used_output_dir_leaves_no_old_checkpoint(tiny_sam_dir, shared_data_dir, tmp_path):

@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,9 +52,14 @@ def checkpoint_number(checkpoint: Path) -> int:
     return int(checkpoint.name.split("_")[-1])
 
 
+def numbered_checkpoints(checkpoints_dir: Path) -> list[Path]:
+    """accelerate's `checkpoint_<n>` folders, complete or not (a copy such as `checkpoint_3 copy` is not one)."""
+    return [p for p in checkpoints_dir.glob("checkpoint_*") if re.fullmatch(r"checkpoint_\d+", p.name)]
+
+
 def checkpoints_after(checkpoints_dir: Path, number: int) -> list[Path]:
     """The checkpoint folders numbered above `number`, complete or not."""
-    return sorted(p for p in checkpoints_dir.glob("checkpoint_*") if checkpoint_number(p) > number)
+    return sorted(p for p in numbered_checkpoints(checkpoints_dir) if checkpoint_number(p) > number)
 
 
 def find_checkpoint(checkpoints_dir: Path, resume_from: str | None, stage: str) -> Path | None:
@@ -66,7 +74,7 @@ def find_checkpoint(checkpoints_dir: Path, resume_from: str | None, stage: str) 
                 f"--resume_from_checkpoint {path}: not a checkpoint folder of this script (no {PROGRESS_FILE})"
             )
         return path if read_progress(path).get("stage") == stage else None
-    candidates = [p for p in checkpoints_dir.glob("checkpoint_*") if (p / PROGRESS_FILE).is_file()]
+    candidates = [p for p in numbered_checkpoints(checkpoints_dir) if (p / PROGRESS_FILE).is_file()]
     return max(candidates, key=checkpoint_number, default=None)
 
 
@@ -77,19 +85,22 @@ LAYOUT_FLAGS = {
     "batch_size": "--per_device_train_batch_size / --surrogate_batch_size",
     "gradient_accumulation_steps": "--gradient_accumulation_steps",
     "train_examples": "--data / --dataset_name / --max_train_samples / --val_fraction / --val_split_seed",
+    "train_ids_sha256": "--data / --dataset_name / --max_train_samples / --val_fraction / --val_split_seed",
     "seed": "--seed",
     "augmentation": "--augmentation",
     "num_views": "--num_views",
 }
 
 
-def training_layout(settings: TrainingSettings, stage: str, train_examples: int, num_processes: int) -> dict:
-    """A stage's `LAYOUT_FLAGS` values, recorded in every checkpoint's progress."""
+def training_layout(settings: TrainingSettings, stage: str, train_ids: Sequence[str], num_processes: int) -> dict:
+    """A stage's `LAYOUT_FLAGS` values, recorded in every checkpoint's progress (`train_ids`: the training rows' ids,
+    in order)."""
     return {
         "num_processes": num_processes,
         "batch_size": settings.batch_size_for(stage),
         "gradient_accumulation_steps": settings.gradient_accumulation_steps,
-        "train_examples": train_examples,
+        "train_examples": len(train_ids),
+        "train_ids_sha256": hashlib.sha256("\n".join(map(str, train_ids)).encode()).hexdigest()[:16],
         "seed": settings.seed,
         "augmentation": settings.augmentation,
         "num_views": settings.num_views,
@@ -102,7 +113,7 @@ def check_layout(path: Path, layout: dict) -> None:
     saved = read_progress(path).get("layout")
     if saved is None:
         return
-    changed = [key for key in LAYOUT_FLAGS if saved.get(key) != layout[key]]
+    changed = [key for key in LAYOUT_FLAGS if key in saved and saved[key] != layout[key]]  # keys added later pass
     if changed:
         details = "; ".join(f"{key} {saved.get(key)} then, {layout[key]} now ({LAYOUT_FLAGS[key]})" for key in changed)
         raise ValueError(f"--resume_from_checkpoint {path} was written by a run laid out differently: {details}")

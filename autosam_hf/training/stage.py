@@ -38,7 +38,6 @@ from .checkpoints import (
     TRAINABLE_FILE,
     checkpoint_number,
     checkpoints_after,
-    find_checkpoint,
     load_trainable_state_dict,
     trainable_state_dict,
     training_layout,
@@ -112,8 +111,12 @@ class StageTrainer:
         train_dataset: datasets.Dataset,
         val_dataset: datasets.Dataset,
         caches: tuple[EmbeddingCache | None, EmbeddingCache | None],
+        checkpoint: Path | None = None,
     ):
+        """`checkpoint`: the one to resume from, found before any stage ran (`train.resume_checkpoints`): a stage
+        before this one may since have pruned an explicitly named one away."""
         self.stage, self.settings, self.model, self.processor = stage, settings, model, processor
+        self.checkpoint = checkpoint
         self.mode = STAGE_MODE[stage]
         self.val_dataset = val_dataset
         self.state_dir = settings.state_dir(stage)
@@ -160,7 +163,7 @@ class StageTrainer:
             self.accelerator.prepare(model, optimizer, train_loader, val_loader, scheduler)
         )
         self._register_checkpoint_hooks()
-        layout = training_layout(settings, stage, len(train_dataset), processes)
+        layout = training_layout(settings, stage, train_dataset["id"], processes)
         self.progress = {"stage": stage, "completed_steps": 0, "best": None, "history": [], "layout": layout}
 
     # ------------------------------------------------------------------------------------------------ setup
@@ -209,25 +212,31 @@ class StageTrainer:
 
     # ------------------------------------------------------------------------------------------------ resume
     def resume(self) -> None:
-        """Continue from the checkpoint `--resume_from_checkpoint` names, if it belongs to this stage."""
-        checkpoint = find_checkpoint(self.state_dir / "checkpoints", self.settings.resume_from_checkpoint, self.stage)
+        """Continue from this stage's checkpoint, if `--resume_from_checkpoint` found one."""
+        checkpoint = self.checkpoint
         if checkpoint is None:
-            if self.settings.resume_from_checkpoint is not None:  # this stage starts over: its old lines go
+            if self.settings.resume_from_checkpoint is not None:  # this stage starts over: its old state goes
+                self._remove_checkpoints_after(-1)
                 self.log.rewind(self.stage, self.progress)
             return
-        self.progress = validate_checkpoint(checkpoint, self.model)
+        layout = self.progress["layout"]
+        self.progress = {**validate_checkpoint(checkpoint, self.model), "layout": layout}
         self.accelerator.load_state(str(checkpoint))
         # Continue the automatic checkpoint numbering after the loaded one. Later checkpoints of this stage belong
         # to the run being replaced (or were cut short): they go, or the next save would collide with them.
         number = checkpoint_number(checkpoint)
-        if self.accelerator.is_main_process:
-            for later in checkpoints_after(self.state_dir / "checkpoints", number):
-                logger.info("resuming from %s: removing the later %s", checkpoint, later)
-                shutil.rmtree(later)
-        self.accelerator.wait_for_everyone()
+        self._remove_checkpoints_after(number)
         self.accelerator.project_configuration.iteration = number + 1
         self.log.rewind(self.stage, self.progress)
         self.accelerator.print(f"[{self.stage}] resumed from {checkpoint} at step {self.progress['completed_steps']}")
+
+    def _remove_checkpoints_after(self, number: int) -> None:
+        """Remove this stage's checkpoints numbered above `number` (all of them for -1), on the main process."""
+        if self.accelerator.is_main_process:
+            for later in checkpoints_after(self.state_dir / "checkpoints", number):
+                logger.info("[%s] removing %s, of the run this one replaces", self.stage, later)
+                shutil.rmtree(later)
+        self.accelerator.wait_for_everyone()
 
     def _validate_the_epoch_the_checkpoint_ended(self) -> None:
         """A checkpoint taken on an epoch's last step (`--checkpointing_steps N`, `--stop_after_steps`) precedes that
