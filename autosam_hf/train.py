@@ -78,9 +78,8 @@ def build_parser() -> ArgumentParser:
     data.add_argument(
         "--val_split_seed",
         type=int,
-        default=42,
-        help="Seed of that held-out part, apart from --seed (keep it, and --val_fraction, when an --init_from run "
-        "continues a model: another split would validate on images g trained on).",
+        help="Seed of that held-out part, apart from --seed (default 42; with --init_from, the split its run used, "
+        "so that validation never holds images g trained on).",
     )
     data.add_argument("--max_train_samples", type=positive_int, help="Truncate train (quick runs).")
     data.add_argument("--max_eval_samples", type=positive_int, help="Truncate validation (quick runs).")

@@ -51,6 +51,9 @@ def load_train_val(settings: TrainingSettings) -> tuple[datasets.Dataset, datase
         if preset.has_val_split and any((Path(settings.data) / name).is_dir() for name in preset.split_dirs["val"]):
             val = load_preset_dataset(preset.name, "val", settings.data, classes=classes)
             logger.info("validation: the val split of %s", settings.data)
+        elif preset.has_val_split:
+            folders = ", ".join(preset.split_dirs["val"])
+            logger.warning("no val folder (%s) under %s: holding out part of train instead", folders, settings.data)
     if val is None:
         split = train_val_split(train, val_fraction=settings.val_fraction, seed=settings.val_split_seed)
         train, val = split["train"], split["val"]

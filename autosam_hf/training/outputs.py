@@ -22,6 +22,7 @@ from ..atomic_write import write_atomically
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor, mask_to_labels
 from ..model.image_processing_autosam import canvases_for_mode
 from ..postprocessing import model_predictions
+from ..runtime import model_inputs_for
 from ..visualization import plot_training_curves, save_overlay_grid
 from .settings import STAGE_MODE, TrainingSettings
 
@@ -56,8 +57,7 @@ def draw_overlays(
     model.eval()
     with torch.no_grad():
         inputs = processor(images=images, canvases=canvases_for_mode(mode), return_tensors="pt")
-        inputs = {key: value.to(model.device) for key, value in inputs.items() if key.endswith("pixel_values")}
-        logits = model(**inputs, mode=mode).logits
+        logits = model(**model_inputs_for(model, inputs, processor.model_input_names), mode=mode).logits
     sizes = [image.size[::-1] for image in images]
     predictions = model_predictions(model, processor, logits, sizes)
     targets = [mask_to_labels(row["mask"], model.config.num_labels) for row in rows]

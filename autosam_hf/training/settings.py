@@ -199,10 +199,29 @@ def resolve_classes(class_names: list[str] | None, preset: DatasetPreset) -> dic
     return dict(preset.id2label) if preset.id2label is not None else dict(BINARY_ID2LABEL)
 
 
+DEFAULT_VAL_SPLIT_SEED = 42
+
+
+def recorded_validation_split(init_from: str | None) -> dict:
+    """How the `--init_from` model's run held out its validation images (`val_fraction`, `val_split_seed`), from
+    its `training_settings.json` when it is a local folder that has one; runs from before `--val_split_seed` split
+    with their `--seed`. An `--init_from` run continuing that model validates on the same images by default."""
+    path = Path(init_from) / "training_settings.json" if init_from else None
+    if path is None or not path.is_file():
+        return {}
+    recorded = json.loads(path.read_text())
+    return {
+        "val_fraction": recorded.get("val_fraction"),
+        "val_split_seed": recorded.get("val_split_seed", recorded.get("seed")),
+    }
+
+
 def resolve_settings(args: argparse.Namespace, mixed_precision: str) -> TrainingSettings:
-    """Preset facts, then the recipe, then every flag that was given (None = not given)."""
+    """Preset facts, then the recipe (or the `--init_from` model's validation split), then every flag that was
+    given (None = not given)."""
     preset = get_preset(args.preset)
     recipe = RECIPES[args.recipe]
+    recorded_split = recorded_validation_split(args.init_from)
 
     def chosen(flag: str, default):
         value = getattr(args, flag)
@@ -221,8 +240,8 @@ def resolve_settings(args: argparse.Namespace, mixed_precision: str) -> Training
         data=args.data,
         dataset_name=args.dataset_name,
         column_mapping=args.column_mapping,
-        val_fraction=chosen("val_fraction", preset.val_fraction),
-        val_split_seed=args.val_split_seed,
+        val_fraction=chosen("val_fraction", recorded_split.get("val_fraction") or preset.val_fraction),
+        val_split_seed=chosen("val_split_seed", recorded_split.get("val_split_seed") or DEFAULT_VAL_SPLIT_SEED),
         max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples,
         id2label=resolve_classes(args.class_names, preset),

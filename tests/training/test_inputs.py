@@ -38,10 +38,11 @@ def hub_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
 
 
-def test_a_hub_datasets_validation_split_is_used(tmp_path, hub_cache):
+@pytest.mark.parametrize("name", ["validation", "val", "valid"])
+def test_a_hub_datasets_validation_split_is_used(tmp_path, hub_cache, name):
     repo = tmp_path / "repo"
     write_parquet_split(repo, "train", 6)
-    write_parquet_split(repo, "validation", 3)
+    write_parquet_split(repo, name, 3)
     train, val = load_train_val(settings_for("--dataset_name", str(repo)))
     assert (len(train), len(val)) == (6, 3)
 

@@ -1,6 +1,7 @@
 """autosam_hf.training.settings: recipes, and how preset, recipe and flags resolve into one run's settings."""
 
 import dataclasses
+import json
 
 import pytest
 
@@ -100,3 +101,22 @@ def test_an_unknown_canvas_rule_is_refused_naming_the_flag(capsys):
     with pytest.raises(SystemExit):
         resolve("--canvas_rule", "crop")
     assert "--canvas_rule" in capsys.readouterr().err
+
+
+def test_an_init_from_run_holds_out_the_validation_images_its_model_held_out(tmp_path):
+    """Otherwise h would be chosen, and its Dice reported, on images g was trained on."""
+    new_model, old_model = tmp_path / "new", tmp_path / "old"
+    for folder, recorded in (
+        (new_model, {"seed": 1, "val_split_seed": 5, "val_fraction": 0.2}),
+        (old_model, {"seed": 7}),
+    ):
+        folder.mkdir()
+        (folder / "training_settings.json").write_text(json.dumps(recorded))
+    continued = resolve("--stage", "surrogate", "--init_from", str(new_model), "--seed", "3")
+    assert (continued.val_split_seed, continued.val_fraction) == (5, 0.2)
+    # A model trained before --val_split_seed split with its --seed.
+    before = resolve("--stage", "surrogate", "--init_from", str(old_model))
+    assert (before.val_split_seed, before.val_fraction) == (7, 0.1)
+    chosen = resolve("--init_from", str(new_model), "--val_split_seed", "9", "--val_fraction", "0.3")
+    assert (chosen.val_split_seed, chosen.val_fraction) == (9, 0.3)
+    assert resolve().val_split_seed == 42
