@@ -108,6 +108,13 @@ def build_processor(settings: TrainingSettings, model: AutoSamForSegmentation) -
     return AutoSamImageProcessor.from_model_config(model.config, canvases=canvases)
 
 
+def training_augmentation(settings: TrainingSettings) -> JointAugmentation:
+    """The run's augmentation (its preset's settings at `--augmentation`'s level), seeded: the training views and
+    the embedding cache draw the same view of each (image, index, view)."""
+    reference = get_preset(settings.preset).augmentation
+    return JointAugmentation(augmentation_for_level(reference, settings.augmentation), seed=settings.seed)
+
+
 def run_processes(settings: TrainingSettings) -> Accelerator:
     """The run's processes. Built as an Accelerator because only that reads `accelerate launch`'s CPU setting: a bare
     `PartialState()` made first under ACCELERATE_USE_CPU=1 sees one process in each, and its barriers wait for none."""
@@ -127,8 +134,7 @@ def build_caches(
     model.to(accelerator.device)
     # Embeddings computed in reduced precision differ from fp32 ones: keep them apart.
     cache_dir = Path(settings.cache_dir) / f"precision-{accelerator.mixed_precision}"
-    reference = get_preset(settings.preset).augmentation
-    augmentation = JointAugmentation(augmentation_for_level(reference, settings.augmentation), seed=settings.seed)
+    augmentation = training_augmentation(settings)
     storage_dtype = STORAGE_DTYPES[settings.cache_dtype]
     with accelerator.autocast():
         train_cache = EmbeddingCache.build(

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ..atomic_write import write_atomically
-from ..data import EmbeddingCache, JointAugmentation, augmentation_for_level, get_preset
+from ..data import EmbeddingCache
 from ..data.torch_dataset import AutoSamViewDataset, training_loader
 from ..metrics import class_metric_key, class_names_of, per_class_dice_iou
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor, mask_to_labels
@@ -43,6 +43,7 @@ from .checkpoints import (
     training_layout,
     validate_checkpoint,
 )
+from .inputs import training_augmentation
 from .settings import STAGE_MODE, TrainingSettings
 
 logger = logging.getLogger(__name__)
@@ -173,8 +174,7 @@ class StageTrainer:
         Only the canvases the stage reads are built: g's prompt canvas always, SAM's only when its encoder runs
         (a SAM stage without cache), never the 1024² canvas when embeddings come from the cache."""
         settings = self.settings
-        reference = get_preset(settings.preset).augmentation
-        augmentation = JointAugmentation(augmentation_for_level(reference, settings.augmentation), seed=settings.seed)
+        augmentation = training_augmentation(settings)
         train_cache, val_cache = caches if self.mode == "autosam" else (None, None)
 
         def canvases(cache) -> tuple[str, ...]:
