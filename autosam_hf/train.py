@@ -161,6 +161,12 @@ def build_parser() -> ArgumentParser:
     )
     training.add_argument("--warmup_ratio", type=float, help="Warm-up as a share of each stage's steps (recipe's).")
     training.add_argument("--num_warmup_steps", type=int, help="Warm-up steps (overrides --warmup_ratio).")
+    training.add_argument(
+        "--ema_decay",
+        type=float,
+        help="Validate and keep an exponential moving average of the trained weights with this decay (e.g. 0.999; "
+        "warmed up: min(decay, (1 + n) / (10 + n)) after n steps). 0 turns it off. Default: recipe's (none).",
+    )
     training.add_argument("--per_device_train_batch_size", type=positive_int, help="Default: recipe's.")
     training.add_argument(
         "--surrogate_batch_size", type=positive_int, help="Batch of the surrogate stage. Default: recipe's."
@@ -206,6 +212,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         for flag in ("prompt_input_size", "backbone_weights"):
             if getattr(args, flag) is not None:
                 raise ValueError(f"--{flag} does not apply with --init_from (its model keeps its own)")
+    if args.ema_decay is not None and not 0.0 <= args.ema_decay < 1.0:
+        raise ValueError(f"--ema_decay must be in [0, 1) (0: no average), got {args.ema_decay}")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id")
     if (args.data is None) == (args.dataset_name is None):

@@ -98,6 +98,8 @@ VARIANTS: dict[str, list[str]] = {
     "default+light": ["--augmentation", "light"],
     "default+reference": ["--augmentation", "reference"],
     "default+lr1e-3": ["--learning_rate", "1e-3"],  # a higher peak for the cosine schedule
+    # The trained weights' exponential moving average validated and kept (its log also scores the weights themselves).
+    "default+ema": ["--ema_decay", "0.999"],
     "default+adamw-cosine": [
         "--optimizer",
         "adamw",
@@ -206,6 +208,8 @@ def summarize_log(log: list[dict]) -> dict:
                 "train_loss": float(np.mean(losses)) if losses else None,
                 "val_dice": r["val_dice"],
                 "val_iou": r["val_iou"],
+                # --ema_decay: the trained weights' own scores beside the average's
+                **{key: r[key] for key in ("unaveraged_val_dice", "unaveraged_val_iou") if key in r},
             }
         )
         previous = r["step"]

@@ -14,6 +14,7 @@ import torch
 from conftest import free_port, make_tiny_sam_config, run_command
 from hub.workspace import record_hub_calls
 from huggingface_hub import ModelCard
+from safetensors.torch import load_file
 from transformers import SamModel
 
 from autosam_hf import AutoSamForSegmentation
@@ -117,6 +118,42 @@ def test_resume_continues_with_the_same_losses(tiny_sam_dir, shared_data_dir, tm
     checkpoint = max((resumed / "training_state" / "prompt" / "checkpoints").iterdir())
     names = {p.name for p in checkpoint.iterdir()}
     assert "trainable.safetensors" in names and "model.safetensors" not in names
+
+
+def trained_weights(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """g's and h's tensors in a safetensors file, keys without `prefix`."""
+    return {k.removeprefix(prefix): v for k, v in load_file(path).items() if k.startswith(prefix) and "sam." not in k}
+
+
+def test_the_weight_average_is_validated_kept_and_resumed(tiny_sam_dir, shared_data_dir, tmp_path):
+    """--ema_decay: each validation scores the average (and logs the trained weights' own scores), the saved model is
+    the best epoch's average, and a resumed run carries the average on exactly as an uninterrupted one."""
+    args = ["--stage", "standalone", "--max_train_steps", "6", "--ema_decay", "0.5", "--num_overlays", "0"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    main(quick_args(tiny_sam_dir, shared_data_dir, straight, *args))
+    validations = [r for r in logged(straight) if "val_dice" in r]
+    assert [r["step"] for r in validations] == [3, 6]
+    assert all({"unaveraged_val_dice", "unaveraged_val_iou"} <= r.keys() for r in validations)
+
+    # Epoch checkpoints (steps 3 and 6) hold the average beside the trained weights; the model is the best epoch's
+    # average, not its trained weights.
+    best_epoch = max(validations, key=lambda r: r["val_dice"])["epoch"]
+    checkpoint = straight / "training_state" / "standalone" / "checkpoints" / f"checkpoint_{best_epoch}"
+    average = trained_weights(checkpoint / "ema.safetensors", prefix="module.")
+    saved = trained_weights(straight / "model.safetensors")
+    assert average.keys() == saved.keys()
+    for key, value in average.items():
+        assert torch.equal(saved[key], value), key
+    raw = trained_weights(checkpoint / "trainable.safetensors")
+    assert not torch.equal(raw["surrogate_decoder.layers.6.weight"], saved["surrogate_decoder.layers.6.weight"])
+
+    main(quick_args(tiny_sam_dir, shared_data_dir, resumed, *args, "--stop_after_steps", "4"))
+    main(quick_args(tiny_sam_dir, shared_data_dir, resumed, *args, "--resume_from_checkpoint", "latest"))
+    for before, after in zip(validations, [r for r in logged(resumed) if "val_dice" in r], strict=True):
+        for key in ("val_dice", "unaveraged_val_dice"):
+            assert after[key] == pytest.approx(before[key], abs=1e-6), key
+    for key, value in trained_weights(resumed / "model.safetensors").items():
+        torch.testing.assert_close(value, saved[key], rtol=1e-5, atol=1e-6)
 
 
 def without_times(records: list[dict]) -> list[dict]:
@@ -279,6 +316,7 @@ def bad_input_error(capsys, argv: list[str]) -> str:
         ("gradient_accumulation_steps", "0", "--gradient_accumulation_steps/--gradient-accumulation-steps: must be"),
         ("stage", "surrogate", "--stage surrogate trains h on a trained g: give --init_from"),
         ("num_views", "0", "argument --num_views/--num-views: must be >= 1, got 0"),
+        ("ema_decay", "1", "--ema_decay must be in [0, 1) (0: no average), got 1.0"),
     ],
 )
 def test_bad_arguments_fail_before_training(tiny_sam_dir, shared_data_dir, tmp_path, capsys, flag, value, message):
@@ -342,6 +380,9 @@ def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_d
     other_batch = quick_args(tiny_sam_dir, shared_data_dir, first, "--stage", "all", *resume)
     other_batch += ["--per_device_train_batch_size", "3"]
     assert "batch_size 2 then, 3 now (--per_device_train_batch_size" in bad_input_error(capsys, other_batch)
+    # A weight average switched on mid-run would start from the checkpoint's weights as if they were step 0's.
+    averaged = quick_args(tiny_sam_dir, shared_data_dir, first, "--stage", "all", *resume, "--ema_decay", "0.9")
+    assert "ema_decay None then, 0.9 now (--ema_decay)" in bad_input_error(capsys, averaged)
     bigger_sam = tmp_path / "bigger_sam"
     config = make_tiny_sam_config()
     config.prompt_encoder_config.hidden_size = config.mask_decoder_config.hidden_size = 64

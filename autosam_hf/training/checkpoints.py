@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .settings import TrainingSettings
 
 TRAINABLE_FILE = "trainable.safetensors"
+AVERAGE_FILE = "ema.safetensors"  # the weight average's state (`--ema_decay`)
 PROGRESS_FILE = "progress.json"
 BEST_FILE = "best.safetensors"
 
@@ -89,6 +90,7 @@ LAYOUT_FLAGS = {
     "seed": "--seed",
     "augmentation": "--augmentation",
     "num_views": "--num_views",
+    "ema_decay": "--ema_decay",  # the average's state is in the checkpoint only when it was on
 }
 
 
@@ -104,6 +106,7 @@ def training_layout(settings: TrainingSettings, stage: str, train_ids: Sequence[
         "seed": settings.seed,
         "augmentation": settings.augmentation,
         "num_views": settings.num_views,
+        "ema_decay": settings.ema_decay,
     }
 
 

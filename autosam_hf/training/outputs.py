@@ -74,7 +74,7 @@ def _validation_metrics(entry: dict) -> dict[str, float]:
 # such as --init_from included, which a public card should not).
 CARD_SETTINGS = (
     "recipe", "stages", "optimizer", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_ratio",
-    "num_warmup_steps", "batch_size", "surrogate_batch_size", "gradient_accumulation_steps", "num_epochs",
+    "num_warmup_steps", "ema_decay", "batch_size", "surrogate_batch_size", "gradient_accumulation_steps", "num_epochs",
     "max_train_steps", "max_train_minutes", "augmentation", "num_views", "mixed_precision", "seed",
 )  # fmt: skip
 

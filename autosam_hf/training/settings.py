@@ -54,16 +54,18 @@ class Recipe:
     surrogate_batch_size: int
     num_epochs: int
     augmentation: str
+    ema_decay: float | None  # None: the last step's weights are validated and kept, no average
 
     def describe(self) -> str:
         """One line for people (model cards): "Adam, learning rate 0.0003, ..."."""
         schedule = "a constant rate" if self.lr_scheduler_type == "constant" else f"a {self.lr_scheduler_type} schedule"
         if self.warmup_ratio:
             schedule += f" after a {self.warmup_ratio:.0%} warm-up"
+        averaged = f", weights averaged (EMA, decay {self.ema_decay:g})" if self.ema_decay else ""
         return (
             f"{OPTIMIZER_NAMES[self.optimizer]}, learning rate "
             f"{self.learning_rate:g}, weight decay {self.weight_decay:g}, {schedule}, batch {self.batch_size} (h: "
-            f"{self.surrogate_batch_size}), {self.num_epochs} epochs, augmentation `{self.augmentation}`"
+            f"{self.surrogate_batch_size}), {self.num_epochs} epochs, augmentation `{self.augmentation}`{averaged}"
         )
 
 
@@ -78,6 +80,7 @@ RECIPES = {
         surrogate_batch_size=24,
         num_epochs=200,
         augmentation="reference",
+        ema_decay=None,
     ),
     "default": Recipe(
         optimizer="adam",
@@ -89,6 +92,7 @@ RECIPES = {
         surrogate_batch_size=24,
         num_epochs=200,
         augmentation="flips",
+        ema_decay=None,
     ),
 }
 
@@ -135,6 +139,7 @@ class TrainingSettings:
     lr_scheduler_type: str
     warmup_ratio: float
     num_warmup_steps: int | None  # None: warmup_ratio of each stage's steps
+    ema_decay: float | None  # None: no weight average (`ema.WeightAverage`)
     batch_size: int
     surrogate_batch_size: int
     eval_batch_size: int
@@ -271,6 +276,7 @@ def resolve_settings(args: argparse.Namespace, mixed_precision: str) -> Training
         lr_scheduler_type=chosen("lr_scheduler_type", recipe.lr_scheduler_type),
         warmup_ratio=chosen("warmup_ratio", recipe.warmup_ratio),
         num_warmup_steps=args.num_warmup_steps,
+        ema_decay=chosen("ema_decay", recipe.ema_decay) or None,  # 0: none
         batch_size=chosen("per_device_train_batch_size", recipe.batch_size),
         surrogate_batch_size=chosen("surrogate_batch_size", recipe.surrogate_batch_size),
         eval_batch_size=args.per_device_eval_batch_size,

@@ -8,6 +8,7 @@ best epoch's weights, checkpoint. It returns the best validation entry with thos
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -33,6 +34,7 @@ from ..model import AutoSamForSegmentation, AutoSamImageProcessor, mask_to_label
 from ..model.image_processing_autosam import canvases_for_mode
 from ..postprocessing import model_predictions
 from .checkpoints import (
+    AVERAGE_FILE,
     BEST_FILE,
     PROGRESS_FILE,
     TRAINABLE_FILE,
@@ -43,6 +45,7 @@ from .checkpoints import (
     training_layout,
     validate_checkpoint,
 )
+from .ema import WeightAverage
 from .inputs import training_augmentation
 from .settings import STAGE_MODE, TrainingSettings
 
@@ -163,11 +166,17 @@ class StageTrainer:
         self.prepared_model, self.optimizer, self.train_loader, self.val_loader, self.scheduler = (
             self.accelerator.prepare(model, optimizer, train_loader, val_loader, scheduler)
         )
+        trained_parts = [name for name in ("prompt_generator", "surrogate_decoder") if self._trains(name)]
+        self.average = WeightAverage(model, trained_parts, settings.ema_decay) if settings.ema_decay else None
         self._register_checkpoint_hooks()
         layout = training_layout(settings, stage, train_dataset["id"], processes)
         self.progress = {"stage": stage, "completed_steps": 0, "best": None, "history": [], "layout": layout}
 
     # ------------------------------------------------------------------------------------------------ setup
+    def _trains(self, part: str) -> bool:
+        module = getattr(self.model, part)
+        return module is not None and any(parameter.requires_grad for parameter in module.parameters())
+
     def _build_loaders(self, train_dataset, caches) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
         """Training views (augmented; with the SAM embedding of the same view when cached) and validation images.
 
@@ -202,10 +211,17 @@ class StageTrainer:
             if accelerator.is_main_process:
                 state = trainable_state_dict(accelerator.unwrap_model(models[0]))
                 save_file(state, Path(checkpoint_dir) / TRAINABLE_FILE)
+                if self.average is not None:
+                    save_file(self.average.state_dict(), Path(checkpoint_dir) / AVERAGE_FILE)
             weights.clear()
 
         def load_trainable(models, checkpoint_dir):
             load_trainable_state_dict(accelerator.unwrap_model(models.pop()), Path(checkpoint_dir) / TRAINABLE_FILE)
+            if self.average is not None:
+                path = Path(checkpoint_dir) / AVERAGE_FILE
+                if not path.is_file():  # a checkpoint from before the layout recorded --ema_decay
+                    raise ValueError(f"{checkpoint_dir} holds no weight average: it was written without --ema_decay")
+                self.average.load_state_dict(load_file(path, device=str(accelerator.device)))
 
         accelerator.register_save_state_pre_hook(save_trainable)
         accelerator.register_load_state_pre_hook(load_trainable)
@@ -280,6 +296,8 @@ class StageTrainer:
             window_losses.append(outputs.loss.detach())
             if not accelerator.sync_gradients:
                 continue
+            if self.average is not None:
+                self.average.update(self.model)
             completed = self.progress["completed_steps"] = self.progress["completed_steps"] + 1
             loss = accelerator.gather(torch.stack(window_losses).mean()).mean().item()
             window_losses = []
@@ -347,7 +365,17 @@ class StageTrainer:
 
     def validate_and_keep_best(self, epoch: int) -> None:
         """Validate, log, and keep g and h of the best epoch so far (by validation Dice, the macro mean over classes
-        for multi-class models) in best.safetensors."""
+        for multi-class models) in best.safetensors. With `--ema_decay` the weight average is what is validated and
+        kept; the trained weights' own scores are logged beside it (`unaveraged_val_dice`, `unaveraged_val_iou`), to
+        show what the average gains."""
+        unaveraged = {}
+        if self.average is not None:
+            current, _ = self.validate()
+            unaveraged = {"unaveraged_val_dice": current["dice"], "unaveraged_val_iou": current["iou"]}
+        with self.average.applied_to(self.model) if self.average is not None else contextlib.nullcontext():
+            self._score_and_keep_best(epoch, unaveraged)
+
+    def _score_and_keep_best(self, epoch: int, unaveraged: dict[str, float]) -> None:
         metrics, images = self.validate()
         entry = {
             "stage": self.stage,
@@ -355,6 +383,7 @@ class StageTrainer:
             "step": self.progress["completed_steps"],
             "images": images,
             **{f"val_{name}": value for name, value in metrics.items()},
+            **unaveraged,
         }
         self.progress["history"].append(entry)
         self.log.write(entry)

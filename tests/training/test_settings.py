@@ -25,6 +25,7 @@ def test_paper_recipe_is_the_papers_training():
     assert settings.augmentation == "reference" and settings.prompt_input_size == 352
     assert settings.stages == ("prompt", "surrogate") and settings.use_cache and settings.num_views == 8
     assert settings.cache_dtype == "float16" and resolve("--cache_dtype", "float32").cache_dtype == "float32"
+    assert settings.ema_decay is None  # the last step's weights, no average
 
 
 def test_default_recipe_is_the_papers_optimizer_annealed_with_flips():
@@ -35,6 +36,7 @@ def test_default_recipe_is_the_papers_optimizer_annealed_with_flips():
         assert getattr(settings, field) == getattr(paper, field), field
     assert settings.lr_scheduler_type == "cosine" and settings.warmup_steps(1000) == 50
     assert settings.augmentation == "flips" and (settings.batch_size, settings.surrogate_batch_size) == (8, 24)
+    assert settings.ema_decay is None
     constant = resolve("--lr_scheduler_type", "constant", "--warmup_ratio", "0")  # the default before, one flag away
     assert (constant.lr_scheduler_type, constant.warmup_steps(1000)) == ("constant", 0)
 
@@ -43,12 +45,13 @@ def test_every_flag_overrides_the_recipe():
     settings = resolve(
         "--recipe", "paper", "--learning_rate", "1e-3", "--optimizer", "adamw", "--lr_scheduler_type", "cosine",
         "--num_warmup_steps", "7", "--per_device_train_batch_size", "4", "--augmentation", "flips",
-        "--prompt_input_size", "128", "--weight_decay", "0", "--num_train_epochs", "3",
+        "--prompt_input_size", "128", "--weight_decay", "0", "--num_train_epochs", "3", "--ema_decay", "0.999",
     )  # fmt: skip
     assert (settings.learning_rate, settings.optimizer, settings.lr_scheduler_type) == (1e-3, "adamw", "cosine")
     assert settings.warmup_steps(1000) == 7 and settings.batch_size == 4 and settings.augmentation == "flips"
     assert (settings.prompt_input_size, settings.weight_decay, settings.num_epochs) == (128, 0.0, 3)
     assert settings.surrogate_batch_size == 24  # not overridden: the recipe's
+    assert settings.ema_decay == 0.999 and resolve("--ema_decay", "0").ema_decay is None  # 0: no average
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,89 @@
+"""autosam_hf.training.ema: the warmed-up exponential moving average of the trained parts (`--ema_decay`)."""
+
+import pytest
+import torch
+from conftest import make_tiny_model
+
+from autosam_hf.training.ema import WeightAverage, warmed_up_decay
+
+
+def test_the_decay_warms_up_then_holds():
+    assert warmed_up_decay(0.999, 0) == pytest.approx(0.1)  # the second update already keeps 10% of the first
+    assert warmed_up_decay(0.999, 90) == pytest.approx(91 / 100)
+    assert warmed_up_decay(0.999, 10**6) == 0.999
+    assert warmed_up_decay(0.5, 20) == 0.5 and warmed_up_decay(0.5, 3) == pytest.approx(4 / 13)
+
+
+def perturb(model, generator: torch.Generator) -> None:
+    """One 'optimizer step': every tensor of g and h (BatchNorm statistics included) moves."""
+    with torch.no_grad():
+        for tensor in [*model.prompt_generator.state_dict().values(), *model.surrogate_decoder.state_dict().values()]:
+            if tensor.is_floating_point():
+                tensor.add_(torch.randn(tensor.shape, generator=generator))
+            else:
+                tensor.add_(1)
+
+
+def test_the_average_follows_the_warmed_up_recursion_over_g_only():
+    """Three updates against the recursion written out: the first copies the weights, each later one after n
+    earlier ones is a = d a + (1 - d) w with d = min(decay, (1 + n) / (10 + n)); BatchNorm statistics averaged as
+    weights, its batch counter copied; SAM and h (not trained here) are not copied."""
+    model, generator = make_tiny_model(), torch.Generator().manual_seed(0)
+    average = WeightAverage(model, ["prompt_generator"], decay=0.3)
+    expected = None
+    for n in range(3):
+        perturb(model, generator)
+        average.update(model)
+        current = {k: v.clone() for k, v in model.prompt_generator.state_dict().items()}
+        if expected is None:
+            expected = current
+        else:
+            decay = min(0.3, (1 + n) / (10 + n))
+            expected = {
+                k: decay * expected[k] + (1 - decay) * v if v.is_floating_point() else v for k, v in current.items()
+            }
+    assert average.num_updates == 3
+    state = average.state_dict()
+    assert {key for key in state if key != "n_averaged"} == {f"module.prompt_generator.{k}" for k in expected}
+    for key, value in expected.items():
+        torch.testing.assert_close(state[f"module.prompt_generator.{key}"], value, rtol=1e-5, atol=1e-5)
+    assert any("running_mean" in key for key in expected) and any("num_batches_tracked" in key for key in expected)
+
+
+def test_applied_to_swaps_the_average_in_and_the_trained_weights_back():
+    model, generator = make_tiny_model(), torch.Generator().manual_seed(1)
+    average = WeightAverage(model, ["prompt_generator", "surrogate_decoder"], decay=0.9)
+    average.update(model)
+    perturb(model, generator)
+    average.update(model)
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    with average.applied_to(model):
+        inside = model.state_dict()
+        for key, value in average.state_dict().items():
+            if key != "n_averaged":
+                assert torch.equal(inside[key.removeprefix("module.")], value), key
+        key = "surrogate_decoder.layers.6.weight"
+        assert not torch.equal(inside[key], trained[key])
+    with pytest.raises(RuntimeError), average.applied_to(model):
+        raise RuntimeError("validation failed")  # the trained weights come back however the block ends
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, trained[key]), key
+
+
+def test_the_state_round_trips_into_a_fresh_average():
+    model, generator = make_tiny_model(), torch.Generator().manual_seed(2)
+    average = WeightAverage(model, ["surrogate_decoder"], decay=0.99)
+    for _ in range(2):
+        average.update(model)
+        perturb(model, generator)
+    restored = WeightAverage(make_tiny_model(seed=5), ["surrogate_decoder"], decay=0.99)
+    restored.load_state_dict(average.state_dict())
+    assert restored.num_updates == 2
+    for key, value in average.state_dict().items():
+        assert torch.equal(restored.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.0, 1.5])
+def test_a_decay_outside_the_open_unit_interval_is_refused(decay):
+    with pytest.raises(ValueError, match="--ema_decay"):
+        WeightAverage(make_tiny_model(), ["prompt_generator"], decay=decay)
