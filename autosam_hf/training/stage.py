@@ -41,9 +41,9 @@ from .checkpoints import (
     checkpoint_number,
     checkpoints_after,
     load_trainable_state_dict,
+    read_progress,
     trainable_state_dict,
     training_layout,
-    validate_checkpoint,
 )
 from .ema import WeightAverage
 from .inputs import training_augmentation
@@ -236,7 +236,7 @@ class StageTrainer:
                 self.log.rewind(self.stage, self.progress)
             return
         layout = self.progress["layout"]
-        self.progress = {**validate_checkpoint(checkpoint, self.model), "layout": layout}
+        self.progress = {**read_progress(checkpoint), "layout": layout}  # validated up front (`train.train`)
         self.accelerator.load_state(str(checkpoint))
         # Continue the automatic checkpoint numbering after the loaded one. Later checkpoints of this stage belong
         # to the run being replaced (or were cut short): they go, or the next save would collide with them.
