@@ -35,7 +35,13 @@ from .data import AUGMENTATION_LEVELS, PRESETS
 from .data.embedding_cache import STORAGE_DTYPES
 from .model import CANVAS_RULES, CLASS_ACTIVATIONS
 from .runtime import resolve_device, resolve_mixed_precision
-from .training.checkpoints import check_layout, find_checkpoint, training_layout, validate_checkpoint
+from .training.checkpoints import (
+    AVERAGE_FILE,
+    check_layout,
+    find_checkpoint,
+    training_layout,
+    validate_checkpoint,
+)
 from .training.inputs import build_caches, build_model, build_processor, load_train_val, run_processes
 from .training.outputs import results_summary, write_outputs
 from .training.settings import OPTIMIZERS, RECIPES, STAGE_MODE, STAGES, TrainingSettings, resolve_settings
@@ -165,7 +171,8 @@ def build_parser() -> ArgumentParser:
         "--ema_decay",
         type=float,
         help="Validate and keep an exponential moving average of the trained weights with this decay (e.g. 0.999; "
-        "warmed up: min(decay, (1 + n) / (10 + n)) after n steps). 0 turns it off. Default: recipe's (none).",
+        "warmed up: min(decay, (1 + n) / (10 + n)) after n steps); validation then also scores the trained weights "
+        "themselves, twice the validation time. 0 turns it off. Default: recipe's (none).",
     )
     training.add_argument("--per_device_train_batch_size", type=positive_int, help="Default: recipe's.")
     training.add_argument(
@@ -287,6 +294,8 @@ def train(settings: TrainingSettings) -> dict | None:
         if checkpoint is not None:
             validate_checkpoint(checkpoint, model)
             check_layout(checkpoint, training_layout(settings, stage, train_dataset["id"], num_processes))
+            if settings.ema_decay and not (checkpoint / AVERAGE_FILE).is_file():  # from before layouts named it
+                raise ValueError(f"--resume_from_checkpoint {checkpoint} holds no weight average (--ema_decay)")
     output_dir = Path(settings.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if settings.resume_from_checkpoint is None:

@@ -383,6 +383,11 @@ def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_d
     # A weight average switched on mid-run would start from the checkpoint's weights as if they were step 0's.
     averaged = quick_args(tiny_sam_dir, shared_data_dir, first, "--stage", "all", *resume, "--ema_decay", "0.9")
     assert "ema_decay None then, 0.9 now (--ema_decay)" in bad_input_error(capsys, averaged)
+    # ... and one from before layouts recorded --ema_decay has no average to resume.
+    progress = read_progress(checkpoint)
+    del progress["layout"]["ema_decay"]
+    (checkpoint / "progress.json").write_text(json.dumps(progress))
+    assert "holds no weight average (--ema_decay)" in bad_input_error(capsys, averaged)
     bigger_sam = tmp_path / "bigger_sam"
     config = make_tiny_sam_config()
     config.prompt_encoder_config.hidden_size = config.mask_decoder_config.hidden_size = 64
@@ -420,6 +425,7 @@ def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp
             per_device_eval_batch_size="2",
         ),
         *("--lr_scheduler_type", "cosine", "--num_warmup_steps", "2"),
+        *("--ema_decay", "0.9"),  # the weight average's BatchNorm statistics are process 0's on every process
     ]  # fmt: skip
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
     result = run_command(command, env=environment, timeout=600)

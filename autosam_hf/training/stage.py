@@ -21,7 +21,7 @@ import datasets
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -217,11 +217,8 @@ class StageTrainer:
 
         def load_trainable(models, checkpoint_dir):
             load_trainable_state_dict(accelerator.unwrap_model(models.pop()), Path(checkpoint_dir) / TRAINABLE_FILE)
-            if self.average is not None:
-                path = Path(checkpoint_dir) / AVERAGE_FILE
-                if not path.is_file():  # a checkpoint from before the layout recorded --ema_decay
-                    raise ValueError(f"{checkpoint_dir} holds no weight average: it was written without --ema_decay")
-                self.average.load_state_dict(load_file(path, device=str(accelerator.device)))
+            if self.average is not None:  # `train.train` made sure the checkpoint has one
+                self.average.load_state_dict(load_file(Path(checkpoint_dir) / AVERAGE_FILE))
 
         accelerator.register_save_state_pre_hook(save_trainable)
         accelerator.register_load_state_pre_hook(load_trainable)
@@ -297,7 +294,7 @@ class StageTrainer:
             if not accelerator.sync_gradients:
                 continue
             if self.average is not None:
-                self.average.update(self.model)
+                self._update_average()
             completed = self.progress["completed_steps"] = self.progress["completed_steps"] + 1
             loss = accelerator.gather(torch.stack(window_losses).mean()).mean().item()
             window_losses = []
@@ -321,6 +318,16 @@ class StageTrainer:
             if completed >= self.max_steps:
                 return "steps"
         return None
+
+    def _update_average(self) -> None:
+        """Fold this step's weights into the average. The weights agree across processes after the step, BatchNorm's
+        running statistics do not (each process's come from its own batch; DDP re-syncs them from process 0 only at
+        the next forward): process 0's average of them is everyone's, as the checkpoint holds it."""
+        self.average.update(self.model)
+        if self.accelerator.num_processes > 1:
+            buffers = list(self.average.averaged.module.buffers())
+            for buffer, synced in zip(buffers, broadcast(buffers, from_process=0), strict=True):
+                buffer.copy_(synced)
 
     def _out_of_time(self, started: float) -> bool:
         if self.settings.max_train_minutes is None:
@@ -387,7 +394,10 @@ class StageTrainer:
         }
         self.progress["history"].append(entry)
         self.log.write(entry)
-        self.accelerator.log({"val/dice": metrics["dice"], "val/iou": metrics["iou"]}, step=entry["step"])
+        tracked = {"val/dice": metrics["dice"], "val/iou": metrics["iou"]}
+        if unaveraged:
+            tracked |= {"val/unaveraged_dice": unaveraged["unaveraged_val_dice"]}
+        self.accelerator.log(tracked, step=entry["step"])
         self.accelerator.print(
             f"[{self.stage}] epoch {epoch}: val Dice {metrics['dice']:.4f}, IoU {metrics['iou']:.4f}"
         )

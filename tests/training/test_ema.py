@@ -8,7 +8,7 @@ from autosam_hf.training.ema import WeightAverage, warmed_up_decay
 
 
 def test_the_decay_warms_up_then_holds():
-    assert warmed_up_decay(0.999, 0) == pytest.approx(0.1)  # the second update already keeps 10% of the first
+    assert warmed_up_decay(0.999, 1) == pytest.approx(2 / 11)  # the second update keeps 2/11 of the first's copy
     assert warmed_up_decay(0.999, 90) == pytest.approx(91 / 100)
     assert warmed_up_decay(0.999, 10**6) == 0.999
     assert warmed_up_decay(0.5, 20) == 0.5 and warmed_up_decay(0.5, 3) == pytest.approx(4 / 13)
@@ -29,7 +29,7 @@ def test_the_average_follows_the_warmed_up_recursion_over_g_only():
     earlier ones is a = d a + (1 - d) w with d = min(decay, (1 + n) / (10 + n)); BatchNorm statistics averaged as
     weights, its batch counter copied; SAM and h (not trained here) are not copied."""
     model, generator = make_tiny_model(), torch.Generator().manual_seed(0)
-    average = WeightAverage(model, ["prompt_generator"], decay=0.3)
+    average = WeightAverage(model, ["prompt_generator"], decay=0.2)  # warmed-up decays 2/11, then 0.2 (not 3/12)
     expected = None
     for n in range(3):
         perturb(model, generator)
@@ -38,7 +38,7 @@ def test_the_average_follows_the_warmed_up_recursion_over_g_only():
         if expected is None:
             expected = current
         else:
-            decay = min(0.3, (1 + n) / (10 + n))
+            decay = min(0.2, (1 + n) / (10 + n))
             expected = {
                 k: decay * expected[k] + (1 - decay) * v if v.is_floating_point() else v for k, v in current.items()
             }
