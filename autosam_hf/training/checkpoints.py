@@ -2,7 +2,8 @@
 
 <output_dir>/training_state/<stage>/checkpoints/checkpoint_<n>/   accelerate state + trainable.safetensors
                                                                   + progress.json (stage, steps, best, history)
-<output_dir>/training_state/<stage>/best.safetensors              g and h of the best validated epoch
+                                                                  + ema.safetensors (the weight average, --ema_decay)
+<output_dir>/training_state/<stage>/best.safetensors              g and h of the best validated epoch (its average)
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ h together without SAM (`standalone`).
 
 `StageTrainer(...).run()` reads as the stage does: set up (accelerator, trainable parts, loaders, optimizer,
 schedule), resume from a checkpoint if asked, then per epoch: train, validate on the validation split, keep the
-best epoch's weights, checkpoint. It returns the best validation entry with those weights loaded into the model.
+best epoch's weights (with `--ema_decay`, their moving average), checkpoint. It returns the best validation entry
+with those weights loaded into the model.
 """
 
 from __future__ import annotations
