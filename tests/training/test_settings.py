@@ -123,3 +123,13 @@ def test_an_init_from_run_holds_out_the_validation_images_its_model_held_out(tmp
     chosen = resolve("--init_from", str(new_model), "--val_split_seed", "9", "--val_fraction", "0.3")
     assert (chosen.val_split_seed, chosen.val_fraction) == (9, 0.3)
     assert resolve().val_split_seed == 42
+
+
+def test_a_recipe_describes_itself_for_model_cards():
+    assert settings_module.RECIPES["paper"].describe() == (
+        "Adam, learning rate 0.0003, weight decay 1e-05, a constant rate, batch 10 (h: 24), 200 epochs, "
+        "augmentation `reference`"
+    )
+    averaged = dataclasses.replace(settings_module.RECIPES["default"], ema_decay=0.999).describe()
+    assert averaged.startswith("Adam, learning rate 0.0003, weight decay 1e-05, a cosine schedule after a 5% warm-up")
+    assert averaged.endswith("augmentation `flips`, weights averaged (EMA, decay 0.999)")
