@@ -140,9 +140,11 @@ class StageTrainer:
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=settings.seed),
         )
         self.log = TrainingLog(Path(settings.output_dir) / "train_log.jsonl", self.accelerator.is_main_process)
-        model.set_trainable(
-            prompt_generator=stage in ("prompt", "standalone"), surrogate_decoder=stage in ("surrogate", "standalone")
-        )
+        trained = {
+            "prompt_generator": stage in ("prompt", "standalone"),
+            "surrogate_decoder": stage in ("surrogate", "standalone"),
+        }
+        model.set_trainable(**trained)
         train_loader, val_loader = self._build_loaders(train_dataset, caches)
         optimizer = build_optimizer(
             settings.optimizer,
@@ -167,17 +169,13 @@ class StageTrainer:
         self.prepared_model, self.optimizer, self.train_loader, self.val_loader, self.scheduler = (
             self.accelerator.prepare(model, optimizer, train_loader, val_loader, scheduler)
         )
-        trained_parts = [name for name in ("prompt_generator", "surrogate_decoder") if self._trains(name)]
+        trained_parts = [part for part, trains in trained.items() if trains]
         self.average = WeightAverage(model, trained_parts, settings.ema_decay) if settings.ema_decay else None
         self._register_checkpoint_hooks()
         layout = training_layout(settings, stage, train_dataset["id"], processes)
         self.progress = {"stage": stage, "completed_steps": 0, "best": None, "history": [], "layout": layout}
 
     # ------------------------------------------------------------------------------------------------ setup
-    def _trains(self, part: str) -> bool:
-        module = getattr(self.model, part)
-        return module is not None and any(parameter.requires_grad for parameter in module.parameters())
-
     def _build_loaders(self, train_dataset, caches) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
         """Training views (augmented; with the SAM embedding of the same view when cached) and validation images.
 
