@@ -325,6 +325,7 @@ class StageTrainer:
         self.average.update(self.model)
         if self.accelerator.num_processes > 1:
             buffers = list(self.average.averaged.module.buffers())
+            # torch.distributed broadcasts in place, XLA returns copies: copying back serves both.
             for buffer, synced in zip(buffers, broadcast(buffers, from_process=0), strict=True):
                 buffer.copy_(synced)
 
