@@ -425,7 +425,7 @@ def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp
             per_device_eval_batch_size="2",
         ),
         *("--lr_scheduler_type", "cosine", "--num_warmup_steps", "2"),
-        *("--ema_decay", "0.9"),  # runs the weight average's broadcast across processes (not asserted on)
+        *("--ema_decay", "0.9"),  # the average across processes: test_ema.py asserts that they agree
     ]  # fmt: skip
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
     result = run_command(command, env=environment, timeout=600)

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
+from accelerate.utils import broadcast
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
@@ -59,6 +60,15 @@ class WeightAverage:
     def update(self, model: AutoSamForSegmentation) -> None:
         """After an optimizer step (the first update copies the weights)."""
         self.averaged.update_parameters(self._trained(model))
+
+    def share_main_process_statistics(self) -> None:
+        """With several processes: every process takes process 0's averaged BatchNorm statistics. The weights agree
+        across processes after a step, BatchNorm's running statistics do not (each process's come from its own batch;
+        DDP re-syncs the model's from process 0 only at the next forward), so neither would their averages."""
+        buffers = list(self.averaged.module.buffers())
+        # torch.distributed broadcasts in place, XLA returns copies: copying back serves both.
+        for buffer, synced in zip(buffers, broadcast(buffers, from_process=0), strict=True):
+            buffer.copy_(synced)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The averages (`module.<part>.…`) and the update count (`n_averaged`), for checkpoints."""

@@ -22,7 +22,7 @@ import datasets
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -319,15 +319,11 @@ class StageTrainer:
         return None
 
     def _update_average(self) -> None:
-        """Fold this step's weights into the average. The weights agree across processes after the step, BatchNorm's
-        running statistics do not (each process's come from its own batch; DDP re-syncs them from process 0 only at
-        the next forward): process 0's average of them is everyone's, as the checkpoint holds it."""
+        """Fold this step's weights into the average; process 0's averaged BatchNorm statistics are everyone's, as
+        the checkpoint holds them."""
         self.average.update(self.model)
         if self.accelerator.num_processes > 1:
-            buffers = list(self.average.averaged.module.buffers())
-            # torch.distributed broadcasts in place, XLA returns copies: copying back serves both.
-            for buffer, synced in zip(buffers, broadcast(buffers, from_process=0), strict=True):
-                buffer.copy_(synced)
+            self.average.share_main_process_statistics()
 
     def _out_of_time(self, started: float) -> bool:
         if self.settings.max_train_minutes is None:

@@ -1,8 +1,13 @@
 """autosam_hf.training.ema: the warmed-up exponential moving average of the trained parts (`--ema_decay`)."""
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
 import torch
-from conftest import make_tiny_model
+from conftest import free_port, make_tiny_model, run_command
+from safetensors.torch import load_file
 
 from autosam_hf.training.ema import WeightAverage, warmed_up_decay
 
@@ -87,3 +92,32 @@ def test_the_state_round_trips_into_a_fresh_average():
 def test_a_decay_outside_the_open_unit_interval_is_refused(decay):
     with pytest.raises(ValueError, match="--ema_decay"):
         WeightAverage(make_tiny_model(), ["prompt_generator"], decay=decay)
+
+
+@pytest.mark.slow
+def test_with_two_processes_the_average_holds_process_0s_batchnorm_statistics(tmp_path):
+    """Each process's BatchNorm sees its own batches; after each update every process holds process 0's average of
+    the statistics (what the checkpoint saves), not its own."""
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()),
+        str(Path(__file__).with_name("average_in_two_processes.py")), str(tmp_path),
+    ]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    result = run_command(command, env=environment, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-8000:]
+    first, second = (load_file(tmp_path / f"process{i}.safetensors") for i in range(2))
+    assert not torch.equal(first["model.1.running_mean"], second["model.1.running_mean"])  # own batches
+    for name in ("average.prompt_generator.1.running_mean", "average.prompt_generator.1.running_var"):
+        assert torch.equal(first[name], second[name])
+    # Process 0's own three updates, replayed: the average of its statistics (decays copy, 2/11, 3/12).
+    generator = torch.Generator().manual_seed(1)
+    torch.manual_seed(0)
+    batchnorm = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    expected = None
+    for n in range(3):
+        batchnorm(torch.randn(2, 3, 5, 5, generator=generator))
+        mean = batchnorm[1].running_mean.detach().clone()
+        expected = mean if expected is None else expected.lerp(mean, 1 - warmed_up_decay(0.5, n))
+    torch.testing.assert_close(first["average.prompt_generator.1.running_mean"], expected)
