@@ -215,10 +215,11 @@ def recorded_validation_split(init_from: str | None) -> dict:
     if path is None or not path.is_file():
         return {}
     recorded = json.loads(path.read_text())
-    return {
+    split = {
         "val_fraction": recorded.get("val_fraction"),
         "val_split_seed": recorded.get("val_split_seed", recorded.get("seed")),
     }
+    return {key: value for key, value in split.items() if value is not None}  # a seed of 0 is a seed
 
 
 def resolve_settings(args: argparse.Namespace, mixed_precision: str) -> TrainingSettings:
@@ -245,8 +246,8 @@ def resolve_settings(args: argparse.Namespace, mixed_precision: str) -> Training
         data=args.data,
         dataset_name=args.dataset_name,
         column_mapping=args.column_mapping,
-        val_fraction=chosen("val_fraction", recorded_split.get("val_fraction") or preset.val_fraction),
-        val_split_seed=chosen("val_split_seed", recorded_split.get("val_split_seed") or DEFAULT_VAL_SPLIT_SEED),
+        val_fraction=chosen("val_fraction", recorded_split.get("val_fraction", preset.val_fraction)),
+        val_split_seed=chosen("val_split_seed", recorded_split.get("val_split_seed", DEFAULT_VAL_SPLIT_SEED)),
         max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples,
         id2label=resolve_classes(args.class_names, preset),
