@@ -28,7 +28,6 @@ from pathlib import Path
 
 from accelerate import PartialState
 from accelerate.utils import set_seed
-from transformers import SchedulerType
 
 from .cli import ArgumentParser, add_output_dir_argument, configure_logging, positive_int
 from .data import AUGMENTATION_LEVELS, PRESETS
@@ -44,7 +43,15 @@ from .training.checkpoints import (
 )
 from .training.inputs import build_caches, build_model, build_processor, load_train_val, run_processes
 from .training.outputs import results_summary, write_outputs
-from .training.settings import OPTIMIZERS, RECIPES, STAGE_MODE, STAGES, TrainingSettings, resolve_settings
+from .training.settings import (
+    OPTIMIZERS,
+    RECIPES,
+    SCHEDULERS,
+    STAGE_MODE,
+    STAGES,
+    TrainingSettings,
+    resolve_settings,
+)
 from .training.stage import StageTrainer
 
 logger = logging.getLogger("autosam_hf.train")
@@ -162,9 +169,7 @@ def build_parser() -> ArgumentParser:
     training.add_argument("--optimizer", choices=OPTIMIZERS, help="Default: recipe's.")
     training.add_argument("--learning_rate", type=float, help="Default: recipe's.")
     training.add_argument("--weight_decay", type=float, help="Default: recipe's.")
-    training.add_argument(
-        "--lr_scheduler_type", type=SchedulerType, choices=list(SchedulerType), help="Default: recipe's."
-    )
+    training.add_argument("--lr_scheduler_type", choices=SCHEDULERS, help="Default: recipe's.")
     training.add_argument("--warmup_ratio", type=float, help="Warm-up as a share of each stage's steps (recipe's).")
     training.add_argument("--num_warmup_steps", type=int, help="Warm-up steps (overrides --warmup_ratio).")
     training.add_argument(

@@ -37,6 +37,11 @@ STAGES = {
 }
 STAGE_MODE = {"prompt": "autosam", "surrogate": "surrogate", "standalone": "surrogate"}
 OPTIMIZERS = ("adam", "adamw")
+# transformers' schedules that need only the warm-up and total steps; the rest need a metric at each step
+# (reduce_lr_on_plateau, greedy) or scheduler arguments this script does not take (the min_lr and WSD schedules).
+SCHEDULERS = (
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
+)  # fmt: skip
 OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW"}  # as people write them
 BINARY_ID2LABEL = {0: "background", 1: "foreground"}
 

@@ -4,6 +4,8 @@ import dataclasses
 import json
 
 import pytest
+import torch
+from transformers import get_scheduler
 
 from autosam_hf.train import build_parser
 from autosam_hf.training import settings as settings_module
@@ -135,3 +137,21 @@ def test_a_recipe_describes_itself_for_model_cards():
     averaged = dataclasses.replace(settings_module.RECIPES["default"], ema_decay=0.999).describe()
     assert averaged.startswith("Adam, learning rate 0.0003, weight decay 1e-05, a cosine schedule after a 5% warm-up")
     assert averaged.endswith("augmentation `flips`, weights averaged (EMA, decay 0.999)")
+
+
+@pytest.mark.parametrize("schedule", settings_module.SCHEDULERS)
+def test_every_offered_schedule_builds_and_steps_from_the_steps_alone(schedule):
+    """The stage gives transformers' get_scheduler only the warm-up and total steps and steps it without a metric."""
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+    scheduler = get_scheduler(resolve("--lr_scheduler_type", schedule).lr_scheduler_type, optimizer, 2, 10)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    assert 0 < scheduler.get_last_lr()[0] <= 3e-4
+
+
+def test_a_schedule_that_needs_a_metric_or_arguments_is_refused_by_name(capsys):
+    for schedule in ("reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay"):
+        with pytest.raises(SystemExit):
+            resolve("--lr_scheduler_type", schedule)
+        assert "argument --lr_scheduler_type/--lr-scheduler-type: invalid choice" in capsys.readouterr().err
