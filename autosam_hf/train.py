@@ -257,12 +257,19 @@ def resume_checkpoints(settings: TrainingSettings) -> list[Path | None]:
             "--stage surrogate trains h on a trained g: give --init_from <a model trained with --stage prompt or all>"
             + found_none
         )
-    if resume not in (None, "latest") and checkpoints[0] is None:
+    if resume is not None and checkpoints[0] is None and any(checkpoints):
         # The stages before the checkpoint's would train again from scratch, and its g would then replace theirs.
         stage = next(stage for stage, checkpoint in zip(settings.stages, checkpoints, strict=True) if checkpoint)
+        stages = "/".join(settings.stages)
+        if resume == "latest":
+            raise ValueError(
+                f"--resume_from_checkpoint latest found a checkpoint of the {stage} stage but none of the "
+                f"{settings.stages[0]} stage, which --stage {stages} trains first (its g would then be lost to the "
+                f"checkpoint's): run --stage {stage} to resume it, or start afresh without --resume_from_checkpoint"
+            )
         raise ValueError(
             f"--resume_from_checkpoint {resume} is a checkpoint of the {stage} stage, which --stage "
-            f"{'/'.join(settings.stages)} reaches after training the stages before it again: resume with "
+            f"{stages} reaches after training the stages before it again: resume with "
             f"--resume_from_checkpoint latest (each stage goes on where it stopped) or run --stage {stage}"
         )
     return checkpoints

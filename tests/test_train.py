@@ -395,6 +395,16 @@ def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_d
     SamModel(config).save_pretrained(bigger_sam)
     other_model = quick_args(bigger_sam, shared_data_dir, tmp_path / "third", "--stage", "prompt", *resume)
     assert "different model" in bad_input_error(capsys, other_model)
+    # A checkpoint folder renamed: its number, which orders the stage's checkpoints, is gone.
+    renamed = checkpoint.parent / "backup"
+    shutil.copytree(checkpoint, renamed)
+    resume_renamed = quick_args(tiny_sam_dir, shared_data_dir, first, "--stage", "prompt")
+    resume_renamed += ["--resume_from_checkpoint", str(renamed)]
+    assert "keeps the name it was saved with, checkpoint_<n>" in bad_input_error(capsys, resume_renamed)
+    # 'latest' finding the surrogate stage's checkpoint but none of the prompt stage's: as with the named one above.
+    shutil.rmtree(checkpoint.parent)
+    latest = quick_args(tiny_sam_dir, shared_data_dir, first, "--resume_from_checkpoint", "latest")
+    assert "latest found a checkpoint of the surrogate stage but none of the prompt" in bad_input_error(capsys, latest)
 
 
 @pytest.mark.slow

@@ -75,6 +75,10 @@ def find_checkpoint(checkpoints_dir: Path, resume_from: str | None, stage: str) 
             raise ValueError(
                 f"--resume_from_checkpoint {path}: not a checkpoint folder of this script (no {PROGRESS_FILE})"
             )
+        if not re.fullmatch(r"checkpoint_\d+", path.name):  # its number orders it among the stage's checkpoints
+            raise ValueError(
+                f"--resume_from_checkpoint {path}: a checkpoint folder keeps the name it was saved with, checkpoint_<n>"
+            )
         return path if read_progress(path).get("stage") == stage else None
     candidates = [p for p in numbered_checkpoints(checkpoints_dir) if (p / PROGRESS_FILE).is_file()]
     return max(candidates, key=checkpoint_number, default=None)
