@@ -410,7 +410,7 @@ def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_d
 @pytest.mark.slow
 def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp_path):
     output_dir = tmp_path / "ddp"
-    # accelerate 1.15's `--cpu` flag always takes its single-process launcher; two gloo processes on a CPU
+    # accelerate's `--cpu` flag (1.15, 1.16) always takes its single-process launcher; two gloo processes on a CPU
     # machine come from the torchrun launcher (`--multi_gpu`) with ACCELERATE_USE_CPU=1.
     command = [
         sys.executable,
