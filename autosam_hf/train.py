@@ -277,7 +277,7 @@ def resume_checkpoints(settings: TrainingSettings) -> list[Path | None]:
 
 def clear_previous_run(settings: TrainingSettings) -> None:
     """A fresh run into a used `--output_dir` starts clean: old curves would mislead, and old checkpoints would
-    outlive the new ones (accelerate numbers them from 0 again and deletes the lowest numbers first), so
+    outlive the new ones (numbered from 0 again, and the lowest numbers are pruned first), so
     `--resume_from_checkpoint latest` would later resume the old run (or, for a stage this run skips, a stage trained
     on another g)."""
     state = run_processes(settings)

@@ -11,13 +11,15 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from accelerate import Accelerator
 from conftest import free_port, make_tiny_sam_config, run_command
 from hub.workspace import record_hub_calls
 from huggingface_hub import ModelCard
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from transformers import SamModel
 
 from autosam_hf import AutoSamForSegmentation
+from autosam_hf.atomic_write import write_atomically
 from autosam_hf.evaluation import main as evaluate_main
 from autosam_hf.hub import publish
 from autosam_hf.predict import main as predict_main
@@ -235,6 +237,58 @@ def test_a_fresh_run_into_a_used_output_dir_leaves_no_old_checkpoint(tiny_sam_di
     assert sorted(read_progress(path)["completed_steps"] for path in checkpoints.iterdir()) == [1, 2]
     assert read_progress(find_checkpoint(checkpoints, "latest", "standalone"))["completed_steps"] == 2
     assert [r["step"] for r in logged(output_dir) if "loss" in r] == [1, 2]
+
+
+class Killed(Exception):
+    """A job killed mid-save (by a scheduler's time limit, say)."""
+
+
+def test_a_save_cut_short_leaves_the_last_complete_checkpoint(tiny_sam_dir, shared_data_dir, tmp_path, monkeypatch):
+    """With --checkpoints_total_limit 1 the older checkpoint goes only once the new one is complete (its progress
+    file written): a job killed while saving resumes from the one before."""
+    output_dir = tmp_path / "run"
+    flags = ["--stage", "standalone", "--max_train_steps", "3", "--checkpointing_steps", "1", "--num_overlays", "0"]
+    args = quick_args(tiny_sam_dir, shared_data_dir, output_dir, *flags, "--checkpoints_total_limit", "1")
+    save_state, saves = Accelerator.save_state, []
+
+    def killed_in_the_second_save(self, *args, **kwargs):
+        saves.append(save_state(self, *args, **kwargs))
+        if len(saves) == 2:
+            raise Killed  # accelerate's state is written, the progress file is not
+        return saves[-1]
+
+    monkeypatch.setattr(Accelerator, "save_state", killed_in_the_second_save)
+    with pytest.raises(Killed):
+        main(args)
+    monkeypatch.undo()
+    checkpoints = output_dir / "training_state" / "standalone" / "checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["checkpoint_0", "checkpoint_1"]
+    assert find_checkpoint(checkpoints, "latest", "standalone") == checkpoints / "checkpoint_0"
+    main([*args, "--resume_from_checkpoint", "latest"])
+    assert [read_progress(path)["completed_steps"] for path in checkpoints.iterdir()] == [3]  # the limit holds
+    assert [r["step"] for r in logged(output_dir) if "loss" in r] == [1, 2, 3]
+
+
+def test_a_resume_ends_on_the_best_weights_of_its_checkpoint(tiny_sam_dir, shared_data_dir, tmp_path):
+    """The run a resume replaces may have written later best weights (an epoch validated after the checkpoint, or a
+    whole run after an earlier checkpoint): each checkpoint carries the best weights as of its step, and the resumed
+    run selects among its own epochs with them."""
+    output_dir = tmp_path / "run"
+    args = ["--stage", "standalone", "--max_train_steps", "6", "--num_overlays", "0"]
+    args = quick_args(tiny_sam_dir, shared_data_dir, output_dir, *args)
+    main(args)
+    saved = trained_weights(output_dir / "model.safetensors")
+    state = output_dir / "training_state" / "standalone"
+    last = state / "checkpoints" / "checkpoint_1"
+    assert read_progress(last)["completed_steps"] == 6
+    # Another run's best weights, written as the trainer writes them (a new file renamed over the old).
+    other = {key: value + 1 for key, value in load_file(state / "best.safetensors").items()}
+    write_atomically(state / "best.safetensors", lambda path: save_file(other, path))
+    main([*args, "--resume_from_checkpoint", str(last)])  # nothing left to train: the best epoch is the checkpoint's
+    resumed = trained_weights(output_dir / "model.safetensors")
+    assert resumed.keys() == saved.keys()
+    for key, value in saved.items():
+        assert torch.equal(resumed[key], value), key
 
 
 def test_push_to_hub_publishes_every_run_into_the_same_output_dir(tiny_sam_dir, shared_data_dir, tmp_path, monkeypatch):

@@ -1,8 +1,11 @@
 """Training checkpoints hold what training changes, g and h, never SAM (frozen, and reloaded from `--sam`).
 
 <output_dir>/training_state/<stage>/checkpoints/checkpoint_<n>/   accelerate state + trainable.safetensors
-                                                                  + progress.json (stage, steps, best, history)
                                                                   + ema.safetensors (the weight average, --ema_decay)
+                                                                  + best.safetensors (the best weights so far)
+                                                                  + progress.json (stage, steps, best, history),
+                                                                    written last: a checkpoint without it is
+                                                                    incomplete (a save cut short)
 <output_dir>/training_state/<stage>/best.safetensors              g and h of the best validated epoch (its average)
 """
 
@@ -10,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import load_file
 
+from ..atomic_write import write_atomically
 from ..model import AutoSamForSegmentation
 
 if TYPE_CHECKING:
@@ -62,6 +68,41 @@ def numbered_checkpoints(checkpoints_dir: Path) -> list[Path]:
 def checkpoints_after(checkpoints_dir: Path, number: int) -> list[Path]:
     """The checkpoint folders numbered above `number`, complete or not."""
     return sorted(p for p in numbered_checkpoints(checkpoints_dir) if checkpoint_number(p) > number)
+
+
+def prune_checkpoints(checkpoints_dir: Path, keep: int) -> list[Path]:
+    """Keep the newest `keep` complete checkpoints; remove the older ones and any incomplete one before the newest
+    complete one. Returns what was removed. (accelerate's own `total_limit` deletes before it saves: a save cut short
+    with a limit of 1 would leave nothing to resume.)"""
+    numbered = sorted(numbered_checkpoints(checkpoints_dir), key=checkpoint_number)
+    kept = [path for path in numbered if (path / PROGRESS_FILE).is_file()][-keep:]
+    if not kept:
+        return []
+    removed = [path for path in numbered if path not in kept and checkpoint_number(path) < checkpoint_number(kept[-1])]
+    for path in removed:
+        shutil.rmtree(path)
+    return removed
+
+
+def keep_best_weights(best_file: Path, checkpoint_dir: Path) -> None:
+    """Put the best weights so far into a checkpoint, for a resume to restore: a hard link where the file system
+    allows (no space: `best_file` is only ever replaced by a rename, so the link keeps this version), else a copy."""
+    kept = checkpoint_dir / BEST_FILE
+    kept.unlink(missing_ok=True)
+    try:
+        os.link(best_file, kept)
+    except OSError:
+        shutil.copyfile(best_file, kept)
+
+
+def restore_best_weights(checkpoint_dir: Path, best_file: Path) -> bool:
+    """Make the checkpoint's best weights the stage's best again (the run a resume replaces may have written later
+    ones). False for a checkpoint that holds none (saved before any validation, or by an older version)."""
+    kept = checkpoint_dir / BEST_FILE
+    if not kept.is_file():
+        return False
+    write_atomically(best_file, lambda path: shutil.copyfile(kept, path))
+    return True
 
 
 def find_checkpoint(checkpoints_dir: Path, resume_from: str | None, stage: str) -> Path | None:

@@ -41,8 +41,11 @@ from .checkpoints import (
     TRAINABLE_FILE,
     checkpoint_number,
     checkpoints_after,
+    keep_best_weights,
     load_trainable_state_dict,
+    prune_checkpoints,
     read_progress,
+    restore_best_weights,
     trainable_state_dict,
     training_layout,
 )
@@ -132,8 +135,7 @@ class StageTrainer:
             log_with=settings.report_to,
             project_config=ProjectConfiguration(
                 project_dir=str(self.state_dir),
-                automatic_checkpoint_naming=True,
-                total_limit=settings.checkpoints_total_limit,
+                automatic_checkpoint_naming=True,  # pruned by the stage once a save is complete, not by accelerate
             ),
             # Seeded shuffling: an epoch's data order depends only on (--seed, epoch) (a permutation seeded
             # seed + epoch), so a resumed run sees exactly the batches an uninterrupted one would.
@@ -234,6 +236,12 @@ class StageTrainer:
         layout = self.progress["layout"]
         self.progress = {**read_progress(checkpoint), "layout": layout}  # validated up front (`train.train`)
         self.accelerator.load_state(str(checkpoint))
+        if self.accelerator.is_main_process and self.progress["best"] is not None:
+            if not restore_best_weights(checkpoint, self.state_dir / BEST_FILE):
+                logger.warning(
+                    "[%s] %s holds no best weights (saved by an older version): %s stays as it is",
+                    self.stage, checkpoint, self.state_dir / BEST_FILE,
+                )  # fmt: skip
         # Continue the automatic checkpoint numbering after the loaded one. Later checkpoints of this stage belong
         # to the run being replaced (or were cut short): they go, or the next save would collide with them.
         number = checkpoint_number(checkpoint)
@@ -260,10 +268,15 @@ class StageTrainer:
             self.validate_and_keep_best((completed - 1) // self.steps_per_epoch)
 
     def save_checkpoint(self) -> None:
+        """accelerate's state, the best weights so far, then the progress file that marks the checkpoint complete;
+        only then are the oldest pruned to `--checkpoints_total_limit`."""
         checkpoint_dir = Path(self.accelerator.save_state())
         if self.accelerator.is_main_process:
+            if self.progress["best"] is not None:
+                keep_best_weights(self.state_dir / BEST_FILE, checkpoint_dir)
             progress_json = json.dumps(self.progress, indent=2)
             write_atomically(checkpoint_dir / PROGRESS_FILE, lambda p: p.write_text(progress_json))
+            prune_checkpoints(checkpoint_dir.parent, self.settings.checkpoints_total_limit)
         self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------------------------------------ one epoch
