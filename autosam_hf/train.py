@@ -198,7 +198,12 @@ def build_parser() -> ArgumentParser:
     )
     training.add_argument("--seed", type=int, default=42)
     training.add_argument("--checkpointing_steps", default="epoch", help="'epoch' or a number of steps.")
-    training.add_argument("--checkpoints_total_limit", type=positive_int, default=2)
+    training.add_argument(
+        "--checkpoints_total_limit",
+        type=positive_int,
+        default=2,
+        help="Checkpoints kept per stage; the oldest goes once a new one is complete (one more on disk meanwhile).",
+    )
     training.add_argument("--resume_from_checkpoint", help="A checkpoint folder or 'latest'.")
     training.add_argument(
         "--stop_after_steps",

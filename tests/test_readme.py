@@ -16,7 +16,7 @@ def readme_snippet(heading: str) -> str:
 
 def test_the_use_a_trained_model_snippet_runs(tmp_path, monkeypatch):
     model_dir = tmp_path / "runs" / "kvasir"
-    make_tiny_model().save_pretrained(model_dir)
+    make_tiny_model(class_activation="sigmoid").save_pretrained(model_dir)  # not post-processing's default
     make_tiny_processor().save_pretrained(model_dir)
     PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(
         tmp_path / "polyp.jpg"

@@ -55,14 +55,19 @@ def read_progress(checkpoint: Path) -> dict:
     return json.loads((checkpoint / PROGRESS_FILE).read_text())
 
 
+def is_numbered_checkpoint(path: Path) -> bool:
+    """Named by accelerate's automatic numbering, `checkpoint_<n>` (a copy such as `checkpoint_3 copy` is not)."""
+    return re.fullmatch(r"checkpoint_\d+", path.name) is not None
+
+
 def checkpoint_number(checkpoint: Path) -> int:
     """accelerate's automatic numbering: `checkpoint_<n>` → n."""
-    return int(checkpoint.name.split("_")[-1])
+    return int(checkpoint.name.removeprefix("checkpoint_"))
 
 
 def numbered_checkpoints(checkpoints_dir: Path) -> list[Path]:
-    """accelerate's `checkpoint_<n>` folders, complete or not (a copy such as `checkpoint_3 copy` is not one)."""
-    return [p for p in checkpoints_dir.glob("checkpoint_*") if re.fullmatch(r"checkpoint_\d+", p.name)]
+    """accelerate's `checkpoint_<n>` folders, complete or not."""
+    return [path for path in checkpoints_dir.glob("checkpoint_*") if is_numbered_checkpoint(path)]
 
 
 def checkpoints_after(checkpoints_dir: Path, number: int) -> list[Path]:
@@ -86,12 +91,15 @@ def prune_checkpoints(checkpoints_dir: Path, keep: int) -> list[Path]:
 
 def keep_best_weights(best_file: Path, checkpoint_dir: Path) -> None:
     """Put the best weights so far into a checkpoint, for a resume to restore: a hard link where the file system
-    allows (no space: `best_file` is only ever replaced by a rename, so the link keeps this version), else a copy."""
+    allows (no space: `best_file` is only ever replaced by a rename, never written in place, so the link keeps this
+    version), else a copy."""
+    if not best_file.is_file():
+        raise FileNotFoundError(f"{best_file}: the best weights so far are missing (removed by hand?)")
     kept = checkpoint_dir / BEST_FILE
     kept.unlink(missing_ok=True)
     try:
         os.link(best_file, kept)
-    except OSError:
+    except OSError:  # no hard links here (another file system, some network shares)
         shutil.copyfile(best_file, kept)
 
 
@@ -101,7 +109,8 @@ def restore_best_weights(checkpoint_dir: Path, best_file: Path) -> bool:
     kept = checkpoint_dir / BEST_FILE
     if not kept.is_file():
         return False
-    write_atomically(best_file, lambda path: shutil.copyfile(kept, path))
+    if not (best_file.is_file() and os.path.samefile(kept, best_file)):  # still linked: nothing to restore
+        write_atomically(best_file, lambda path: shutil.copyfile(kept, path))
     return True
 
 
@@ -111,12 +120,12 @@ def find_checkpoint(checkpoints_dir: Path, resume_from: str | None, stage: str) 
     if resume_from is None:
         return None
     if resume_from != "latest":
-        path = Path(resume_from)
+        path = Path(resume_from).resolve()  # `.` names the folder too
         if not (path / PROGRESS_FILE).is_file():
             raise ValueError(
                 f"--resume_from_checkpoint {path}: not a checkpoint folder of this script (no {PROGRESS_FILE})"
             )
-        if not re.fullmatch(r"checkpoint_\d+", path.name):  # its number orders it among the stage's checkpoints
+        if not is_numbered_checkpoint(path):  # its number orders it among the stage's checkpoints
             raise ValueError(
                 f"--resume_from_checkpoint {path}: a checkpoint folder keeps the name it was saved with, checkpoint_<n>"
             )

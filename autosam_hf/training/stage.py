@@ -271,6 +271,7 @@ class StageTrainer:
         """accelerate's state, the best weights so far, then the progress file that marks the checkpoint complete;
         only then are the oldest pruned to `--checkpoints_total_limit`."""
         checkpoint_dir = Path(self.accelerator.save_state())
+        self.accelerator.wait_for_everyone()  # every process's part (its random states) is written
         if self.accelerator.is_main_process:
             if self.progress["best"] is not None:
                 keep_best_weights(self.state_dir / BEST_FILE, checkpoint_dir)
@@ -414,6 +415,7 @@ class StageTrainer:
             self.progress["best"] = entry
             if self.accelerator.is_main_process:
                 state = trainable_state_dict(self.accelerator.unwrap_model(self.prepared_model))
+                # Renamed into place, never written in place: checkpoints hold hard links to earlier versions.
                 write_atomically(self.state_dir / BEST_FILE, lambda path: save_file(state, path))
 
     # ------------------------------------------------------------------------------------------------ the stage

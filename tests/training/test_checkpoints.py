@@ -1,0 +1,75 @@
+"""autosam_hf.training.checkpoints: pruning after a complete save, the best weights a checkpoint carries."""
+
+import os
+
+import pytest
+
+from autosam_hf.atomic_write import write_atomically
+from autosam_hf.training.checkpoints import (
+    BEST_FILE,
+    PROGRESS_FILE,
+    find_checkpoint,
+    keep_best_weights,
+    prune_checkpoints,
+    restore_best_weights,
+)
+
+
+def make_checkpoints(folder, complete: list[int], incomplete: list[int]) -> None:
+    for number in complete + incomplete:
+        (folder / f"checkpoint_{number}").mkdir(parents=True)
+    for number in complete:
+        (folder / f"checkpoint_{number}" / PROGRESS_FILE).write_text("{}")
+
+
+def test_pruning_keeps_the_newest_complete_checkpoints_and_the_save_in_progress(tmp_path):
+    make_checkpoints(tmp_path, complete=[0, 1, 3], incomplete=[2, 4])
+    (tmp_path / "checkpoint_1 copy").mkdir()  # a user's copy is not one of them
+    removed = prune_checkpoints(tmp_path, keep=2)
+    assert sorted(path.name for path in removed) == ["checkpoint_0", "checkpoint_2"]
+    # checkpoint_4 is newer than the newest complete one: a save cut short, which a resume replaces.
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "checkpoint_1", "checkpoint_1 copy", "checkpoint_3", "checkpoint_4",
+    ]  # fmt: skip
+    assert prune_checkpoints(tmp_path / "none", keep=1) == []
+
+
+def test_a_checkpoint_keeps_the_best_weights_of_its_time(tmp_path):
+    best, checkpoint = tmp_path / BEST_FILE, tmp_path / "checkpoint_0"
+    checkpoint.mkdir()
+    best.write_bytes(b"epoch 1")
+    keep_best_weights(best, checkpoint)
+    assert os.path.samefile(best, checkpoint / BEST_FILE)  # a hard link: no space
+    write_atomically(best, lambda path: path.write_bytes(b"epoch 2"))  # as the trainer replaces it
+    assert (checkpoint / BEST_FILE).read_bytes() == b"epoch 1"
+    assert restore_best_weights(checkpoint, best) and best.read_bytes() == b"epoch 1"
+    assert not restore_best_weights(tmp_path / "checkpoint_9", best)  # saved before any validation: none
+
+
+def test_without_hard_links_the_best_weights_are_copied(tmp_path, monkeypatch):
+    best, checkpoint = tmp_path / BEST_FILE, tmp_path / "checkpoint_0"
+    checkpoint.mkdir()
+    best.write_bytes(b"epoch 1")
+
+    def no_links(source, target):
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    keep_best_weights(best, checkpoint)
+    assert not os.path.samefile(best, checkpoint / BEST_FILE)
+    assert (checkpoint / BEST_FILE).read_bytes() == b"epoch 1"
+    best.unlink()
+    with pytest.raises(FileNotFoundError, match=BEST_FILE):  # before anything is half-written into the checkpoint
+        keep_best_weights(best, tmp_path / "checkpoint_1")
+
+
+def test_a_checkpoint_named_as_the_current_folder_is_found(tmp_path, monkeypatch):
+    make_checkpoints(tmp_path, complete=[3], incomplete=[])
+    (tmp_path / "checkpoint_3" / PROGRESS_FILE).write_text('{"stage": "prompt"}')
+    monkeypatch.chdir(tmp_path / "checkpoint_3")
+    assert find_checkpoint(tmp_path, ".", "prompt") == tmp_path.resolve() / "checkpoint_3"
+    renamed = tmp_path / "backup"
+    (tmp_path / "checkpoint_3").rename(renamed)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="--resume_from_checkpoint .*backup: a checkpoint folder keeps the name"):
+        find_checkpoint(tmp_path, str(renamed), "prompt")
