@@ -70,6 +70,12 @@ def numbered_checkpoints(checkpoints_dir: Path) -> list[Path]:
     return [path for path in checkpoints_dir.glob("checkpoint_*") if is_numbered_checkpoint(path)]
 
 
+def complete_checkpoints(checkpoints_dir: Path) -> list[Path]:
+    """The numbered checkpoints whose save finished (their progress file, written last, is there), oldest first."""
+    numbered = [path for path in numbered_checkpoints(checkpoints_dir) if (path / PROGRESS_FILE).is_file()]
+    return sorted(numbered, key=checkpoint_number)
+
+
 def checkpoints_after(checkpoints_dir: Path, number: int) -> list[Path]:
     """The checkpoint folders numbered above `number`, complete or not."""
     return sorted(p for p in numbered_checkpoints(checkpoints_dir) if checkpoint_number(p) > number)
@@ -79,10 +85,10 @@ def prune_checkpoints(checkpoints_dir: Path, keep: int) -> list[Path]:
     """Keep the newest `keep` complete checkpoints; remove the older ones and any incomplete one before the newest
     complete one. Returns what was removed. (accelerate's own `total_limit` deletes before it saves: a save cut short
     with a limit of 1 would leave nothing to resume.)"""
-    numbered = sorted(numbered_checkpoints(checkpoints_dir), key=checkpoint_number)
-    kept = [path for path in numbered if (path / PROGRESS_FILE).is_file()][-keep:]
+    kept = complete_checkpoints(checkpoints_dir)[-keep:]
     if not kept:
         return []
+    numbered = numbered_checkpoints(checkpoints_dir)
     removed = [path for path in numbered if path not in kept and checkpoint_number(path) < checkpoint_number(kept[-1])]
     for path in removed:
         shutil.rmtree(path)
@@ -130,8 +136,8 @@ def find_checkpoint(checkpoints_dir: Path, resume_from: str | None, stage: str) 
                 f"--resume_from_checkpoint {path}: a checkpoint folder keeps the name it was saved with, checkpoint_<n>"
             )
         return path if read_progress(path).get("stage") == stage else None
-    candidates = [p for p in numbered_checkpoints(checkpoints_dir) if (p / PROGRESS_FILE).is_file()]
-    return max(candidates, key=checkpoint_number, default=None)
+    complete = complete_checkpoints(checkpoints_dir)
+    return complete[-1] if complete else None
 
 
 # What decides which batches a stage sees and how its schedule is laid out: a resumed run must share them, or it
