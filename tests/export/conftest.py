@@ -5,12 +5,14 @@ The tests need onnx, onnxscript and onnxruntime (the `onnx` extra, in `dev` too)
 saying so, unless AUTOSAM_REQUIRE_ONNX=1 (CI), which makes the absence a failure.
 """
 
+import json
 import os
 
 import PIL.Image
 import pytest
 import torch
 from conftest import make_tiny_model, make_tiny_processor
+from filelock import FileLock
 
 from autosam_hf.export.dependencies import missing_onnx_packages
 
@@ -32,14 +34,25 @@ def _onnx_packages():
 
 @pytest.fixture(scope="package")
 def exported(tmp_path_factory):
-    """(tiny model in eval mode, its processor, export folder, manifest): every graph, default settings."""
+    """(tiny model in eval mode, its processor, export folder, manifest): every graph, default settings.
+
+    Exported once per test session, not once per pytest-xdist worker (it takes the better part of a minute): the
+    workers share the session's base folder, and the first to take the lock exports; the others read its folder.
+    The model is seeded, so each worker's copy is the exported one. Tests only read the folder.
+    """
     require_onnx_packages()
-    from autosam_hf.export import export_onnx
+    from autosam_hf.export import MANIFEST_NAME, export_onnx
 
     model = make_tiny_model().eval()
     processor = make_tiny_processor()
-    folder = tmp_path_factory.mktemp("onnx") / "export"
-    manifest = export_onnx(model, processor, folder)
+    # Under xdist each worker's base folder lies in the session's; without xdist the base folder is the session's.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    shared = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.getbasetemp()
+    folder = shared / "onnx_export"
+    with FileLock(shared / "onnx_export.lock"):
+        if not (folder / MANIFEST_NAME).exists():  # written last, then the folder renamed: complete if present
+            export_onnx(model, processor, folder)
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
     return model, processor, folder, manifest
 
 
