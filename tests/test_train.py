@@ -462,6 +462,30 @@ def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_d
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "flag, launcher, requested",
+    [
+        (None, None, None),  # plain `python -m autosam_hf.train`: the machine decides (auto)
+        (None, "no", None),  # `accelerate launch` without a choice exports "no": still the machine
+        (None, "bf16", "bf16"),
+        (None, "fp16", "fp16"),
+        ("no", "bf16", "no"),  # the script's own flag wins
+        ("bf16", None, "bf16"),
+    ],
+)
+def test_precision_is_the_flag_else_the_launchers_half_precision_else_auto(monkeypatch, flag, launcher, requested):
+    from autosam_hf import train
+
+    seen = []
+    monkeypatch.setattr(train, "resolve_mixed_precision", lambda precision, device: seen.append(precision) or "x")
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
+    if launcher is None:
+        monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    else:
+        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launcher)
+    assert train.resolve_precision(flag) == "x" and seen == [requested]
+
+
 def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp_path):
     output_dir = tmp_path / "ddp"
     # accelerate's `--cpu` flag (1.15, 1.16) always takes its single-process launcher; two gloo processes on a CPU

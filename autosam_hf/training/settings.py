@@ -6,7 +6,7 @@ A *recipe* is a named set of training hyper-parameters:
   constant rate, batch 10 (h: 24), 200 epochs, the reference code's augmentation.
 - `default`: the paper's optimizer with the augmentation that learned fastest per step in the ablation (README),
   annealed: Adam, lr 3e-4, weight decay 1e-5, a cosine schedule over each stage's steps after a 5% warm-up, batch 8
-  (h: 24), 200 epochs, random horizontal and vertical flips only (the reference augmentation's rotations up to ±90°
+  (h: 24), 200 epochs, the dataset's random flips only (the reference augmentation's rotations up to ±90°
   with zero fill and always-on colour jitter slowed learning most; AdamW at 1e-3 learned no faster; the cosine
   schedule was no faster over 300 steps and ahead on val at 1,000).
 
