@@ -194,8 +194,9 @@ def build_parser() -> ArgumentParser:
         "--mixed_precision",
         choices=["auto", "no", "fp16", "bf16"],
         help="Default: `accelerate launch`'s bf16 or fp16 if it was given one, else auto = the fastest native "
-        "precision (bf16 on recent GPUs and on CPUs with AMX or AVX-512-BF16, else no). accelerate passes 'no' "
-        "when nothing was chosen, so to force fp32 pass --mixed_precision no here. An emulated choice warns once.",
+        "precision (bf16 on GPUs that have it and on CPUs with AMX or AVX-512-BF16, fp16 on other GPUs and MPS, "
+        "no on other CPUs). accelerate passes 'no' when nothing was chosen (a config file's 'no' too), so to force "
+        "fp32 pass --mixed_precision no here. An emulated choice warns once.",
     )
     training.add_argument("--seed", type=int, default=42)
     training.add_argument("--checkpointing_steps", default="epoch", help="'epoch' or a number of steps.")
@@ -240,11 +241,17 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def resolve_precision(requested: str | None) -> str:
     """accelerate's mixed precision: --mixed_precision, else `accelerate launch`'s bf16 or fp16, else the fastest
-    native one. `accelerate launch` sets "no" both when asked and when nothing was chosen (its default), so its "no"
-    cannot mean a choice: fp32 is forced with the script's own `--mixed_precision no`.
+    native one. `accelerate launch` sets "no" both when asked and when nothing was chosen (its default, and what
+    `accelerate config` writes by default), so its "no" cannot mean a choice: fp32 is forced with the script's own
+    `--mixed_precision no`.
 
     The device is read without creating accelerate's state: that must wait for the first Accelerator."""
     launched_with = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if requested is None and launched_with not in (None, "no", "bf16", "fp16"):
+        raise ValueError(
+            f"accelerate launch's mixed precision {launched_with!r} is not one autosam-train trains in; launch with "
+            "bf16, fp16 or none, or pass --mixed_precision auto|no|bf16|fp16 after the script's name"
+        )
     requested = requested or (launched_with if launched_with != "no" else None)
     use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     return resolve_mixed_precision(requested, resolve_device("cpu" if use_cpu else "auto"))

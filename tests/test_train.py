@@ -461,7 +461,6 @@ def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_d
     assert "latest found a checkpoint of the surrogate stage but none of the prompt" in bad_input_error(capsys, latest)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "flag, launcher, requested",
     [
@@ -486,6 +485,17 @@ def test_precision_is_the_flag_else_the_launchers_half_precision_else_auto(monke
     assert train.resolve_precision(flag) == "x" and seen == [requested]
 
 
+def test_a_launcher_precision_the_script_cannot_train_in_is_named_as_the_launchers(monkeypatch):
+    from autosam_hf import train
+
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp8")
+    with pytest.raises(ValueError, match="accelerate launch's mixed precision 'fp8'.*--mixed_precision"):
+        train.resolve_precision(None)
+    assert train.resolve_precision("no") == "no"  # the script's own flag still decides
+
+
+@pytest.mark.slow
 def test_two_processes_with_accelerate_launch(tiny_sam_dir, shared_data_dir, tmp_path):
     output_dir = tmp_path / "ddp"
     # accelerate's `--cpu` flag (1.15, 1.16) always takes its single-process launcher; two gloo processes on a CPU
