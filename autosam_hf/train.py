@@ -33,7 +33,7 @@ from .cli import ArgumentParser, add_output_dir_argument, configure_logging, pos
 from .data import AUGMENTATION_LEVELS, PRESETS
 from .data.embedding_cache import STORAGE_DTYPES
 from .model import CANVAS_RULES, CLASS_ACTIVATIONS
-from .runtime import resolve_device, resolve_mixed_precision
+from .runtime import MIXED_PRECISION_DTYPES, resolve_device, resolve_mixed_precision
 from .training.checkpoints import (
     AVERAGE_FILE,
     check_layout,
@@ -247,12 +247,13 @@ def resolve_precision(requested: str | None) -> str:
 
     The device is read without creating accelerate's state: that must wait for the first Accelerator."""
     launched_with = os.environ.get("ACCELERATE_MIXED_PRECISION")
-    if requested is None and launched_with not in (None, "no", "bf16", "fp16"):
-        raise ValueError(
-            f"accelerate launch's mixed precision {launched_with!r} is not one autosam-train trains in; launch with "
-            "bf16, fp16 or none, or pass --mixed_precision auto|no|bf16|fp16 after the script's name"
-        )
-    requested = requested or (launched_with if launched_with != "no" else None)
+    if requested is None and launched_with not in (None, "no"):
+        if launched_with not in MIXED_PRECISION_DTYPES:
+            raise ValueError(
+                f"accelerate launch's mixed precision {launched_with!r} is not one autosam-train trains in; launch "
+                "with bf16, fp16 or none, or pass --mixed_precision auto|no|bf16|fp16 after the script's name"
+            )
+        requested = launched_with
     use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     return resolve_mixed_precision(requested, resolve_device("cpu" if use_cpu else "auto"))
 
