@@ -271,6 +271,7 @@ cache = EmbeddingCache.build(
 with open(f"{out_dir}/rank{accelerator.process_index}.json", "w") as file:
     report = {"world": accelerator.num_processes, "encoded": sum(encoded), "items": len(cache) * cache.num_views}
     json.dump(report, file)
+accelerator.end_training()  # exiting with the gloo group alive can abort the process
 """
 
 

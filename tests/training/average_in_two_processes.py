@@ -34,6 +34,8 @@ def main(output_dir: str) -> None:
     local = {f"model.{name}": t.clone() for name, t in model.prompt_generator.named_buffers() if t.is_floating_point()}
     averaged = {f"average.{name}": t.clone() for name, t in average.averaged.module.named_buffers()}
     save_file({**local, **averaged}, f"{output_dir}/process{accelerator.process_index}.safetensors")
+    # A process that exits with its gloo group alive can abort ("terminate called without an active exception").
+    accelerator.end_training()
 
 
 if __name__ == "__main__":
