@@ -31,7 +31,6 @@ empty, Dice = IoU = 0.0. pysodmetrics' own binary Dice/IoU give 0.0 when both ar
 from collections.abc import Iterable, Mapping
 
 import numpy as np
-import py_sod_metrics
 import torch
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -153,6 +152,9 @@ class SegmentationMetrics:
         """Forgets every image seen so far."""
         self.dices: list[float] = []
         self.ious: list[float] = []
+        # Imported on first use: it loads scikit-learn and scikit-image (~0.5 s), which training never needs.
+        import py_sod_metrics
+
         self.s_measure = py_sod_metrics.Smeasure()
         self.e_measure = py_sod_metrics.Emeasure()
         self.weighted_f_measure = py_sod_metrics.WeightedFmeasure()
