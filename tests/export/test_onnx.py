@@ -13,6 +13,8 @@ from conftest import make_tiny_model, make_tiny_processor
 from autosam_hf.export import DEFAULT_OPSET, GRAPH_FILES, MANIFEST_NAME, export_onnx, exporters
 from autosam_hf.export.exporters import ExportError
 from autosam_hf.export.graphs import default_graph_names
+from autosam_hf.export.manifest import build_manifest
+from autosam_hf.export.onnx_export import export_processor
 from autosam_hf.model import AutoSamImageProcessor
 from autosam_hf.model.image_processing_autosam import CANVAS_OUTPUTS
 from autosam_hf.postprocessing import post_process_predictions
@@ -185,29 +187,37 @@ def test_a_client_following_the_manifest_gets_the_processors_canvases_and_masks(
     follow_the_manifest(folder, processor, manifest, kvasir_images, canvases=["sam", "prompt"])
 
 
-def test_a_squashing_models_manifest_says_so_and_a_client_following_it_gets_its_masks(tmp_path, kvasir_images):
+def manifest_of_a_variant(exported, **config_overrides) -> tuple[AutoSamImageProcessor, dict]:
+    """(processor, manifest) that `export_onnx` writes for the tiny model with other canvas settings. Canvas settings
+    change no weight (asserted), so the shared export's graphs are this model's too: the manifest is built around
+    their entries rather than tracing the same graphs again (~15 s each)."""
+    shared_model, _, _, shared_manifest = exported
+    model = make_tiny_model(**config_overrides).eval()
+    shared_weights = shared_model.state_dict()
+    assert all(torch.equal(weight, shared_weights[name]) for name, weight in model.state_dict().items())
+    processor = export_processor(model, AutoSamImageProcessor.from_model_config(model.config))
+    return processor, build_manifest(model, processor, shared_manifest["graphs"], shared_manifest["opset"])
+
+
+def test_a_squashing_models_manifest_says_so_and_a_client_following_it_gets_its_masks(exported, kvasir_images):
     """A model whose config squashes (the polyp presets' models): no padding, no crop, in the manifest too."""
-    model = make_tiny_model(canvas_rule="squash").eval()
-    processor = AutoSamImageProcessor.from_model_config(model.config)
-    manifest = export_onnx(model, processor, tmp_path / "export", graphs=["surrogate"])
+    processor, manifest = manifest_of_a_variant(exported, canvas_rule="squash")
     assert manifest["preprocessing"]["canvas_rule"] == manifest["postprocessing"]["canvas_rule"] == "squash"
     assert manifest["preprocessing"]["pad_value"] is None
     assert not any("pad" in step or "crop" in step for step in manifest["postprocessing"]["steps"])
-    follow_the_manifest(tmp_path / "export", processor, manifest, kvasir_images, canvases=["prompt"])
+    follow_the_manifest(exported[2], processor, manifest, kvasir_images, canvases=["prompt"])
 
 
-def test_a_medsam_like_models_manifest_describes_sams_canvas_with_the_checkpoints_own_settings(tmp_path, kvasir_images):
+def test_a_medsam_like_models_manifest_describes_sams_canvas_with_the_checkpoints_own_settings(exported, kvasir_images):
     """MedSAM's canvas is bicubic and not normalised (`sam_preprocessing`); g's canvas keeps ImageNet statistics.
     A client following the manifest gets both canvases the processor makes."""
-    model = make_tiny_model(sam_preprocessing={"do_normalize": False, "resample": 3}).eval()
-    processor = AutoSamImageProcessor.from_model_config(model.config)
-    manifest = export_onnx(model, processor, tmp_path / "export", graphs=["surrogate"])
+    processor, manifest = manifest_of_a_variant(exported, sam_preprocessing={"do_normalize": False, "resample": 3})
     canvases = manifest["preprocessing"]["canvases"]
     assert (canvases["sam"]["resample"], canvases["sam"]["image_mean"]) == ("bicubic", None)
     assert "no normalisation" in canvases["sam"]["steps"]
     prompt = canvases["prompt"]
     assert (prompt["resample"], prompt["image_mean"]) == ("bilinear", list(processor.image_mean))
-    follow_the_manifest(tmp_path / "export", processor, manifest, kvasir_images, canvases=["sam", "prompt"])
+    follow_the_manifest(exported[2], processor, manifest, kvasir_images, canvases=["sam", "prompt"])
 
 
 def test_the_models_export_method_writes_the_same_graph(exported, tmp_path, kvasir_images):
