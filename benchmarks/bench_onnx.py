@@ -13,10 +13,12 @@ and the share of mask pixels on which the two agree.
 
 The model is a random-weight SAM (`common.sam_checkpoint`) with a fresh g (and h); speed does not depend on the
 weights' values, but parity would mean nothing on SAM's initial weights (see `perturb_sam`). The export itself
-(dynamo exporter, checks included) is timed per graph too.
+(dynamo exporter, checks included) is timed per graph too. With `--model`, a trained folder is measured instead; with
+`--onnx` too, its existing export (the export is then not timed: its manifest's times are from another run).
 
     python benchmarks/bench_onnx.py            # SAM ViT-B, g at 352 (several minutes: the export, then timings)
     python benchmarks/bench_onnx.py --quick    # small SAM, g at 64 (checks that the benchmark runs)
+    python benchmarks/bench_onnx.py --model runs/kvasir --onnx runs/kvasir/onnx   # your model and its export
     python benchmarks/bench_onnx.py --table benchmarks/results/onnx_cpu.json   # only print the README's table
 """
 
@@ -25,13 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
 from common import DATA_DIR, machine, sam_checkpoint, time_repeats, timing_summary, write_result
 
 from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
-from autosam_hf.export import OnnxRuntimeAutoSam, export_onnx
+from autosam_hf.export import OnnxRuntimeAutoSam, export_onnx, read_manifest
 from autosam_hf.predict import iter_predictions
 from autosam_hf.runtime import describe_machine
 
@@ -39,6 +42,7 @@ MODES = ("surrogate", "autosam")
 BACKENDS = ("pytorch", "onnxruntime")
 WARMUP = 2  # untimed images per backend and mode
 PROMPT_SIZE, QUICK_PROMPT_SIZE = 352, 64  # g's input size for polyps; --quick only checks that the benchmark runs
+BACKBONE_NAMES = {"hardnet85": "HarDNet-85"}  # g's backbone as the tables name it
 RESULT_NAME = "onnx_cpu"  # benchmarks/results/onnx_cpu.json (onnx_cpu_quick.json with --quick)
 
 
@@ -177,9 +181,12 @@ def render_table(result: dict) -> str:
             f"{entry['speedup_onnxruntime_vs_pytorch']:.2f}× ({fastest['pytorch'] / fastest['onnxruntime']:.2f}×) | "
             f"{result['parity'][mode]['max_abs_diff_logits']:.1e} | {result['parity'][mode]['max_abs_logit']:.2g} |"
         )
-    export = ", ".join(
-        f"{name} {graph['exporter']} {graph['export_seconds']:.0f} s" for name, graph in result["export"].items()
-    )
+    if result["export"] is None:
+        export = f"not timed in this run ({result['onnx_dir']})"
+    else:
+        export = ", ".join(
+            f"{name} {graph['exporter']} {graph['export_seconds']:.0f} s" for name, graph in result["export"].items()
+        )
     features = ", ".join(
         f"{name} {value['max_abs_diff']:.1e} (values up to {value['max_abs_value']:.2g})"
         for name, value in result["parity"]["image_features"].items()
@@ -195,6 +202,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="threads of both backends (default: torch's, OMP_NUM_THREADS)")
     parser.add_argument("--note", help="said in the table's caption, e.g. that the CPU was shared with other jobs")
     parser.add_argument("--table", metavar="RESULT_JSON", help="only print the table of a result file")
+    parser.add_argument("--model", help="a trained AutoSAM folder to measure instead of a random-weight SAM")
+    parser.add_argument("--onnx", help="the --model's existing export (autosam-export) instead of exporting it here")
+    parser.add_argument("--name", help="result file name (default onnx_cpu; onnx_cpu_quick, onnx_cpu_model)")
     parser.add_argument(
         "--parity_batch",
         type=int,
@@ -207,19 +217,25 @@ def main() -> None:
         return
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.onnx and not args.model:
+        parser.error("--onnx needs the --model it was exported from (PyTorch is timed and checked against it)")
     count = args.images
-    size = "small" if args.quick else "vit_b"
     print(f"Machine: {machine()}; /proc/cpuinfo: {cpu_identity()}", flush=True)  # every figure below is this CPU's
-    prompt_size = QUICK_PROMPT_SIZE if args.quick else PROMPT_SIZE
-
-    torch.manual_seed(0)
-    model = AutoSamForSegmentation.from_sam(str(sam_checkpoint(size)), prompt_input_size=prompt_size).eval()
-    perturb_sam(model)
-    processor = AutoSamImageProcessor.from_model_config(model.config)
+    if args.model:
+        model = AutoSamForSegmentation.from_pretrained(args.model).eval()
+        processor = AutoSamImageProcessor.from_pretrained(args.model)
+        size = model.config.sam_name_or_path or args.model
+    else:
+        size = "small" if args.quick else "vit_b"
+        torch.manual_seed(0)
+        prompt_size = QUICK_PROMPT_SIZE if args.quick else PROMPT_SIZE
+        model = AutoSamForSegmentation.from_sam(str(sam_checkpoint(size)), prompt_input_size=prompt_size).eval()
+        perturb_sam(model)
+        processor = AutoSamImageProcessor.from_model_config(model.config)
     images = load_images(WARMUP + count)
     with tempfile.TemporaryDirectory(prefix="autosam-bench-onnx-") as temporary:
-        folder = Path(temporary) / "onnx"
-        manifest = export_onnx(model, processor, folder)
+        folder = Path(args.onnx) if args.onnx else Path(temporary) / "onnx"
+        manifest = read_manifest(folder) if args.onnx else export_onnx(model, processor, folder)
         onnx_model = OnnxRuntimeAutoSam(folder, num_threads=torch.get_num_threads())
         modes = {}
         for mode in MODES:
@@ -229,25 +245,29 @@ def main() -> None:
             speedup = timings["pytorch"]["seconds_per_image"] / timings["onnxruntime"]["seconds_per_image"]
             modes[mode] = {**timings, "speedup_onnxruntime_vs_pytorch": speedup}
             print(json.dumps({mode: modes[mode]}), flush=True)
+        backbone_name = BACKBONE_NAMES.get(model.config.backbone, model.config.backbone)
         result = {
             "machine": machine(),
             "machine_details": {**describe_machine(), "cpuinfo": cpu_identity()},
             "note": args.note,
             "threads": torch.get_num_threads(),
-            "onnxruntime": manifest["versions"]["onnxruntime"],
+            "onnxruntime": version("onnxruntime"),  # this run's (a given export's manifest names its own)
             "sam": size,
-            "g": f"HarDNet-85 at {prompt_size}",
+            "g": f"{backbone_name} at {model.config.prompt_input_size}",
             "images": count,
             "batch_size": 1,
             "opset": manifest["opset"],
-            "export": {
+            "onnx_dir": args.onnx,
+            "export": None
+            if args.onnx
+            else {
                 name: {key: graph[key] for key in ("exporter", "opset", "export_seconds", "verification")}
                 for name, graph in manifest["graphs"].items()
             },
             "modes": modes,
             "parity": None,
         }
-        name = RESULT_NAME + ("_quick" if args.quick else "")
+        name = args.name or RESULT_NAME + ("_model" if args.model else "_quick" if args.quick else "")
         write_result(name, result)  # the timings are kept even if the parity check runs out of memory
         result["parity"] = parity(model, onnx_model, processor, images, args.parity_batch)
     path = write_result(name, result)

@@ -140,10 +140,10 @@ def test_single_thread_restores_the_thread_count():
         torch.set_num_threads(threads)
 
 
-# Allocates and frees a 256 MiB tensor eight times and prints the fewest page faults any of the last six took: with
-# glibc's defaults each is a fresh mmap (65,536 pages of 4 KiB every time); with keep_freed_cpu_memory the heap keeps
-# freed blocks, and once it holds enough of them (glibc's alignment slack may need a second block first) an
-# allocation reuses one without faulting.
+# Allocates and frees a 64 MiB tensor eight times and prints the fewest page faults any of the last six took: with
+# glibc's defaults each is a fresh mmap (above glibc's largest dynamic mmap threshold, 32 MiB: 16,384 pages of 4 KiB
+# every time); with keep_freed_cpu_memory the heap keeps freed blocks, and once it holds enough of them (glibc's
+# alignment slack may need a second block first) an allocation reuses one without faulting.
 PAGE_FAULT_PROBE = """
 import resource, torch
 from autosam_hf.runtime import keep_freed_cpu_memory
@@ -151,7 +151,7 @@ applied = keep_freed_cpu_memory()
 faults = []
 for _ in range(8):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.ones(64 * 2**20)
+    torch.ones(16 * 2**20)
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 print(applied, min(faults[2:]))
 """
