@@ -6,8 +6,8 @@ Modes, on the same Kvasir test images at the SAM ViT-B configuration (random wei
   - `sam_point`: plain SAM given one point prompt (the image centre), as SAM is used without AutoSAM.
 Each figure: one warm-up image, then the median over `--images` (3) timed images; every call includes the
 processor and the post-processing to the image's original size. On CPUs each (mode, precision) runs in a fresh
-process, so its peak resident memory is its own (with --quick they share one); on GPUs the modes share a process
-and the peak is the GPU memory allocated by that mode.
+process, so its peak resident memory is its own (with --quick every part runs in the benchmark's own process, and
+the peaks are that process's); on GPUs the modes share a process and the peak is the GPU memory allocated by that mode.
 
 With `--reference_dir`, the official AutoSAM inference (`reference.py`) is timed in the same run on the same
 machine, and `speedup_vs_reference` is ours / theirs at the same sizes (fp32 only; never across machines).
@@ -167,18 +167,23 @@ def main() -> None:
         "modes": {},
         "breakdown": {},
     }
+    if args.quick:  # it only checks that the benchmark runs: every part in this process, no process starts
+        keep_freed_cpu_memory()
     for precision in precisions_to_run(args.include_emulated_bf16, device):
-        # One process per mode on CPUs for a full run (its own peak memory); GPUs report each mode's peak
-        # themselves, and --quick saves the process starts.
-        groups = [[mode] for mode in MODES] if device.type == "cpu" and not args.quick else [list(MODES)]
-        for modes in groups:
-            measured = run_python_json([*script, "--measure", sam_dir, precision, "--modes", *modes])
-            result["modes"] |= {f"{mode} {precision}": figures for mode, figures in measured.items()}
+        if args.quick:
+            measured = measure_modes(sam_dir, precision, list(MODES), args.images, device, prompt_size)
+            result["breakdown"][precision] = breakdown(sam_dir, precision, device, prompt_size)
+        else:
+            # One process per mode on CPUs (its own peak memory); GPUs report each mode's peak themselves.
+            measured = {}
+            for modes in [[mode] for mode in MODES] if device.type == "cpu" else [list(MODES)]:
+                measured |= run_python_json([*script, "--measure", sam_dir, precision, "--modes", *modes])
+            result["breakdown"][precision] = run_python_json([*script, "--breakdown", sam_dir, precision])
+        result["modes"] |= {f"{mode} {precision}": figures for mode, figures in measured.items()}
         full = result["modes"][f"autosam {precision}"]["seconds_per_image"]
         for mode in MODES:
             entry = result["modes"][f"{mode} {precision}"]
             entry["speedup_vs_autosam_same_precision"] = full / entry["seconds_per_image"]
-        result["breakdown"][precision] = run_python_json([*script, "--breakdown", sam_dir, precision])
         print(json.dumps({precision: result["modes"]}, indent=2), flush=True)
     if args.reference_dir:
         references = measure_reference_runs(

@@ -7,12 +7,13 @@ saying so, unless AUTOSAM_REQUIRE_ONNX=1 (CI), which makes the absence a failure
 
 import json
 import os
+import shutil
 
 import PIL.Image
 import pytest
 import torch
 from conftest import make_tiny_model, make_tiny_processor
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from autosam_hf.export.dependencies import missing_onnx_packages
 
@@ -32,26 +33,65 @@ def _onnx_packages():
     require_onnx_packages()
 
 
+# The graphs, the slowest to trace first (tiny model: ~21, ~14 and ~7 s); one worker takes them in this order, the
+# other in the reverse, so the two workers trace side by side and finish together.
+GRAPHS_SLOWEST_FIRST = ("prompt_decoder", "surrogate", "encoder")
+
+
 @pytest.fixture(scope="package")
 def exported(tmp_path_factory):
     """(tiny model in eval mode, its processor, export folder, manifest): every graph, default settings.
 
-    Exported once per test session, not once per pytest-xdist worker (it takes the better part of a minute): the
-    workers share the session's base folder, and the first to take the lock exports; the others read its folder.
-    The model is seeded, so each worker's copy is the exported one. Tests only read the folder.
+    Exported once per test session, not once per pytest-xdist worker, and graph by graph: each worker exports the
+    graphs no other worker has taken (a file lock per graph in the session's folder), waits for the rest, and the
+    first to get there puts them into one folder as `export_onnx` writes it (the same files, and the manifest from
+    the same `build_manifest`). One worker no longer traces all three while the other waits. The model is seeded,
+    so every worker's copy is the exported one. Tests only read the folder.
     """
     require_onnx_packages()
-    from autosam_hf.export import MANIFEST_NAME, export_onnx
+    from autosam_hf.atomic_write import write_folder_atomically
+    from autosam_hf.export import DEFAULT_OPSET, GRAPH_NAMES, MANIFEST_NAME, export_onnx
+    from autosam_hf.export.manifest import build_manifest, write_manifest
+    from autosam_hf.export.onnx_export import export_processor
 
     model = make_tiny_model().eval()
     processor = make_tiny_processor()
     # Under xdist each worker's base folder lies in the session's; without xdist the base folder is the session's.
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     shared = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.getbasetemp()
-    folder = shared / "onnx_export"
+    folder, parts = shared / "onnx_export", shared / "onnx_graphs"
+    parts.mkdir(exist_ok=True)
+
+    def export_part(name: str) -> None:  # under its lock; a manifest is written last, so present means complete
+        if not (parts / name / MANIFEST_NAME).exists():
+            export_onnx(model, processor, parts / name, graphs=[name])
+
+    odd_worker = worker is not None and int(worker.removeprefix("gw")) % 2 == 1
+    for name in reversed(GRAPHS_SLOWEST_FIRST) if odd_worker else GRAPHS_SLOWEST_FIRST:
+        lock = FileLock(parts / f"{name}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue  # another worker is exporting it
+        try:
+            export_part(name)
+        finally:
+            lock.release()
+
+    def assemble(staging) -> None:
+        graphs = {}
+        for name in GRAPH_NAMES:
+            with FileLock(parts / f"{name}.lock"):  # waits for a worker still exporting it
+                export_part(name)  # exports it here only if its worker failed (its error then shows here)
+            for file in (parts / name).iterdir():  # the graph, and the config and processor every part holds
+                if file.name != MANIFEST_NAME:
+                    shutil.copy2(file, staging / file.name)
+            graphs[name] = json.loads((parts / name / MANIFEST_NAME).read_text())["graphs"][name]
+        write_manifest(staging, build_manifest(model, export_processor(model, processor), graphs, DEFAULT_OPSET))
+
     with FileLock(shared / "onnx_export.lock"):
-        if not (folder / MANIFEST_NAME).exists():  # written last, then the folder renamed: complete if present
-            export_onnx(model, processor, folder)
+        if not (folder / MANIFEST_NAME).exists():
+            write_folder_atomically(folder, assemble)
     manifest = json.loads((folder / MANIFEST_NAME).read_text())
     return model, processor, folder, manifest
 
