@@ -151,8 +151,7 @@ def load_split(preset: str, folder: str, split: str, limit: int | None) -> datas
     """A `datasets.Dataset` with `image` (PIL RGB) and `mask` columns, truncated to its first `limit` rows."""
     from autosam_hf.data import load_preset_dataset
 
-    dataset = load_preset_dataset(preset, split, DATA_DIR / folder)
-    return dataset.select(range(min(limit, len(dataset)))) if limit else dataset
+    return load_preset_dataset(preset, split, DATA_DIR / folder, max_samples=limit)
 
 
 def score(probabilities: Sequence[np.ndarray], masks: Sequence) -> dict[str, float]:

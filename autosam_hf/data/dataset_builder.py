@@ -122,7 +122,11 @@ def _read_mask(example: ExampleFiles, classes: MaskClasses = BINARY) -> tuple[by
 
 
 def build_dataset(
-    examples: Sequence[ExampleFiles], source: str, num_workers: int | None = None, classes: MaskClasses = BINARY
+    examples: Sequence[ExampleFiles],
+    source: str,
+    num_workers: int | None = None,
+    classes: MaskClasses = BINARY,
+    max_samples: int | None = None,
 ) -> datasets.Dataset:
     """Validate every example (full decode) and return them as a `datasets.Dataset`, in the given order.
 
@@ -131,14 +135,19 @@ def build_dataset(
         source: what was read (a folder), for error messages.
         num_workers: decoding threads (PIL releases the GIL while decoding); default ``min(8, cpu count)``.
         classes: what the stored masks hold: binary (default), label maps 0..K, or derived boundary classes.
+        max_samples: keep only the first N examples; the others are neither decoded nor checked (quick runs).
 
     Raises:
-        ValueError: no example, duplicate ids, an unreadable image or mask, a mask of another size than its image,
-            or a label-map value above K (the file is named).
+        ValueError: no example, max_samples < 1, duplicate ids, an unreadable image or mask, a mask of another size
+            than its image, or a label-map value above K (the file is named).
         FileNotFoundError: a listed file does not exist.
     """
     if not examples:
         raise ValueError(f"No image/mask pairs found in {source}.")
+    if max_samples is not None:
+        if max_samples < 1:
+            raise ValueError(f"max_samples must be at least 1, got {max_samples} (reading {source})")
+        examples = examples[:max_samples]
     ids = [example.id for example in examples]
     if len(set(ids)) != len(ids):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})

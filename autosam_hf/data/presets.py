@@ -583,15 +583,21 @@ def get_preset(name: str) -> DatasetPreset:
 
 
 def _read_native_layout(
-    preset: DatasetPreset, folder: Path, split: str, num_workers: int | None, classes: MaskClasses
+    preset: DatasetPreset,
+    folder: Path,
+    split: str,
+    num_workers: int | None,
+    classes: MaskClasses,
+    max_samples: int | None,
 ) -> datasets.Dataset | None:
     """Read ``folder`` with the preset's own layout, or return None if it does not look like one."""
+    options = {"num_workers": num_workers, "classes": classes, "max_samples": max_samples}
     if preset.layout == "glas" and any(folder.glob("*_anno.bmp")):
-        return load_glas_warwick(folder, split, num_workers=num_workers, classes=classes)
+        return load_glas_warwick(folder, split, **options)
     if preset.layout == "monuseg" and (any(folder.glob("*.xml")) or (folder / "Annotations").is_dir()):
-        return load_monuseg_xml(folder, num_workers=num_workers, classes=classes)
+        return load_monuseg_xml(folder, **options)
     if preset.layout == "sunseg" and (folder / "Frame").is_dir():
-        return load_sunseg(folder, num_workers=num_workers, classes=classes)
+        return load_sunseg(folder, **options)
     return None
 
 
@@ -601,6 +607,7 @@ def load_preset_dataset(
     data_dir: str | os.PathLike,
     num_workers: int | None = None,
     classes: MaskClasses | None = None,
+    max_samples: int | None = None,
 ) -> datasets.Dataset:
     """Load one split of a preset's dataset, e.g. ``load_preset_dataset("kvasir", "train", "../shared/data/kvasir")``.
 
@@ -611,6 +618,8 @@ def load_preset_dataset(
         num_workers: decoding threads for validation.
         classes: what the masks become (`DatasetPreset.mask_classes`); default the preset's own (binary, or its
             derived boundary classes).
+        max_samples: only the first N examples of the split (in its order; video frames stay in order), the others
+            not even decoded: `dataset.select(range(N))` of the whole split, without reading all of it.
 
     Returns:
         `datasets.Dataset` with columns ``id``, ``image``, ``mask`` (0/1, or 0..K) [, ``case``, ``frame`` for
@@ -636,8 +645,10 @@ def load_preset_dataset(
             # Derived boundary classes separate touching nuclei only where each nucleus has its own id.
             instance_masks = classes.boundary_width is not None and (folder / INSTANCE_MASKS_DIR).is_dir()
             masks_dir = INSTANCE_MASKS_DIR if instance_masks else "masks"
-            return load_image_mask_folder(folder, masks_dir=masks_dir, num_workers=num_workers, classes=classes)
-        dataset = _read_native_layout(preset, folder, split, num_workers, classes)
+            return load_image_mask_folder(
+                folder, masks_dir=masks_dir, num_workers=num_workers, classes=classes, max_samples=max_samples
+            )
+        dataset = _read_native_layout(preset, folder, split, num_workers, classes, max_samples)
         if dataset is not None:
             return dataset
     tried = ", ".join(str(data_dir / candidate) for candidate in preset.split_dirs[split])

@@ -79,6 +79,7 @@ def load_image_mask_folder(
     masks_dir: str = "masks",
     num_workers: int | None = None,
     classes: MaskClasses = BINARY,
+    max_samples: int | None = None,
 ) -> datasets.Dataset:
     """Load ``<root>/<images_dir>/<stem>.*`` paired with ``<root>/<masks_dir>/<stem>.*``.
 
@@ -88,6 +89,7 @@ def load_image_mask_folder(
         num_workers: decoding threads for validation.
         classes: what the masks become: binary (default: 0/255 or 0/1 masks binarised), label maps 0..K (one PNG
             of class ids per image), or derived boundary classes (`MaskClasses`).
+        max_samples: read only the first N pairs (natural order of the stems); the rest are not decoded.
 
     Returns:
         `datasets.Dataset` with columns ``id`` (the stem), ``image``, ``mask`` (0/1, or 0..K) [, ``instances``].
@@ -97,11 +99,15 @@ def load_image_mask_folder(
     masks_path = _require_dir(root / masks_dir, "Mask folder")
     pairs = _pair_by_stem(_files_by_stem(images_path), _files_by_stem(masks_path), images_path, masks_path)
     examples = [ExampleFiles(stem, image, mask) for stem, image, mask in pairs]
-    return build_dataset(examples, source=str(root), num_workers=num_workers, classes=classes)
+    return build_dataset(examples, str(root), num_workers, classes, max_samples)
 
 
 def load_glas_warwick(
-    root: str | os.PathLike, split: str, num_workers: int | None = None, classes: MaskClasses = BINARY
+    root: str | os.PathLike,
+    split: str,
+    num_workers: int | None = None,
+    classes: MaskClasses = BINARY,
+    max_samples: int | None = None,
 ) -> datasets.Dataset:
     """Load GlaS from the flat ``Warwick QU Dataset (Released 2016_07_08)`` folder.
 
@@ -122,7 +128,7 @@ def load_glas_warwick(
         raise ValueError(f"No GlaS {split} images ({'_*.bmp, '.join(prefixes)}_*.bmp) in {root}.")
     pairs = _pair_by_stem(images, masks, root, root)
     examples = [ExampleFiles(stem, image, mask, mask_format="instance") for stem, image, mask in pairs]
-    return build_dataset(examples, source=f"{root} ({split})", num_workers=num_workers, classes=classes)
+    return build_dataset(examples, f"{root} ({split})", num_workers, classes, max_samples)
 
 
 def _first_existing_dir(root: Path, names: tuple[str, ...]) -> Path:
@@ -130,7 +136,10 @@ def _first_existing_dir(root: Path, names: tuple[str, ...]) -> Path:
 
 
 def load_monuseg_xml(
-    root: str | os.PathLike, num_workers: int | None = None, classes: MaskClasses = BINARY
+    root: str | os.PathLike,
+    num_workers: int | None = None,
+    classes: MaskClasses = BINARY,
+    max_samples: int | None = None,
 ) -> datasets.Dataset:
     """Load MoNuSeg from its official release: tissue images + XML nucleus polygons, rasterised to binary masks.
 
@@ -144,11 +153,14 @@ def load_monuseg_xml(
     annotations = _files_by_stem(annotations_dir, extensions=(".xml",))
     pairs = _pair_by_stem(_files_by_stem(images_dir), annotations, images_dir, annotations_dir)
     examples = [ExampleFiles(stem, image, xml, mask_format="monuseg_xml") for stem, image, xml in pairs]
-    return build_dataset(examples, source=str(root), num_workers=num_workers, classes=classes)
+    return build_dataset(examples, str(root), num_workers, classes, max_samples)
 
 
 def load_sunseg(
-    root: str | os.PathLike, num_workers: int | None = None, classes: MaskClasses = BINARY
+    root: str | os.PathLike,
+    num_workers: int | None = None,
+    classes: MaskClasses = BINARY,
+    max_samples: int | None = None,
 ) -> datasets.Dataset:
     """Load one SUN-SEG split folder (e.g. ``SUN-SEG/TestEasyDataset/Unseen``): ``Frame/<case>/*.jpg`` with
     ``GT/<case>/*.png`` of the same stems.
@@ -172,4 +184,4 @@ def load_sunseg(
         pairs = _pair_by_stem(_files_by_stem(frames_dir), _files_by_stem(masks_dir), frames_dir, masks_dir)
         for position, (stem, frame, mask) in enumerate(pairs):
             examples.append(ExampleFiles(f"{case}/{stem}", frame, mask, case=case, frame=position))
-    return build_dataset(examples, source=str(root), num_workers=num_workers, classes=classes)
+    return build_dataset(examples, str(root), num_workers, classes, max_samples)

@@ -157,12 +157,9 @@ def resolve_datasets(
 def load_evaluation_dataset(spec: DatasetSpec, max_samples: int | None = None, num_labels: int = 2):
     """The `datasets.Dataset` of a resolved spec (columns id, image, mask [, case, frame, instances]) with masks as a
     `num_labels`-label model reads them (`DatasetPreset.mask_classes`), truncated to the first `max_samples` rows
-    (frames stay in order)."""
+    (frames stay in order; the rest are not read)."""
     classes: MaskClasses = get_preset(spec.name).mask_classes(num_labels)
-    dataset = load_preset_dataset(spec.name, spec.split, spec.data_dir, classes=classes)
-    if max_samples is not None:
-        dataset = dataset.select(range(min(max_samples, len(dataset))))
-    return dataset
+    return load_preset_dataset(spec.name, spec.split, spec.data_dir, classes=classes, max_samples=max_samples)
 
 
 def source_folder(dataset) -> str | None:

@@ -46,10 +46,17 @@ def load_train_val(settings: TrainingSettings) -> tuple[datasets.Dataset, datase
     else:
         if not Path(settings.data).is_dir():
             raise FileNotFoundError(f"--data {settings.data}: no such folder")
-        train = load_preset_dataset(preset.name, "train", settings.data, classes=classes)
         # A preset with a val folder in its own layout may be given another (PraNet's has none).
-        if preset.has_val_split and any((Path(settings.data) / name).is_dir() for name in preset.split_dirs["val"]):
-            val = load_preset_dataset(preset.name, "val", settings.data, classes=classes)
+        has_val_folder = preset.has_val_split and any(
+            (Path(settings.data) / name).is_dir() for name in preset.split_dirs["val"]
+        )
+        # Truncated splits are read truncated (quick runs decode only what they use); train is split whole.
+        train_limit = settings.max_train_samples if has_val_folder else None
+        train = load_preset_dataset(preset.name, "train", settings.data, classes=classes, max_samples=train_limit)
+        if has_val_folder:
+            val = load_preset_dataset(
+                preset.name, "val", settings.data, classes=classes, max_samples=settings.max_eval_samples
+            )
             logger.info("validation: the val split of %s", settings.data)
         elif preset.has_val_split:
             folders = ", ".join(preset.split_dirs["val"])

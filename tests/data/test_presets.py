@@ -26,6 +26,18 @@ def test_pranet_layouts_through_presets(tmp_path):
     assert load_preset_dataset("kvasir", "test", tmp_path)["id"] == ["k"]
 
 
+def test_max_samples_reads_only_the_first_examples(tmp_path):
+    """The first N examples in natural order; the others are not even decoded: a broken image after them does not
+    fail the load that stops before it, while the whole split's load names it."""
+    root = make_pair_folder(tmp_path / "TrainDataset", stems=("1", "2", "10"))
+    (root / "images" / "10.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"10\.jpg"):
+        load_preset_dataset("kvasir", "train", tmp_path)
+    assert load_preset_dataset("kvasir", "train", tmp_path, max_samples=2)["id"] == ["1", "2"]
+    with pytest.raises(ValueError, match=r"max_samples must be at least 1, got 0 \(reading .*TrainDataset"):
+        load_preset_dataset("kvasir", "train", tmp_path, max_samples=0)
+
+
 def test_unknown_preset_lists_known_names():
     with pytest.raises(ValueError, match=r"'kvasirr'.*kvasir, clinicdb, colondb, etis, cvc300, glas, monuseg"):
         get_preset("kvasirr")

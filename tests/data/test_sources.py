@@ -140,6 +140,9 @@ def test_sunseg_layout_keeps_case_and_frame_order(tmp_path):
     assert dataset["case"] == ["case1_3"] * 3 + ["case2"] + ["case10"] * 2
     assert dataset["frame"] == [0, 1, 2, 0, 0, 1]
     assert load_preset_dataset("sunseg_easy", "test", tmp_path / "SUN-SEG")["id"] == dataset["id"]
+    # Truncated: the first frames in the same order, as `select` of the whole split gives them.
+    first = load_preset_dataset("sunseg_easy", "test", tmp_path / "SUN-SEG", max_samples=4)
+    assert first.to_dict() == dataset.select(range(4)).to_dict()
 
     (root / "GT" / "case2" / "image1.png").unlink()
     with pytest.raises(ValueError, match=r"no mask.*image1\.jpg"):
