@@ -31,6 +31,13 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 from process_group import run_command  # noqa: E402, F401
 
 
+def pytest_collection_modifyitems(items):
+    """Slow tests first (a stable sort). pytest-xdist's worksteal scheduling (pyproject) then starts the long
+    end-to-end runs early and lets the short tests fill both workers' ends, instead of a long run that starts late
+    finishing the suite alone on one worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def make_tiny_sam_config() -> SamConfig:
     return SamConfig(
         vision_config=dict(

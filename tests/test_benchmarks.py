@@ -15,6 +15,7 @@ from autosam_hf.runtime import cpu_has_native_bfloat16
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
     environment = {**os.environ, "AUTOSAM_BENCHMARK_RESULTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     result = run_command(
@@ -85,6 +86,7 @@ def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
     assert "Arithmetic floor of the cached step" in result.stdout
 
 
+@pytest.mark.slow
 def test_gpu_path_runs_in_its_cpu_form(tmp_path, shared_data_dir):
     """`run_all.py --device cpu --quick-gpu`: the GPU command's every part, at tiny sizes on the CPU."""
     environment = {**os.environ, "AUTOSAM_BENCHMARK_RESULTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}

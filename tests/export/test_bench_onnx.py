@@ -7,12 +7,14 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import run_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCHMARK = str(REPO_ROOT / "benchmarks" / "bench_onnx.py")
 
 
+@pytest.mark.slow
 def test_onnx_benchmark_times_a_trained_folder_and_its_export(model_dir, exported, tmp_path, shared_data_dir):
     onnx_dir = exported[2]
     environment = {**os.environ, "AUTOSAM_BENCHMARK_RESULTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}
