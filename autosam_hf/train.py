@@ -94,8 +94,8 @@ def build_parser() -> ArgumentParser:
         help="Seed of that held-out part, apart from --seed (default 42; with --init_from, the split its run used, "
         "so that validation never holds images g trained on).",
     )
-    data.add_argument("--max_train_samples", type=positive_int, help="Truncate train (quick runs).")
-    data.add_argument("--max_eval_samples", type=positive_int, help="Truncate validation (quick runs).")
+    data.add_argument("--max_train_samples", type=positive_int, help="Only the first N train images (quick runs).")
+    data.add_argument("--max_eval_samples", type=positive_int, help="Only the first N validation images (quick runs).")
     data.add_argument(
         "--augmentation",
         choices=AUGMENTATION_LEVELS,
