@@ -41,6 +41,8 @@ def compare(size: str, images: int) -> dict:
     model = perturbed_model(size)
     processor = AutoSamImageProcessor.from_model_config(model.config)
     rows = load_preset_dataset("kvasir", "val", DATA_DIR / "kvasir", max_samples=images)
+    if len(rows) < images:
+        raise ValueError(f"{images} images asked for; the Kvasir val split holds {len(rows)}")
     max_abs, max_logit, changed, pixels, dice_changes = 0.0, 0.0, 0, 0, []
     for row in rows:
         inputs = processor(images=row["image"].convert("RGB"))

@@ -114,6 +114,8 @@ def measure(
     model = AutoSamForSegmentation.from_sam(str(sam_checkpoint(sam)), prompt_input_size=prompt_size).to(device)
     processor = AutoSamImageProcessor.from_model_config(model.config)
     dataset = load_preset_dataset("kvasir", "train", DATA_DIR / "kvasir", max_samples=images)
+    if len(dataset) < images:
+        raise ValueError(f"{images} images asked for; the Kvasir train split holds {len(dataset)}")
     level = RECIPES["default"].augmentation
     augmentation = JointAugmentation(augmentation_for_level(POLYP_AUGMENTATION, level), seed=0)
     default_workers = default_num_workers()

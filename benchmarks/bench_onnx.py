@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -35,6 +34,7 @@ from common import DATA_DIR, machine, sam_checkpoint, time_repeats, timing_summa
 
 from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
 from autosam_hf.export import OnnxRuntimeAutoSam, export_onnx, read_manifest
+from autosam_hf.hub import load_model_and_processor
 from autosam_hf.predict import iter_predictions
 from autosam_hf.runtime import describe_machine
 
@@ -105,16 +105,16 @@ def interleaved_seconds(models: dict, processor, images: list, mode: str, count:
     return {name: timing_summary(values, images_per_repeat=1) for name, values in seconds.items()}
 
 
-def parity(model, onnx_model, processor, images: list, batch: int) -> dict:
+def parity(model, onnx_model, processor, images: list, batch: int, modes: tuple[str, ...] = MODES) -> dict:
     """max |ONNX − PyTorch| per mode over `images`, run `batch` images at a time (SAM ViT-B's eager attention needs
     several GB per image at 1024², on top of onnxruntime's arena), the share of mask pixels on which the two agree,
     and max |Δ| of SAM's image embeddings (from the full path's outputs, so the encoder runs once per backend)."""
     threshold = model.config.mask_threshold
-    differences: dict[str, list[tuple[float, float, float]]] = {name: [] for name in (*MODES, "image_embeddings")}
+    differences: dict[str, list[tuple[float, float, float]]] = {name: [] for name in (*modes, "image_embeddings")}
     with torch.no_grad():
         for start in range(0, len(images), batch):
             inputs = processor(images[start : start + batch])
-            for mode in MODES:
+            for mode in modes:
                 expected, actual = model(**inputs, mode=mode), onnx_model(**inputs, mode=mode)
                 agreement = float(((actual.logits > threshold) == (expected.logits > threshold)).float().mean())
                 differences[mode].append(
@@ -136,14 +136,15 @@ def parity(model, onnx_model, processor, images: list, batch: int) -> dict:
             "batch": batch,
             "images": len(images),
         }
-        for mode in MODES
+        for mode in modes
     }
-    result["image_features"] = {
-        "image_embeddings": {
-            "max_abs_diff": max(entry[0] for entry in differences["image_embeddings"]),
-            "max_abs_value": max(entry[1] for entry in differences["image_embeddings"]),
+    embeddings = differences["image_embeddings"]  # only the full path runs SAM's encoder
+    result["image_features"] = {}
+    if embeddings:
+        result["image_features"]["image_embeddings"] = {
+            "max_abs_diff": max(entry[0] for entry in embeddings),
+            "max_abs_value": max(entry[1] for entry in embeddings),
         }
-    }
     return result
 
 
@@ -168,10 +169,10 @@ def render_table(result: dict) -> str:
         f"with {result['threads']} threads{note})",
         "",
         "| mode | PyTorch s/image | onnxruntime s/image | speed-up | max abs Δ logits "
-        f"({result['parity']['autosam'].get('images', result['images'])} images) | max abs logit |",
+        f"({next(iter(result['parity'].values())).get('images', result['images'])} images) | max abs logit |",
         "|---|---|---|---|---|---|",
     ]
-    for mode in MODES:
+    for mode in result["modes"]:
         entry = result["modes"][mode]
         fastest = {backend: min(entry[backend]["seconds"]) for backend in BACKENDS}
         median = {backend: entry[backend]["seconds_per_image"] for backend in BACKENDS}
@@ -181,7 +182,7 @@ def render_table(result: dict) -> str:
             f"{entry['speedup_onnxruntime_vs_pytorch']:.2f}× ({fastest['pytorch'] / fastest['onnxruntime']:.2f}×) | "
             f"{result['parity'][mode]['max_abs_diff_logits']:.1e} | {result['parity'][mode]['max_abs_logit']:.2g} |"
         )
-    if result["export"] is None:
+    if result.get("export") is None:
         export = f"not timed in this run ({result['onnx_dir']})"
     else:
         export = ", ".join(
@@ -191,7 +192,8 @@ def render_table(result: dict) -> str:
         f"{name} {value['max_abs_diff']:.1e} (values up to {value['max_abs_value']:.2g})"
         for name, value in result["parity"]["image_features"].items()
     )
-    lines += ["", f"Export (opset {result['opset']}): {export}. Max abs Δ of SAM's encoder: {features}."]
+    encoder = f" Max abs Δ of SAM's encoder: {features}." if features else ""
+    lines += ["", f"Export (opset {result['opset']}): {export}.{encoder}"]
     return "\n".join(lines)
 
 
@@ -222,8 +224,7 @@ def main() -> None:
     count = args.images
     print(f"Machine: {machine()}; /proc/cpuinfo: {cpu_identity()}", flush=True)  # every figure below is this CPU's
     if args.model:
-        model = AutoSamForSegmentation.from_pretrained(args.model).eval()
-        processor = AutoSamImageProcessor.from_pretrained(args.model)
+        model, processor = load_model_and_processor(args.model)
         size = model.config.sam_name_or_path or args.model
     else:
         size = "small" if args.quick else "vit_b"
@@ -237,8 +238,11 @@ def main() -> None:
         folder = Path(args.onnx) if args.onnx else Path(temporary) / "onnx"
         manifest = read_manifest(folder) if args.onnx else export_onnx(model, processor, folder)
         onnx_model = OnnxRuntimeAutoSam(folder, num_threads=torch.get_num_threads())
+        import onnxruntime  # present: OnnxRuntimeAutoSam needs it
+
+        measured_modes = tuple(mode for mode in MODES if mode in manifest["modes"])  # a model without h: autosam
         modes = {}
-        for mode in MODES:
+        for mode in measured_modes:
             timings = interleaved_seconds(
                 dict(zip(BACKENDS, (model, onnx_model), strict=True)), processor, images, mode, count
             )
@@ -251,7 +255,7 @@ def main() -> None:
             "machine_details": {**describe_machine(), "cpuinfo": cpu_identity()},
             "note": args.note,
             "threads": torch.get_num_threads(),
-            "onnxruntime": version("onnxruntime"),  # this run's (a given export's manifest names its own)
+            "onnxruntime": onnxruntime.__version__,  # this run's (a given export's manifest names its own)
             "sam": size,
             "g": f"{backbone_name} at {model.config.prompt_input_size}",
             "images": count,
@@ -269,7 +273,7 @@ def main() -> None:
         }
         name = args.name or RESULT_NAME + ("_model" if args.model else "_quick" if args.quick else "")
         write_result(name, result)  # the timings are kept even if the parity check runs out of memory
-        result["parity"] = parity(model, onnx_model, processor, images, args.parity_batch)
+        result["parity"] = parity(model, onnx_model, processor, images, args.parity_batch, measured_modes)
     path = write_result(name, result)
     print(render_table(result))
     print(f"Wrote {path}")

@@ -151,7 +151,7 @@ def load_split(preset: str, folder: str, split: str, limit: int | None) -> datas
     """A `datasets.Dataset` with `image` (PIL RGB) and `mask` columns, truncated to its first `limit` rows."""
     from autosam_hf.data import load_preset_dataset
 
-    return load_preset_dataset(preset, split, DATA_DIR / folder, max_samples=limit)
+    return load_preset_dataset(preset, split, DATA_DIR / folder, max_samples=limit or None)
 
 
 def score(probabilities: Sequence[np.ndarray], masks: Sequence) -> dict[str, float]:

@@ -32,10 +32,11 @@ from process_group import run_command  # noqa: E402, F401
 
 
 def pytest_collection_modifyitems(items):
-    """Slow tests first (a stable sort). pytest-xdist's worksteal scheduling (pyproject) then starts the long
-    end-to-end runs early and lets the short tests fill both workers' ends, instead of a long run that starts late
-    finishing the suite alone on one worker."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Modules holding slow tests first, each kept whole (its module-scoped fixtures are built once), in collection
+    order otherwise. pytest-xdist's worksteal scheduling (pyproject) then starts the long end-to-end runs early and
+    lets short tests fill both workers' ends, instead of a long run that starts late finishing the suite alone."""
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_modules)
 
 
 def make_tiny_sam_config() -> SamConfig:

@@ -1,8 +1,8 @@
 """Eager validation of image/mask files and their conversion into a `datasets.Dataset`.
 
-Every image and every mask is fully decoded when a dataset is loaded (threads, a few seconds for the 800 Kvasir
-training pairs), so an unreadable or truncated file, a mask of the wrong size or an image without a mask fails
-before training starts, with the file named in the error. PIL's ``LOAD_TRUNCATED_IMAGES`` is forced off while
+Every image and every mask kept is fully decoded when a dataset is loaded (threads, a few seconds for the 800 Kvasir
+training pairs; with `max_samples`, only the first N), so an unreadable or truncated file, a mask of the wrong size or
+an image without a mask fails before training starts, with the file named in the error. PIL's ``LOAD_TRUNCATED_IMAGES`` is forced off while
 checking, so a truncated file is never silently padded.
 
 Columns: ``id`` (string), ``image`` (`datasets.Image(mode="RGB")`: the source file, referenced by path and decoded
@@ -128,7 +128,7 @@ def build_dataset(
     classes: MaskClasses = BINARY,
     max_samples: int | None = None,
 ) -> datasets.Dataset:
-    """Validate every example (full decode) and return them as a `datasets.Dataset`, in the given order.
+    """Validate every example kept (full decode) and return them as a `datasets.Dataset`, in the given order.
 
     Args:
         examples: the files, already paired by the caller.

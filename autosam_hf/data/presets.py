@@ -619,7 +619,7 @@ def load_preset_dataset(
         classes: what the masks become (`DatasetPreset.mask_classes`); default the preset's own (binary, or its
             derived boundary classes).
         max_samples: only the first N examples of the split (in its order; video frames stay in order), the others
-            not even decoded: `dataset.select(range(N))` of the whole split, without reading all of it.
+            not even decoded: `dataset.select(range(min(N, len(dataset))))` of the whole split, without reading it all.
 
     Returns:
         `datasets.Dataset` with columns ``id``, ``image``, ``mask`` (0/1, or 0..K) [, ``case``, ``frame`` for

@@ -248,7 +248,7 @@ def test_float16_storage_error_is_half_precision_rounding(sam, dataset, tmp_path
 WORKER_SCRIPT = """
 import json, sys
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from transformers import SamModel
 from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 from autosam_hf.data import POLYP_AUGMENTATION, EmbeddingCache, JointAugmentation, load_image_mask_folder
@@ -271,7 +271,7 @@ cache = EmbeddingCache.build(
 with open(f"{out_dir}/rank{accelerator.process_index}.json", "w") as file:
     report = {"world": accelerator.num_processes, "encoded": sum(encoded), "items": len(cache) * cache.num_views}
     json.dump(report, file)
-accelerator.end_training()  # exiting with the gloo group alive can abort the process
+PartialState().destroy_process_group()  # exiting with the gloo group alive can abort the process
 """
 
 

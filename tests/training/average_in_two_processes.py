@@ -5,7 +5,7 @@ average's statistics to `<output_dir>/process<i>.safetensors`."""
 import sys
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from safetensors.torch import save_file
 from torch import nn
 
@@ -35,7 +35,7 @@ def main(output_dir: str) -> None:
     averaged = {f"average.{name}": t.clone() for name, t in average.averaged.module.named_buffers()}
     save_file({**local, **averaged}, f"{output_dir}/process{accelerator.process_index}.safetensors")
     # A process that exits with its gloo group alive can abort ("terminate called without an active exception").
-    accelerator.end_training()
+    PartialState().destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ def standalone_trainer(shared_data_dir, tmp_path, *flags: str) -> StageTrainer:
          "--per_device_train_batch_size", "8", "--mixed_precision", "no", "--seed", "3", *flags]
     )  # fmt: skip
     settings = resolve_settings(args, "no")
-    train = load_preset_dataset("kvasir", "train", data).select(range(16))
-    val = load_preset_dataset("kvasir", "val", data).select(range(2))
+    train = load_preset_dataset("kvasir", "train", data, max_samples=16)
+    val = load_preset_dataset("kvasir", "val", data, max_samples=2)
     model = make_tiny_model()
     return StageTrainer("standalone", settings, model, make_tiny_processor(), train, val, (None, None))
 
