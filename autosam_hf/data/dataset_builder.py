@@ -2,8 +2,8 @@
 
 Every image and every mask kept is fully decoded when a dataset is loaded (threads, a few seconds for the 800 Kvasir
 training pairs; with `max_samples`, only the first N), so an unreadable or truncated file, a mask of the wrong size or
-an image without a mask fails before training starts, with the file named in the error. PIL's ``LOAD_TRUNCATED_IMAGES`` is forced off while
-checking, so a truncated file is never silently padded.
+an image without a mask fails before training starts, with the file named in the error. PIL's
+``LOAD_TRUNCATED_IMAGES`` is forced off while checking, so a truncated file is never silently padded.
 
 Columns: ``id`` (string), ``image`` (`datasets.Image(mode="RGB")`: the source file, referenced by path and decoded
 lazily, so nothing is copied), ``mask`` (`datasets.Image(mode="L")`: PNG bytes of the label map, 0/1 for binary
