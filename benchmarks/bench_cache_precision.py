@@ -18,10 +18,9 @@ import json
 
 import numpy as np
 import torch
-from common import DATA_DIR, machine, sam_checkpoint, write_result
+from common import kvasir_split, machine, sam_checkpoint, write_result
 
 from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
-from autosam_hf.data import load_preset_dataset
 from autosam_hf.metrics import dice_iou_per_image
 from autosam_hf.model import binarize_mask
 
@@ -40,9 +39,7 @@ def perturbed_model(size: str, seed: int = 0) -> AutoSamForSegmentation:
 def compare(size: str, images: int) -> dict:
     model = perturbed_model(size)
     processor = AutoSamImageProcessor.from_model_config(model.config)
-    rows = load_preset_dataset("kvasir", "val", DATA_DIR / "kvasir", max_samples=images)
-    if len(rows) < images:
-        raise ValueError(f"{images} images asked for; the Kvasir val split holds {len(rows)}")
+    rows = kvasir_split("val", images)
     max_abs, max_logit, changed, pixels, dice_changes = 0.0, 0.0, 0, 0, []
     for row in rows:
         inputs = processor(images=row["image"].convert("RGB"))

@@ -26,7 +26,15 @@ import resource
 from pathlib import Path
 
 import torch
-from common import DATA_DIR, machine, run_python_json, sam_checkpoint, time_repeats, timing_summary, write_result
+from common import (
+    kvasir_test_images,
+    machine,
+    run_python_json,
+    sam_checkpoint,
+    time_repeats,
+    timing_summary,
+    write_result,
+)
 from reference import add_reference_arguments, measure_reference_runs
 
 from autosam_hf.runtime import cpu_has_native_bfloat16, dtype_is_native, keep_freed_cpu_memory, resolve_device
@@ -40,13 +48,6 @@ QUICK_PROMPT_SIZE = 64
 def precisions_to_run(include_emulated: bool, device: torch.device) -> list[str]:
     """fp32, and bf16 where the device computes it natively (emulated bf16 costs minutes and says nothing)."""
     return [name for name, dtype in PRECISIONS.items() if include_emulated or dtype_is_native(dtype, device)]
-
-
-def load_images(count: int):
-    from PIL import Image
-
-    paths = sorted((DATA_DIR / "kvasir" / "test" / "images").iterdir())[:count]
-    return [Image.open(path).convert("RGB") for path in paths]
 
 
 def load_model(sam_dir: str, device: torch.device, prompt_size: int):
@@ -87,7 +88,7 @@ def measure_modes(
     """In this process: per mode, seconds per image (batch 1, median of `count` images after a warm-up one) and
     peak memory (CPU: this process's peak resident set; CUDA: the mode's peak allocated GPU memory)."""
     model, processor = load_model(sam_dir, device, prompt_size)
-    images = load_images(count + 1)
+    images = kvasir_test_images(count + 1)
     results = {}
     for mode in modes:
         run = mode_runner(model, processor, mode, PRECISIONS[precision])
@@ -109,7 +110,7 @@ def breakdown(sam_dir: str, precision: str, device: torch.device, prompt_size: i
     from autosam_hf.runtime import inference_autocast
 
     model, processor = load_model(sam_dir, device, prompt_size)
-    inputs = processor(images=load_images(1), return_tensors="pt")
+    inputs = processor(images=kvasir_test_images(1), return_tensors="pt")
     pixel_values, prompt_pixel_values = (inputs[name].to(device) for name in ("pixel_values", "prompt_pixel_values"))
     parts = {
         "sam_image_encoder": lambda state: state.update(image=model.get_image_embeddings(pixel_values)),

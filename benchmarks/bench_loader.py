@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import DATA_DIR, machine, sam_checkpoint, time_repeats, timing_summary, write_result
+from common import kvasir_split, machine, sam_checkpoint, time_repeats, timing_summary, write_result
 
 from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
 from autosam_hf.data import (
@@ -42,7 +42,6 @@ from autosam_hf.data import (
     EmbeddingCache,
     JointAugmentation,
     augmentation_for_level,
-    load_preset_dataset,
 )
 from autosam_hf.data.torch_dataset import AutoSamViewDataset, training_loader
 from autosam_hf.runtime import MIXED_PRECISION_DTYPES, resolve_device, resolve_mixed_precision
@@ -113,9 +112,7 @@ def measure(
     torch.manual_seed(0)
     model = AutoSamForSegmentation.from_sam(str(sam_checkpoint(sam)), prompt_input_size=prompt_size).to(device)
     processor = AutoSamImageProcessor.from_model_config(model.config)
-    dataset = load_preset_dataset("kvasir", "train", DATA_DIR / "kvasir", max_samples=images)
-    if len(dataset) < images:
-        raise ValueError(f"{images} images asked for; the Kvasir train split holds {len(dataset)}")
+    dataset = kvasir_split("train", images)
     level = RECIPES["default"].augmentation
     augmentation = JointAugmentation(augmentation_for_level(POLYP_AUGMENTATION, level), seed=0)
     default_workers = default_num_workers()

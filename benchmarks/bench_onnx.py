@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import DATA_DIR, machine, sam_checkpoint, time_repeats, timing_summary, write_result
+from common import kvasir_test_images, machine, sam_checkpoint, time_repeats, timing_summary, write_result
 
 from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
 from autosam_hf.export import OnnxRuntimeAutoSam, export_onnx, read_manifest
@@ -66,13 +66,6 @@ def cpu_identity() -> dict[str, str | bool]:
     except OSError:
         pass
     return identity
-
-
-def load_images(count: int):
-    from PIL import Image
-
-    paths = sorted((DATA_DIR / "kvasir" / "test" / "images").iterdir())[:count]
-    return [Image.open(path).convert("RGB") for path in paths]
 
 
 def perturb_sam(model: AutoSamForSegmentation, scale: float = 0.02, seed: int = 0) -> None:
@@ -233,7 +226,7 @@ def main() -> None:
         model = AutoSamForSegmentation.from_sam(str(sam_checkpoint(size)), prompt_input_size=prompt_size).eval()
         perturb_sam(model)
         processor = AutoSamImageProcessor.from_model_config(model.config)
-    images = load_images(WARMUP + count)
+    images = kvasir_test_images(WARMUP + count)
     with tempfile.TemporaryDirectory(prefix="autosam-bench-onnx-") as temporary:
         folder = Path(args.onnx) if args.onnx else Path(temporary) / "onnx"
         manifest = read_manifest(folder) if args.onnx else export_onnx(model, processor, folder)

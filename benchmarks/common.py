@@ -105,6 +105,25 @@ def machine() -> str:
     return machine_summary()
 
 
+# ---------------------------------------------------------------------------------------------- Kvasir-SEG
+def kvasir_test_images(count: int) -> list:
+    """The first `count` Kvasir-SEG test images (PIL RGB, file-name order): what the timed benchmarks feed."""
+    from PIL import Image
+
+    paths = sorted((DATA_DIR / "kvasir" / "test" / "images").iterdir())[:count]
+    return [Image.open(path).convert("RGB") for path in paths]
+
+
+def kvasir_split(split: str, count: int):
+    """The first `count` rows of a Kvasir-SEG split (`datasets.Dataset`; only those are read), all of them there."""
+    from autosam_hf.data import load_preset_dataset
+
+    rows = load_preset_dataset("kvasir", split, DATA_DIR / "kvasir", max_samples=count)
+    if len(rows) < count:
+        raise ValueError(f"{count} images asked for; the Kvasir {split} split holds {len(rows)}")
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------- timing
 def synchronizer(device: str | torch.device) -> Callable[[], None]:
     """What makes a wall-clock reading include the queued GPU work: `torch.cuda.synchronize` on CUDA, else nothing."""
