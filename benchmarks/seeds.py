@@ -12,13 +12,18 @@ one input size, and repeat no seed. Test scores are whatever each run recorded u
         --group "pipeline:default=real_data_224_cosine:pipeline:default+cosine,real_data_224_cosine_seed1:..." \\
         --group "minimal:unet=real_data_224:minimal:unet,real_data_224_unet_seed1:minimal:unet,..."
 
+A run is its seed on its device: the same seed's arithmetic, and so its run, differs between a CPU and a GPU, so a
+group may hold seed 1 from each. `--compare A B` pairs two groups' runs seed for seed (same seed, same device) and
+reports the differences A − B: their mean, its standard error, and in how many pairs A is ahead.
+
 Writes `RESULTS_DIR/<name>.json` and `<name>.png` (val Dice vs steps: each seed thin, the mean bold) and prints the
-README's table.
+README's tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -80,16 +85,16 @@ def gather(label: str, runs: list[tuple[str, str]]) -> dict:
     for (file_name, model, _), kind in zip(found, kinds, strict=True):
         if kind != kinds[0]:
             raise ValueError(f"--group {label!r}: {file_name}:{model} is a {kind} model, {found[0][0]}'s a {kinds[0]}")
-    seeds = [result["settings"]["seed"] for _, _, result in found]
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"--group {label!r}: a seed appears twice ({seeds}); each run must be another draw")
+    draws = [run_key(result) for _, _, result in found]
+    if len(set(draws)) != len(draws):
+        raise ValueError(f"--group {label!r}: a seed appears twice on one device ({draws}); each run is another draw")
 
     curves = [{point["step"]: point["val_dice"] for point in model["curve"]} for model in models]
     shared_steps = sorted(set.intersection(*(set(curve) for curve in curves)))
     return {
         "runs": [
-            {"file": file_name, "model": model, "seed": result["settings"]["seed"], "machine": result["machine"]}
-            for file_name, model, result in found
+            {"file": file_name, "model": model, "seed": seed, "device": device, "machine": result["machine"]}
+            for (file_name, model, result), (seed, device) in zip(found, draws, strict=True)
         ],
         "settings": comparable[0],
         "val_dice": {step: mean_and_sd([curve[step] for curve in curves]) for step in shared_steps},
@@ -98,11 +103,64 @@ def gather(label: str, runs: list[tuple[str, str]]) -> dict:
     }
 
 
+def run_key(result: dict) -> tuple[int, str]:
+    """(seed, device) of a result file: what makes a run another draw."""
+    return result["settings"]["seed"], result["settings"].get("device", "cpu")
+
+
+def compare(first: dict, second: dict) -> dict:
+    """Seed-for-seed differences first − second (best val Dice and each test set's Dice) over the (seed, device) runs
+    the two groups share: mean, standard error of the mean (None for one pair), sample sd and how often first is
+    ahead. Runs pair up as they were launched, by seed and device; the two models draw their own batches and weights,
+    so the pairs share no randomness and the standard error is that of two independent samples' difference."""
+    keys = [[(run["seed"], run["device"]) for run in group["runs"]] for group in (first, second)]
+    shared = [key for key in keys[0] if key in keys[1]]
+    if not shared:
+        raise ValueError(f"--compare: the groups share no (seed, device) run ({keys[0]} against {keys[1]})")
+    table = {}
+    for metric in ("best val", *TEST_SETS):
+        values = [
+            group["best_val_dice"] if metric == "best val" else group["test_dice"][metric] for group in (first, second)
+        ]
+        differences = [
+            values[0]["values"][keys[0].index(key)] - values[1]["values"][keys[1].index(key)] for key in shared
+        ]
+        spread = statistics.stdev(differences) if len(differences) > 1 else None
+        table[metric] = {
+            "pairs": len(differences),
+            "mean_difference": statistics.fmean(differences),
+            "standard_error": None if spread is None else spread / math.sqrt(len(differences)),
+            "sd": spread,
+            "first_ahead": sum(difference > 0 for difference in differences),
+        }
+    return {"pairs": [list(key) for key in shared], "differences": table}
+
+
+def render_comparison(first: str, second: str, comparison: dict) -> list[str]:
+    """One Markdown row per metric: the paired difference first − second."""
+    lines = [f"| {first} − {second} | pairs | mean difference ± s.e. | sd | first ahead |", "|---|---|---|---|---|"]
+    for metric, row in comparison["differences"].items():
+        error = "" if row["standard_error"] is None else f" ± {row['standard_error']:.4f}"
+        sd = "–" if row["sd"] is None else f"{row['sd']:.4f}"
+        lines.append(
+            f"| {metric} | {row['pairs']} | {row['mean_difference']:+.4f}{error} | {sd} | "
+            f"{row['first_ahead']} of {row['pairs']} |"
+        )
+    return lines
+
+
 def cell(statistic: dict | None) -> str:
     if statistic is None:
         return "–"
     spread = "" if statistic["sd"] is None else f" ± {statistic['sd']:.3f}"
     return f"{statistic['mean']:.3f}{spread}"
+
+
+def seeds_by_device(runs: list[dict]) -> str:
+    """ "42, 1, 2", or "42, 1 (cpu); 42, 1, 2 (cuda)" for a group whose runs ran on more than one device."""
+    devices = list(dict.fromkeys(run["device"] for run in runs))
+    by_device = {device: ", ".join(str(run["seed"]) for run in runs if run["device"] == device) for device in devices}
+    return by_device[devices[0]] if len(devices) == 1 else "; ".join(f"{seeds} ({d})" for d, seeds in by_device.items())
 
 
 def render(groups: dict[str, dict]) -> list[str]:
@@ -114,7 +172,7 @@ def render(groups: dict[str, dict]) -> list[str]:
         "|---|---|" + "---|" * len(MILESTONES) + "---|---|---|---|",
     ]
     for label, group in groups.items():
-        seeds = ", ".join(str(run["seed"]) for run in group["runs"])
+        seeds = seeds_by_device(group["runs"])
         milestones = [cell(group["val_dice"].get(step)) for step in MILESTONES]
         tests = [cell(group["test_dice"][name]) for name in TEST_SETS]
         lines.append(
@@ -150,6 +208,10 @@ def plot(groups: dict[str, dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--group", action="append", required=True, help="LABEL=FILE:MODEL[,FILE:MODEL...]")
+    parser.add_argument(
+        "--compare", nargs=2, action="append", default=[], metavar=("A", "B"),
+        help="Two groups' labels: their seed-for-seed differences A − B (repeatable).",
+    )  # fmt: skip
     parser.add_argument("--name", default="seeds", help="Result file name (without .json) in the results folder.")
     args = parser.parse_args(argv)
     try:
@@ -157,15 +219,23 @@ def main(argv: list[str] | None = None) -> None:
         labels = [label for label, _ in parsed]
         if len(set(labels)) != len(labels):
             raise ValueError(f"--group: a label appears twice ({labels})")
+        for pair in args.compare:
+            if unknown := [label for label in pair if label not in labels]:
+                raise ValueError(f"--compare: no group labelled {unknown[0]!r} ({labels})")
         groups = {label: gather(label, runs) for label, runs in parsed}
+        comparisons = {f"{first} − {second}": compare(groups[first], groups[second]) for first, second in args.compare}
     except ValueError as error:
         parser.error(str(error))
     # JSON keys are strings: the steps are written as such.
     result = {"groups": {label: {**group, "val_dice": {str(k): v for k, v in group["val_dice"].items()}}
                          for label, group in groups.items()}}  # fmt: skip
+    if comparisons:
+        result["comparisons"] = comparisons
     path = write_result(args.name, result)
     plot(groups, RESULTS_DIR / f"{args.name}.png")
     print("\n".join(render(groups)))
+    for (first, second), comparison in zip(args.compare, comparisons.values(), strict=True):
+        print("\n" + "\n".join(render_comparison(first, second, comparison)))
     print(f"wrote {path} and {RESULTS_DIR / args.name}.png")
 
 

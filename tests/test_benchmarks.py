@@ -297,6 +297,50 @@ def test_seeds_gathers_one_recipe_over_seeds_as_mean_and_sd(tmp_path):
     assert (tmp_path / "both.png").stat().st_size > 0
 
 
+def test_seeds_compares_two_groups_seed_for_seed(tmp_path):
+    """--compare A B: A − B over the (seed, device) runs both groups have — one seed's GPU run is another draw than
+    its CPU run, so a group holds both and each pairs with its own device's."""
+    runs = {
+        "a1": fake_real_data_result(1, [0.6], 0.80),
+        "a2": fake_real_data_result(2, [0.7], 0.90),
+        "a1_gpu": fake_real_data_result(1, [0.5], 0.70),
+        "b1": fake_real_data_result(1, [0.5], 0.85),
+        "b2": fake_real_data_result(2, [0.6], 0.80),
+        "b1_gpu": fake_real_data_result(1, [0.6], 0.60),
+        "b3": fake_real_data_result(3, [0.9], 0.99),  # no partner in A: left out of the pairs
+    }
+    runs["a1_gpu"]["settings"]["device"] = runs["b1_gpu"]["settings"]["device"] = "cuda"
+    for name, result in runs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "seeds.py"), "--name", "pairs", "--compare", "A", "B"]
+    command += ["--group", "A=a1:minimal:unet,a2:minimal:unet,a1_gpu:minimal:unet"]
+    command += ["--group", "B=b3:minimal:unet,b1_gpu:minimal:unet,b2:minimal:unet,b1:minimal:unet"]
+    environment = {**os.environ, "AUTOSAM_BENCHMARK_RESULTS": str(tmp_path)}
+    result = run_command(command, env=environment, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    comparison = json.loads((tmp_path / "pairs.json").read_text())["comparisons"]["A − B"]
+    assert comparison["pairs"] == [[1, "cpu"], [2, "cpu"], [1, "cuda"]]
+    kvasir = comparison["differences"]["kvasir"]  # A − B: -0.05, +0.10, +0.10
+    assert kvasir["mean_difference"] == pytest.approx(0.05)
+    assert kvasir["sd"] == pytest.approx(0.0866025, abs=1e-6)
+    assert kvasir["standard_error"] == pytest.approx(0.0866025 / 3**0.5, abs=1e-6)
+    assert kvasir["first_ahead"] == 2
+    best_val = comparison["differences"]["best val"]  # +0.1, +0.1, -0.1
+    assert (best_val["mean_difference"], best_val["first_ahead"]) == (pytest.approx(0.1 / 3), 2)
+    assert "| kvasir | 3 | +0.0500 ± 0.0500 | 0.0866 | 2 of 3 |" in result.stdout
+    assert "| A | 1, 2 (cpu); 1 (cuda) |" in result.stdout
+
+
+def test_seeds_refuses_to_compare_a_group_it_was_not_given(capsys):
+    from seeds import main
+
+    with pytest.raises(SystemExit) as exit_status:
+        main(["--group", "A=a1:minimal:unet", "--group", "B=b1:minimal:unet", "--compare", "A", "C"])
+    assert exit_status.value.code == 2
+    assert "--compare: no group labelled 'C' (['A', 'B'])" in capsys.readouterr().err
+
+
 def test_seeds_refuses_runs_that_are_not_the_same_recipe(tmp_path, monkeypatch):
     """A group's runs differ by their seed only: other settings, a repeated seed or a missing run name the cause."""
     import tables
@@ -317,7 +361,7 @@ def test_seeds_refuses_runs_that_are_not_the_same_recipe(tmp_path, monkeypatch):
     (tmp_path / "seed2_pipeline.json").write_text(json.dumps(results["seed2_pipeline"]))
     with pytest.raises(ValueError, match=r"seed2_pipeline:minimal:unet is a \('pipeline', 256\) model"):
         gather("U-Net", [("seed1", "minimal:unet"), ("seed2_pipeline", "minimal:unet")])
-    with pytest.raises(ValueError, match="a seed appears twice"):
+    with pytest.raises(ValueError, match="a seed appears twice on one device"):
         gather("U-Net", [("seed1", "minimal:unet"), ("seed1_again", "minimal:unet")])
     with pytest.raises(ValueError, match="no missing.json"):
         gather("U-Net", [("missing", "minimal:unet")])
