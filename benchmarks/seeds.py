@@ -111,10 +111,13 @@ def run_key(result: dict) -> tuple[int, str]:
 def compare(first: dict, second: dict) -> dict:
     """Seed-for-seed differences first − second (best val Dice and each test set's Dice) over the (seed, device) runs
     the two groups share: mean, standard error of the mean (None for one pair), sample sd and how often first is
-    ahead. Runs pair up as they were launched, by seed and device; the two models draw their own batches and weights,
-    so the pairs share no randomness and the standard error is that of two independent samples' difference."""
+    ahead. The standard error is the paired one, sd(differences) / √pairs. Runs pair up as they were launched, by seed
+    and device; the two models draw their own batches and weights, so a pair shares no randomness: the mean
+    difference is that of the two groups over the same runs, while which pairs A "wins" depends on the pairing.
+    Runs without a partner are left out and listed."""
     keys = [[(run["seed"], run["device"]) for run in group["runs"]] for group in (first, second)]
     shared = [key for key in keys[0] if key in keys[1]]
+    unpaired = [key for key in keys[0] + keys[1] if key not in shared]
     if not shared:
         raise ValueError(f"--compare: the groups share no (seed, device) run ({keys[0]} against {keys[1]})")
     table = {}
@@ -133,7 +136,7 @@ def compare(first: dict, second: dict) -> dict:
             "sd": spread,
             "first_ahead": sum(difference > 0 for difference in differences),
         }
-    return {"pairs": [list(key) for key in shared], "differences": table}
+    return {"pairs": [list(key) for key in shared], "unpaired": [list(key) for key in unpaired], "differences": table}
 
 
 def render_comparison(first: str, second: str, comparison: dict) -> list[str]:
@@ -145,6 +148,10 @@ def render_comparison(first: str, second: str, comparison: dict) -> list[str]:
         lines.append(
             f"| {metric} | {row['pairs']} | {row['mean_difference']:+.4f}{error} | {sd} | "
             f"{row['first_ahead']} of {row['pairs']} |"
+        )
+    if comparison["unpaired"]:
+        lines.append(
+            f"(left out, without a partner: {', '.join(f'seed {s} ({d})' for s, d in comparison['unpaired'])})"
         )
     return lines
 
@@ -222,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
         for pair in args.compare:
             if unknown := [label for label in pair if label not in labels]:
                 raise ValueError(f"--compare: no group labelled {unknown[0]!r} ({labels})")
+        if len({tuple(pair) for pair in args.compare}) != len(args.compare):
+            raise ValueError(f"--compare: a pair appears twice ({args.compare})")
         groups = {label: gather(label, runs) for label, runs in parsed}
         comparisons = {f"{first} − {second}": compare(groups[first], groups[second]) for first, second in args.compare}
     except ValueError as error:
@@ -234,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     path = write_result(args.name, result)
     plot(groups, RESULTS_DIR / f"{args.name}.png")
     print("\n".join(render(groups)))
-    for (first, second), comparison in zip(args.compare, comparisons.values(), strict=True):
+    for (first, second), comparison in zip(args.compare, comparisons.values(), strict=True):  # one per pair (checked)
         print("\n" + "\n".join(render_comparison(first, second, comparison)))
     print(f"wrote {path} and {RESULTS_DIR / args.name}.png")
 

@@ -321,6 +321,8 @@ def test_seeds_compares_two_groups_seed_for_seed(tmp_path):
 
     comparison = json.loads((tmp_path / "pairs.json").read_text())["comparisons"]["A − B"]
     assert comparison["pairs"] == [[1, "cpu"], [2, "cpu"], [1, "cuda"]]
+    assert comparison["unpaired"] == [[3, "cpu"]]
+    assert "(left out, without a partner: seed 3 (cpu))" in result.stdout
     kvasir = comparison["differences"]["kvasir"]  # A − B: -0.05, +0.10, +0.10
     assert kvasir["mean_difference"] == pytest.approx(0.05)
     assert kvasir["sd"] == pytest.approx(0.0866025, abs=1e-6)
@@ -332,13 +334,17 @@ def test_seeds_compares_two_groups_seed_for_seed(tmp_path):
     assert "| A | 1, 2 (cpu); 1 (cuda) |" in result.stdout
 
 
-def test_seeds_refuses_to_compare_a_group_it_was_not_given(capsys):
+def test_seeds_refuses_to_compare_a_group_it_was_not_given_or_a_pair_twice(capsys):
     from seeds import main
 
     with pytest.raises(SystemExit) as exit_status:
         main(["--group", "A=a1:minimal:unet", "--group", "B=b1:minimal:unet", "--compare", "A", "C"])
     assert exit_status.value.code == 2
     assert "--compare: no group labelled 'C' (['A', 'B'])" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_status:
+        main(["--group", "A=a1:minimal:unet", "--group", "B=b1:minimal:unet", *["--compare", "A", "B"] * 2])
+    assert exit_status.value.code == 2
+    assert "--compare: a pair appears twice" in capsys.readouterr().err
 
 
 def test_seeds_refuses_runs_that_are_not_the_same_recipe(tmp_path, monkeypatch):
