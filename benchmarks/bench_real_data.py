@@ -30,7 +30,7 @@ scored through the pipeline's processor and post-processing).
     python benchmarks/bench_real_data.py --models pipeline --variants default,default+light --merge
     python benchmarks/bench_real_data.py --steps 300 --input_size 128 --models pipeline,minimal:g+h/pipeline-draws \
         --variants constant                                     # same draws, same optimizer: step for step
-    python benchmarks/bench_real_data.py --quick               # smoke test: 6 steps on 16 images, < 1 min/model
+    python benchmarks/bench_real_data.py --quick               # smoke test: 6 steps on 16 images, in this process
 
 Several seeds of one recipe (`--seed S --name ..._seedS`) are gathered by `benchmarks/seeds.py` as mean ± sd.
 """
@@ -55,7 +55,7 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
-from common import DATA_DIR, RESULTS_DIR, machine, read_train_log, run_python, sam_checkpoint, write_result
+from common import DATA_DIR, RESULTS_DIR, machine, read_train_log, run_training, sam_checkpoint, write_result
 from torch import nn
 
 from autosam_hf.runtime import describe_machine, resolve_device
@@ -223,7 +223,9 @@ def summarize_log(log: list[dict]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ pipeline runner
-def run_pipeline(variant: str, settings: Settings, workdir: Path) -> tuple[list[dict], Predictor, dict]:
+def run_pipeline(
+    variant: str, settings: Settings, workdir: Path, in_process: bool = False
+) -> tuple[list[dict], Predictor, dict]:
     """`autosam_hf.train --stage standalone` (or `prompt`: g through a small random SAM, its embeddings cached) +
     the variant's flags; returns its log, its val-selected model as a predictor (h(g(I)), or AutoSAM for the prompt
     stage, with the processor it saved) and what describes the run."""
@@ -258,7 +260,7 @@ def run_pipeline(variant: str, settings: Settings, workdir: Path) -> tuple[list[
         *VARIANTS[variant],
     ]  # fmt: skip
     timeout = 60 * settings.minutes + 3600 if settings.minutes else 14 * 24 * 3600
-    run_python(arguments, threads=settings.threads, timeout=timeout)
+    run_training(arguments, in_process=in_process, threads=settings.threads, timeout=timeout)
     log = read_train_log(output_dir, steps_only=False)
     # The best epoch on val, saved by the script.
     model = AutoSamForSegmentation.from_pretrained(output_dir).eval().to(settings.device)
@@ -669,7 +671,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         for model in models:
             if model.startswith("pipeline:"):
-                log, predict, description = run_pipeline(model.removeprefix("pipeline:"), settings, Path(workdir))
+                # --quick trains in this process (a smoke test: the new process's imports would be most of it).
+                variant = model.removeprefix("pipeline:")
+                log, predict, description = run_pipeline(variant, settings, Path(workdir), in_process=args.quick)
             else:
                 log, predict, description = run_minimal(model, settings)
             summary = summarize_log(log)

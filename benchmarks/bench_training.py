@@ -19,7 +19,7 @@ GEMM rate, in this process with its threads: no code runs the cached step (g's o
 
     python benchmarks/bench_training.py            # ViT-B and small SAM
     python benchmarks/bench_training.py --reference_dir /tmp/autosam_reference --reference_pythonpath /tmp/refdeps
-    python benchmarks/bench_training.py --quick    # small SAM, g at 64 px, a few steps: only checks it runs
+    python benchmarks/bench_training.py --quick    # small SAM, g at 64 px, a few steps, in this process: it runs
 """
 
 from __future__ import annotations
@@ -31,7 +31,15 @@ import time
 from pathlib import Path
 
 import torch
-from common import machine, read_train_log, run_python, sam_checkpoint, training_command, training_figures, write_result
+from common import (
+    machine,
+    read_train_log,
+    run_training,
+    sam_checkpoint,
+    training_command,
+    training_figures,
+    write_result,
+)
 from reference import add_reference_arguments, measure_reference_runs
 
 from autosam_hf.runtime import cpu_has_native_bfloat16
@@ -45,11 +53,19 @@ EVAL_IMAGES = 2
 
 
 def time_variant(
-    sam_dir: Path, flags: list[str], images: int, steps: int, batch_size: int, prompt_size: int, workdir: Path
+    sam_dir: Path,
+    flags: list[str],
+    images: int,
+    steps: int,
+    batch_size: int,
+    prompt_size: int,
+    workdir: Path,
+    in_process: bool = False,
 ) -> dict:
-    """One training run; its median step time after the first step, and its cache build time."""
+    """One training run (in a fresh process unless `in_process`: --quick); its median step time after the first
+    step, and its cache build time."""
     output_dir = Path(tempfile.mkdtemp(dir=workdir))
-    run_python(
+    run_training(
         training_command(
             sam_dir,
             output_dir,
@@ -59,7 +75,8 @@ def time_variant(
             batch_size=batch_size,
             prompt_size=prompt_size,
             flags=flags,
-        )
+        ),
+        in_process=in_process,
     )
     assert len(read_train_log(output_dir)) == steps
     figures = training_figures(output_dir, batch_size)
@@ -133,7 +150,9 @@ def main() -> None:
             sam_dir = sam_checkpoint(size)
             images = args.batch_size * steps
             timings = {
-                name: time_variant(sam_dir, flags, images, steps, args.batch_size, prompt_size, Path(workdir))
+                name: time_variant(
+                    sam_dir, flags, images, steps, args.batch_size, prompt_size, Path(workdir), in_process=args.quick
+                )
                 for name, flags in variants.items()
             }
             no_cache = timings["no_cache fp32"]["seconds_per_image"]

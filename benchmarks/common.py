@@ -84,6 +84,51 @@ def run_python(
     return result
 
 
+def run_training(
+    arguments: Sequence[str],
+    *,
+    in_process: bool = False,
+    threads: int | None = None,
+    timeout: int = 3600,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Run `python -m autosam_hf.train ...` (`arguments` begin with `-m autosam_hf.train`, as recorded in results).
+
+    Measured runs take a fresh process each (`run_python`): honest step times and peak memory, a clean accelerate
+    state. A `--quick` smoke run may pass `in_process=True` to call the script's `main` here with the same
+    arguments and `env` set for the call: a new process spends 5–8 s importing torch and transformers on a 2-core
+    CPU, most of a quick run, and the test suite runs dozens."""
+    if not in_process:
+        run_python(list(arguments), threads=threads, timeout=timeout, env=env)
+        return
+    if list(arguments[:2]) != ["-m", "autosam_hf.train"]:
+        raise ValueError(f"run_training: {' '.join(arguments[:2])!r} is not the training script")
+    from accelerate.state import AcceleratorState, GradientState
+
+    from autosam_hf.train import main
+
+    # accelerate keeps one state per process (precision, device, accumulation): start the run from none, as a new
+    # process would — the reset accelerate's own test suite does between cases.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    saved = {name: os.environ.get(name) for name in (env or {})}
+    threads_before = torch.get_num_threads()
+    os.environ.update(env or {})
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        status = main(list(arguments[2:]))
+    finally:
+        torch.set_num_threads(threads_before)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    if status:
+        raise RuntimeError(f"python {' '.join(arguments)} exited with status {status}")
+
+
 def run_python_json(
     arguments: list[str], threads: int | None = None, timeout: int = 3600, env: Mapping[str, str] | None = None
 ) -> dict:

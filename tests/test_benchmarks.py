@@ -379,3 +379,34 @@ def test_seeds_refuses_runs_that_are_not_the_same_recipe(tmp_path, monkeypatch):
     )
     with pytest.raises(ValueError, match="is not FILE:MODEL"):
         parse_group("U-Net=seed1")
+
+
+def test_run_training_in_process_sets_its_environment_and_threads_for_the_call_only(monkeypatch):
+    """--quick runs call the training script's main here: the run's environment and threads apply to that call,
+    a non-zero status names the command, and only the training script can run this way."""
+    import torch
+
+    import autosam_hf.train
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from common import run_training
+
+    calls = []
+
+    def main(argv: list[str]) -> int:
+        calls.append((argv, os.environ.get("AUTOSAM_TEST_FLAG"), torch.get_num_threads()))
+        return 0 if argv[-1] == "good" else 1
+
+    monkeypatch.setattr(autosam_hf.train, "main", main)
+    monkeypatch.delenv("AUTOSAM_TEST_FLAG", raising=False)
+    threads = torch.get_num_threads()
+    run_training(
+        ["-m", "autosam_hf.train", "good"], in_process=True, threads=threads + 1, env={"AUTOSAM_TEST_FLAG": "1"}
+    )
+    assert calls == [(["good"], "1", threads + 1)]
+    assert "AUTOSAM_TEST_FLAG" not in os.environ and torch.get_num_threads() == threads
+
+    with pytest.raises(RuntimeError, match="python -m autosam_hf.train bad exited with status 1"):
+        run_training(["-m", "autosam_hf.train", "bad"], in_process=True)
+    with pytest.raises(ValueError, match="'-m autosam_hf.evaluation' is not the training script"):
+        run_training(["-m", "autosam_hf.evaluation"], in_process=True)
