@@ -96,8 +96,8 @@ def run_training(
 
     Measured runs take a fresh process each (`run_python`): honest step times and peak memory, a clean accelerate
     state. A `--quick` smoke run may pass `in_process=True` to call the script's `main` here with the same
-    arguments and `env` set for the call: a new process spends 5–8 s importing torch and transformers on a 2-core
-    CPU, most of a quick run, and the test suite runs dozens."""
+    arguments and `env` set for the call (`timeout` bounds a new process only): a new process spends 5–8 s
+    importing torch and transformers on a 2-core CPU, most of a quick run, and the test suite runs dozens."""
     if not in_process:
         run_python(list(arguments), threads=threads, timeout=timeout, env=env)
         return
