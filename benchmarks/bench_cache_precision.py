@@ -7,8 +7,8 @@ the largest |logit|), the share of pixels whose mask changes, and the change of 
 truth (mean and largest). Weights are random (none can be fetched here); every SAM weight is perturbed (seeded) so
 embeddings and logits are O(1) rather than the ~1e-5 of SAM's initialisation, and the masks are not trivially empty.
 
-    python benchmarks/bench_cache_precision.py           # tiny SAM on all 100 val images, ViT-B on 8
-    python benchmarks/bench_cache_precision.py --quick   # tiny SAM on 4 images
+    python -m benchmarks.bench_cache_precision           # tiny SAM on all 100 val images, ViT-B on 8
+    python -m benchmarks.bench_cache_precision --quick   # tiny SAM on 4 images
 """
 
 from __future__ import annotations
@@ -18,16 +18,18 @@ import json
 
 import numpy as np
 import torch
-from common import kvasir_split, machine, sam_checkpoint, write_result
 
 from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
 from autosam_hf.metrics import dice_iou_per_image
 from autosam_hf.model import binarize_mask
+from autosam_hf.runtime import use_fast_memory_format
+from benchmarks.common import default_result_name, kvasir_split, machine, sam_checkpoint, write_result
 
 
 def perturbed_model(size: str, seed: int = 0) -> AutoSamForSegmentation:
     torch.manual_seed(seed)
-    model = AutoSamForSegmentation.from_sam(str(sam_checkpoint(size)), prompt_input_size=352).eval()
+    model = AutoSamForSegmentation.from_sam(str(sam_checkpoint(size)), prompt_input_size=352)
+    use_fast_memory_format(model.eval())
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for parameter in model.sam.parameters():
@@ -70,13 +72,17 @@ def compare(size: str, images: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--name",
+        help="Result EXPERIMENT/RUN (default cache_precision/latest, or quick).",
+    )
     args = parser.parse_args()
     sizes = {"tiny_encoder": 4} if args.quick else {"tiny_encoder": 100, "vit_b": 8}
     result = {"machine": machine(), "storage": "float16", "sizes": {}}
     for size, images in sizes.items():
         result["sizes"][size] = compare(size, images)
         print(json.dumps({size: result["sizes"][size]}, indent=2), flush=True)
-    write_result("cache_precision_quick" if args.quick else "cache_precision", result)
+    write_result(args.name or default_result_name("cache_precision", args.quick), result)
 
 
 if __name__ == "__main__":

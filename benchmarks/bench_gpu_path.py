@@ -1,7 +1,7 @@
 """The GPU path in one command: train (cached and `--no_cache`), resume, evaluate, infer and load data, timed.
 
-    python benchmarks/run_all.py --device cuda --quick-gpu   # one GPU, within 8 minutes (bare machine, see below)
-    python benchmarks/run_all.py --device cpu --quick-gpu    # the same steps at tiny sizes: ~1-2 minutes, tested
+    python -m benchmarks.run_all --device cuda --quick-gpu   # one GPU, within 8 minutes (bare machine, see below)
+    python -m benchmarks.run_all --device cpu --quick-gpu    # the same steps at tiny sizes: ~1-2 minutes, tested
 
 Parts (each in a fresh process, as a user runs them; figures from the programs' own logs or a timer around them):
   - `training`: `autosam_hf.train --stage prompt` with SAM's embeddings cached and with `--no_cache`, same images,
@@ -34,7 +34,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import transformers
-from common import (
+
+from autosam_hf.runtime import describe_machine
+from benchmarks.common import (
     DATA_DIR,
     machine,
     read_train_log,
@@ -46,9 +48,6 @@ from common import (
     write_result,
 )
 
-from autosam_hf.runtime import describe_machine
-
-HERE = Path(__file__).resolve().parent
 LOSS_TOLERANCE = {"cuda": 5e-3, "cpu": 1e-5}  # relative difference of a resumed run's losses
 
 
@@ -172,7 +171,14 @@ def measure_evaluation(workspace: Workspace, device: str) -> dict:
 def measure_inference(workspace: Workspace, device: str) -> dict:
     """Per-mode inference images/s (bench_inference.py's measurement, batch 1) in the inference precision."""
     precision = workspace.sizes.inference_precision
-    command = [str(HERE / "bench_inference.py"), "--device", device, "--prompt_size", str(workspace.sizes.prompt_size)]
+    command = [
+        "-m",
+        "benchmarks.bench_inference",
+        "--device",
+        device,
+        "--prompt_size",
+        str(workspace.sizes.prompt_size),
+    ]
     command += ["--measure", str(workspace.sam_dir), precision]
     return {"precision": precision, "modes": run_python_json(command, env=workspace.environment, timeout=900)}
 
@@ -181,7 +187,8 @@ def measure_loader(workspace: Workspace, device: str) -> dict:
     """bench_loader.py at these sizes: cache build, loader and cached-step images/s."""
     sizes = workspace.sizes
     command = [
-        str(HERE / "bench_loader.py"),
+        "-m",
+        "benchmarks.bench_loader",
         "--device",
         device,
         "--mixed_precision",
@@ -199,9 +206,15 @@ def measure_loader(workspace: Workspace, device: str) -> dict:
     return run_python_json(command, env=workspace.environment, timeout=900)
 
 
+def result_name(device: str) -> str:
+    """What a run on `device` writes: on a CPU the steps run at their tiny sizes, a smoke run."""
+    return "gpu_path/quick" if device == "cpu" else f"gpu_path/{device}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=sorted(SIZES), default="cuda")
+    parser.add_argument("--name", help="Result EXPERIMENT/RUN (default gpu_path/cuda; gpu_path/quick on a CPU).")
     args = parser.parse_args()
     sizes = SIZES[args.device]
     # The training script picks CUDA by itself when there is one; ACCELERATE_USE_CPU keeps the CPU form on the CPU.
@@ -232,7 +245,7 @@ def main() -> None:
             result[name]["wall_seconds"] = time.perf_counter() - part_started
             print(f"{name}: {json.dumps(result[name])}", flush=True)
     result["wall_seconds"] = time.perf_counter() - started
-    write_result(f"gpu_path_{args.device}" + ("_quick" if args.device == "cpu" else ""), result)
+    write_result(args.name or result_name(args.device), result)
     failed = [name for name in parts if "error" in result[name]]
     if failed:
         raise SystemExit(f"failed: {', '.join(failed)}")

@@ -1,7 +1,7 @@
 """Benchmarks 2 and 3: inference cost per image for each mode, and where the time of one AutoSAM forward goes.
 
 Modes, on the same Kvasir test images at the SAM ViT-B configuration (random weights), batch 1:
-  - `autosam`: full AutoSAM (SAM encoder + g + SAM mask decoder), through `autosam_hf.predict.predict_images`;
+  - `autosam`: full AutoSAM (SAM encoder + g + SAM mask decoder), through `autosam_hf.inference.predict_images`;
   - `surrogate`: h(g(I)), SAM not run (the `--fast` path of autosam-predict);
   - `sam_point`: plain SAM given one point prompt (the image centre), as SAM is used without AutoSAM.
 Each figure: one warm-up image, then the median over `--images` (3) timed images; every call includes the
@@ -12,10 +12,10 @@ the peaks are that process's); on GPUs the modes share a process and the peak is
 With `--reference_dir`, the official AutoSAM inference (`reference.py`) is timed in the same run on the same
 machine, and `speedup_vs_reference` is ours / theirs at the same sizes (fp32 only; never across machines).
 
-    python benchmarks/bench_inference.py                                  # ViT-B, fp32 (+ bf16 where native)
-    python benchmarks/bench_inference.py --reference_dir /tmp/autosam_reference --reference_pythonpath /tmp/refdeps
-    python benchmarks/bench_inference.py --quick                          # small SAM, g at 64 (< 1 minute)
-    python benchmarks/bench_inference.py --device cuda
+    python -m benchmarks.bench_inference                                  # ViT-B, fp32 (+ bf16 where native)
+    python -m benchmarks.bench_inference --reference_dir /tmp/autosam_reference --reference_pythonpath /tmp/refdeps
+    python -m benchmarks.bench_inference --quick                          # small SAM, g at 64 (< 1 minute)
+    python -m benchmarks.bench_inference --device cuda
 """
 
 from __future__ import annotations
@@ -23,10 +23,18 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-from pathlib import Path
 
 import torch
-from common import (
+
+from autosam_hf.runtime import (
+    cpu_has_native_bfloat16,
+    dtype_is_native,
+    keep_freed_cpu_memory,
+    resolve_device,
+    use_fast_memory_format,
+)
+from benchmarks.common import (
+    default_result_name,
     kvasir_test_images,
     machine,
     run_python_json,
@@ -35,9 +43,7 @@ from common import (
     timing_summary,
     write_result,
 )
-from reference import add_reference_arguments, measure_reference_runs
-
-from autosam_hf.runtime import cpu_has_native_bfloat16, dtype_is_native, keep_freed_cpu_memory, resolve_device
+from benchmarks.reference import add_reference_arguments, measure_reference_runs
 
 MODES = ("autosam", "surrogate", "sam_point")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -55,12 +61,13 @@ def load_model(sam_dir: str, device: torch.device, prompt_size: int):
 
     torch.manual_seed(0)
     model = AutoSamForSegmentation.from_sam(sam_dir, prompt_input_size=prompt_size).eval().to(device)
+    use_fast_memory_format(model)
     return model, AutoSamImageProcessor.from_model_config(model.config)
 
 
 def mode_runner(model, processor, mode: str, dtype: torch.dtype | None):
     """One image → its prediction at the original size, in `mode` (batch 1)."""
-    from autosam_hf.predict import predict_images
+    from autosam_hf.inference import predict_images
     from autosam_hf.runtime import inference_autocast
 
     device = model.device
@@ -131,6 +138,10 @@ def breakdown(sam_dir: str, precision: str, device: torch.device, prompt_size: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--name",
+        help="Result EXPERIMENT/RUN (default inference/latest, or quick).",
+    )
     parser.add_argument("--images", type=int, default=3, help="Timed images per mode (after one warm-up image).")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto, ...")
     parser.add_argument("--prompt_size", type=int, help=f"g's input size: {PROMPT_SIZE} ({QUICK_PROMPT_SIZE} --quick)")
@@ -155,7 +166,7 @@ def main() -> None:
 
     size = "small" if args.quick else "vit_b"
     sam_dir = str(sam_checkpoint(size))
-    script = [str(Path(__file__).resolve()), "--images", str(args.images), "--device", str(device)]
+    script = ["-m", "benchmarks.bench_inference", "--images", str(args.images), "--device", str(device)]
     script += ["--prompt_size", str(prompt_size)]
     result = {
         "machine": machine(),
@@ -204,7 +215,7 @@ def main() -> None:
                     entry = result["modes"][name]
                     entry[f"speedup_vs_{key}"] = reference["seconds_per_image"] / entry["seconds_per_image"]
             print(json.dumps({key: reference}, indent=2), flush=True)
-    write_result("inference_quick" if args.quick else "inference", result)
+    write_result(args.name or default_result_name("inference", args.quick), result)
 
 
 if __name__ == "__main__":

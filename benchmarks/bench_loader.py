@@ -17,10 +17,10 @@ same sizes:
   - `loader_to_step`: loader images/s (default workers) / step images/s. Target: >= 2 (the loader then hides behind
     the model instead of being the cost of training).
 
-    python benchmarks/bench_loader.py                  # SAM vit_b, g at 352, batch 3, 24 images (CPU: ~10 min)
-    python benchmarks/bench_loader.py --quick          # small SAM, g at 64, 8 images (< 1 minute)
-    python benchmarks/bench_loader.py --device cuda --batch_size 8 --images 128
-    python benchmarks/bench_loader.py --sam tiny_encoder   # vit_b's embedding and mask-decoder shapes around a
+    python -m benchmarks.bench_loader                  # SAM vit_b, g at 352, batch 3, 24 images (CPU: ~10 min)
+    python -m benchmarks.bench_loader --quick          # small SAM, g at 64, 8 images (< 1 minute)
+    python -m benchmarks.bench_loader --device cuda --batch_size 8 --images 128
+    python -m benchmarks.bench_loader --sam tiny_encoder   # vit_b's embedding and mask-decoder shapes around a
                                                           # 1-layer ViT: the same loader and step figures in a
                                                           # minute on a CPU (its cache build is not vit_b's)
 """
@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import torch
-from common import kvasir_split, machine, sam_checkpoint, time_repeats, timing_summary, write_result
 
 from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
 from autosam_hf.data import (
@@ -44,8 +43,17 @@ from autosam_hf.data import (
     augmentation_for_level,
 )
 from autosam_hf.data.torch_dataset import AutoSamViewDataset, training_loader
-from autosam_hf.runtime import MIXED_PRECISION_DTYPES, resolve_device, resolve_mixed_precision
+from autosam_hf.runtime import MIXED_PRECISION_DTYPES, resolve_device, resolve_mixed_precision, use_fast_memory_format
 from autosam_hf.training.settings import RECIPES, default_num_workers
+from benchmarks.common import (
+    default_result_name,
+    kvasir_split,
+    machine,
+    sam_checkpoint,
+    time_repeats,
+    timing_summary,
+    write_result,
+)
 
 CACHE_BATCH_SIZE = 8
 
@@ -89,7 +97,7 @@ def time_cached_step(model, batch: dict, dtype: torch.dtype | None, device: torc
     """The prompt stage's step on a batch already on the device: forward (g, SAM's mask decoder, loss), backward,
     AdamW step."""
     model.set_trainable(prompt_generator=True)
-    model.train()
+    use_fast_memory_format(model.train())
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     inputs = {name: batch[name].to(device) for name in ("prompt_pixel_values", "image_embeddings", "labels")}
     inputs["valid_mask"] = batch["valid_mask"].to(device)
@@ -145,6 +153,10 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--name",
+        help="Result EXPERIMENT/RUN (default loader/latest, or quick).",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     parser.add_argument("--mixed_precision", default="auto", help="auto (bf16 where native), no, bf16, fp16")
     parser.add_argument("--sam", help="vit_b (default) or small (--quick)")
@@ -163,7 +175,7 @@ def main() -> None:
         resolve_mixed_precision(args.mixed_precision, device),
     )
     if not args.print_only:
-        write_result("loader_quick" if args.quick else "loader", result)
+        write_result(args.name or default_result_name("loader", args.quick), result)
     print(json.dumps(result))
 
 

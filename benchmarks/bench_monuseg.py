@@ -20,12 +20,12 @@ resolution):
     components of the predicted interior grown back into the predicted boundary (binary: of the predicted mask),
     `autosam_hf.metrics.instances`.
 
-Writes `benchmarks/results/monuseg[_quick].json` and `monuseg_test_overlays[_quick].png` (image | ground truth |
-3-class | binary) and prints a Markdown table.
+Writes `benchmarks/results/monuseg/<run>.json` and `<run>.png` (image | ground truth | 3-class | binary; run `latest`,
+`quick`, or `--name monuseg/<run>`) and prints a Markdown table.
 
-    python benchmarks/bench_monuseg.py                 # 20 minutes per model, side by side, half the cores each
-    python benchmarks/bench_monuseg.py --steps 400     # a fixed number of optimizer steps instead
-    python benchmarks/bench_monuseg.py --quick         # smoke test (< 1 min): 2 steps at g 64 px on 3 images
+    python -m benchmarks.bench_monuseg                 # 20 minutes per model, side by side, half the cores each
+    python -m benchmarks.bench_monuseg --steps 400     # a fixed number of optimizer steps instead
+    python -m benchmarks.bench_monuseg --quick         # smoke test (< 1 min): 2 steps at g 64 px on 3 images
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from common import DATA_DIR, RESULTS_DIR, machine, read_train_log, run_python, sam_checkpoint, write_result
 
 from autosam_hf.data import DEFAULT_BOUNDARY_WIDTH, MaskClasses, get_preset, load_preset_dataset
 from autosam_hf.hub import load_model_and_processor
+from autosam_hf.inference import iter_predictions
 from autosam_hf.metrics import (
     InstanceMetrics,
     MulticlassSegmentationMetrics,
@@ -52,9 +52,18 @@ from autosam_hf.metrics import (
     dice_iou_per_image,
     instances_from_label_map,
 )
-from autosam_hf.predict import iter_predictions
 from autosam_hf.runtime import describe_machine
 from autosam_hf.visualization import add_legend, class_colors, overlay_label_map, overlay_mask, write_png
+from benchmarks.common import (
+    DATA_DIR,
+    default_result_name,
+    machine,
+    read_train_log,
+    result_path,
+    run_python,
+    sam_checkpoint,
+    write_result,
+)
 
 MODELS = {"three_class": "monuseg_boundary", "binary": "monuseg"}
 BINARY_COLOR = (255, 200, 0)  # the binary model's nuclei, apart from the 3-class colours
@@ -207,6 +216,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
     parser.add_argument("--threads", type=int, help="Torch threads per model (default: half the cores).")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--quick", action="store_true", help="Smoke test: 2 steps at g 64 px, 3 train/2 test images.")
+    parser.add_argument("--name", help="Result EXPERIMENT/RUN (default monuseg/latest; monuseg/quick with --quick).")
     args = parser.parse_args(argv)
     minutes = None if args.steps else args.minutes
     settings = Settings(
@@ -230,7 +240,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
 
 def main(argv: list[str] | None = None) -> None:
     args, settings = parse_args(argv)
-    name = "monuseg_quick" if args.quick else "monuseg"
+    name = args.name or default_result_name("monuseg", args.quick)
     print(f"{name}: {settings} on {machine()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="autosam-bench-monuseg-") as workdir:
         with ThreadPoolExecutor(max_workers=len(MODELS)) as pool:  # side by side: the same machine load for both
@@ -240,7 +250,9 @@ def main(argv: list[str] | None = None) -> None:
         predictions = {}
         for model, run in runs.items():
             run["test"], predictions[model] = score(run.pop("output_dir"), boundary, binary)
-    overlays(boundary, predictions, RESULTS_DIR / f"{name.replace('monuseg', 'monuseg_test_overlays', 1)}.png")
+    figure = result_path(name, ".png")
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    overlays(boundary, predictions, figure)
     result = {
         "machine": {**describe_machine(), "threads_per_model": settings.threads, "description": machine()},
         "settings": dataclasses.asdict(settings),

@@ -5,7 +5,7 @@ On the same Kvasir test images, batch 1, float32, the same number of threads for
   - `autosam`: the full path, SAM's encoder + g + SAM's mask decoder (image_encoder.onnx then prompt_decoder.onnx
     vs `model(..., mode="autosam")`).
 Each figure: two warm-up images, then the median over `--images` timed images (the backends taking turns image by
-image, so both see the same machine load), through `autosam_hf.predict`'s
+image, so both see the same machine load), through `autosam_hf.inference`'s
 `iter_predictions` (processor, forward, post-processing to the original size), the path `autosam-predict` takes
 with either backend. Parity: max |ONNX − PyTorch| of the logits (and SAM's image embeddings) on all the images,
 `--parity_batch` at a time (a batch other than the export's example of 2 also exercises the graphs' dynamic batch);
@@ -16,10 +16,10 @@ weights' values, but parity would mean nothing on SAM's initial weights (see `pe
 (dynamo exporter, checks included) is timed per graph too. With `--model`, a trained folder is measured instead; with
 `--onnx` too, its existing export (the export is then not timed: its manifest's times are from another run).
 
-    python benchmarks/bench_onnx.py            # SAM ViT-B, g at 352 (several minutes: the export, then timings)
-    python benchmarks/bench_onnx.py --quick    # small SAM, g at 64 (checks that the benchmark runs)
-    python benchmarks/bench_onnx.py --model runs/kvasir --onnx runs/kvasir/onnx   # your model and its export
-    python benchmarks/bench_onnx.py --table benchmarks/results/onnx_cpu.json   # only print the README's table
+    python -m benchmarks.bench_onnx            # SAM ViT-B, g at 352 (several minutes: the export, then timings)
+    python -m benchmarks.bench_onnx --quick    # small SAM, g at 64 (checks that the benchmark runs)
+    python -m benchmarks.bench_onnx --model runs/kvasir --onnx runs/kvasir/onnx   # your model and its export
+    python -m benchmarks.bench_onnx --table benchmarks/results/onnx/epyc_avx512_1thread.json   # only print the table
 """
 
 from __future__ import annotations
@@ -30,20 +30,27 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import kvasir_test_images, machine, sam_checkpoint, time_repeats, timing_summary, write_result
 
 from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
 from autosam_hf.export import OnnxRuntimeAutoSam, export_onnx, read_manifest
 from autosam_hf.hub import load_model_and_processor
-from autosam_hf.predict import iter_predictions
-from autosam_hf.runtime import describe_machine
+from autosam_hf.inference import iter_predictions
+from autosam_hf.runtime import describe_machine, use_fast_memory_format
+from benchmarks.common import (
+    default_result_name,
+    kvasir_test_images,
+    machine,
+    sam_checkpoint,
+    time_repeats,
+    timing_summary,
+    write_result,
+)
 
 MODES = ("surrogate", "autosam")
 BACKENDS = ("pytorch", "onnxruntime")
 WARMUP = 2  # untimed images per backend and mode
 PROMPT_SIZE, QUICK_PROMPT_SIZE = 352, 64  # g's input size for polyps; --quick only checks that the benchmark runs
 BACKBONE_NAMES = {"hardnet85": "HarDNet-85"}  # g's backbone as the tables name it
-RESULT_NAME = "onnx_cpu"  # benchmarks/results/onnx_cpu.json (onnx_cpu_quick.json with --quick)
 
 
 CPUINFO_FIELDS = ("vendor_id", "cpu family", "model", "model name", "stepping")
@@ -152,8 +159,8 @@ def cpu_caption(details: dict) -> str:
 
 
 def render_table(result: dict) -> str:
-    """The README's table: per mode, both backends' median (and fastest) seconds per image and onnxruntime's
-    speed-up on each; on a shared machine the fastest image is the one least disturbed by other jobs."""
+    """Its table (docs/benchmarks/onnx.md): per mode, both backends' median (and fastest) seconds per image and
+    onnxruntime's speed-up on each; on a shared machine the fastest image is the one least disturbed by other jobs."""
     note = f"; {result['note']}" if result.get("note") else ""
     lines = [
         f"**PyTorch vs onnxruntime per image** (SAM {result['sam']}, g = {result['g']}, batch 1, fp32, "
@@ -199,7 +206,7 @@ def main() -> None:
     parser.add_argument("--table", metavar="RESULT_JSON", help="only print the table of a result file")
     parser.add_argument("--model", help="a trained AutoSAM folder to measure instead of a random-weight SAM")
     parser.add_argument("--onnx", help="the --model's existing export (autosam-export) instead of exporting it here")
-    parser.add_argument("--name", help="result file name (default onnx_cpu; onnx_cpu_quick, onnx_cpu_model)")
+    parser.add_argument("--name", help="result EXPERIMENT/RUN (default onnx/latest; onnx/quick, onnx/model)")
     parser.add_argument(
         "--parity_batch",
         type=int,
@@ -223,7 +230,8 @@ def main() -> None:
         size = "small" if args.quick else "vit_b"
         torch.manual_seed(0)
         prompt_size = QUICK_PROMPT_SIZE if args.quick else PROMPT_SIZE
-        model = AutoSamForSegmentation.from_sam(str(sam_checkpoint(size)), prompt_input_size=prompt_size).eval()
+        model = AutoSamForSegmentation.from_sam(str(sam_checkpoint(size)), prompt_input_size=prompt_size)
+        use_fast_memory_format(model.eval())
         perturb_sam(model)
         processor = AutoSamImageProcessor.from_model_config(model.config)
     images = kvasir_test_images(WARMUP + count)
@@ -264,7 +272,7 @@ def main() -> None:
             "modes": modes,
             "parity": None,
         }
-        name = args.name or RESULT_NAME + ("_model" if args.model else "_quick" if args.quick else "")
+        name = args.name or ("onnx/model" if args.model else default_result_name("onnx", args.quick))
         write_result(name, result)  # the timings are kept even if the parity check runs out of memory
         result["parity"] = parity(model, onnx_model, processor, images, args.parity_batch, measured_modes)
     path = write_result(name, result)

@@ -17,9 +17,9 @@ more with the allocator setting the `autosam-*` commands apply (`speedup_vs_refe
 `arithmetic_floor`: g's forward + backward FLOPs per image (torch's FlopCounterMode) over this machine's float32
 GEMM rate, in this process with its threads: no code runs the cached step (g's own arithmetic) much below it.
 
-    python benchmarks/bench_training.py            # ViT-B and small SAM
-    python benchmarks/bench_training.py --reference_dir /tmp/autosam_reference --reference_pythonpath /tmp/refdeps
-    python benchmarks/bench_training.py --quick    # small SAM, g at 64 px, a few steps, in this process: it runs
+    python -m benchmarks.bench_training            # ViT-B and small SAM
+    python -m benchmarks.bench_training --reference_dir /tmp/autosam_reference --reference_pythonpath /tmp/refdeps
+    python -m benchmarks.bench_training --quick    # small SAM, g at 64 px, a few steps, in this process: it runs
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ import time
 from pathlib import Path
 
 import torch
-from common import (
+
+from autosam_hf.runtime import cpu_has_native_bfloat16, use_fast_memory_format
+from benchmarks.common import (
+    default_result_name,
     machine,
     read_train_log,
     run_training,
@@ -40,9 +43,7 @@ from common import (
     training_figures,
     write_result,
 )
-from reference import add_reference_arguments, measure_reference_runs
-
-from autosam_hf.runtime import cpu_has_native_bfloat16
+from benchmarks.reference import add_reference_arguments, measure_reference_runs
 
 VARIANTS = {  # name → extra training flags
     "no_cache fp32": ["--no_cache", "--mixed_precision", "no"],
@@ -99,7 +100,7 @@ def arithmetic_floor(prompt_size: int) -> dict:
     from autosam_hf.model.modeling_autosam import AutoSamPromptGenerator
 
     config = AutoSamConfig(sam_config=SamConfig().to_dict(), prompt_input_size=prompt_size)
-    prompt_generator = AutoSamPromptGenerator(config).train()
+    prompt_generator = use_fast_memory_format(AutoSamPromptGenerator(config).train())
     with FlopCounterMode(display=False) as counter:
         prompt_generator(torch.randn(1, 3, prompt_size, prompt_size)).pow(2).mean().backward()
     flops = counter.get_total_flops()
@@ -121,6 +122,10 @@ def arithmetic_floor(prompt_size: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--name",
+        help="Result EXPERIMENT/RUN (default training/latest, or quick).",
+    )
     parser.add_argument("--batch_size", type=int, default=3)
     parser.add_argument(
         "--include_emulated_bf16", action="store_true", help="Also time bf16 on CPUs without native bf16 (slow)."
@@ -175,7 +180,7 @@ def main() -> None:
                 for timing in result["sizes"][reference["sam"]].values():
                     timing[f"speedup_vs_{key}"] = reference["seconds_per_image"] / timing["seconds_per_image"]
             print(json.dumps({key: reference}, indent=2), flush=True)
-    write_result("training_quick" if args.quick else "training", result)
+    write_result(args.name or default_result_name("training", args.quick), result)
 
 
 if __name__ == "__main__":

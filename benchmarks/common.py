@@ -20,11 +20,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
-from process_group import run_command
 from transformers import SamConfig, SamModel
 
 from autosam_hf.atomic_write import write_atomically
 from autosam_hf.runtime import machine_summary
+from benchmarks.process_group import run_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The real data sets (`<set>/<split>/{images,masks}`): ../shared/data beside the repository, or $AUTOSAM_DATA_DIR
@@ -105,7 +105,7 @@ def run_training(
         raise ValueError(f"run_training: {' '.join(arguments[:2])!r} is not the training script")
     from accelerate.state import AcceleratorState, GradientState
 
-    from autosam_hf.train import main
+    from autosam_hf.training.cli import main
 
     # accelerate keeps one state per process (precision, device, accumulation): start the run from none, as a new
     # process would — the reset accelerate's own test suite does between cases.
@@ -137,10 +137,25 @@ def run_python_json(
     return json.loads(output.strip().splitlines()[-1])
 
 
+def result_path(name: str, suffix: str = ".json") -> Path:
+    """`RESULTS_DIR/<experiment>/<run><suffix>` of a result named `<experiment>/<run>` (e.g. `real_data_224/seed1`:
+    the experiment is the benchmark or study, the run one setting, seed or machine of it)."""
+    experiment, slash, run = name.partition("/")
+    if not slash or not experiment or not run or "/" in run:
+        raise ValueError(f"result name {name!r}: expected EXPERIMENT/RUN, e.g. training/latest")
+    return RESULTS_DIR / experiment / f"{run}{suffix}"
+
+
+def default_result_name(experiment: str, quick: bool = False) -> str:
+    """What a benchmark writes without `--name`: `<experiment>/quick` for its smoke run, else `<experiment>/latest`
+    (the pages in docs/benchmarks read the runs named in tables.py, so a new run replaces none by accident)."""
+    return f"{experiment}/{'quick' if quick else 'latest'}"
+
+
 def write_result(name: str, result: dict) -> Path:
-    """`RESULTS_DIR/<name>.json`, written atomically (a killed run never leaves half a file)."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+    """`result_path(name)`, written atomically (a killed run never leaves half a file)."""
+    path = result_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda temporary: temporary.write_text(json.dumps(result, indent=2)))
     return path
 

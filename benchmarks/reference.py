@@ -1,7 +1,7 @@
 """The official AutoSAM code (github.com/talshaharabany/AutoSAM), timed as it runs, beside our figures of the same run.
 
-    python benchmarks/reference.py --reference_dir /tmp/autosam_reference --part train      # one JSON line
-    python benchmarks/reference.py --reference_dir /tmp/autosam_reference --part inference
+    python -m benchmarks.reference --reference_dir /tmp/autosam_reference --part train      # one JSON line
+    python -m benchmarks.reference --reference_dir /tmp/autosam_reference --part inference
 
 Get the reference outside this repository (its code is never copied in), e.g.
 `git clone https://github.com/talshaharabany/AutoSAM /tmp/autosam_reference` (checked at commit 3959d72).
@@ -50,7 +50,8 @@ from pathlib import Path
 from unittest import mock
 
 import torch
-from common import DATA_DIR, machine, run_python_json, synchronizer, timing_summary
+
+from benchmarks.common import DATA_DIR, machine, run_python_json, synchronizer, timing_summary
 
 PARTS = ("train", "inference")
 # The reference's command-line defaults (train.py's argparse) for the polyp task with HarDNet-85.
@@ -230,7 +231,8 @@ def measure_reference(
     the `autosam-*` commands apply (`autosam_hf.runtime.keep_freed_cpu_memory`), its code still unedited: what
     separates our code's speed from that setting's."""
     arguments = [
-        str(Path(__file__).resolve()),
+        "-m",
+        "benchmarks.reference",
         "--reference_dir",
         str(reference_dir),
         "--part",

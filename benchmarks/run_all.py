@@ -1,15 +1,16 @@
-"""Run every benchmark, then print their results as the Markdown tables of the README (`tables.py`).
+"""Run every benchmark, then print their results as Markdown tables (`benchmarks.tables`).
 
-python benchmarks/run_all.py                      # full runs: tens of minutes on a CPU + the real-data runs (hours)
-python benchmarks/run_all.py --reference_dir /tmp/autosam_reference --reference_pythonpath /tmp/refdeps
+python -m benchmarks.run_all                      # full runs: tens of minutes on a CPU + the real-data runs (hours)
+python -m benchmarks.run_all --reference_dir /tmp/autosam_reference --reference_pythonpath /tmp/refdeps
                                                   # ... with the official AutoSAM code timed in the same run
-python benchmarks/run_all.py --quick              # each benchmark at tiny sizes (what the test suite runs)
-python benchmarks/run_all.py --device cuda --quick-gpu   # the GPU path in one command (< 8 minutes on one H100)
-python benchmarks/run_all.py --device cpu --quick-gpu    # the same steps at tiny sizes on a CPU (~1-2 minutes)
-python benchmarks/run_all.py --table [--quick | --device cuda --quick-gpu]   # only print the tables
+python -m benchmarks.run_all --quick              # each benchmark at tiny sizes (what the test suite runs)
+python -m benchmarks.run_all --device cuda --quick-gpu   # the GPU path in one command (< 8 minutes on one H100)
+python -m benchmarks.run_all --device cpu --quick-gpu    # the same steps at tiny sizes on a CPU (~1-2 minutes)
+python -m benchmarks.run_all --table [--quick | --device cuda --quick-gpu]   # only print the tables
 
 `--device` is where inference and the loader benchmark run (`auto`: CUDA if there is one); the training script
-picks CUDA by itself when there is one. Results go to benchmarks/results/ ($AUTOSAM_BENCHMARK_RESULTS).
+picks CUDA by itself when there is one. Results go to benchmarks/results/<benchmark>/latest.json (quick.json with
+--quick; the folder: $AUTOSAM_BENCHMARK_RESULTS); the pages in docs/benchmarks read the runs named in their templates.
 """
 
 from __future__ import annotations
@@ -17,25 +18,24 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from common import RESULTS_DIR, run_python
-from tables import render_tables
+from benchmarks.bench_gpu_path import result_name as gpu_path_result
+from benchmarks.common import RESULTS_DIR, run_python
+from benchmarks.tables import render_tables
 
-HERE = Path(__file__).resolve().parent
-# Benchmark → whether it takes --device and the reference options.
+# Benchmark module → whether it takes --device and the reference options.
 BENCHMARKS = {
-    "bench_training.py": {"device": False, "reference": True},
-    "bench_inference.py": {"device": True, "reference": True},
-    "bench_loader.py": {"device": True, "reference": False},
-    "bench_cache_precision.py": {"device": False, "reference": False},
-    "bench_real_data.py": {"device": True, "reference": False},
+    "benchmarks.bench_training": {"device": False, "reference": True},
+    "benchmarks.bench_inference": {"device": True, "reference": True},
+    "benchmarks.bench_loader": {"device": True, "reference": False},
+    "benchmarks.bench_cache_precision": {"device": False, "reference": False},
+    "benchmarks.bench_real_data": {"device": True, "reference": False},
 }
 
 
 def benchmark_arguments(script: str, args: argparse.Namespace) -> list[str]:
     takes = BENCHMARKS[script]
-    arguments = [str(HERE / script), *(["--quick"] if args.quick else [])]
+    arguments = ["-m", script, *(["--quick"] if args.quick else [])]
     if takes["device"]:
         arguments += ["--device", args.device]
     if takes["reference"] and args.reference_dir:
@@ -43,11 +43,6 @@ def benchmark_arguments(script: str, args: argparse.Namespace) -> list[str]:
         if args.reference_pythonpath:
             arguments += ["--reference_pythonpath", *args.reference_pythonpath]
     return arguments
-
-
-def gpu_path_result(device: str) -> str:
-    """The result file name `bench_gpu_path.py` writes for `device`."""
-    return f"gpu_path_{device}" + ("_quick" if device == "cpu" else "")
 
 
 def main() -> None:
@@ -62,8 +57,8 @@ def main() -> None:
     if args.quick_gpu:
         device = args.device if args.device != "auto" else ("cuda" if _has_cuda() else "cpu")
         if not args.table:
-            print(f"== bench_gpu_path.py --device {device}", flush=True)
-            run_python([str(HERE / "bench_gpu_path.py"), "--device", device], timeout=3600)
+            print(f"== benchmarks.bench_gpu_path --device {device}", flush=True)
+            run_python(["-m", "benchmarks.bench_gpu_path", "--device", device], timeout=3600)
         print(render_tables(gpu_path=gpu_path_result(device)))
         return
     if not args.table:
@@ -72,7 +67,7 @@ def main() -> None:
             run_python(benchmark_arguments(script, args), timeout=8 * 3600)
             print(f"== {script}: {time.perf_counter() - started:.0f} s", flush=True)
     print(f"<!-- from {RESULTS_DIR} -->")
-    print(render_tables("_quick" if args.quick else ""))
+    print(render_tables("quick" if args.quick else "latest"))
 
 
 def _has_cuda() -> bool:

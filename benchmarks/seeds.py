@@ -1,23 +1,23 @@
-"""One recipe over several seeds: `bench_real_data.py` runs gathered as mean ± sd per recipe, with their curves.
+"""One recipe over several seeds: `benchmarks.bench_real_data` runs gathered as mean ± sd per recipe, with their curves.
 
 A single 1,000-step run's val Dice moves by up to ±0.1 between seeds of the same recipe, so a claim that one recipe
 is ahead of another rests on several seeds. Each `--group "LABEL=FILE:MODEL,FILE:MODEL,..."` names the runs of one
-recipe: a result file of `benchmarks/results` (without `.json`) and a model in it. Runs are named explicitly because
+recipe: a result `EXPERIMENT/RUN` of `benchmarks/results` and a model in it. Runs are named explicitly because
 a model's name in a file records the flags of its day (`pipeline:default` ran the constant rate before the default
 annealed): that the named runs ran one recipe is the caller's claim. Checked: the runs of a group share every setting
 of their files but the seed (and the threads and device, which move time, not Dice), are models of one runner at
 one input size, and repeat no seed. Test scores are whatever each run recorded under `test`.
 
-    python benchmarks/seeds.py --name seeds_224 \\
-        --group "pipeline:default=real_data_224_cosine:pipeline:default+cosine,real_data_224_cosine_seed1:..." \\
-        --group "minimal:unet=real_data_224:minimal:unet,real_data_224_unet_seed1:minimal:unet,..."
+    python -m benchmarks.seeds --name seeds/224_cpu \\
+        --group "pipeline:default=real_data_224/cosine_seed42:pipeline:default+cosine,real_data_224/cosine_seed1:..." \\
+        --group "minimal:unet=real_data_224/seed42:minimal:unet,real_data_224/unet_seed1:minimal:unet,..."
 
 A run is its seed on its device: the same seed's arithmetic, and so its run, differs between a CPU and a GPU, so a
 group may hold seed 1 from each. `--compare A B` pairs two groups' runs seed for seed (same seed, same device) and
 reports the differences A − B: their mean, its standard error, and in how many pairs A is ahead.
 
-Writes `RESULTS_DIR/<name>.json` and `<name>.png` (val Dice vs steps: each seed thin, the mean bold) and prints the
-README's tables.
+Writes `benchmarks/results/<name>.json` and `.png` (val Dice vs steps: each seed thin, the mean bold) and prints its
+tables (`render`, `render_comparison`: what the pages in docs/benchmarks show).
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import argparse
 import math
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from common import RESULTS_DIR, write_result
-from tables import load
-
 from autosam_hf.visualization import save_figure
+from benchmarks.common import result_path, write_result
+from benchmarks.tables import load
 
 MILESTONES = (100, 300, 500, 1000)  # steps at which the table shows val Dice
 TEST_SETS = ("kvasir", "colondb", "etis")
@@ -67,7 +67,7 @@ def gather(label: str, runs: list[tuple[str, str]]) -> dict:
     for file_name, model in runs:
         result = load(file_name)
         if result is None:
-            raise ValueError(f"--group {label!r}: no {file_name}.json in {RESULTS_DIR}")
+            raise ValueError(f"--group {label!r}: no {result_path(file_name)}")
         if model not in result.get("models", {}):
             raise ValueError(f"--group {label!r}: {file_name}.json has no model {model!r} ({sorted(result['models'])})")
         found.append((file_name, model, result))
@@ -170,20 +170,20 @@ def seeds_by_device(runs: list[dict]) -> str:
     return by_device[devices[0]] if len(devices) == 1 else "; ".join(f"{seeds} ({d})" for d, seeds in by_device.items())
 
 
-def render(groups: dict[str, dict]) -> list[str]:
-    """One Markdown row per recipe: mean ± sd over its seeds (sample sd; n in the row)."""
+def render(groups: dict[str, dict], milestones: Sequence[int] = MILESTONES) -> list[str]:
+    """One Markdown row per recipe: mean ± sd over its seeds (sample sd; n in the row), val Dice at `milestones`."""
     lines = [
         "| recipe | seeds | "
-        + " | ".join(f"val Dice @{step}" for step in MILESTONES)
+        + " | ".join(f"val Dice @{step}" for step in milestones)
         + " | best val | Kvasir test | ColonDB | ETIS |",
-        "|---|---|" + "---|" * len(MILESTONES) + "---|---|---|---|",
+        "|---|---|" + "---|" * len(milestones) + "---|---|---|---|",
     ]
     for label, group in groups.items():
         seeds = seeds_by_device(group["runs"])
-        milestones = [cell(group["val_dice"].get(step)) for step in MILESTONES]
+        at_milestones = [cell(group["val_dice"].get(step)) for step in milestones]
         tests = [cell(group["test_dice"][name]) for name in TEST_SETS]
         lines.append(
-            f"| {label} | {seeds} | " + " | ".join(milestones) + f" | {cell(group['best_val_dice'])} | "
+            f"| {label} | {seeds} | " + " | ".join(at_milestones) + f" | {cell(group['best_val_dice'])} | "
             + " | ".join(tests) + " |"
         )  # fmt: skip
     return lines
@@ -219,9 +219,10 @@ def main(argv: list[str] | None = None) -> None:
         "--compare", nargs=2, action="append", default=[], metavar=("A", "B"),
         help="Two groups' labels: their seed-for-seed differences A − B (repeatable).",
     )  # fmt: skip
-    parser.add_argument("--name", default="seeds", help="Result file name (without .json) in the results folder.")
+    parser.add_argument("--name", default="seeds/latest", help="Result EXPERIMENT/RUN, e.g. seeds/224_cpu.")
     args = parser.parse_args(argv)
     try:
+        result_path(args.name)
         parsed = [parse_group(text) for text in args.group]
         labels = [label for label, _ in parsed]
         if len(set(labels)) != len(labels):
@@ -241,11 +242,11 @@ def main(argv: list[str] | None = None) -> None:
     if comparisons:
         result["comparisons"] = comparisons
     path = write_result(args.name, result)
-    plot(groups, RESULTS_DIR / f"{args.name}.png")
+    plot(groups, result_path(args.name, ".png"))
     print("\n".join(render(groups)))
     for (first, second), comparison in zip(args.compare, comparisons.values(), strict=True):  # one per pair (checked)
         print("\n" + "\n".join(render_comparison(first, second, comparison)))
-    print(f"wrote {path} and {RESULTS_DIR / args.name}.png")
+    print(f"wrote {path} and {result_path(args.name, '.png')}")
 
 
 if __name__ == "__main__":

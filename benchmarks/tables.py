@@ -1,23 +1,40 @@
-"""The benchmarks' results as the README's Markdown tables: one renderer per result file.
+"""The benchmarks' results as Markdown: one renderer per kind of result, and the pages of docs/benchmarks.
 
 Every table is captioned with the machine its figures came from (`common.machine()`: CPU model, vector ISA, native
 bf16 or not, threads, torch, GPU) and the run's settings. Ratios are only ever taken between figures of one result
 file, i.e. one run on one machine; the reference column appears only when the reference was timed in that run.
+
+The pages are templates (`benchmarks/pages/*.md`: the prose) whose figures are `{{ expression }}` or
+`{{ expression | format }}` placeholders over the result files (`PageContext`: `r("training/epyc_avx2_1thread")`
+is a result, `training(...)` its table, `machine(...)` the machine it records), so no figure is copied by hand:
+
+    python -m benchmarks.tables --write    # docs/benchmarks/*.md and benchmarks/results/README.md from the results
+    python -m benchmarks.tables --check    # exit status 1 if a committed page differs from what the results give
 """
 
 from __future__ import annotations
 
+import argparse
+import builtins
 import json
-from collections.abc import Callable
+import os
+import re
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from common import RESULTS_DIR
+from autosam_hf.atomic_write import write_atomically
+from benchmarks import common
+from benchmarks.common import REPO_ROOT, result_path
 
 REAL_DATA_MILESTONES = (100, 300, 1000)  # steps at which the real-data table shows val Dice
 PARTS_OF_GPU_PATH = ("training", "resume", "evaluation", "inference", "loader")
 
 
 def load(name: str) -> dict | None:
-    path = RESULTS_DIR / f"{name}.json"
+    """The result `<experiment>/<run>`, or None if there is none."""
+    path = result_path(name)
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -226,9 +243,9 @@ def render_gpu_path(gpu: dict) -> list[str]:
 
 
 def render_real_data(real: dict, file_name: str) -> list[str]:
-    """The learning benchmark (bench_real_data.py): one row per model, val curve milestones and test scores."""
+    """The learning benchmark (`benchmarks.bench_real_data`): one row per model, val milestones and test scores."""
     if "models" not in real:
-        return [f"**Real data**: {file_name} is in an older format; rerun benchmarks/bench_real_data.py.", ""]
+        return [f"**Real data**: {file_name} is in an older format; rerun benchmarks.bench_real_data.", ""]
     settings, machine = real["settings"], real["machine"]
     lines = [
         f"**Real data: learning from scratch on Kvasir-SEG** ({settings['steps']} optimizer steps at batch "
@@ -262,17 +279,359 @@ RENDERERS: dict[str, Callable[[dict], list[str]]] = {
 }
 
 
-def render_tables(suffix: str = "", gpu_path: str | None = None) -> str:
-    """Every result file of a run (`suffix` "_quick" for the --quick ones), or the GPU path's result `gpu_path`."""
+def render_tables(run: str = "latest", gpu_path: str | None = None) -> str:
+    """The tables of one run of every benchmark (`run`: `quick` for the --quick ones, `latest` for the others'
+    default), or the GPU path's result `gpu_path` (`gpu_path/cuda`, ...)."""
     if gpu_path is not None:
         gpu = load(gpu_path)
-        return "\n".join(render_gpu_path(gpu)) if gpu else f"no {gpu_path}.json in {RESULTS_DIR}"
+        return "\n".join(render_gpu_path(gpu)) if gpu else f"no {result_path(gpu_path)}"
     lines: list[str] = []
-    for name, render in RENDERERS.items():
-        result = load(f"{name}{suffix}")
+    for experiment, render in RENDERERS.items():
+        result = load(f"{experiment}/{run}")
         if result:
             lines += render(result)
-    real = load(f"real_data{suffix}")
+    real = load(f"real_data/{run}")
     if real:
-        lines += render_real_data(real, f"real_data{suffix}.json")
+        lines += render_real_data(real, f"real_data/{run}.json")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- learning tables
+def curve_value(model: dict, step: int, key: str = "val_dice") -> float | None:
+    """`key` of a model's validation at `step` (None if it did not validate there)."""
+    return next((point.get(key) for point in model["curve"] if point["step"] == step), None)
+
+
+def other_canvas(model: dict) -> tuple[str, dict] | None:
+    """The test scores of a model fed through the other canvas rule, if its run scored them: (rule, scores)."""
+    for key, rule in (
+        ("test_letterbox", "letterboxed"),
+        ("test_letterboxed", "letterboxed"),
+        ("test_squash", "squashed"),
+    ):
+        if key in model:
+            return rule, model[key]
+    return None
+
+
+def learning_cell(model: dict, column: str, digits: int) -> str:
+    """One cell of `render_runs`: `val@N`, `uval@N` (`--ema_decay` runs: the trained weights' own val Dice),
+    `loss@N` (mean training loss up to the validation at N), `best`
+    ("Dice (step)"), `best_dice`, a test set's Dice (`kvasir`, `colondb`, `etis`), `etis_other` (ETIS with the
+    other canvas rule's score in brackets), `s/step`."""
+    name, _, step = column.partition("@")
+
+    def number(value: float | None, places: int = 3) -> str:
+        return "–" if value is None else f"{value:.{places}f}"
+
+    if name == "val":
+        return number(curve_value(model, int(step)), digits)
+    if name == "uval":
+        return number(curve_value(model, int(step), "unaveraged_val_dice"), digits)
+    if name == "loss":
+        return number(curve_value(model, int(step), "train_loss"), 2)
+    if column == "best":
+        return f"{model['best_val']['dice']:.3f} ({model['best_val']['step']})"
+    if column == "best_dice":
+        return number(model["best_val"]["dice"])
+    if column in ("kvasir", "colondb", "etis"):
+        return number(model["test"][column]["dice"])
+    if column == "etis_other":
+        other = other_canvas(model)
+        extra = f" ({other[0]} {other[1]['etis']['dice']:.3f})" if other else ""
+        return number(model["test"]["etis"]["dice"]) + extra
+    if column == "s/step":
+        return f"{model['seconds_per_step']:.3g}"
+    raise ValueError(f"unknown column {column!r}")
+
+
+COLUMN_TITLES = {
+    "val": "val Dice @{}",
+    "uval": "trained weights' val Dice @{}",
+    "loss": "train loss @{}",
+    "best": "best val (step)",
+    "best_dice": "best val",
+    "kvasir": "Kvasir test",
+    "colondb": "ColonDB",
+    "etis": "ETIS",
+    "etis_other": "ETIS",
+    "s/step": "s/step",
+}
+
+
+def render_runs(rows: Sequence[tuple], columns: Sequence[str], digits: int = 3) -> list[str]:
+    """A table of learning runs, one row per (label, result, model[, shared]) (`shared`: the run shared its machine
+    with others, its s/step is not its own), a column per `learning_cell` key."""
+    titles = [COLUMN_TITLES[column.partition("@")[0]].format(column.partition("@")[2]) for column in columns]
+    lines = ["| model | " + " | ".join(titles) + " |", "|---|" + "---|" * len(columns)]
+    for label, name, model_name, *shared in rows:
+        model = result(name)["models"][model_name]
+        cells = [
+            "shared" if column == "s/step" and shared and shared[0] else learning_cell(model, column, digits)
+            for column in columns
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_mean_runs(rows: Sequence[tuple], steps: Sequence[int]) -> list[str]:
+    """Mean ± sample sd over seeds: one row per (label, curve runs, test runs), each runs a list of (result, model):
+    val Dice at `steps` over the curve runs, the test sets' mean Dice over the test runs."""
+    lines = [
+        "| model | "
+        + " | ".join(f"val Dice @{step} (mean ± sd)" for step in steps)
+        + " | Kvasir test | ColonDB | ETIS |",
+        "|---|" + "---|" * (len(steps) + 3),
+    ]
+    for label, curve_runs, test_runs in rows:
+        curves = [result(name)["models"][model] for name, model in curve_runs]
+        tests = [result(name)["models"][model]["test"] for name, model in test_runs]
+        cells = []
+        for step in steps:
+            values = [curve_value(model, step) for model in curves]
+            cells.append(f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}")
+        cells += [
+            f"{statistics.fmean(test[name]['dice'] for test in tests):.3f}" for name in ("kvasir", "colondb", "etis")
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_seeds(name: str, milestones: Sequence[int] = (100, 300, 500, 1000)) -> list[str]:
+    """The recipe table of a `benchmarks.seeds` result (mean ± sd over each group's seeds)."""
+    from benchmarks.seeds import render
+
+    groups = {
+        label: {**group, "val_dice": {int(step): value for step, value in group["val_dice"].items()}}
+        for label, group in result(name)["groups"].items()
+    }
+    return render(groups, milestones)
+
+
+def render_comparisons(rows: Sequence[tuple[str, str]], comparison: str) -> list[str]:
+    """Seed-for-seed differences of one comparison (`A − B`) across `benchmarks.seeds` results: a row per
+    (label, result), each cell the mean difference ± its standard error and the pairs A wins."""
+    metrics = ("best val", "kvasir", "colondb", "etis")
+    lines = ["| pairs | best val | Kvasir test | ColonDB | ETIS |", "|---|---|---|---|---|"]
+    for label, name in rows:
+        differences = result(name)["comparisons"][comparison]["differences"]
+        cells = []
+        for metric in metrics:
+            row = differences[metric]
+            places = 4 if abs(row["mean_difference"]) < 0.001 else 3
+            error = "" if row["standard_error"] is None else f" ± {row['standard_error']:.{places}f}"
+            mean = f"{row['mean_difference']:+.{places}f}".replace("-", "−")
+            cells.append(f"{mean}{error} ({row['first_ahead']} of {row['pairs']})")
+        pairs = differences[metrics[0]]["pairs"]
+        lines.append(f"| {label}, {pairs} ({link(name)}) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_onnx(onnx: dict) -> list[str]:
+    from benchmarks.bench_onnx import render_table  # imported when asked: it imports the ONNX export
+
+    return render_table(onnx).splitlines()
+
+
+def render_monuseg(monuseg: dict) -> list[str]:
+    from benchmarks.bench_monuseg import markdown_table
+
+    return markdown_table(monuseg["models"]).splitlines()
+
+
+# ---------------------------------------------------------------------------------------------- pages
+PAGES_DIR = REPO_ROOT / "docs" / "benchmarks"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "pages"
+PLACEHOLDER = re.compile(r"\{\{(.+?)\}\}", re.DOTALL)
+FORMAT_SPEC = re.compile(r"^[-+ ]?\d*(?:\.\d+)?[a-z%]?$")
+_read: list[str] = []  # the results the page being rendered has read, in order
+
+
+def result(name: str) -> dict:
+    """The result `<experiment>/<run>` a page reads: recorded as one of its inputs; a missing file is an error."""
+    found = load(name)
+    if found is None:
+        raise FileNotFoundError(f"no {result_path(name)}")
+    if name not in _read:
+        _read.append(name)
+    return found
+
+
+def relative(path: Path) -> str:
+    """`path` as a link from a page in docs/benchmarks."""
+    return Path(os.path.relpath(path, PAGES_DIR)).as_posix()
+
+
+def link(name: str, suffix: str = ".json") -> str:
+    """A Markdown link to a result's file (`.png`: its figure)."""
+    result(name)
+    return f"[`{name}{suffix}`]({relative(result_path(name, suffix))})"
+
+
+def figure(name: str, caption: str) -> str:
+    result(name)
+    return f"![{caption}]({relative(result_path(name, '.png'))})"
+
+
+def machine(name: str) -> str:
+    """The machine a result records (its `machine` text, or the `description` of its machine record)."""
+    recorded = result(name)["machine"]
+    return recorded if isinstance(recorded, str) else recorded["description"]
+
+
+def model(name: str, model_name: str) -> dict:
+    return result(name)["models"][model_name]
+
+
+def test(name: str, model_name: str, test_set: str = "kvasir") -> float:
+    return model(name, model_name)["test"][test_set]["dice"]
+
+
+def val(name: str, model_name: str, step: int, key: str = "val_dice") -> float:
+    value = curve_value(model(name, model_name), step, key)
+    if value is None:
+        raise KeyError(f"{name}: {model_name} did not validate at step {step}")
+    return value
+
+
+def group(name: str, label: str) -> dict:
+    """A `benchmarks.seeds` group of a result."""
+    return result(name)["groups"][label]
+
+
+def difference(name: str, comparison: str, metric: str) -> dict:
+    """One metric of a `benchmarks.seeds` comparison: mean_difference, standard_error, sd, pairs, first_ahead."""
+    return result(name)["comparisons"][comparison]["differences"][metric]
+
+
+def listed(values: Sequence[float], spec: str = ".3f", separator: str = " / ") -> str:
+    """Values in order, e.g. per seed: "0.830 / 0.794 / 0.834"."""
+    return separator.join(format(value, spec).replace("-", "−", 1) for value in values)
+
+
+CONTEXT = {
+    "r": result,
+    "link": link,
+    "figure": figure,
+    "machine": machine,
+    "model": model,
+    "test": test,
+    "val": val,
+    "group": group,
+    "difference": difference,
+    "listed": listed,
+    "mean": statistics.fmean,
+    "sd": statistics.stdev,
+    "training": lambda name: render_training(result(name)),
+    "inference": lambda name: render_inference(result(name)),
+    "loader": lambda name: render_loader(result(name)),
+    "cache_precision": lambda name: render_cache_precision(result(name)),
+    "gpu_path": lambda name: render_gpu_path(result(name)),
+    "onnx": lambda name: render_onnx(result(name)),
+    "monuseg": lambda name: render_monuseg(result(name)),
+    "runs": render_runs,
+    "mean_runs": render_mean_runs,
+    "seeds": render_seeds,
+    "comparisons": render_comparisons,
+    **{name: getattr(builtins, name) for name in ("min", "max", "len", "abs", "round", "sorted", "str", "int")},
+}
+
+
+def fill(match: re.Match) -> str:
+    """One placeholder: a table (a list of lines) or a value, formatted by its `| spec` (minus signs as "−")."""
+    expression, spec = match.group(1).strip(), ""
+    head, bar, tail = expression.rpartition(" | ")
+    if bar and FORMAT_SPEC.match(tail.strip()):
+        expression, spec = head, tail.strip()
+    try:
+        value = eval(expression, {"__builtins__": {}, **CONTEXT})  # the templates are this repository's own files
+    except Exception as error:
+        raise ValueError(f"{{{{ {expression} }}}}: {type(error).__name__}: {error}") from error
+    if isinstance(value, list):
+        return "\n".join(value).rstrip("\n")
+    text = format(value, spec)
+    return "−" + text[1:] if isinstance(value, (int, float)) and text.startswith("-") else text
+
+
+def render_page(template: str) -> tuple[str, list[str]]:
+    """A page from its template text, and the results it read."""
+    _read.clear()
+    return PLACEHOLDER.sub(fill, template), list(_read)
+
+
+def render_pages() -> dict[Path, str]:
+    """Every page of docs/benchmarks from its template, and the results' index: path → text."""
+    pages, readers = {}, {}
+    for template in sorted(TEMPLATES_DIR.glob("*.md")):
+        try:
+            body, inputs = render_page(template.read_text())
+        except ValueError as error:
+            raise ValueError(f"benchmarks/pages/{template.name}: {error}") from error
+        footer = [
+            "",
+            "---",
+            f"Generated by `python -m benchmarks.tables --write` from `benchmarks/pages/{template.name}` and these "
+            "result files (edit those, not this page):",
+            "",
+            *[f"- {link(name)}" for name in inputs],
+            "",
+        ]
+        pages[PAGES_DIR / template.name] = body.rstrip("\n") + "\n" + "\n".join(footer)
+        for name in inputs:
+            readers.setdefault(name, []).append(template.name)
+    pages[common.RESULTS_DIR / "README.md"] = render_index(readers)
+    return pages
+
+
+def render_index(readers: dict[str, list[str]]) -> str:
+    """`benchmarks/results/README.md`: every result file by experiment, with the pages and the `benchmarks.seeds`
+    results that read it."""
+    lines = [
+        "# Benchmark results",
+        "",
+        "`<experiment>/<run>.json` (and the run's figure, `<run>.png`): the experiment is the benchmark or study, the "
+        "run one setting, seed or machine of it. Each file records its machine and settings. Generated by "
+        "`python -m benchmarks.tables --write`, like the pages in [docs/benchmarks](../../docs/benchmarks/README.md) "
+        "that read them.",
+        "",
+    ]
+    gathered: dict[str, list[str]] = {}  # run → the `benchmarks.seeds` results gathering it
+    for path in sorted(common.RESULTS_DIR.glob("*/*.json")):
+        for group in json.loads(path.read_text()).get("groups", {}).values():
+            for run in group.get("runs", []):
+                gathered.setdefault(run["file"], []).append(f"{path.parent.name}/{path.stem}")
+    for experiment in sorted(path for path in common.RESULTS_DIR.iterdir() if path.is_dir()):
+        lines += [f"## {experiment.name}", "", "| run | read by |", "|---|---|"]
+        for path in sorted(experiment.glob("*.json")):
+            name = f"{experiment.name}/{path.stem}"
+            pages = [f"[{page}](../../docs/benchmarks/{page})" for page in readers.get(name, [])]
+            pages += [f"[`{seeds}`]({seeds}.json)" for seeds in dict.fromkeys(gathered.get(name, []))]
+            lines.append(f"| [`{path.stem}`]({experiment.name}/{path.name}) | {', '.join(pages) or '–'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--write", action="store_true", help="Write the pages and the results' index.")
+    action.add_argument("--check", action="store_true", help="Exit 1 if a written page is not what the results give.")
+    args = parser.parse_args(argv)
+    try:
+        pages = render_pages()
+    except (OSError, KeyError, ValueError) as error:
+        parser.error(str(error))
+    if args.check:
+        stale = [path for path, text in pages.items() if not path.exists() or path.read_text() != text]
+        for path in stale:
+            print(f"{path.relative_to(REPO_ROOT)} differs from what the results give", file=sys.stderr)
+        return 1 if stale else 0
+    PAGES_DIR.mkdir(parents=True, exist_ok=True)
+    for path, text in pages.items():
+        write_atomically(path, lambda temporary, text=text: temporary.write_text(text))
+        print(f"wrote {path.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

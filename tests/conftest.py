@@ -27,8 +27,8 @@ from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor  # noqa: E4
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Tests start processes the way the benchmarks do: in a process group of their own, killed whole on a time-out.
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-from process_group import run_command  # noqa: E402, F401
+sys.path.insert(0, str(REPO_ROOT))  # the `benchmarks` package, whatever the directory pytest started in
+from benchmarks.process_group import run_command  # noqa: E402, F401
 
 
 def pytest_collection_modifyitems(items):

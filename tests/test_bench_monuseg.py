@@ -1,4 +1,4 @@
-"""benchmarks/bench_monuseg.py in its --quick form: both models train, are scored on real MoNuSeg test images with
+"""benchmarks.bench_monuseg in its --quick form: both models train, are scored on real MoNuSeg test images with
 per-class Dice, nucleus Dice, AJI and count error, and the overlay picture is written."""
 
 import json
@@ -16,11 +16,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_monuseg_benchmark_runs_quick(tmp_path, shared_data_dir):
     environment = {**os.environ, "AUTOSAM_BENCHMARK_RESULTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_monuseg.py"), "--quick"]
-    result = run_command(command, env=environment, timeout=600)
+    command = [sys.executable, "-m", "benchmarks.bench_monuseg", "--quick"]
+    result = run_command(command, env=environment, timeout=600, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
-    report = json.loads((tmp_path / "monuseg_quick.json").read_text())
+    report = json.loads((tmp_path / "monuseg" / "quick.json").read_text())
     assert set(report["models"]) == {"three_class", "binary"} and report["test_images"] == 2
     for model in report["models"].values():
         assert model["steps"] == 2 and "--stage standalone" in model["command"]
@@ -32,6 +32,6 @@ def test_monuseg_benchmark_runs_quick(tmp_path, shared_data_dir):
     assert {"dice_interior", "dice_boundary", "iou_boundary"} <= set(three_class["test"])
     assert {"dice_interior", "dice_boundary"} <= set(three_class["best_val"])
     assert "dice_interior" not in report["models"]["binary"]["test"]
-    width, height = PIL.Image.open(tmp_path / "monuseg_test_overlays_quick.png").size
+    width, height = PIL.Image.open(tmp_path / "monuseg" / "quick.png").size
     assert width == 4 * 320 and height > 2 * 320  # two test images, four tiles each, and the legend
     assert "| three_class |" in result.stdout and "| binary |" in result.stdout

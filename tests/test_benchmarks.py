@@ -18,12 +18,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
     environment = {**os.environ, "AUTOSAM_BENCHMARK_RESULTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}
-    result = run_command(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "run_all.py"), "--quick"], env=environment, timeout=900
-    )
+    command = [sys.executable, "-m", "benchmarks.run_all", "--quick"]
+    result = run_command(command, env=environment, timeout=900, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
-    training_result = json.loads((tmp_path / "training_quick.json").read_text())
+    training_result = json.loads((tmp_path / "training" / "quick.json").read_text())
     training = training_result["sizes"]["small"]
     # bf16 rows only where the CPU computes bf16 natively (emulated bf16 takes minutes and says nothing).
     native_bf16 = cpu_has_native_bfloat16()
@@ -39,7 +38,7 @@ def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
         floor["g_forward_backward_gflop_per_image"] / floor["gemm_gflop_per_second"]
     )
 
-    inference = json.loads((tmp_path / "inference_quick.json").read_text())
+    inference = json.loads((tmp_path / "inference" / "quick.json").read_text())
     assert {"autosam fp32", "surrogate fp32", "sam_point fp32"} <= set(inference["modes"])
     assert ("autosam bf16" in inference["modes"]) == native_bf16
     assert set(inference["breakdown"]["fp32"]) == {
@@ -49,16 +48,16 @@ def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
         "surrogate_decoder_h",
     }
 
-    loader = json.loads((tmp_path / "loader_quick.json").read_text())
+    loader = json.loads((tmp_path / "loader" / "quick.json").read_text())
     assert loader["machine"] and loader["cache_build"]["images_per_second"] > 0
     assert {0, 1, 2, loader["default_workers"]} == {int(workers) for workers in loader["loader"]}
     assert all(figures["images_per_second"] > 0 for figures in loader["loader"].values())
     assert loader["step"]["images_per_second"] > 0 and loader["loader_to_step"] > 0
 
-    precision = json.loads((tmp_path / "cache_precision_quick.json").read_text())
+    precision = json.loads((tmp_path / "cache_precision" / "quick.json").read_text())
     assert precision["sizes"]["tiny_encoder"]["max_abs_logit_difference"] >= 0
 
-    real = json.loads((tmp_path / "real_data_quick.json").read_text())
+    real = json.loads((tmp_path / "real_data" / "quick.json").read_text())
     assert set(real["models"]) == {"pipeline:default", "minimal:g+h", "minimal:unet"}
     assert real["machine"]["cpu"] and "cpu_native_bfloat16" in real["machine"]
     for model in real["models"].values():
@@ -67,7 +66,7 @@ def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
     # The Kvasir-trained pipeline squashes (the polyp presets' rule) and is scored letterboxed too, as a probe.
     pipeline = real["models"]["pipeline:default"]
     assert pipeline["canvas_rule"] == "squash" and set(pipeline["test_letterbox"]) == {"kvasir", "colondb", "etis"}
-    assert (tmp_path / "learning_curves_quick.png").stat().st_size > 0
+    assert (tmp_path / "real_data" / "quick.png").stat().st_size > 0
 
     # The printed tables carry every benchmark, each captioned with the machine it ran on.
     headings = (
@@ -88,13 +87,13 @@ def test_all_benchmarks_run_quick(tmp_path, shared_data_dir):
 
 @pytest.mark.slow
 def test_gpu_path_runs_in_its_cpu_form(tmp_path, shared_data_dir):
-    """`run_all.py --device cpu --quick-gpu`: the GPU command's every part, at tiny sizes on the CPU."""
+    """`benchmarks.run_all --device cpu --quick-gpu`: the GPU command's every part, at tiny sizes on the CPU."""
     environment = {**os.environ, "AUTOSAM_BENCHMARK_RESULTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "run_all.py"), "--device", "cpu", "--quick-gpu"]
-    result = run_command(command, env=environment, timeout=900)
+    command = [sys.executable, "-m", "benchmarks.run_all", "--device", "cpu", "--quick-gpu"]
+    result = run_command(command, env=environment, timeout=900, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
-    gpu = json.loads((tmp_path / "gpu_path_cpu_quick.json").read_text())
+    gpu = json.loads((tmp_path / "gpu_path" / "quick.json").read_text())
     assert gpu["device"] == "cpu" and gpu["machine"] and gpu["machine_details"]["cpu"]
     training = gpu["training"]
     for variant in ("cached", "no_cache"):
@@ -155,12 +154,19 @@ def is_running(pid: int) -> bool:
 def test_reference_runs_unedited(part, shared_data_dir):
     """The official code, smoke-sized (1-layer ViT, g at 64): it imports, runs and is timed with only run-time
     patches (no download, no CUDA), which the result lists."""
-    script = REPO_ROOT / "benchmarks" / "reference.py"
-    command = [sys.executable, str(script), "--reference_dir", os.environ["AUTOSAM_REFERENCE_DIR"], "--part", part]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.reference",
+        "--reference_dir",
+        os.environ["AUTOSAM_REFERENCE_DIR"],
+        "--part",
+        part,
+    ]
     command += ["--prompt_size", "64", "--tiny_sam", "--repeats", "1", "--keep_freed_cpu_memory"]
     if os.environ.get("AUTOSAM_REFERENCE_PYTHONPATH"):
         command += ["--reference_pythonpath", os.environ["AUTOSAM_REFERENCE_PYTHONPATH"]]
-    result = run_command(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=900)
+    result = run_command(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=900, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["seconds_per_image"] > 0 and len(figures["seconds"]) == 1
@@ -171,8 +177,7 @@ def test_reference_runs_unedited(part, shared_data_dir):
 def test_tables_show_the_reference_with_and_without_the_allocator_setting():
     """Each ratio divides figures of one run: ours against the reference as published and against the reference
     given the allocator setting our commands apply."""
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    from tables import render_inference, render_training
+    from benchmarks.tables import render_inference, render_training
 
     def timed(seconds: float, kept: bool) -> dict:
         return {
@@ -236,10 +241,9 @@ def test_tables_show_the_reference_with_and_without_the_allocator_setting():
 def test_every_real_data_variant_is_a_valid_training_command():
     """bench_real_data's ablation rows are autosam-train flags after the benchmark's own (argparse: the last
     wins); each must parse and resolve, and the BatchNorm rows must keep 8 images per optimizer step."""
-    from bench_real_data import VARIANTS
-
-    from autosam_hf.train import build_parser
+    from autosam_hf.training.cli import build_parser
     from autosam_hf.training.settings import resolve_settings
+    from benchmarks.bench_real_data import VARIANTS
 
     benchmark_flags = ["--stage", "standalone", "--preset", "kvasir", "--data", "/data", "--output_dir", "/out"]
     parser = build_parser()
@@ -255,7 +259,7 @@ def test_every_real_data_variant_is_a_valid_training_command():
 
 
 def fake_real_data_result(seed: int, val_dice: list[float], kvasir: float, steps: int = 300) -> dict:
-    """A bench_real_data.py result file with one model, `minimal:unet`, validated every 100 steps."""
+    """A benchmarks.bench_real_data result file with one model, `minimal:unet`, validated every 100 steps."""
     curve = [{"step": 100 * (i + 1), "val_dice": dice} for i, dice in enumerate(val_dice)]
     best = max(curve, key=lambda point: point["val_dice"])
     test = {"kvasir": {"dice": kvasir}, "colondb": {"dice": kvasir / 2}, "etis": {"dice": kvasir / 4}}
@@ -274,18 +278,29 @@ def fake_real_data_result(seed: int, val_dice: list[float], kvasir: float, steps
     }
 
 
+def write_results(folder: Path, results: dict[str, dict]) -> None:
+    """Result files `folder/runs/<name>.json` (the results `runs/<name>`)."""
+    (folder / "runs").mkdir(exist_ok=True)
+    for name, result in results.items():
+        (folder / "runs" / f"{name}.json").write_text(json.dumps(result))
+
+
 def test_seeds_gathers_one_recipe_over_seeds_as_mean_and_sd(tmp_path):
-    """benchmarks/seeds.py: the mean and sample sd of each milestone and test set over the named runs."""
+    """benchmarks.seeds: the mean and sample sd of each milestone and test set over the named runs."""
     runs = {"a": fake_real_data_result(1, [0.4, 0.5, 0.6], 0.7), "b": fake_real_data_result(2, [0.2, 0.7, 0.5], 0.9)}
-    for name, result in runs.items():
-        (tmp_path / f"{name}.json").write_text(json.dumps(result))
-    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "seeds.py"), "--name", "both"]
-    command += ["--group", "U-Net=a:minimal:unet,b:minimal:unet", "--group", "U-Net seed 1=a:minimal:unet"]
+    write_results(tmp_path, runs)
+    command = [sys.executable, "-m", "benchmarks.seeds", "--name", "seeds/both"]
+    command += [
+        "--group",
+        "U-Net=runs/a:minimal:unet,runs/b:minimal:unet",
+        "--group",
+        "U-Net seed 1=runs/a:minimal:unet",
+    ]
     environment = {**os.environ, "AUTOSAM_BENCHMARK_RESULTS": str(tmp_path)}
-    result = run_command(command, env=environment, timeout=120)
+    result = run_command(command, env=environment, timeout=120, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    both = json.loads((tmp_path / "both.json").read_text())["groups"]["U-Net"]
+    both = json.loads((tmp_path / "seeds" / "both.json").read_text())["groups"]["U-Net"]
     assert [run["seed"] for run in both["runs"]] == [1, 2]
     assert both["val_dice"]["100"]["mean"] == pytest.approx(0.3)
     assert both["val_dice"]["200"]["sd"] == pytest.approx(0.1414214, abs=1e-6)  # sample sd of 0.5 and 0.7
@@ -294,7 +309,7 @@ def test_seeds_gathers_one_recipe_over_seeds_as_mean_and_sd(tmp_path):
     assert both["test_dice"]["etis"]["values"] == pytest.approx([0.175, 0.225])
     assert "| U-Net | 1, 2 | 0.300 ± 0.141 | 0.550 ± 0.071 | – | – | 0.650 ± 0.071 | 0.800 ± 0.141 |" in result.stdout
     assert "| U-Net seed 1 | 1 | 0.400 | 0.600 | – | – | 0.600 | 0.700 |" in result.stdout  # one seed: no sd
-    assert (tmp_path / "both.png").stat().st_size > 0
+    assert (tmp_path / "seeds" / "both.png").stat().st_size > 0
 
 
 def test_seeds_compares_two_groups_seed_for_seed(tmp_path):
@@ -310,16 +325,15 @@ def test_seeds_compares_two_groups_seed_for_seed(tmp_path):
         "b3": fake_real_data_result(3, [0.9], 0.99),  # no partner in A: left out of the pairs
     }
     runs["a1_gpu"]["settings"]["device"] = runs["b1_gpu"]["settings"]["device"] = "cuda"
-    for name, result in runs.items():
-        (tmp_path / f"{name}.json").write_text(json.dumps(result))
-    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "seeds.py"), "--name", "pairs", "--compare", "A", "B"]
-    command += ["--group", "A=a1:minimal:unet,a2:minimal:unet,a1_gpu:minimal:unet"]
-    command += ["--group", "B=b3:minimal:unet,b1_gpu:minimal:unet,b2:minimal:unet,b1:minimal:unet"]
+    write_results(tmp_path, runs)
+    command = [sys.executable, "-m", "benchmarks.seeds", "--name", "seeds/pairs", "--compare", "A", "B"]
+    command += ["--group", "A=runs/a1:minimal:unet,runs/a2:minimal:unet,runs/a1_gpu:minimal:unet"]
+    command += ["--group", "B=runs/b3:minimal:unet,runs/b1_gpu:minimal:unet,runs/b2:minimal:unet,runs/b1:minimal:unet"]
     environment = {**os.environ, "AUTOSAM_BENCHMARK_RESULTS": str(tmp_path)}
-    result = run_command(command, env=environment, timeout=120)
+    result = run_command(command, env=environment, timeout=120, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    comparison = json.loads((tmp_path / "pairs.json").read_text())["comparisons"]["A − B"]
+    comparison = json.loads((tmp_path / "seeds" / "pairs.json").read_text())["comparisons"]["A − B"]
     assert comparison["pairs"] == [[1, "cpu"], [2, "cpu"], [1, "cuda"]]
     assert comparison["unpaired"] == [[3, "cpu"]]
     assert "(left out, without a partner: seed 3 (cpu))" in result.stdout
@@ -335,7 +349,7 @@ def test_seeds_compares_two_groups_seed_for_seed(tmp_path):
 
 
 def test_seeds_refuses_to_compare_a_group_it_was_not_given_or_a_pair_twice(capsys):
-    from seeds import main
+    from benchmarks.seeds import main
 
     with pytest.raises(SystemExit) as exit_status:
         main(["--group", "A=a1:minimal:unet", "--group", "B=b1:minimal:unet", "--compare", "A", "C"])
@@ -349,30 +363,30 @@ def test_seeds_refuses_to_compare_a_group_it_was_not_given_or_a_pair_twice(capsy
 
 def test_seeds_refuses_runs_that_are_not_the_same_recipe(tmp_path, monkeypatch):
     """A group's runs differ by their seed only: other settings, a repeated seed or a missing run name the cause."""
-    import tables
-    from seeds import gather, parse_group
+    import benchmarks.common
+    from benchmarks.seeds import gather, parse_group
 
-    monkeypatch.setattr(tables, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path)
     results = {
         "seed1": fake_real_data_result(1, [0.4], 0.7),
         "seed1_again": fake_real_data_result(1, [0.5], 0.8),
         "seed2_longer": fake_real_data_result(2, [0.5], 0.8, steps=1000),
     }
-    for name, result in results.items():
-        (tmp_path / f"{name}.json").write_text(json.dumps(result))
-    with pytest.raises(ValueError, match=r"seed2_longer.json differs from seed1.json in \['steps'\]"):
-        gather("U-Net", [("seed1", "minimal:unet"), ("seed2_longer", "minimal:unet")])
     results["seed2_pipeline"] = fake_real_data_result(2, [0.5], 0.8)
     results["seed2_pipeline"]["models"]["minimal:unet"]["runner"] = "pipeline"
-    (tmp_path / "seed2_pipeline.json").write_text(json.dumps(results["seed2_pipeline"]))
-    with pytest.raises(ValueError, match=r"seed2_pipeline:minimal:unet is a \('pipeline', 256\) model"):
-        gather("U-Net", [("seed1", "minimal:unet"), ("seed2_pipeline", "minimal:unet")])
+    write_results(tmp_path, results)
+    with pytest.raises(ValueError, match=r"runs/seed2_longer.json differs from runs/seed1.json in \['steps'\]"):
+        gather("U-Net", [("runs/seed1", "minimal:unet"), ("runs/seed2_longer", "minimal:unet")])
+    with pytest.raises(ValueError, match=r"runs/seed2_pipeline:minimal:unet is a \('pipeline', 256\) model"):
+        gather("U-Net", [("runs/seed1", "minimal:unet"), ("runs/seed2_pipeline", "minimal:unet")])
     with pytest.raises(ValueError, match="a seed appears twice on one device"):
-        gather("U-Net", [("seed1", "minimal:unet"), ("seed1_again", "minimal:unet")])
-    with pytest.raises(ValueError, match="no missing.json"):
-        gather("U-Net", [("missing", "minimal:unet")])
+        gather("U-Net", [("runs/seed1", "minimal:unet"), ("runs/seed1_again", "minimal:unet")])
+    with pytest.raises(ValueError, match=r"no .*/runs/missing.json"):
+        gather("U-Net", [("runs/missing", "minimal:unet")])
+    with pytest.raises(ValueError, match="result name 'seed1': expected EXPERIMENT/RUN"):
+        gather("U-Net", [("seed1", "minimal:unet")])
     with pytest.raises(ValueError, match="has no model 'pipeline:default'"):
-        gather("U-Net", [("seed1", "pipeline:default")])
+        gather("U-Net", [("runs/seed1", "pipeline:default")])
     assert parse_group("pipeline:default=a:pipeline:default+cosine, b:x") == (
         "pipeline:default",
         [("a", "pipeline:default+cosine"), ("b", "x")],
@@ -386,10 +400,8 @@ def test_run_training_in_process_sets_its_environment_and_threads_for_the_call_o
     a non-zero status names the command, and only the training script can run this way."""
     import torch
 
-    import autosam_hf.train
-
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    from common import run_training
+    import autosam_hf.training.cli
+    from benchmarks.common import run_training
 
     calls = []
 
@@ -397,7 +409,7 @@ def test_run_training_in_process_sets_its_environment_and_threads_for_the_call_o
         calls.append((argv, os.environ.get("AUTOSAM_TEST_FLAG"), torch.get_num_threads()))
         return 0 if argv[-1] == "good" else 1
 
-    monkeypatch.setattr(autosam_hf.train, "main", main)
+    monkeypatch.setattr(autosam_hf.training.cli, "main", main)
     monkeypatch.delenv("AUTOSAM_TEST_FLAG", raising=False)
     threads = torch.get_num_threads()
     run_training(
@@ -410,3 +422,55 @@ def test_run_training_in_process_sets_its_environment_and_threads_for_the_call_o
         run_training(["-m", "autosam_hf.train", "bad"], in_process=True)
     with pytest.raises(ValueError, match="'-m autosam_hf.evaluation' is not the training script"):
         run_training(["-m", "autosam_hf.evaluation"], in_process=True)
+
+
+def test_the_benchmark_pages_are_what_the_results_give():
+    """docs/benchmarks and the results' index are generated (`python -m benchmarks.tables --write`): a result or a
+    template changed without regenerating them fails here, so no page can drift from its result files."""
+    from benchmarks.tables import render_pages
+
+    pages = render_pages()
+    assert {path.name for path in pages if path.parent.name == "benchmarks"} >= {"README.md", "learning.md"}
+    stale = [
+        str(path.relative_to(REPO_ROOT))
+        for path, text in pages.items()
+        if not path.exists() or path.read_text() != text
+    ]
+    assert not stale, f"{stale} differ from what the results give: run python -m benchmarks.tables --write"
+
+
+def test_a_changed_result_number_changes_its_page(tmp_path, monkeypatch):
+    """The figures in a page's prose and tables are read from the result files, not copied: change one number in
+    a result and the page shows the new one, in its table and in its text."""
+    import shutil
+
+    import benchmarks.common
+    from benchmarks.tables import TEMPLATES_DIR, render_page
+
+    results = REPO_ROOT / "benchmarks" / "results"
+    for experiment in ("inference", "training", "loader", "cache_precision", "gpu_path"):
+        shutil.copytree(results / experiment, tmp_path / experiment, ignore=shutil.ignore_patterns("*.png"))
+    template = (TEMPLATES_DIR / "cpu-speed.md").read_text()
+    before, inputs = render_page(template)
+    assert "inference/epyc_avx2_1thread" in inputs and "**Full inference ≥ 1.6× the official: met —" in before
+
+    path = tmp_path / "inference" / "epyc_avx2_1thread.json"
+    inference = json.loads(path.read_text())
+    inference["modes"]["autosam fp32"]["speedup_vs_reference"] = 1.234
+    path.write_text(json.dumps(inference))
+    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path)
+    after, _ = render_page(template)
+    assert after != before
+    assert "**Full inference ≥ 1.6× the official: not met —\n  1.23×**" in after  # the prose
+    assert "| autosam fp32 | 11.171 | 0.09 | 2210 | 1.0× | 1.2× |" in after  # the table
+
+
+def test_a_page_placeholder_that_fails_names_itself(tmp_path, monkeypatch):
+    import benchmarks.common
+    from benchmarks.tables import render_page
+
+    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path)
+    with pytest.raises(
+        ValueError, match=r'\{\{ r\("training/none"\)\["batch_size"\] \}\}: FileNotFoundError: no .*none.json'
+    ):
+        render_page('Batch {{ r("training/none")["batch_size"] }}.')
