@@ -12,7 +12,9 @@ import torch
 
 
 def import_original_sam_modeling():
-    if "segment_anything.modeling" not in sys.modules:
+    # Another package (MONAI) may have imported segment_anything.modeling already, its parent's failed import
+    # leaving the subpackage behind: the bare parent is what is missing then too.
+    if "segment_anything" not in sys.modules:
         spec = importlib.util.find_spec("segment_anything")
         package = types.ModuleType("segment_anything")
         package.__path__ = list(spec.submodule_search_locations)

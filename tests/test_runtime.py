@@ -1,4 +1,5 @@
-"""Device and precision choice: `auto` never picks an emulated precision, an explicit emulated one warns once."""
+"""Device and precision choice: `auto` never picks an emulated precision, an explicit emulated one warns once; g's
+and h's memory layout follows the CPU and g's mode."""
 
 import logging
 import os
@@ -7,15 +8,20 @@ import sys
 
 import pytest
 import torch
+from conftest import make_tiny_model
 
 from autosam_hf import runtime
+from autosam_hf.hub.loading import load_model_and_processor
+from autosam_hf.model.modeling_autosam import AutoSamPromptGenerator
 from autosam_hf.runtime import (
     cpu_has_native_bfloat16,
     describe_machine,
     machine_summary,
+    preferred_memory_format,
     resolve_autocast_dtype,
     resolve_device,
     resolve_mixed_precision,
+    use_fast_memory_format,
 )
 
 CPU = torch.device("cpu")
@@ -73,7 +79,12 @@ def test_float16_is_emulated_on_cpus(cpu_bfloat16, caplog):
 
 @pytest.mark.parametrize(
     "variable, value",
-    [("ONEDNN_MAX_CPU_ISA", "AVX2"), ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE"), ("ATEN_CPU_CAPABILITY", "avx2")],
+    [
+        ("ONEDNN_MAX_CPU_ISA", "AVX2"),
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE"),
+        ("DNNL_MAX_CPU_ISA", "AVX2"),  # oneDNN's former name, read by the same `onednn_isa_cap`
+        ("ATEN_CPU_CAPABILITY", "avx2"),
+    ],
 )
 def test_isa_caps_withhold_native_bfloat16(monkeypatch, variable, value):
     """How the test suite simulates an AVX2-only machine on a newer one."""
@@ -86,8 +97,8 @@ def test_isa_caps_withhold_native_bfloat16(monkeypatch, variable, value):
 
 
 def test_detection_follows_the_cpu_flags(monkeypatch):
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"):
+        monkeypatch.delenv(variable, raising=False)
     cpu_has_native_bfloat16.cache_clear()
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -95,6 +106,95 @@ def test_detection_follows_the_cpu_flags(monkeypatch):
         assert cpu_has_native_bfloat16() == ("amx_bf16" in flags or "avx512_bf16" in flags)
     finally:
         cpu_has_native_bfloat16.cache_clear()
+
+
+# ----------------------------------------------------------------------------------------------- memory layout
+@pytest.fixture
+def x86_cpu(monkeypatch):
+    """Pretend to be an x86 CPU with ATen `capability` kernels and oneDNN capped at `onednn_cap` ("" for none)."""
+
+    def pretend(capability: str, onednn_cap: str = "") -> None:
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+        # Not the variable itself: oneDNN reads it once per process, and this test must not cap the suite's kernels.
+        monkeypatch.setattr(runtime, "onednn_isa_cap", lambda: onednn_cap)
+        monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
+
+    return pretend
+
+
+def is_laid_out(module: torch.nn.Module, memory_format: torch.memory_format) -> bool:
+    return all(p.is_contiguous(memory_format=memory_format) for p in module.parameters() if p.ndim == 4)
+
+
+@pytest.mark.parametrize(
+    ("capability", "onednn_cap", "training_layout"),
+    [
+        ("AVX512", "", torch.channels_last),
+        ("AVX2", "", torch.contiguous_format),
+        ("DEFAULT", "", torch.contiguous_format),
+        ("AVX512", "AVX2", torch.contiguous_format),
+    ],
+)
+def test_conv_layout_follows_the_cpu_and_the_mode(x86_cpu, capability, onednn_cap, training_layout):
+    """g trains in NCHW where oneDNN's NHWC weight gradient is slow (x86 without AVX-512) and channels-last
+    elsewhere; it infers channels-last everywhere, h is channels-last. The model is laid out only when asked, each
+    time on the same parameters (an optimizer keeps them), and g's input follows its weights."""
+    x86_cpu(capability, onednn_cap)
+    assert preferred_memory_format("cpu", training=True) == training_layout
+    assert preferred_memory_format("cpu", training=False) == torch.channels_last
+    assert preferred_memory_format("cuda", training=True) == torch.channels_last
+    model = make_tiny_model()
+    prompt_generator, surrogate_decoder = model.prompt_generator, model.surrogate_decoder
+    # Built in PyTorch's layout (the one random init fills), and train()/eval() alone change nothing.
+    assert is_laid_out(model.eval().train(), torch.contiguous_format)
+    assert prompt_generator.input_memory_format() == torch.contiguous_format
+    parameters = list(model.parameters())
+    for mode, layout in ((False, torch.channels_last), (True, training_layout), (False, torch.channels_last)):
+        assert use_fast_memory_format(model.train(mode)) is model
+        assert prompt_generator.training == mode and is_laid_out(prompt_generator, layout)
+        assert prompt_generator.input_memory_format() == layout
+        assert is_laid_out(surrogate_decoder, torch.channels_last)
+        assert all(a is b for a, b in zip(parameters, model.parameters(), strict=True))
+    # The surrogate stage: g is frozen, so in eval mode while the model trains, and infers channels-last.
+    model.set_trainable(prompt_generator=False, surrogate_decoder=True)
+    use_fast_memory_format(model.train())
+    assert not prompt_generator.training and is_laid_out(prompt_generator, torch.channels_last)
+    # A bare g (the training benchmark's) is laid out as the model's.
+    bare = use_fast_memory_format(AutoSamPromptGenerator(model.config).train())
+    assert is_laid_out(bare, training_layout)
+
+
+def test_g_gives_the_same_prompts_in_either_layout():
+    prompt_generator = make_tiny_model().prompt_generator.eval()
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        prompts = []
+        for layout in (torch.channels_last, torch.contiguous_format):
+            prompts.append(prompt_generator.to(memory_format=layout)(pixels))
+            assert prompt_generator.input_memory_format() == layout
+    torch.testing.assert_close(prompts[1], prompts[0], rtol=0, atol=1e-3)
+
+
+def test_arm_cpus_keep_channels_last(monkeypatch):
+    """ATen reports DEFAULT on ARM CPUs without SVE: NCHW was only measured faster on x86 without AVX-512."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "aarch64")
+    assert preferred_memory_format("cpu", training=True) == torch.channels_last
+
+
+def test_other_networks_keep_their_layout():
+    network = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 3)).eval()
+    assert use_fast_memory_format(network) is network and is_laid_out(network, torch.contiguous_format)
+
+
+def test_the_commands_loading_lays_the_model_out(x86_cpu, tmp_path):
+    """Loading resets layouts: `load_model_and_processor` (autosam-predict, -evaluate, -export) lays out again."""
+    x86_cpu("AVX2")
+    use_fast_memory_format(make_tiny_model().eval()).save_pretrained(tmp_path)
+    model, _ = load_model_and_processor(tmp_path)
+    assert not model.training
+    assert is_laid_out(model.prompt_generator, torch.channels_last)
+    assert is_laid_out(model.surrogate_decoder, torch.channels_last)
 
 
 def test_bad_names_are_rejected_naming_the_argument():

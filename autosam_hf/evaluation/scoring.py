@@ -29,7 +29,7 @@ from ..metrics import (
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor
 from ..model.image_processing_autosam import canvases_for_mode
 from ..postprocessing import ImagePrediction, model_predictions
-from ..runtime import inference_autocast, model_inputs_for
+from ..runtime import inference_autocast, model_inputs_for, use_fast_memory_format
 from .batches import evaluation_loader
 from .modes import GT_MASK_LOGIT, GT_PROMPT_MODES, check_modes, ground_truth_prompts, predict_logits
 from .predictions import PredictionWriter
@@ -225,7 +225,7 @@ def evaluate_dataset(
     if settings.predictions_dir:
         writer = PredictionWriter(settings.predictions_dir, settings.num_overlays, model.config.id2label)
 
-    model.eval()
+    use_fast_memory_format(model.eval())
     description = settings.description or "Evaluating"
     with tqdm(total=len(dataset), unit="image", desc=description, disable=not settings.progress) as bar:
         for batch in loader:

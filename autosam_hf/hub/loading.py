@@ -9,6 +9,7 @@ from huggingface_hub.errors import EntryNotFoundError
 from transformers.utils import IMAGE_PROCESSOR_NAME, cached_file
 
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor
+from ..runtime import use_fast_memory_format
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def load_model_and_processor(
         )
     except (OSError, ValueError) as error:
         raise ValueError(f"Could not load an AutoSAM model from {str(name_or_path)!r}: {error}") from error
-    model.eval()
+    use_fast_memory_format(model.eval())
     return model, load_processor(name_or_path, model, **hub_kwargs)
 
 

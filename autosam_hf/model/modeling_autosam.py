@@ -18,10 +18,8 @@ says what each one's image features are and how its decoder takes a dense prompt
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
-import platform
 from dataclasses import dataclass
 
 import torch
@@ -32,9 +30,9 @@ from transformers import initialization as init
 from transformers.models.sam.modeling_sam import SamLayerNorm
 from transformers.utils import ModelOutput
 
+from .backbones import backbone_features, load_backbone_weights
 from .configuration_autosam import AutoSamConfig, canonical_mode
 from .frozen_sam import FrozenSam, frozen_sam_for
-from .hardnet import HarDNet85Features, load_hardnet_weights
 from .sam_attention import use_contiguous_relative_position_bias
 from .sam_loading import load_sam, load_sam_preprocessing
 from .segmentation_classes import check_class_activation, one_hot_labels
@@ -65,76 +63,6 @@ class AutoSamSegmentationOutput(ModelOutput):
     surrogate_logits: torch.FloatTensor | None = None
     prompt_embeddings: torch.FloatTensor | None = None
     image_embeddings: torch.FloatTensor | None = None
-
-
-class TimmFeatures(nn.Module):
-    """Any timm `features_only` backbone, tapped at strides 4, 8 and 16.
-
-    forward: (B, 3, H, W) → [(B, c4, H/4, W/4), (B, c8, H/8, W/8), (B, c16, H/16, W/16)].
-    """
-
-    feature_strides = (4, 8, 16)
-
-    def __init__(self, model_name: str, pretrained: bool = False, weights_file: str | os.PathLike | None = None):
-        """`pretrained`: timm's ImageNet weights, fetched by timm, or read from `weights_file` (a checkpoint of the
-        whole timm model: timm maps its keys onto the feature extractor and drops the classifier)."""
-        super().__init__()
-        try:
-            import timm
-        except ImportError as error:
-            raise ImportError(
-                f"backbone={model_name!r} is a timm model; install timm (`pip install autosam-hf[timm]`) "
-                "or use backbone='hardnet85'."
-            ) from error
-        try:
-            probe = timm.create_model(model_name, features_only=True, pretrained=False)
-        except RuntimeError as error:  # timm's "Unknown model" error
-            raise ValueError(f"backbone={model_name!r} is neither 'hardnet85' nor a timm model: {error}") from error
-        reductions = list(probe.feature_info.reduction())
-        missing = [stride for stride in self.feature_strides if stride not in reductions]
-        if missing:
-            raise ValueError(f"timm backbone {model_name!r} has no features at strides {missing} (has {reductions})")
-        out_indices = tuple(reductions.index(stride) for stride in self.feature_strides)
-        overlay = {"pretrained_cfg_overlay": {"file": str(weights_file)}} if weights_file is not None else {}
-        try:
-            self.model = timm.create_model(
-                model_name, features_only=True, pretrained=pretrained, out_indices=out_indices, **overlay
-            )
-        except Exception as error:  # an unreadable file or another model's weights: name the file
-            if weights_file is None:
-                raise
-            raise ValueError(f"Could not load {model_name} weights from {weights_file}: {error}") from error
-        self.feature_channels = tuple(self.model.feature_info.channels())
-
-    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.model(pixel_values))
-
-
-# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA, or its former name DNNL_MAX_CPU_ISA) that leave out AVX-512.
-_ONEDNN_CAPS_WITHOUT_AVX512 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
-
-
-def onednn_isa_cap() -> str:
-    """The oneDNN ISA cap set in the environment, upper-case ("" when none)."""
-    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
-
-
-def preferred_memory_format(device: torch.device | str = "cpu", training: bool = False) -> torch.memory_format:
-    """The layout g's convolutions run fastest in on `device`, training (forward + backward) or not.
-
-    Channels-last (NHWC), except for training on x86 CPUs without AVX-512 (AVX2-only, or capped below it), where
-    oneDNN's NHWC weight-gradient kernel is slow. Measured for g (HarDNet-85 at 352, float32, 1 thread, AMD EPYC):
-    forward + backward at batch 3 with AVX2 kernels 7.9 s channels-last vs 7.1 s NCHW, with AVX-512 3.75 vs 4.07 s;
-    inference at batch 1 with AVX2 kernels 0.66 s channels-last vs 0.77 s NCHW. Other CPUs (ARM): not measured,
-    channels-last.
-    """
-    if torch.device(device).type != "cpu" or not training:
-        return torch.channels_last
-    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
-    without_avx512 = torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2")
-    if x86 and (without_avx512 or onednn_isa_cap() in _ONEDNN_CAPS_WITHOUT_AVX512):
-        return torch.contiguous_format
-    return torch.channels_last
 
 
 class ConvBatchNormLeakyReLU(nn.Sequential):
@@ -176,32 +104,18 @@ class AutoSamPromptGenerator(nn.Module):
         self.input_size = config.prompt_input_size
         self.num_classes = config.num_classes
         embedding_channels, self.embedding_size = config.prompt_embedding_shape
-        if config.backbone == "hardnet85":
-            self.encoder = HarDNet85Features()
-            channels4, channels8, channels16 = HarDNet85Features.feature_channels
-        else:
-            self.encoder = TimmFeatures(config.backbone)
-            channels4, channels8, channels16 = self.encoder.feature_channels
+        self.encoder = backbone_features(config.backbone)
+        channels4, channels8, channels16 = self.encoder.feature_channels
         self.up16to8 = PromptDecoderUpBlock(channels16, channels8, channels8)
         self.up8to4 = PromptDecoderUpBlock(channels8, channels4, channels4)
         self.head = nn.Conv2d(channels4, self.num_classes * embedding_channels, kernel_size=3, padding=1)
-        # PyTorch's layout until `use_cpu_memory_format` (AutoSamForSegmentation calls it once the weights are
-        # initialised: random fills follow the memory layout, so laying out earlier would change a seed's weights).
-        self.cpu_memory_format = torch.contiguous_format
 
-    def use_cpu_memory_format(self) -> None:
-        """Lay the weights out in `preferred_memory_format` for this machine's CPU and g's mode (training or not);
-        g's input on the CPU follows. Re-applied by `train()` / `eval()` and after loading (which resets layouts);
-        moving the weights keeps the parameters themselves, so an optimizer holding them is unaffected."""
-        memory_format = preferred_memory_format("cpu", training=self.training)
-        if any(not p.is_contiguous(memory_format=memory_format) for p in self.parameters() if p.ndim == 4):
-            self.to(memory_format=memory_format)
-        self.cpu_memory_format = memory_format
-
-    def train(self, mode: bool = True) -> AutoSamPromptGenerator:
-        super().train(mode)
-        self.use_cpu_memory_format()
-        return self
+    def input_memory_format(self) -> torch.memory_format:
+        """The layout of g's first conv weights, channels-last or PyTorch's (`forward` gives its input the same: a
+        convolution whose input and weights differ in layout converts one of them first). Whoever runs g chooses
+        the layout of its weights (`module.to(memory_format=...)`)."""
+        stem = next(parameter for parameter in self.encoder.parameters() if parameter.ndim == 4)
+        return torch.channels_last if stem.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if pixel_values.shape[-1] != self.input_size or pixel_values.shape[-2] != self.input_size:
@@ -213,9 +127,8 @@ class AutoSamPromptGenerator(nn.Module):
                 align_corners=False,
                 antialias=True,
             ).to(pixel_values.dtype)
-        # The layout the weights were given for this CPU and mode (`use_cpu_memory_format`); GPUs: channels-last.
-        memory_format = self.cpu_memory_format if pixel_values.device.type == "cpu" else torch.channels_last
-        features4, features8, features16 = self.encoder(pixel_values.contiguous(memory_format=memory_format))
+        pixel_values = pixel_values.contiguous(memory_format=self.input_memory_format())
+        features4, features8, features16 = self.encoder(pixel_values)
         hidden_states = self.up8to4(self.up16to8(features16, features8), features4)
         prompt = torch.tanh(self.head(hidden_states))
         prompt = F.interpolate(
@@ -344,7 +257,6 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         self.prompt_generator = AutoSamPromptGenerator(config)
         self.surrogate_decoder = AutoSamSurrogateDecoder(config) if config.use_surrogate_decoder else None
         self.post_init()
-        self.use_preferred_memory_format()
         if config.adapter_only:
             # An adapter checkpoint holds no SAM weights: `from_pretrained` loads them from the base SAM instead.
             self._keys_to_ignore_on_load_missing.add(r"^sam\.")
@@ -388,18 +300,8 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         return model
 
     def load_backbone_weights(self, weights: str | os.PathLike | bool) -> None:
-        """Load ImageNet weights into g's encoder (see `from_sam`)."""
-        encoder = self.prompt_generator.encoder
-        if isinstance(encoder, HarDNet85Features):
-            if weights is True:
-                raise ValueError("HarDNet-85 weights must be given as a path to hardnet85.pth (backbone_weights=...)")
-            load_hardnet_weights(encoder, weights)
-        else:
-            weights_file = None if weights is True else weights
-            if weights_file is not None and not os.path.isfile(weights_file):
-                raise ValueError(f"backbone_weights: no such file {weights_file}")
-            pretrained = TimmFeatures(self.config.backbone, pretrained=True, weights_file=weights_file)
-            encoder.load_state_dict(pretrained.state_dict())
+        """Load ImageNet weights into g's encoder (see `from_sam`; `backbones.load_backbone_weights`)."""
+        load_backbone_weights(self.prompt_generator.encoder, self.config.backbone, weights)
 
     @property
     def frozen_sam(self) -> FrozenSam:
@@ -434,16 +336,7 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
             hub_kwargs = {key: kwargs[key] for key in _BASE_SAM_HUB_KWARGS if key in kwargs}
             model.load_base_sam_weights(**hub_kwargs)
         model.freeze_sam()
-        model.use_preferred_memory_format()
         return loaded
-
-    def use_preferred_memory_format(self) -> None:
-        """Lay g's conv weights out for this machine's CPU and g's mode (`AutoSamPromptGenerator.use_cpu_memory_format`:
-        NCHW while training on AVX2-only CPUs, channels-last otherwise), h's channels-last: oneDNN and GPU tensor cores
-        run these conv nets faster that way. Loading resets layouts, so it is re-applied."""
-        self.prompt_generator.use_cpu_memory_format()
-        if self.surrogate_decoder is not None:
-            self.surrogate_decoder.to(memory_format=torch.channels_last)
 
     # ---------------------------------------------------------------- adapter-size checkpoints
     def save_adapter(self, save_directory: str | os.PathLike, **kwargs) -> None:
@@ -494,17 +387,6 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
             auto_map["AutoModel"] = f"modeling_autosam.{type(self).__name__}"
             self.config.auto_map = auto_map
         super().save_pretrained(save_directory, *args, **kwargs)
-
-    # ---------------------------------------------------------------- deployment
-    def export_onnx(self, output_dir: str | os.PathLike, processor=None, **export_kwargs) -> dict:
-        """Export to ONNX in `output_dir` (the same as `autosam-export`): SAM's encoder, g + SAM's decoder and h(g(I))
-        as graphs with a dynamic batch, the processor, and `autosam_onnx.json` describing them; returns that
-        manifest. `processor` defaults to the one the config describes; `export_kwargs` (`opset`, `graphs`,
-        `exporter`, `overwrite`) go to `autosam_hf.export.export_onnx`, which needs `pip install 'autosam-hf[onnx]'`
-        (looked up at call time, not imported by name: transformers' remote-code loader imports every module a
-        file's import statements name, and the remote-code copy of this file must not need the package)."""
-        export = importlib.import_module("autosam_hf.export")
-        return export.export_onnx(self, processor, output_dir, **export_kwargs)
 
     # ---------------------------------------------------------------- pieces of the forward pass
     @torch.no_grad()

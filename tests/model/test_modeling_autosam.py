@@ -1,15 +1,12 @@
-"""AutoSamForSegmentation: shapes per mode, frozen SAM, masked loss, round trips, Auto classes, pipeline, backbones."""
+"""AutoSamForSegmentation: shapes per mode, frozen SAM, masked loss, round trips, Auto classes, pipeline, inputs."""
 
 import math
-import sys
-import types
 
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 from conftest import make_tiny_model
-from torch import nn
 from transformers import (
     AutoImageProcessor,
     AutoModel,
@@ -20,11 +17,9 @@ from transformers import (
 
 import autosam_hf
 from autosam_hf import AUTOSAM_MODES, AutoSamConfig, AutoSamForSegmentation, AutoSamImageProcessor
-from autosam_hf.model.hardnet import HarDNet85Features
 from autosam_hf.model.modeling_autosam import (
     AutoSamPromptGenerator,
     AutoSamSurrogateDecoder,
-    TimmFeatures,
     masked_segmentation_loss,
 )
 
@@ -360,140 +355,6 @@ def test_surrogate_decoder_matches_paper_size():
     assert decoder(torch.zeros(1, 256, 64, 64)).shape == (1, 1, 256, 256)
 
 
-def test_from_sam_loads_hardnet_backbone_weights(tiny_sam_config, tmp_path):
-    torch.manual_seed(0)
-    source = HarDNet85Features()
-    path = tmp_path / "hardnet85.pth"
-    torch.save(source.state_dict(), path)
-    model = AutoSamForSegmentation.from_sam(tiny_sam_config, prompt_input_size=64, backbone_weights=path)
-    for name, tensor in source.state_dict().items():
-        assert torch.equal(model.prompt_generator.encoder.state_dict()[name], tensor), name
-    with pytest.raises(ValueError, match="hardnet85.pth"):
-        model.load_backbone_weights(True)
-
-
-# ----------------------------------------------------------------------------------------------- timm backbones
-class FakeFeatureInfo:
-    def __init__(self, reductions, channels):
-        self._reductions, self._channels = list(reductions), list(channels)
-
-    def reduction(self):
-        return self._reductions
-
-    def channels(self):
-        return self._channels
-
-
-class FakeTimmFeatures(nn.Module):
-    """A timm `features_only` model: a conv per stage, each halving the resolution."""
-
-    def __init__(self, strides, channels, out_indices=None):
-        super().__init__()
-        self.out_indices = tuple(range(len(strides))) if out_indices is None else tuple(out_indices)
-        stages, previous = [], 3
-        for out_channels in channels:
-            stages.append(nn.Conv2d(previous, out_channels, kernel_size=3, stride=2, padding=1))
-            previous = out_channels
-        self.stages = nn.ModuleList(stages)
-        self.feature_info = FakeFeatureInfo(
-            [strides[i] for i in self.out_indices], [channels[i] for i in self.out_indices]
-        )
-
-    def forward(self, pixel_values):
-        outputs, hidden_states = [], pixel_values
-        for index, stage in enumerate(self.stages):
-            hidden_states = stage(hidden_states)
-            if index in self.out_indices:
-                outputs.append(hidden_states)
-        return outputs
-
-
-FAKE_TIMM_MODELS = {
-    "fakenet": ((2, 4, 8, 16, 32), (8, 12, 16, 24, 40)),
-    "fakenet_no16": ((2, 4, 8, 32), (8, 12, 16, 40)),
-}
-
-
-@pytest.fixture
-def fake_timm(monkeypatch):
-    module = types.ModuleType("timm")
-    module.calls = []
-
-    def create_model(name, features_only=False, pretrained=False, out_indices=None, pretrained_cfg_overlay=None):
-        module.calls.append(
-            dict(name=name, features_only=features_only, pretrained=pretrained, out_indices=out_indices)
-        )
-        if pretrained_cfg_overlay is not None:
-            module.calls[-1]["pretrained_cfg_overlay"] = pretrained_cfg_overlay
-        if name not in FAKE_TIMM_MODELS:
-            raise RuntimeError(f"Unknown model ({name})")
-        torch.manual_seed(1234 if pretrained else 0)  # "pretrained" weights: the same every time
-        features = FakeTimmFeatures(*FAKE_TIMM_MODELS[name], out_indices=out_indices)
-        if pretrained and pretrained_cfg_overlay:  # timm reads the weights from the file instead of the Hub
-            features.load_state_dict(torch.load(pretrained_cfg_overlay["file"], weights_only=True))
-        return features
-
-    module.create_model = create_model
-    monkeypatch.setitem(sys.modules, "timm", module)
-    return module
-
-
-def test_timm_features_tap_strides_4_8_16(fake_timm):
-    features = TimmFeatures("fakenet")
-    assert fake_timm.calls[-1] == dict(name="fakenet", features_only=True, pretrained=False, out_indices=(1, 2, 3))
-    assert features.feature_channels == (12, 16, 24)
-    outputs = features(torch.randn(2, 3, 64, 96))
-    assert [tuple(f.shape) for f in outputs] == [(2, 12, 16, 24), (2, 16, 8, 12), (2, 24, 4, 6)]
-
-
-def test_timm_backbone_builds_prompt_decoder_from_channels(fake_timm, tiny_sam_config):
-    model = AutoSamForSegmentation.from_sam(tiny_sam_config, prompt_input_size=64, backbone="fakenet")
-    generator = model.prompt_generator
-    assert isinstance(generator.encoder, TimmFeatures)
-    assert generator.up16to8.convs[0][0].in_channels == 24 + 16
-    assert generator.up8to4.convs[0][0].in_channels == 16 + 12
-    assert generator.head.in_channels == 12 and generator.head.out_channels == 32
-    outputs = model(torch.randn(2, 3, 24, 24))
-    assert outputs.prompt_embeddings.shape == (2, 32, 12, 12)
-    assert outputs.logits.shape == (2, 1, 48, 48)
-
-    model.load_backbone_weights(True)
-    assert fake_timm.calls[-1]["pretrained"] is True
-    torch.manual_seed(1234)
-    pretrained = FakeTimmFeatures(*FAKE_TIMM_MODELS["fakenet"], out_indices=(1, 2, 3))
-    for name, tensor in pretrained.state_dict().items():
-        assert torch.equal(generator.encoder.model.state_dict()[name], tensor), name
-
-
-def test_timm_backbone_weights_from_a_file(fake_timm, tiny_sam_config, tmp_path):
-    """Offline ImageNet weights for a timm g: timm reads the file (`pretrained_cfg_overlay`), not the Hub."""
-    torch.manual_seed(99)
-    saved = FakeTimmFeatures(*FAKE_TIMM_MODELS["fakenet"], out_indices=(1, 2, 3)).state_dict()
-    torch.save(saved, tmp_path / "fakenet.pth")
-    model = AutoSamForSegmentation.from_sam(
-        tiny_sam_config, prompt_input_size=64, backbone="fakenet", backbone_weights=tmp_path / "fakenet.pth"
-    )
-    assert fake_timm.calls[-1]["pretrained"] is True
-    assert fake_timm.calls[-1]["pretrained_cfg_overlay"] == {"file": str(tmp_path / "fakenet.pth")}
-    loaded = model.prompt_generator.encoder.model.state_dict()
-    assert all(torch.equal(loaded[name], tensor) for name, tensor in saved.items())
-    with pytest.raises(ValueError, match="no such file .*missing.pth"):
-        model.load_backbone_weights(tmp_path / "missing.pth")
-    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="Could not load fakenet weights from .*broken.pth"):
-        model.load_backbone_weights(tmp_path / "broken.pth")
-
-
-def test_timm_backbone_errors(fake_timm, monkeypatch):
-    with pytest.raises(ValueError, match="not_a_model"):
-        TimmFeatures("not_a_model")
-    with pytest.raises(ValueError, match=r"fakenet_no16.*\[16\]"):
-        TimmFeatures("fakenet_no16")
-    monkeypatch.setitem(sys.modules, "timm", None)  # timm not installed
-    with pytest.raises(ImportError, match=r"autosam-hf\[timm\]"):
-        TimmFeatures("fakenet")
-
-
 # ----------------------------------------------------------------------------------------------- inputs
 def test_g_reads_the_prompt_canvas_and_sam_the_sam_canvas(eval_model, tiny_processor):
     images, _ = make_images_and_masks(2)
@@ -524,56 +385,3 @@ def test_without_a_prompt_canvas_g_resizes_sams(eval_model):
         legacy = eval_model(pixel_values=pixel_values, mode="surrogate").logits
         explicit = eval_model(prompt_pixel_values=resized, mode="surrogate").logits
     torch.testing.assert_close(legacy, explicit, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize(
-    ("capability", "onednn_cap", "training_layout"),
-    [
-        ("AVX512", "", torch.channels_last),
-        ("AVX2", "", torch.contiguous_format),
-        ("DEFAULT", "", torch.contiguous_format),
-        ("AVX512", "AVX2", torch.contiguous_format),
-    ],
-)
-def test_conv_layout_follows_the_cpu_and_the_mode(monkeypatch, capability, onednn_cap, training_layout):
-    """g trains in NCHW where oneDNN's NHWC weight gradient is slow (x86 without AVX-512) and channels-last
-    elsewhere; it infers channels-last everywhere. train()/eval() re-lay the same parameters (an optimizer keeps
-    them), and g's output does not depend on the layout."""
-    from autosam_hf.model import modeling_autosam
-
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    # Not the variable itself: oneDNN reads it once per process, and this test must not cap the suite's kernels.
-    monkeypatch.setattr(modeling_autosam, "onednn_isa_cap", lambda: onednn_cap)
-    monkeypatch.setattr(modeling_autosam.platform, "machine", lambda: "x86_64")
-    assert modeling_autosam.preferred_memory_format("cpu", training=True) == training_layout
-    assert modeling_autosam.preferred_memory_format("cpu", training=False) == torch.channels_last
-    assert modeling_autosam.preferred_memory_format("cuda", training=True) == torch.channels_last
-    model = make_tiny_model()
-    prompt_generator = model.prompt_generator
-    parameters = list(prompt_generator.parameters())
-    for mode, layout in ((False, torch.channels_last), (True, training_layout), (False, torch.channels_last)):
-        model.train(mode)
-        assert prompt_generator.training == mode and prompt_generator.cpu_memory_format == layout
-        assert prompt_generator.head.weight.is_contiguous(memory_format=layout)
-        assert all(a is b for a, b in zip(parameters, prompt_generator.parameters(), strict=True))
-    pixels = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        prompts = []
-        for layout in (torch.channels_last, torch.contiguous_format):
-            prompt_generator.to(memory_format=layout)
-            prompt_generator.cpu_memory_format = layout
-            prompts.append(prompt_generator(pixels))
-    torch.testing.assert_close(prompts[1], prompts[0], rtol=0, atol=1e-3)
-    # Loaded weights come back in the layout of the machine and mode.
-    model.prompt_generator.to(memory_format=torch.contiguous_format)
-    model.eval().use_preferred_memory_format()
-    assert prompt_generator.head.weight.is_contiguous(memory_format=torch.channels_last)
-
-
-def test_arm_cpus_keep_channels_last(monkeypatch):
-    """ATen reports DEFAULT on ARM CPUs without SVE: NCHW was only measured faster on x86 without AVX-512."""
-    from autosam_hf.model import modeling_autosam
-
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
-    monkeypatch.setattr(modeling_autosam.platform, "machine", lambda: "aarch64")
-    assert modeling_autosam.preferred_memory_format("cpu", training=True) == torch.channels_last

@@ -69,6 +69,7 @@ def test_saved_folder_runs_as_remote_code(tiny_model, tiny_processor, tmp_path):
     assert {
         "configuration_autosam.py",
         "modeling_autosam.py",
+        "backbones.py",
         "hardnet.py",
         "sam_loading.py",
         "sam_attention.py",
