@@ -137,6 +137,7 @@ EXPECTED_FLAGS = {
         "--class_names",
         "--column-mapping",
         "--column_mapping",
+        "--config",
         "--data",
         "--dataloader-num-workers",
         "--dataloader_num_workers",

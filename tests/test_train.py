@@ -11,6 +11,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+import yaml
 from accelerate import Accelerator
 from conftest import free_port, make_tiny_sam_config, run_command
 from hub.workspace import record_hub_calls
@@ -20,11 +21,11 @@ from transformers import SamModel
 
 from autosam_hf import AutoSamForSegmentation
 from autosam_hf.atomic_write import write_atomically
-from autosam_hf.evaluation import main as evaluate_main
+from autosam_hf.evaluation.cli import main as evaluate_main
 from autosam_hf.hub import publish
-from autosam_hf.predict import main as predict_main
-from autosam_hf.train import main
+from autosam_hf.inference.cli import main as predict_main
 from autosam_hf.training.checkpoints import checkpoints_after, find_checkpoint, read_progress
+from autosam_hf.training.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,10 @@ def test_resume_continues_with_the_same_losses(tiny_sam_dir, shared_data_dir, tm
     main(quick_args(tiny_sam_dir, shared_data_dir, resumed, *args, "--stop_after_steps", "2"))
     assert not (resumed / "model.safetensors").exists()
     assert [r["step"] for r in logged(resumed) if "loss" in r] == [1, 2]
-    main(quick_args(tiny_sam_dir, shared_data_dir, resumed, *args, "--resume_from_checkpoint", "latest"))
+    # The run's options are kept for the resume, which needs only the folder (and would take any flag given again).
+    saved = yaml.safe_load((resumed / "training_args.yaml").read_text())
+    assert saved["preset"] == "kvasir" and saved["max_train_steps"] == 5 and "stop_after_steps" not in saved
+    main(["--output_dir", str(resumed), "--resume_from_checkpoint", "latest"])
 
     straight_losses = [r["loss"] for r in logged(straight) if "loss" in r]
     resumed_losses = [r["loss"] for r in logged(resumed) if "loss" in r]
@@ -216,7 +220,9 @@ def test_a_stage_that_starts_over_on_resume_replaces_its_old_checkpoints(tiny_sa
     args = quick_args(tiny_sam_dir, shared_data_dir, output_dir, *flags)
     main([*args, "--checkpoints_total_limit", "3"])
     state = output_dir / "training_state"
-    main([*args, "--resume_from_checkpoint", str(state / "prompt" / "checkpoints" / "checkpoint_0")])
+    # A resume takes the run's options (training_args.yaml) unless given again: the limit goes back to 2.
+    resume = ["--resume_from_checkpoint", str(state / "prompt" / "checkpoints" / "checkpoint_0")]
+    main([*args, *resume, "--checkpoints_total_limit", "2"])
     assert not (state / "prompt" / "checkpoints" / "checkpoint_0").exists()
     surrogate = state / "surrogate" / "checkpoints"
     assert sorted(read_progress(path)["completed_steps"] for path in surrogate.iterdir()) == [2, 3]
@@ -473,7 +479,7 @@ def test_resume_from_an_incompatible_checkpoint_fails_before_training(tiny_sam_d
     ],
 )
 def test_precision_is_the_flag_else_the_launchers_half_precision_else_auto(monkeypatch, flag, launcher, requested):
-    from autosam_hf import train
+    from autosam_hf.training import cli as train
 
     seen = []
     monkeypatch.setattr(train, "resolve_mixed_precision", lambda precision, device: seen.append(precision) or "x")
@@ -486,7 +492,7 @@ def test_precision_is_the_flag_else_the_launchers_half_precision_else_auto(monke
 
 
 def test_a_launcher_precision_the_script_cannot_train_in_is_named_as_the_launchers(monkeypatch):
-    from autosam_hf import train
+    from autosam_hf.training import cli as train
 
     monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp8")
@@ -569,8 +575,11 @@ def test_logged_loss_is_the_mean_over_the_accumulated_micro_batches(
 
 def test_recipe_schedule_warms_up_then_decays_and_settings_are_saved(tiny_sam_dir, shared_data_dir, tmp_path):
     output_dir = tmp_path / "run"
-    flags = ["--stage", "standalone", "--max_train_steps", "6", "--lr_scheduler_type", "cosine"]
-    main(quick_args(tiny_sam_dir, shared_data_dir, output_dir, *flags, "--num_warmup_steps", "2", num_overlays="0"))
+    # Options from a --config file, the command line winning (max_train_steps).
+    config = tmp_path / "schedule.yaml"
+    config.write_text("lr_scheduler_type: cosine\nnum_warmup_steps: 2\nmax_train_steps: 100\n")
+    flags = ["--stage", "standalone", "--max_train_steps", "6", "--config", str(config)]
+    main(quick_args(tiny_sam_dir, shared_data_dir, output_dir, *flags, num_overlays="0"))
     rates = [r["lr"] for r in logged(output_dir) if "loss" in r]
     settings = json.loads((output_dir / "training_settings.json").read_text())
     peak = settings["learning_rate"]

@@ -1,8 +1,16 @@
-"""The pieces of `autosam-train` (the script itself is `autosam_hf/train.py`): resolved settings and recipes, the
-data and model a run reads, one stage under accelerate, checkpoints of g and h, and the files a run leaves."""
+"""The pieces of `autosam-train` (the command itself is `training/cli.py`): its options, declared once
+(`options.py`), resolved settings and recipes, the data and model a run reads, one stage under accelerate, a run's
+state (checkpoints of g and h, the log, resuming), and the files a run leaves."""
 
-from .checkpoints import find_checkpoint, load_trainable_state_dict, trainable_state_dict, validate_checkpoint
-from .settings import RECIPES, STAGE_MODE, STAGES, Recipe, TrainingSettings, resolve_settings
+from .checkpoints import (
+    RunState,
+    find_checkpoint,
+    load_trainable_state_dict,
+    trainable_state_dict,
+    validate_checkpoint,
+)
+from .options import STAGE_MODE, STAGES, TrainingOptions
+from .settings import RECIPES, Recipe, TrainingSettings, resolve_settings
 from .stage import StageResult, StageTrainer
 
 __all__ = [
@@ -10,8 +18,10 @@ __all__ = [
     "STAGES",
     "STAGE_MODE",
     "Recipe",
+    "RunState",
     "StageResult",
     "StageTrainer",
+    "TrainingOptions",
     "TrainingSettings",
     "find_checkpoint",
     "load_trainable_state_dict",

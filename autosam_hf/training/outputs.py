@@ -3,6 +3,7 @@
 model.safetensors, config.json, preprocessor_config.json, *.py   the model, ready for from_pretrained / the Hub
 all_results.json                                                 best validation Dice/IoU per stage (and class)
 training_settings.json                                           the resolved settings (recipe + overrides)
+training_args.yaml                                               the options given (`checkpoints.RunState`)
 train_log.jsonl, training_curves.png                             loss per step, validation per epoch
 validation_overlays_<mode>.png                                   image | ground truth | prediction
 """
@@ -22,9 +23,10 @@ from ..atomic_write import write_atomically
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor, mask_to_labels
 from ..model.image_processing_autosam import canvases_for_mode
 from ..postprocessing import model_predictions
-from ..runtime import model_inputs_for
+from ..runtime import model_inputs_for, use_fast_memory_format
 from ..visualization import plot_training_curves, save_overlay_grid
-from .settings import STAGE_MODE, TrainingSettings
+from .options import STAGE_MODE, card_settings
+from .settings import TrainingSettings
 
 
 def save_model(model: AutoSamForSegmentation, processor: AutoSamImageProcessor, output_dir: Path) -> None:
@@ -54,7 +56,7 @@ def draw_overlays(
     if not rows:
         return
     images = [row["image"].convert("RGB") for row in rows]
-    model.eval()
+    use_fast_memory_format(model.eval())
     with torch.no_grad():
         inputs = processor(images=images, canvases=canvases_for_mode(mode), return_tensors="pt")
         logits = model(**model_inputs_for(model, inputs, processor.model_input_names), mode=mode).logits
@@ -70,13 +72,10 @@ def _validation_metrics(entry: dict) -> dict[str, float]:
     return {key.removeprefix("val_"): value for key, value in entry.items() if key.startswith("val_")}
 
 
-# What a model card shows of how its checkpoint was trained (`training_settings.json` keeps everything, local paths
-# such as --init_from included, which a public card should not).
-CARD_SETTINGS = (
-    "recipe", "stages", "optimizer", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_ratio",
-    "num_warmup_steps", "ema_decay", "batch_size", "surrogate_batch_size", "gradient_accumulation_steps", "num_epochs",
-    "max_train_steps", "max_train_minutes", "augmentation", "num_views", "mixed_precision", "seed",
-)  # fmt: skip
+# What a model card shows of how its checkpoint was trained: the options marked `card` (options.py).
+# (`training_settings.json` keeps everything, local paths such as --init_from included, which a public card should
+# not.)
+CARD_SETTINGS = card_settings()
 
 
 def results_summary(

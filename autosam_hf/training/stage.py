@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,24 +33,21 @@ from ..metrics import class_metric_key, class_names_of, per_class_dice_iou
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor, mask_to_labels
 from ..model.image_processing_autosam import canvases_for_mode
 from ..postprocessing import model_predictions
+from ..runtime import use_fast_memory_format
 from .checkpoints import (
     AVERAGE_FILE,
-    BEST_FILE,
-    PROGRESS_FILE,
     TRAINABLE_FILE,
-    checkpoint_number,
-    checkpoints_after,
-    keep_best_weights,
+    RunState,
+    TrainingLog,
     load_trainable_state_dict,
-    prune_checkpoints,
     read_progress,
-    restore_best_weights,
     trainable_state_dict,
     training_layout,
 )
 from .ema import WeightAverage
 from .inputs import training_augmentation
-from .settings import STAGE_MODE, TrainingSettings
+from .options import STAGE_MODE
+from .settings import TrainingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -65,34 +61,6 @@ class StageResult:
     best: dict | None
     interrupted: bool = False
     history: list[dict] = field(default_factory=list)
-
-
-class TrainingLog:
-    """`train_log.jsonl`: one line per optimizer step and one per validation, written by the main process only."""
-
-    def __init__(self, path: Path, is_main_process: bool):
-        self.path, self.is_main_process = path, is_main_process
-
-    def write(self, record: dict) -> None:
-        if self.is_main_process:
-            with open(self.path, "a") as log_file:
-                log_file.write(json.dumps(record) + "\n")
-
-    def rewind(self, stage: str, progress: dict) -> None:
-        """On resume: drop what the interrupted run logged of `stage` after the point it resumes from (`progress`:
-        its checkpoint's, or step 0 without one), which the resumed run logs again — steps after it, validations it
-        does not hold. Other stages' lines stay: each stage rewinds its own when it resumes."""
-        if not self.is_main_process or not self.path.exists():
-            return
-        validated = {entry["step"] for entry in progress["history"]}
-
-        def kept(record: dict) -> bool:
-            if record["stage"] != stage:
-                return True
-            return record["step"] <= progress["completed_steps"] if "loss" in record else record["step"] in validated
-
-        lines = [line for line in self.path.read_text().splitlines() if kept(json.loads(line))]
-        write_atomically(self.path, lambda path: path.write_text("".join(line + "\n" for line in lines)))
 
 
 def model_inputs(batch: dict[str, torch.Tensor], with_labels: bool = True) -> dict[str, torch.Tensor]:
@@ -121,13 +89,15 @@ class StageTrainer:
         caches: tuple[EmbeddingCache | None, EmbeddingCache | None],
         checkpoint: Path | None = None,
     ):
-        """`checkpoint`: the one to resume from, found before any stage ran (`train.resume_checkpoints`): a stage
+        """`checkpoint`: the one to resume from, found before any stage ran (`RunState.find_checkpoints`): a stage
         before this one may since have pruned an explicitly named one away."""
         self.stage, self.settings, self.model, self.processor = stage, settings, model, processor
         self.checkpoint = checkpoint
         self.mode = STAGE_MODE[stage]
         self.val_dataset = val_dataset
-        self.state_dir = settings.state_dir(stage)
+        self.run_state = RunState.of(settings)
+        self.state_dir = self.run_state.state_dir(stage)
+        self.best_file = self.run_state.best_file(stage)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.accelerator = Accelerator(
             gradient_accumulation_steps=settings.gradient_accumulation_steps,
@@ -141,12 +111,13 @@ class StageTrainer:
             # seed + epoch), so a resumed run sees exactly the batches an uninterrupted one would.
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=settings.seed),
         )
-        self.log = TrainingLog(Path(settings.output_dir) / "train_log.jsonl", self.accelerator.is_main_process)
+        self.log = TrainingLog(self.run_state.log_path, self.accelerator.is_main_process)
         trained = {
             "prompt_generator": stage in ("prompt", "standalone"),
             "surrogate_decoder": stage in ("surrogate", "standalone"),
         }
         model.set_trainable(**trained)
+        use_fast_memory_format(model)
         train_loader, val_loader = self._build_loaders(train_dataset, caches)
         optimizer = build_optimizer(
             settings.optimizer,
@@ -218,7 +189,7 @@ class StageTrainer:
 
         def load_trainable(models, checkpoint_dir):
             load_trainable_state_dict(accelerator.unwrap_model(models.pop()), Path(checkpoint_dir) / TRAINABLE_FILE)
-            if self.average is not None:  # `train.train` made sure the checkpoint has one
+            if self.average is not None:  # `RunState.check_checkpoints` made sure it has one
                 self.average.load_state_dict(load_file(Path(checkpoint_dir) / AVERAGE_FILE))
 
         accelerator.register_save_state_pre_hook(save_trainable)
@@ -226,37 +197,22 @@ class StageTrainer:
 
     # ------------------------------------------------------------------------------------------------ resume
     def resume(self) -> None:
-        """Continue from this stage's checkpoint, if `--resume_from_checkpoint` found one."""
+        """Continue from this stage's checkpoint, if `--resume_from_checkpoint` found one; in a resumed run without
+        one, start over, dropping the stage's old state (`RunState.resume_stage`)."""
         checkpoint = self.checkpoint
-        if checkpoint is None:
-            if self.settings.resume_from_checkpoint is not None:  # this stage starts over: its old state goes
-                self._remove_checkpoints_after(-1)
-                self.log.rewind(self.stage, self.progress)
+        if checkpoint is None and self.settings.resume_from_checkpoint is None:
             return
-        layout = self.progress["layout"]
-        self.progress = {**read_progress(checkpoint), "layout": layout}  # validated up front (`train.train`)
-        self.accelerator.load_state(str(checkpoint))
-        if self.accelerator.is_main_process and self.progress["best"] is not None:
-            if not restore_best_weights(checkpoint, self.state_dir / BEST_FILE):
-                logger.warning(
-                    "[%s] %s holds no best weights (saved by an older version): %s stays as it is",
-                    self.stage, checkpoint, self.state_dir / BEST_FILE,
-                )  # fmt: skip
-        # Continue the automatic checkpoint numbering after the loaded one. Later checkpoints of this stage belong
-        # to the run being replaced (or were cut short): they go, or the next save would collide with them.
-        number = checkpoint_number(checkpoint)
-        self._remove_checkpoints_after(number)
-        self.accelerator.project_configuration.iteration = number + 1
-        self.log.rewind(self.stage, self.progress)
-        self.accelerator.print(f"[{self.stage}] resumed from {checkpoint} at step {self.progress['completed_steps']}")
-
-    def _remove_checkpoints_after(self, number: int) -> None:
-        """Remove this stage's checkpoints numbered above `number` (all of them for -1), on the main process."""
-        if self.accelerator.is_main_process:
-            for later in checkpoints_after(self.state_dir / "checkpoints", number):
-                logger.info("[%s] removing %s, of the run this one replaces", self.stage, later)
-                shutil.rmtree(later)
-        self.accelerator.wait_for_everyone()
+        if checkpoint is not None:
+            layout = self.progress["layout"]
+            self.progress = {**read_progress(checkpoint), "layout": layout}  # validated up front (`RunState`)
+            self.accelerator.load_state(str(checkpoint))
+        # accelerate's automatic checkpoint numbering goes on after the loaded checkpoint.
+        next_number = self.run_state.resume_stage(self.stage, checkpoint, self.progress, self.accelerator)
+        if checkpoint is not None:
+            self.accelerator.project_configuration.iteration = next_number
+            self.accelerator.print(
+                f"[{self.stage}] resumed from {checkpoint} at step {self.progress['completed_steps']}"
+            )
 
     def _validate_the_epoch_the_checkpoint_ended(self) -> None:
         """A checkpoint taken on an epoch's last step (`--checkpointing_steps N`, `--stop_after_steps`) precedes that
@@ -273,11 +229,8 @@ class StageTrainer:
         checkpoint_dir = Path(self.accelerator.save_state())
         self.accelerator.wait_for_everyone()  # every process's part (its random states) is written
         if self.accelerator.is_main_process:
-            if self.progress["best"] is not None:
-                keep_best_weights(self.state_dir / BEST_FILE, checkpoint_dir)
-            progress_json = json.dumps(self.progress, indent=2)
-            write_atomically(checkpoint_dir / PROGRESS_FILE, lambda p: p.write_text(progress_json))
-            prune_checkpoints(checkpoint_dir.parent, self.settings.checkpoints_total_limit)
+            keep = self.settings.checkpoints_total_limit
+            self.run_state.complete_checkpoint(self.stage, checkpoint_dir, self.progress, keep)
         self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------------------------------------ one epoch
@@ -286,6 +239,7 @@ class StageTrainer:
         "steps" (max steps reached), "time" (--max_train_minutes spent) or "interrupted" (--stop_after_steps)."""
         settings, accelerator = self.settings, self.accelerator
         self.prepared_model.train()
+        use_fast_memory_format(self.model)
         self.train_loader.set_epoch(epoch)
         # accelerate's loader passes the epoch on to the dataset only in a single process (with several it stops at
         # the sampler), and the dataset's epoch picks the augmentation view.
@@ -354,6 +308,7 @@ class StageTrainer:
         multi-class models per class (`dice_<class>`, `iou_<class>`), with `dice` and `iou` their macro means. Also
         returns how many images were scored (each once, however many processes)."""
         self.prepared_model.eval()
+        use_fast_memory_format(self.model)
         masks = self.val_dataset.select_columns("mask")  # row access would decode the images too
         config = self.model.config
         indices, scores = [], []
@@ -416,7 +371,7 @@ class StageTrainer:
             if self.accelerator.is_main_process:
                 state = trainable_state_dict(self.accelerator.unwrap_model(self.prepared_model))
                 # Renamed into place, never written in place: checkpoints hold hard links to earlier versions.
-                write_atomically(self.state_dir / BEST_FILE, lambda path: save_file(state, path))
+                write_atomically(self.best_file, lambda path: save_file(state, path))
 
     # ------------------------------------------------------------------------------------------------ the stage
     def run(self) -> StageResult:
@@ -447,5 +402,5 @@ class StageTrainer:
         self.accelerator.wait_for_everyone()
         for tracker in self.accelerator.trackers:  # not end_training(): it would tear down the process group mid-run
             tracker.finish()
-        load_trainable_state_dict(self.model, self.state_dir / BEST_FILE)  # the selected epoch, not the last one
+        load_trainable_state_dict(self.model, self.best_file)  # the selected epoch, not the last one
         return StageResult(best=self.progress["best"], history=self.progress["history"])

@@ -1,5 +1,7 @@
-"""autosam_hf.training.checkpoints: pruning after a complete save, the best weights a checkpoint carries."""
+"""autosam_hf.training.checkpoints: pruning after a complete save, the best weights a checkpoint carries, what a
+resume drops of the run it replaces."""
 
+import json
 import os
 
 import pytest
@@ -8,6 +10,8 @@ from autosam_hf.atomic_write import write_atomically
 from autosam_hf.training.checkpoints import (
     BEST_FILE,
     PROGRESS_FILE,
+    RunState,
+    TrainingLog,
     find_checkpoint,
     keep_best_weights,
     prune_checkpoints,
@@ -73,3 +77,26 @@ def test_a_checkpoint_named_as_the_current_folder_is_found(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="--resume_from_checkpoint .*backup: a checkpoint folder keeps the name"):
         find_checkpoint(tmp_path, str(renamed), "prompt")
+
+
+def test_a_resumed_stage_rewinds_its_own_log_lines_only(tmp_path):
+    """`--stage all` resumed: each stage drops what the interrupted run logged of it after its resume point; the
+    other stage's lines stay (each rewinds its own when it resumes)."""
+    run = RunState(tmp_path, stages=("prompt", "surrogate"), resume_from="latest")
+    log = TrainingLog(run.log_path, is_main_process=True)
+    for step in (1, 2, 3):
+        log.write({"stage": "prompt", "step": step, "loss": 1.0})
+    log.write({"stage": "prompt", "step": 3, "val_dice": 0.5})
+    for step in (1, 2):
+        log.write({"stage": "surrogate", "step": step, "loss": 1.0})
+
+    def lines():
+        return [(r["stage"], r["step"], "loss" in r) for r in map(json.loads, log.path.read_text().splitlines())]
+
+    run.rewind_log("prompt", {"completed_steps": 3, "history": [{"step": 3}]})  # its final checkpoint: nothing to drop
+    assert len(lines()) == 6
+    run.rewind_log("surrogate", {"completed_steps": 1, "history": []})
+    assert lines() == [("prompt", 1, True), ("prompt", 2, True), ("prompt", 3, True), ("prompt", 3, False),
+                       ("surrogate", 1, True)]  # fmt: skip
+    run.rewind_log("prompt", {"completed_steps": 2, "history": []})  # a checkpoint before epoch 0's validation
+    assert lines() == [("prompt", 1, True), ("prompt", 2, True), ("surrogate", 1, True)]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from autosam_hf.train import build_parser
+from autosam_hf.training.cli import build_parser
 from autosam_hf.training.inputs import load_train_val
 from autosam_hf.training.settings import resolve_settings
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 from transformers import get_scheduler
 
-from autosam_hf.train import build_parser
 from autosam_hf.training import settings as settings_module
+from autosam_hf.training.cli import build_parser
+from autosam_hf.training.options import SCHEDULERS
 from autosam_hf.training.settings import resolve_settings
 
 
@@ -139,7 +140,7 @@ def test_a_recipe_describes_itself_for_model_cards():
     assert averaged.endswith("augmentation `flips`, weights averaged (EMA, decay 0.999)")
 
 
-@pytest.mark.parametrize("schedule", settings_module.SCHEDULERS)
+@pytest.mark.parametrize("schedule", SCHEDULERS)
 def test_every_offered_schedule_builds_and_steps_from_the_steps_alone(schedule):
     """The stage gives transformers' get_scheduler only the warm-up and total steps and steps it without a metric."""
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)

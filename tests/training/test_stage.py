@@ -1,18 +1,17 @@
 """autosam_hf.training.stage: what one training step computes, and which views each epoch's batches hold."""
 
 import copy
-import json
 
 import torch
-from bench_real_data import PipelineDraws, apply_flips, bce_dice_loss, normalize, square_images, square_masks
 from conftest import make_tiny_model, make_tiny_processor
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from autosam_hf.data import load_preset_dataset
-from autosam_hf.train import build_parser
+from autosam_hf.training.cli import build_parser
 from autosam_hf.training.settings import resolve_settings
-from autosam_hf.training.stage import StageTrainer, TrainingLog
+from autosam_hf.training.stage import StageTrainer
+from benchmarks.baselines import PipelineDraws, apply_flips, bce_dice_loss, normalize, square_images, square_masks
 
 
 def standalone_trainer(shared_data_dir, tmp_path, *flags: str) -> StageTrainer:
@@ -127,25 +126,3 @@ def test_each_epoch_reaches_the_dataset_whatever_the_loader_passes_on(shared_dat
     monkeypatch.setattr(loader, "set_epoch", lambda epoch: loader.batch_sampler.sampler.set_epoch(epoch))
     trainer.train_epoch(1, bar=tqdm(disable=True), started=0.0)
     assert loader.dataset.epoch == 1 and loader.dataset.view() == 1
-
-
-def test_a_resumed_stage_rewinds_its_own_log_lines_only(tmp_path):
-    """`--stage all` resumed: each stage drops what the interrupted run logged of it after its resume point; the
-    other stage's lines stay (each rewinds its own when it resumes)."""
-    log = TrainingLog(tmp_path / "train_log.jsonl", is_main_process=True)
-    for step in (1, 2, 3):
-        log.write({"stage": "prompt", "step": step, "loss": 1.0})
-    log.write({"stage": "prompt", "step": 3, "val_dice": 0.5})
-    for step in (1, 2):
-        log.write({"stage": "surrogate", "step": step, "loss": 1.0})
-
-    def lines():
-        return [(r["stage"], r["step"], "loss" in r) for r in map(json.loads, log.path.read_text().splitlines())]
-
-    log.rewind("prompt", {"completed_steps": 3, "history": [{"step": 3}]})  # its final checkpoint: nothing to drop
-    assert len(lines()) == 6
-    log.rewind("surrogate", {"completed_steps": 1, "history": []})
-    assert lines() == [("prompt", 1, True), ("prompt", 2, True), ("prompt", 3, True), ("prompt", 3, False),
-                       ("surrogate", 1, True)]  # fmt: skip
-    log.rewind("prompt", {"completed_steps": 2, "history": []})  # a checkpoint before epoch 0's validation
-    assert lines() == [("prompt", 1, True), ("prompt", 2, True), ("surrogate", 1, True)]
