@@ -23,10 +23,10 @@ from autosam_hf.evaluation.cli import main as eval_main
 from autosam_hf.export.cli import build_parser as export_parser
 from autosam_hf.export.cli import main as export_main
 from autosam_hf.export.dependencies import missing_onnx_packages
-from autosam_hf.hub.publish import build_parser as publish_parser
-from autosam_hf.hub.publish import main as publish_main
-from autosam_hf.predict import build_parser as predict_parser
-from autosam_hf.predict import main as predict_main
+from autosam_hf.hub.cli import build_parser as publish_parser
+from autosam_hf.hub.cli import main as publish_main
+from autosam_hf.inference.cli import build_parser as predict_parser
+from autosam_hf.inference.cli import main as predict_main
 
 
 # ------------------------------------------------------------------------------------------- the parser

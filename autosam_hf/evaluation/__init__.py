@@ -2,7 +2,6 @@
 batches in evaluation order (`batches`), scoring at the original resolution (`scoring`), saved predictions
 (`predictions`), the Markdown/JSON report (`report`) and the command line (`cli`)."""
 
-from .cli import main
 from .datasets import (
     DEFAULT_SPLIT,
     DatasetSpec,
@@ -33,7 +32,6 @@ __all__ = [
     "format_markdown_report",
     "format_markdown_table",
     "load_evaluation_dataset",
-    "main",
     "parse_dataset_spec",
     "resolve_dataset_spec",
     "resolve_datasets",

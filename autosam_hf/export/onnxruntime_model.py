@@ -7,7 +7,8 @@
 
 `OnnxRuntimeAutoSam` takes the forward's arguments (`pixel_values`, `prompt_pixel_values`, precomputed image
 features such as `image_embeddings`, `mode`; other processor outputs are ignored) and returns an
-`AutoSamSegmentationOutput`, so `autosam_hf.predict`'s batching and post-processing serve both backends. Mode
+`AutoSamSegmentationOutput`: it is an `autosam_hf.inference.SegmentationModel`, as the PyTorch model is, so
+`autosam_hf.inference`'s batching and post-processing serve both backends. Mode
 "autosam" runs image_encoder.onnx then prompt_decoder.onnx (or the prompt decoder alone on given features);
 "surrogate" runs surrogate.onnx. Sessions are created on first use, so h(g(I)) never loads SAM's encoder.
 """
@@ -52,7 +53,8 @@ def execution_providers(device: str = "cpu") -> list[str | tuple[str, dict[str, 
 
 
 class OnnxRuntimeAutoSam:
-    """The graphs of an ONNX export, run with onnxruntime (module docstring).
+    """The graphs of an ONNX export, run with onnxruntime (module docstring); an
+    `autosam_hf.inference.SegmentationModel`.
 
     Args:
         folder: an `autosam-export` folder (graphs + `autosam_onnx.json`).

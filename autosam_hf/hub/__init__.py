@@ -1,5 +1,6 @@
 """The Hugging Face Hub side of AutoSAM: loading a checkpoint with its processor (`loading`), model cards
-(`model_card`), and publishing a trained folder, full or adapter-size (`publish`, `autosam-publish`)."""
+(`model_card`), publishing a trained folder, full or adapter-size (`publish`), and its command line (`cli`,
+`autosam-publish`)."""
 
 from .loading import load_model_and_processor, load_processor
 from .model_card import (

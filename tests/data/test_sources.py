@@ -13,7 +13,7 @@ from autosam_hf.data import (
     load_sunseg,
     rasterize_monuseg_xml,
 )
-from autosam_hf.predict import IMAGE_EXTENSIONS as PREDICT_IMAGE_EXTENSIONS
+from autosam_hf.inference.inputs import IMAGE_EXTENSIONS as PREDICT_IMAGE_EXTENSIONS
 from data.files import (
     MONUSEG_XML,
     make_pair_folder,

@@ -8,7 +8,7 @@ import PIL.Image
 import pytest
 from conftest import make_tiny_model, make_tiny_processor
 
-from autosam_hf.evaluation import main
+from autosam_hf.evaluation.cli import main
 from evaluation.sample_data import polyp_root_without_clinicdb, write_sunseg_split
 
 

@@ -1,5 +1,6 @@
-"""autosam_hf.export.OnnxRuntimeAutoSam: an export folder answers like the PyTorch model (same masks through
-autosam_hf.predict's batching and post-processing), loads only the graphs a mode runs, and names bad input."""
+"""autosam_hf.export.OnnxRuntimeAutoSam: an export folder answers like the PyTorch model (it is an
+autosam_hf.inference.SegmentationModel, and gives the same masks through the predictor's batching and
+post-processing), loads only the graphs a mode runs, and names bad input."""
 
 import json
 import sys
@@ -11,7 +12,7 @@ import torch
 from autosam_hf.export import MANIFEST_NAME, MissingDependencyError, OnnxRuntimeAutoSam
 from autosam_hf.export import load_onnxruntime_model_and_processor as load_exported
 from autosam_hf.export.onnxruntime_model import execution_providers
-from autosam_hf.predict import iter_predictions
+from autosam_hf.inference import SegmentationConfig, SegmentationModel, iter_predictions
 
 from .conftest import max_difference
 
@@ -26,6 +27,9 @@ def onnx_model(exported):
 def test_same_masks_as_pytorch_through_the_prediction_api(exported, onnx_model, kvasir_images, mode):
     model, processor, _, _ = exported
     ort_model, ort_processor = onnx_model
+    # Both have the surface the predictor is typed against (autosam_hf.inference.protocol).
+    for backend in (model, ort_model):
+        assert isinstance(backend, SegmentationModel) and isinstance(backend.config, SegmentationConfig)
     items = list(enumerate(kvasir_images))
     # The random tiny model's logits may all sit below its threshold (0): the median splits the images instead.
     reference = dict(iter_predictions(model, processor, items, mode=mode, batch_size=2))

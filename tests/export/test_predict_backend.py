@@ -10,7 +10,8 @@ import torch
 from conftest import command_error_line
 
 from autosam_hf.export import MANIFEST_NAME
-from autosam_hf.predict import iter_predictions, main
+from autosam_hf.inference import iter_predictions
+from autosam_hf.inference.cli import main
 
 
 @pytest.fixture(scope="module")

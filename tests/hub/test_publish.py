@@ -1,17 +1,14 @@
-"""autosam_hf.hub.publish: the Hub folder (full and adapter-size), the upload calls, `autosam-publish` and its
-errors."""
+"""autosam_hf.hub.publish: the Hub folder (full and adapter-size), the upload calls and the errors of bad arguments
+(`autosam-publish` itself: tests/hub/test_cli.py)."""
 
 import json
 import os
-import types
 from pathlib import Path
 
 import pytest
-from huggingface_hub.errors import HfHubHTTPError
 from safetensors import safe_open
 
 from autosam_hf.hub import PublishSettings, publish
-from autosam_hf.hub.publish import main as publish_main
 from hub.workspace import BASE_SAM_ID, record_hub_calls
 
 
@@ -81,28 +78,6 @@ def test_publish_creates_the_repo_and_uploads_the_folder(workspace, tmp_path, re
     assert "model.safetensors" in uploaded_files and "README.md" in uploaded_files
 
 
-def test_dry_run_uploads_nothing(workspace, tmp_path, recording_api, capsys):
-    argv = ["--model", str(workspace["trained"]), "--preset", "glas", "--hub_model_id", "me/glas"]
-    code = publish_main([*argv, "--dry-run", "--output-dir", str(tmp_path / "out")])
-    assert code == 0 and recording_api.calls == []
-    assert capsys.readouterr().out.strip() == str(tmp_path / "out")
-    assert "GlaS" in (tmp_path / "out" / "README.md").read_text()
-
-
-def test_cli_names_the_hub_error_and_exits_1_when_the_upload_fails(workspace, tmp_path, recording_api, capsys):
-    response = types.SimpleNamespace(headers={}, request=None)  # what HfHubHTTPError reads of an HTTP response
-    recording_api.error = HfHubHTTPError(
-        "401 Client Error: Unauthorized for url\nInvalid credentials", response=response
-    )
-    argv = ["--model", str(workspace["trained"]), "--preset", "kvasir", "--repo-id", "me/model"]
-    with pytest.raises(SystemExit) as exit_info:
-        publish_main([*argv, "--output_dir", str(tmp_path / "out")])
-    assert exit_info.value.code == 1
-    error = capsys.readouterr().err
-    assert error.endswith("autosam-publish: error: 401 Client Error: Unauthorized for url Invalid credentials\n")
-    assert "Traceback" not in error
-
-
 def test_legacy_dataset_keyword_still_publishes_with_a_warning(workspace, tmp_path):
     with pytest.warns(DeprecationWarning, match="preset"):
         folder = publish(workspace["trained"], dataset="glas", repo_id="me/glas", dry_run=True, output_dir=tmp_path)
@@ -142,17 +117,3 @@ def test_publish_refuses_metrics_files_the_folder_cannot_hold_under_their_names(
                 output_dir=tmp_path / "out", metrics_files=metrics_files,
             )  # fmt: skip
         assert not (tmp_path / "out").exists()
-
-
-def test_publish_never_overwrites_without_being_asked(workspace, tmp_path, capsys):
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "keep.txt").write_text("mine")
-    argv = ["--model", str(workspace["trained"]), "--preset", "kvasir", "--hub_model_id", "me/model", "--dry_run"]
-    argv += ["--output_dir", str(tmp_path / "out")]
-    with pytest.raises(SystemExit) as exit_info:
-        publish_main(argv)
-    assert exit_info.value.code == 2
-    assert "exists and is not empty" in capsys.readouterr().err
-    assert publish_main([*argv, "--overwrite"]) == 0
-    assert not (tmp_path / "out" / "keep.txt").exists() and (tmp_path / "out" / "model.safetensors").is_file()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]

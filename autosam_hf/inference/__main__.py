@@ -1,0 +1,5 @@
+"""`python -m autosam_hf.inference ...` runs `autosam-predict`."""
+
+from .cli import main
+
+raise SystemExit(main())

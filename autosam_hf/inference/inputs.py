@@ -1,0 +1,185 @@
+"""The input side of `autosam-predict`: an input path as a stream of named images.
+
+An input is one of `INPUT_KINDS`, tried in order (a folder of images or frames, in natural order; a video file),
+or else a single image file. Each kind checks its path eagerly (so errors come before the model is loaded) and
+reads the pixels lazily, as `InputImage`s named for their output files. Another kind of input (a volume, say: one
+image per slice) is one more `InputKind` in `INPUT_KINDS`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+
+from ..data.sources import IMAGE_EXTENSIONS, image_files, natural_sort_key
+from ..model import to_rgb_uint8
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+VIDEO_EXTRA_HINT = "pip install 'autosam-hf[video]' (opencv-python-headless)"
+
+
+@dataclass
+class InputImage:
+    """One image to segment: its output name and either the (H, W, 3) uint8 pixels or why it could not be read."""
+
+    name: str
+    image: np.ndarray | None = None
+    error: str | None = None
+
+
+# The images of an input: an iterator of `InputImage` and their number if known (for the progress bar only).
+OpenedInput = tuple[Iterator[InputImage], int | None]
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB, turned upright by its EXIF orientation as viewers (and the transformers
+    pipeline's `load_image`) show it; its mask is written at that size. Raises ValueError naming the file when it
+    cannot be decoded."""
+    try:
+        with PIL.Image.open(path) as image:
+            image.load()
+            return to_rgb_uint8(PIL.ImageOps.exif_transpose(image), name=str(path))
+    except (OSError, ValueError, TypeError, PIL.Image.DecompressionBombError) as error:
+        raise ValueError(f"Cannot read image {path}: {error}") from error
+
+
+# ---------------------------------------------------------------------------------------------- folders
+def _unique_name(stem: str, suffix: str, used: set[str]) -> str:
+    name = stem if stem not in used else f"{stem}_{suffix.lstrip('.')}"
+    if name != stem:
+        logger.warning("Two inputs share the name %r; writing %r for the %s file.", stem, name, suffix)
+    used.add(name)
+    return name
+
+
+def _iter_folder(files: list[Path]) -> Iterator[InputImage]:
+    used: set[str] = set()
+    for path in files:
+        name = _unique_name(path.stem, path.suffix, used)
+        try:
+            yield InputImage(name, image=read_image(path))
+        except ValueError as error:  # one bad file does not stop a folder: reported and skipped
+            yield InputImage(name, error=str(error))
+
+
+def open_folder(path: Path) -> OpenedInput:
+    """The images of a folder (extensions of `IMAGE_EXTENSIONS`) in natural order, `frame2` before `frame10`, as
+    training reads it; each named by its stem."""
+    files = sorted(image_files(path), key=lambda child: natural_sort_key(child.name))
+    if not files:
+        raise ValueError(f"No images in folder {path} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return _iter_folder(files), len(files)
+
+
+# ---------------------------------------------------------------------------------------------- videos
+def _open_capture(path: Path):
+    try:
+        import cv2
+    except ImportError as error:
+        raise ValueError(f"Cannot read video {path}: OpenCV is not installed; {VIDEO_EXTRA_HINT}") from error
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise ValueError(f"Cannot decode video {path}: OpenCV could not open it (unsupported container or codec)")
+    return cv2, capture
+
+
+def _iter_video(path: Path, cv2, capture, first_frame: np.ndarray) -> Iterator[InputImage]:
+    try:
+        frame = first_frame
+        for index in itertools.count():
+            yield InputImage(f"{path.stem}_{index:06d}", image=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            ok, frame = capture.read()
+            if not ok:
+                return
+    finally:
+        capture.release()
+
+
+def open_video(path: Path) -> OpenedInput:
+    """The frames of a video file (OpenCV), named `<video stem>_<frame index, 6 digits>`; the first frame is decoded
+    here, so an undecodable file fails now."""
+    cv2, capture = _open_capture(path)
+    ok, first_frame = capture.read()
+    if not ok:
+        capture.release()
+        raise ValueError(f"Cannot decode video {path}: no frame could be read (unsupported codec or empty file)")
+    frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # container metadata: for the progress bar only
+    return _iter_video(path, cv2, capture, first_frame), frame_count if frame_count > 0 else None
+
+
+# ---------------------------------------------------------------------------------------------- any input
+@dataclass(frozen=True)
+class InputKind:
+    """A kind of input path: `name` (in messages), the file `extensions` it claims (lower case; none for kinds
+    recognised otherwise, through `accepts`), and `open`, path → `OpenedInput`, raising ValueError naming the path."""
+
+    name: str
+    open: Callable[[Path], OpenedInput]
+    extensions: tuple[str, ...] = ()
+    accepts: Callable[[Path], bool] | None = None
+
+    def matches(self, path: Path) -> bool:
+        return self.accepts(path) if self.accepts is not None else path.suffix.lower() in self.extensions
+
+
+INPUT_KINDS: list[InputKind] = [
+    InputKind("folder", open_folder, accepts=Path.is_dir),
+    InputKind("video", open_video, extensions=VIDEO_EXTENSIONS),
+]
+
+
+def open_input(path: str | os.PathLike) -> OpenedInput:
+    """The images of an input path: the first of `INPUT_KINDS` it matches (a folder of images or frames, in natural
+    order; a video file), or else a single image file.
+
+    Checks the input eagerly (so errors come before the model is loaded) and reads the pixels lazily.
+
+    Returns:
+        (iterator of `InputImage`, number of images if known).
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: an empty folder, an unreadable image file, or a video that cannot be decoded (the message
+            names the file and, when OpenCV is missing, the extra to install).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Input not found: {path}")
+    for kind in INPUT_KINDS:
+        if kind.matches(path):
+            return kind.open(path)
+    try:
+        image = read_image(path)
+    except ValueError as error:
+        others = "; ".join(
+            f"{kind.name} extensions {', '.join(kind.extensions)}" for kind in INPUT_KINDS if kind.extensions
+        )
+        raise ValueError(
+            f"{error} (not a readable image, and {path.suffix or 'no extension'} is not one of the {others})"
+        ) from error
+    return iter([InputImage(path.stem, image=image)]), 1
+
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "INPUT_KINDS",
+    "VIDEO_EXTENSIONS",
+    "InputImage",
+    "InputKind",
+    "OpenedInput",
+    "open_folder",
+    "open_input",
+    "open_video",
+    "read_image",
+]
