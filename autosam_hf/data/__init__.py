@@ -19,7 +19,15 @@ from .embedding_cache import EmbeddingCache, processor_fingerprint, sam_vision_f
 from .hub import load_hub_dataset
 from .masks import BINARY, MaskClasses
 from .monuseg_xml import rasterize_monuseg_xml
-from .presets import BENCHMARKS, PRESETS, DatasetCard, DatasetPreset, get_preset, load_preset_dataset
+from .presets import (
+    BENCHMARKS,
+    PRESETS,
+    DatasetCard,
+    DatasetPreset,
+    get_preset,
+    load_preset_dataset,
+    read_dataset_card,
+)
 from .sources import IMAGE_EXTENSIONS, load_glas_warwick, load_image_mask_folder, load_monuseg_xml, load_sunseg
 from .splits import train_val_split
 
@@ -56,6 +64,7 @@ __all__ = [
     "load_sunseg",
     "processor_fingerprint",
     "rasterize_monuseg_xml",
+    "read_dataset_card",
     "sam_vision_fingerprint",
     "to_arrays",
     "train_val_split",

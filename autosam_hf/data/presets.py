@@ -8,7 +8,8 @@ read them from here:
   the share of ``train`` held out for validation where it has no validation split;
 - its classes (``id2label``; binary unless set) and, for presets whose classes are derived from instance or binary
   masks (``boundary_width``, e.g. ``monuseg_boundary``), how;
-- what a model card says about it (``card``: title, data, terms, citation).
+- what a model card says about it (``card``: title, data, terms, citation), read from its text file
+  ``model_cards/datasets/<card_name>.yaml`` (`read_dataset_card`).
 
 A split is found by trying the preset's candidate folders under ``data_dir`` in order. A candidate holding
 ``images/`` + ``masks/`` is read with `load_image_mask_folder` (this project's ``../shared/data`` layout, PraNet's
@@ -18,24 +19,34 @@ boundary classes read a split's ``masks_instance/`` (instance ids) when it has o
 """
 
 import dataclasses
+import functools
+import importlib.resources
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
 
 import datasets
+import yaml
 
 from .augmentation import GLAS_AUGMENTATION, MONUSEG_AUGMENTATION, POLYP_AUGMENTATION, AugmentationConfig
 from .boundary import BOUNDARY_ID2LABEL, DEFAULT_BOUNDARY_WIDTH
 from .masks import BINARY, MaskClasses
 from .sources import INSTANCE_MASKS_DIR, load_glas_warwick, load_image_mask_folder, load_monuseg_xml, load_sunseg
 
+# The package of the card template (the repository's top-level model_cards/, mapped by setup.cfg) and its folder of
+# dataset card files.
+CARD_PACKAGE = "autosam_hf.model_cards"
+DATASET_CARDS_FOLDER = "datasets"
+
 
 @dataclass(frozen=True)
 class DatasetCard:
     """What the model card of a checkpoint trained on a dataset says about it (rendered into
-    ``model_cards/template.md`` by `autosam_hf.hub.model_card`).
+    ``model_cards/template.md`` by `autosam_hf.hub.model_card`), as `read_dataset_card` reads it from
+    ``model_cards/datasets/<name>.yaml``.
 
     Attributes:
         title: the card's heading, e.g. ``"GlaS (MICCAI 2015 gland segmentation)"``.
@@ -62,6 +73,48 @@ class DatasetCard:
     citation: str
 
 
+def _card_field_is_valid(name: str, value) -> bool:
+    if name in ("tags", "evaluation_datasets"):
+        return isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
+    if name == "terms_checked":
+        return isinstance(value, bool)
+    return isinstance(value, str) or (name == "homepage" and value is None)
+
+
+@functools.cache
+def read_dataset_card(name: str, folder: Traversable | None = None) -> DatasetCard:
+    """The card facts of `<folder>/<name>.yaml` (default folder: ``datasets/`` of the package `CARD_PACKAGE`, installed
+    with autosam_hf): one key per `DatasetCard` field, or ``extends: <other name>`` and the fields that differ from
+    that card's. Read once per name (presets that share a card share one object).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not YAML, or misses a field, has an unknown one or one of the wrong type.
+    """
+    path = (folder or importlib.resources.files(CARD_PACKAGE) / DATASET_CARDS_FOLDER) / f"{name}.yaml"
+    try:
+        facts = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ValueError(f"Dataset card {path}: not valid YAML ({' '.join(str(error).split())})") from error
+    if not isinstance(facts, dict):
+        raise ValueError(f"Dataset card {path}: expected a mapping of DatasetCard fields, got {type(facts).__name__}")
+    if "extends" in facts:
+        facts = {**dataclasses.asdict(read_dataset_card(facts.pop("extends"), folder)), **facts}
+    fields = [field.name for field in dataclasses.fields(DatasetCard)]
+    missing, unknown = [key for key in fields if key not in facts], [key for key in facts if key not in fields]
+    if missing or unknown:
+        problems = [
+            f"{kind} fields {', '.join(keys)}" for kind, keys in (("missing", missing), ("unknown", unknown)) if keys
+        ]
+        raise ValueError(f"Dataset card {path}: {'; '.join(problems)}")
+    wrong = [key for key in fields if not _card_field_is_valid(key, facts[key])]
+    if wrong:
+        raise ValueError(f"Dataset card {path}: wrong type of {', '.join(wrong)}")
+    return DatasetCard(
+        **{**facts, "tags": tuple(facts["tags"]), "evaluation_datasets": tuple(facts["evaluation_datasets"])}
+    )
+
+
 @dataclass(frozen=True)
 class DatasetPreset:
     """Everything the loaders, the training script, the evaluation and the model cards need to know about one
@@ -80,7 +133,7 @@ class DatasetPreset:
         canvas_rule: how a model trained on it makes its canvases (`AutoSamConfig.canvas_rule`): ``"squash"``
             for the polyp sets, None (the frozen model's own rule, letterbox for SAM) for the others.
         augmentation: the training augmentation (the reference code's settings).
-        card: what a model card says about it.
+        card_name: its model card facts' file, ``model_cards/datasets/<card_name>.yaml`` (`card`).
         is_video: examples carry ``case``/``frame`` columns (split train/val by case; scored per case).
         val_fraction: the share of ``train`` held out as validation where the dataset has no validation split
             (`train_val_split`).
@@ -97,7 +150,7 @@ class DatasetPreset:
     folder_names: tuple[str, ...]
     image_size: int
     augmentation: AugmentationConfig
-    card: DatasetCard
+    card_name: str
     is_video: bool = False
     val_fraction: float = 0.1
     id2label: Mapping[int, str] | None = None
@@ -122,288 +175,17 @@ class DatasetPreset:
         return MaskClasses(num_labels) if num_labels else BINARY
 
     @property
+    def card(self) -> DatasetCard:
+        """What a model card says about it (`read_dataset_card` of `card_name`)."""
+        return read_dataset_card(self.card_name)
+
+    @property
     def splits(self) -> tuple[str, ...]:
         return tuple(self.split_dirs)
 
     @property
     def has_val_split(self) -> bool:
         return "val" in self.split_dirs
-
-
-# ---------------------------------------------------------------------------------------------- model card facts
-_POLYP_DOMAIN = "polyp segmentation in colonoscopy frames"
-_POLYP_TAGS = ("polyp-segmentation", "colonoscopy", "endoscopy")
-_PRANET_TRAINING = (
-    "under the PraNet protocol the model is trained on 900 Kvasir-SEG + 550 CVC-ClinicDB frames and evaluated on"
-)
-_RECORDED_DATA = (
-    'The datasets actually used for this checkpoint are listed under "Training" when the training run recorded them.'
-)
-
-KVASIR_CARD = DatasetCard(
-    title="Kvasir-SEG",
-    hub_id="kvasir-seg",
-    domain=_POLYP_DOMAIN,
-    tags=_POLYP_TAGS,
-    training_data=(
-        "Kvasir-SEG (Jha et al., MMM 2020): 1,000 colonoscopy frames with polyp masks. This project's copy uses "
-        "EffiSegNet's 800/100/100 train/val/test split at 352x352; the PraNet protocol instead trains on 900 "
-        "Kvasir-SEG + 550 CVC-ClinicDB frames."
-    ),
-    evaluation_datasets=("kvasir", "clinicdb", "colondb", "etis", "cvc300"),
-    terms=(
-        "From the dataset authors' README (DebeshJha/Kvasir-SEG): no prior permission is needed for academic and "
-        "research use; commercial use needs prior permission from the authors. Publications must cite Jha et al. "
-        "(MMM 2020)."
-    ),
-    terms_checked=True,
-    homepage="https://datasets.simula.no/kvasir-seg/",
-    citation=r"""@inproceedings{jha2020kvasir,
-  title={Kvasir-SEG: A Segmented Polyp Dataset},
-  author={Jha, Debesh and Smedsrud, Pia H. and Riegler, Michael A. and Halvorsen, P{\aa}l and de Lange, Thomas and
-          Johansen, Dag and Johansen, H{\aa}vard D.},
-  booktitle={MultiMedia Modeling (MMM)},
-  year={2020}
-}""",
-)
-
-CLINICDB_CARD = DatasetCard(
-    title="CVC-ClinicDB",
-    hub_id="cvc-clinicdb",
-    domain=_POLYP_DOMAIN,
-    tags=_POLYP_TAGS,
-    training_data=(
-        "The PraNet polyp training set: 900 Kvasir-SEG + 550 CVC-ClinicDB frames (CVC-ClinicDB: 612 frames, Bernal "
-        "et al. 2015), with 62 CVC-ClinicDB frames held out as the test set."
-    ),
-    evaluation_datasets=("clinicdb", "kvasir", "colondb", "etis", "cvc300"),
-    terms=(
-        "Published terms as we know them (CVC-ClinicDB page of the MICCAI 2015 polyp challenge): use is restricted "
-        "to research and educational purposes, commercial use is not allowed without permission, and publications "
-        "must cite Bernal et al. (2015). These terms have not been verified for this release and must be checked on "
-        "the dataset's official page before the weights are used or redistributed."
-    ),
-    terms_checked=False,
-    homepage="https://polyp.grand-challenge.org/CVCClinicDB/",
-    citation=r"""@article{bernal2015wm,
-  title={WM-DOVA maps for accurate polyp highlighting in colonoscopy: Validation vs. saliency maps from physicians},
-  author={Bernal, Jorge and S{\'a}nchez, F. Javier and Fern{\'a}ndez-Esparrach, Gloria and Gil, Debora and
-          Rodr{\'i}guez, Cristina and Vilari{\~n}o, Fernando},
-  journal={Computerized Medical Imaging and Graphics},
-  volume={43},
-  pages={99--111},
-  year={2015}
-}""",
-)
-
-COLONDB_CARD = DatasetCard(
-    title="CVC-ColonDB",
-    hub_id="cvc-colondb",
-    domain=_POLYP_DOMAIN,
-    tags=_POLYP_TAGS,
-    training_data=(
-        f"CVC-ColonDB (380 frames, Bernal et al. 2012) is a test-only set: {_PRANET_TRAINING} CVC-ColonDB unseen, "
-        f"which measures generalisation to another centre and device. {_RECORDED_DATA}"
-    ),
-    evaluation_datasets=("colondb", "kvasir", "clinicdb", "etis", "cvc300"),
-    terms=(
-        'No licence is stated by the copy this project evaluated on (its README says "License: Unknown"). The terms '
-        "of the original release must be checked with its authors (Computer Vision Center, Barcelona) before the "
-        "weights are used or redistributed. Publications must cite Bernal et al. (Pattern Recognition 2012)."
-    ),
-    terms_checked=False,
-    homepage=None,
-    citation=r"""@article{bernal2012towards,
-  title={Towards automatic polyp detection with a polyp appearance model},
-  author={Bernal, Jorge and S{\'a}nchez, Javier and Vilari{\~n}o, Fernando},
-  journal={Pattern Recognition},
-  volume={45},
-  number={9},
-  pages={3166--3182},
-  year={2012}
-}""",
-)
-
-ETIS_CARD = DatasetCard(
-    title="ETIS-LaribPolypDB",
-    hub_id="etis-laribpolypdb",
-    domain=_POLYP_DOMAIN,
-    tags=_POLYP_TAGS,
-    training_data=(
-        f"ETIS-LaribPolypDB (196 frames at 1225x966, Silva et al. 2014) is a test-only set: {_PRANET_TRAINING} ETIS "
-        f"unseen; its polyps are small and it is the hardest of the polyp benchmarks. {_RECORDED_DATA}"
-    ),
-    evaluation_datasets=("etis", "kvasir", "clinicdb", "colondb", "cvc300"),
-    terms=(
-        'No licence is stated by the copy this project evaluated on (its README says "License: Unknown"); another '
-        "repository notes that the images are property of Lariboisiere Hospital-APHP and ETIS/ENSEA and the ground "
-        "truth of ETIS/ENSEA. The terms must be checked with the owners before the weights are used or "
-        "redistributed. Publications must cite Silva et al. (IJCARS 2014)."
-    ),
-    terms_checked=False,
-    homepage="https://polyp.grand-challenge.org/EtisLarib/",
-    citation=r"""@article{silva2014toward,
-  title={Toward embedded detection of polyps in WCE images for early diagnosis of colorectal cancer},
-  author={Silva, Juan and Histace, Aymeric and Romain, Olivier and Dray, Xavier and Granado, Bertrand},
-  journal={International Journal of Computer Assisted Radiology and Surgery},
-  volume={9},
-  number={2},
-  pages={283--293},
-  year={2014}
-}""",
-)
-
-CVC300_CARD = DatasetCard(
-    title="CVC-300 (EndoScene test)",
-    hub_id="cvc-300",
-    domain=_POLYP_DOMAIN,
-    tags=_POLYP_TAGS,
-    training_data=(
-        "CVC-300 (the 60 test frames of the CVC-300 part of EndoScene, Vazquez et al. 2017) is a test-only set: "
-        f"{_PRANET_TRAINING} CVC-300 unseen. {_RECORDED_DATA}"
-    ),
-    evaluation_datasets=("cvc300", "kvasir", "clinicdb", "colondb", "etis"),
-    terms=(
-        "Published terms as we know them: EndoScene/CVC-300 was released by the Computer Vision Center (Barcelona) "
-        "for research use, citing Vazquez et al. (2017); commercial use is not granted. These terms have not been "
-        "verified for this release and must be checked with the dataset's authors before the weights are used or "
-        "redistributed."
-    ),
-    terms_checked=False,
-    homepage=None,
-    citation=r"""@article{vazquez2017benchmark,
-  title={A Benchmark for Endoluminal Scene Segmentation of Colonoscopy Images},
-  author={V{\'a}zquez, David and Bernal, Jorge and S{\'a}nchez, F. Javier and Fern{\'a}ndez-Esparrach, Gloria and
-          L{\'o}pez, Antonio M. and Romero, Adriana and Drozdzal, Michal and Courville, Aaron},
-  journal={Journal of Healthcare Engineering},
-  volume={2017},
-  pages={4037190},
-  year={2017}
-}""",
-)
-
-GLAS_CARD = DatasetCard(
-    title="GlaS (MICCAI 2015 gland segmentation)",
-    hub_id="glas",
-    domain="gland segmentation in H&E colon histology",
-    tags=("gland-segmentation", "histopathology", "h-and-e"),
-    training_data=(
-        "GlaS@MICCAI 2015 (Sirinukunwattana et al. 2017): 165 H&E-stained colon histology images (85 train, 80 test "
-        "= testA 60 + testB 20), gland versus background masks (gland instances merged)."
-    ),
-    evaluation_datasets=("glas",),
-    terms=(
-        'The challenge states the data are "provided for research purposes only. Commercial uses are not allowed", '
-        "and asks publications to cite Sirinukunwattana et al. (MedIA 2017) and Sirinukunwattana et al. (IEEE TMI "
-        "2015)."
-    ),
-    terms_checked=True,
-    homepage="https://warwick.ac.uk/fac/cross_fac/tia/data/glascontest/",
-    citation=r"""@article{sirinukunwattana2017gland,
-  title={Gland Segmentation in Colon Histology Images: The GlaS Challenge Contest},
-  author={Sirinukunwattana, Korsuk and Pluim, Josien P. W. and Chen, Hao and others},
-  journal={Medical Image Analysis},
-  volume={35},
-  pages={489--502},
-  year={2017}
-}""",
-)
-
-MONUSEG_CARD = DatasetCard(
-    title="MoNuSeg (multi-organ nucleus segmentation)",
-    hub_id="monuseg",
-    domain="nucleus segmentation in H&E histology (multiple organs)",
-    tags=("nucleus-segmentation", "histopathology", "h-and-e"),
-    training_data=(
-        "MoNuSeg (Kumar et al. 2017, 2019): 1000x1000 H&E tiles from TCGA with nucleus annotations, binarised to "
-        "nucleus versus background. This project's copy has 30 of the 37 official training tiles and the 14 "
-        "official test tiles; validation is a seeded part of train."
-    ),
-    evaluation_datasets=("monuseg",),
-    terms=(
-        "Third-party mirrors state CC BY-NC-SA 4.0 (attribution, non-commercial, share-alike); this was not verified "
-        "on the official challenge page and must be checked there. The images derive from TCGA. Publications must "
-        "cite Kumar et al. (IEEE TMI 2017) and Kumar et al. (IEEE TMI 2019)."
-    ),
-    terms_checked=False,
-    homepage="https://monuseg.grand-challenge.org/",
-    citation=r"""@article{kumar2017dataset,
-  title={A Dataset and a Technique for Generalized Nuclear Segmentation for Computational Pathology},
-  author={Kumar, Neeraj and Verma, Ruchika and Sharma, Sanuj and Bhargava, Surabhi and Vahadane, Abhishek and Sethi,
-          Amit},
-  journal={IEEE Transactions on Medical Imaging},
-  volume={36},
-  number={7},
-  pages={1550--1560},
-  year={2017}
-}
-@article{kumar2019multi,
-  title={A Multi-Organ Nucleus Segmentation Challenge},
-  author={Kumar, Neeraj and Verma, Ruchika and Anand, Deepak and others},
-  journal={IEEE Transactions on Medical Imaging},
-  volume={39},
-  number={5},
-  pages={1380--1391},
-  year={2020}
-}""",
-)
-
-MONUSEG_BOUNDARY_CARD = dataclasses.replace(
-    MONUSEG_CARD,
-    title="MoNuSeg (multi-organ nucleus segmentation), nucleus interior and boundary",
-    domain="nucleus segmentation in H&E histology (multiple organs), with a boundary class that separates nuclei",
-    tags=(*MONUSEG_CARD.tags, "instance-segmentation"),
-    training_data=(
-        "MoNuSeg (Kumar et al. 2017, 2019): 1000x1000 H&E tiles from TCGA, three classes: background, nucleus "
-        "interior and nucleus boundary (a ring of a few pixels inside each nucleus). On this project's training "
-        "tiles (30 of the 37 official ones, binary masks) the ring is the inner boundary of each connected component "
-        "of the mask; on the 14 official test tiles it is each nucleus's own boundary, from the instance masks "
-        "rasterised from the official XML, so touching nuclei are separated. Validation is a seeded part of train."
-    ),
-    evaluation_datasets=("monuseg_boundary",),
-)
-
-# Both SUN-SEG presets train on SUN-SEG's TrainDataset: one card.
-SUNSEG_CARD = DatasetCard(
-    title="SUN-SEG (video polyp segmentation)",
-    hub_id="sun-seg",
-    domain="polyp segmentation in colonoscopy videos (frame by frame)",
-    tags=("polyp-segmentation", "colonoscopy", "video-polyp-segmentation"),
-    training_data=(
-        "SUN-SEG (Ji et al. 2022): pixel-level polyp masks for frames of the SUN colonoscopy video database; trained "
-        "on its TrainDataset and tested on TestEasyDataset and TestHardDataset (Unseen cases). AutoSAM segments each "
-        "frame independently (no temporal model)."
-    ),
-    evaluation_datasets=("sunseg_easy", "sunseg_hard"),
-    terms=(
-        "Published terms as we know them: the SUN database (Misawa et al. 2021) is released on application, for "
-        "non-commercial research, under an agreement with its owners (Showa University and Nagoya University); "
-        "SUN-SEG's annotations are distributed with the same restriction. These terms have not been verified for "
-        "this release and must be checked before the weights are used or redistributed."
-    ),
-    terms_checked=False,
-    homepage="https://github.com/GewelsJI/VPS",
-    citation=r"""@article{ji2022video,
-  title={Video Polyp Segmentation: A Deep Learning Perspective},
-  author={Ji, Ge-Peng and Xiao, Guobao and Chou, Yu-Cheng and Fan, Deng-Ping and Zhao, Kai and Chen, Geng and Van
-          Gool, Luc},
-  journal={Machine Intelligence Research},
-  volume={19},
-  number={6},
-  pages={531--549},
-  year={2022}
-}
-@article{misawa2021development,
-  title={Development of a computer-aided detection system for colonoscopy and a publicly accessible large colonoscopy
-         video database (with video)},
-  author={Misawa, Masashi and Kudo, Shin-ei and Mori, Yuichi and others},
-  journal={Gastrointestinal Endoscopy},
-  volume={93},
-  number={4},
-  pages={960--967},
-  year={2021}
-}""",
-)
 
 
 # ---------------------------------------------------------------------------------------------- presets
@@ -414,7 +196,7 @@ POLYP_CANVAS_RULE = "squash"
 
 
 def _polyp_test_preset(
-    name: str, display_name: str, pranet_name: str, folder_names: tuple[str, ...], description: str, card
+    name: str, display_name: str, pranet_name: str, folder_names: tuple[str, ...], description: str
 ) -> DatasetPreset:
     return DatasetPreset(
         name=name,
@@ -426,7 +208,7 @@ def _polyp_test_preset(
         image_size=352,
         augmentation=POLYP_AUGMENTATION,
         canvas_rule=POLYP_CANVAS_RULE,
-        card=card,
+        card_name=name,
     )
 
 
@@ -445,7 +227,7 @@ def _sunseg_preset(name: str, display_name: str, test_root: str) -> DatasetPrese
         image_size=352,
         augmentation=POLYP_AUGMENTATION,
         canvas_rule=POLYP_CANVAS_RULE,
-        card=SUNSEG_CARD,
+        card_name="sunseg",  # both SUN-SEG presets train on its TrainDataset: one card
         is_video=True,
     )
 
@@ -462,7 +244,7 @@ MONUSEG = DatasetPreset(
     folder_names=("monuseg", "MoNuSeg"),
     image_size=512,
     augmentation=MONUSEG_AUGMENTATION,
-    card=MONUSEG_CARD,
+    card_name="monuseg",
 )
 
 PRESETS: dict[str, DatasetPreset] = {
@@ -487,7 +269,7 @@ PRESETS: dict[str, DatasetPreset] = {
             image_size=352,
             augmentation=POLYP_AUGMENTATION,
             canvas_rule=POLYP_CANVAS_RULE,
-            card=KVASIR_CARD,
+            card_name="kvasir",
         ),
         DatasetPreset(
             name="clinicdb",
@@ -502,7 +284,7 @@ PRESETS: dict[str, DatasetPreset] = {
             image_size=352,
             augmentation=POLYP_AUGMENTATION,
             canvas_rule=POLYP_CANVAS_RULE,
-            card=CLINICDB_CARD,
+            card_name="clinicdb",
         ),
         _polyp_test_preset(
             "colondb",
@@ -510,7 +292,6 @@ PRESETS: dict[str, DatasetPreset] = {
             "CVC-ColonDB",
             ("colondb", "cvc_colondb", "CVC-ColonDB"),
             "CVC-ColonDB polyps (test only; trained on kvasir/clinicdb).",
-            COLONDB_CARD,
         ),
         _polyp_test_preset(
             "etis",
@@ -518,7 +299,6 @@ PRESETS: dict[str, DatasetPreset] = {
             "ETIS-LaribPolypDB",
             ("etis", "etis_laribpolypdb", "ETIS-LaribPolypDB"),
             "ETIS-LaribPolypDB polyps (test only).",
-            ETIS_CARD,
         ),
         _polyp_test_preset(
             "cvc300",
@@ -526,7 +306,6 @@ PRESETS: dict[str, DatasetPreset] = {
             "CVC-300",
             ("cvc300", "cvc_300", "CVC-300"),
             "CVC-300 (EndoScene test) polyps (test only).",
-            CVC300_CARD,
         ),
         DatasetPreset(
             name="glas",
@@ -542,7 +321,7 @@ PRESETS: dict[str, DatasetPreset] = {
             folder_names=("glas", "GlaS", "Warwick QU Dataset (Released 2016_07_08)"),
             image_size=256,
             augmentation=GLAS_AUGMENTATION,
-            card=GLAS_CARD,
+            card_name="glas",
         ),
         MONUSEG,
         # The same data and folders, with classes derived from the nuclei: background, interior, boundary.
@@ -554,7 +333,7 @@ PRESETS: dict[str, DatasetPreset] = {
                 "MoNuSeg nuclei as 3 classes (background, interior, boundary ring): train from the binary masks' "
                 "connected components, test from masks_instance (touching nuclei separated)."
             ),
-            card=MONUSEG_BOUNDARY_CARD,
+            card_name="monuseg_boundary",
             id2label=BOUNDARY_ID2LABEL,
             boundary_width=DEFAULT_BOUNDARY_WIDTH,
         ),

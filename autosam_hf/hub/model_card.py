@@ -1,6 +1,7 @@
-"""Model cards for published AutoSAM checkpoints: the facts of the dataset preset (`DatasetPreset.card`) rendered
-into the shared template (`model_cards/template.md`, shipped in the package as `autosam_hf.model_cards`), with the
-metrics actually measured as a table and as model-index metadata (`huggingface_hub.ModelCardData` / `EvalResult`).
+"""Model cards for published AutoSAM checkpoints: the facts of the dataset preset (`DatasetPreset.card`, from
+`model_cards/datasets/`) rendered into the shared template (`model_cards/template.md`; both shipped in the package as
+`autosam_hf.model_cards`), with the metrics actually measured as a table and as model-index metadata
+(`huggingface_hub.ModelCardData` / `EvalResult`).
 
 Measured metrics are read from JSON files of this schema (`all_results.json` in a trained folder, or any file given
 to `autosam-publish --metrics`, such as `autosam-eval`'s `eval_results.json`); every key is optional:
@@ -34,15 +35,15 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from ..data.presets import PRESETS, DatasetPreset, get_preset
+from ..data.presets import CARD_PACKAGE, PRESETS, DatasetPreset, get_preset
 from ..metrics import class_names_of, metric_display_name
 from ..model import AutoSamConfig
 from ..training.settings import RECIPES
 
 logger = logging.getLogger(__name__)
 
-# The package that holds `template.md` (the repository's top-level model_cards/, mapped by setup.cfg).
-TEMPLATE_PACKAGE = "autosam_hf.model_cards"
+# The package that holds `template.md`, beside the dataset card files.
+TEMPLATE_PACKAGE = CARD_PACKAGE
 TEMPLATE_FILENAME = "template.md"
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")  # files, never Hub ids
 METRICS_FILENAME = "all_results.json"

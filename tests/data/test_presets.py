@@ -1,7 +1,12 @@
-"""autosam_hf.data.presets: layouts, paper settings, errors, and every real data set in ../shared/data."""
+"""autosam_hf.data.presets: layouts, paper settings, card files, errors, and every real data set in
+../shared/data."""
+
+import dataclasses
+import importlib.resources
 
 import numpy as np
 import pytest
+import yaml
 
 from autosam_hf.data import (
     BENCHMARKS,
@@ -12,7 +17,9 @@ from autosam_hf.data import (
     get_preset,
     load_image_mask_folder,
     load_preset_dataset,
+    read_dataset_card,
 )
+from autosam_hf.data.presets import CARD_PACKAGE, DATASET_CARDS_FOLDER
 from data.files import make_pair_folder, mask_array
 
 
@@ -100,6 +107,40 @@ def test_presets_hold_every_dataset_fact_in_one_place():
         assert set(card.evaluation_datasets) <= set(PRESETS) and card.hub_id and card.terms
     assert get_preset("sunseg_easy").card is get_preset("sunseg_hard").card  # both train on SUN-SEG's train set
     assert get_preset("kvasir").card.evaluation_datasets[0] == "kvasir"  # its own test set first
+
+
+def test_every_card_file_belongs_to_a_preset_and_every_preset_has_one():
+    folder = importlib.resources.files(CARD_PACKAGE) / DATASET_CARDS_FOLDER
+    assert {entry.name for entry in folder.iterdir()} == {f"{preset.card_name}.yaml" for preset in PRESETS.values()}
+    # monuseg_boundary's file extends monuseg's: the same data, terms and citation, its own classes' text.
+    nuclei, boundary = get_preset("monuseg").card, get_preset("monuseg_boundary").card
+    assert (boundary.hub_id, boundary.terms, boundary.citation) == (nuclei.hub_id, nuclei.terms, nuclei.citation)
+    assert boundary.title != nuclei.title and "boundary" in boundary.training_data
+
+
+def test_card_files_are_read_strictly(tmp_path):
+    fields = dataclasses.asdict(get_preset("glas").card)
+    (tmp_path / "full.yaml").write_text(
+        yaml.safe_dump({**fields, "tags": list(fields["tags"]), "evaluation_datasets": ["glas"]})
+    )
+    assert read_dataset_card("full", tmp_path) == get_preset("glas").card
+    (tmp_path / "child.yaml").write_text("extends: full\ntitle: Other\ntags: [a]\n")
+    child = read_dataset_card("child", tmp_path)
+    assert (child.title, child.tags, child.citation) == ("Other", ("a",), fields["citation"])
+    for name, text, error in [
+        ("bad", "title: [unclosed\n", r"bad\.yaml: not valid YAML"),
+        ("list", "- title\n", r"list\.yaml: expected a mapping of DatasetCard fields, got list"),
+        ("short", "extends: full\nlicence: x\n", r"short\.yaml: unknown fields licence$"),
+        ("typed", "extends: full\nterms_checked: maybe\ntags: a\n", r"typed\.yaml: wrong type of tags, terms_checked"),
+    ]:
+        (tmp_path / f"{name}.yaml").write_text(text)
+        with pytest.raises(ValueError, match=error):
+            read_dataset_card(name, tmp_path)
+    (tmp_path / "half.yaml").write_text("title: x\n")
+    with pytest.raises(ValueError, match=r"half\.yaml: missing fields hub_id, domain, .*, citation$"):
+        read_dataset_card("half", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"absent\.yaml"):
+        read_dataset_card("absent", tmp_path)
 
 
 @pytest.mark.slow

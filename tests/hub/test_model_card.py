@@ -1,5 +1,6 @@
-"""autosam_hf.hub.model_card: cards rendered from the presets' facts with the measured metrics, and the template
-installed with the package (a wheel built from the repository publishes without --template_dir)."""
+"""autosam_hf.hub.model_card: cards rendered from the presets' facts with the measured metrics, and the template and
+the dataset card files installed with the package (a wheel built from the repository publishes without
+--template_dir)."""
 
 import copy
 import json
@@ -157,11 +158,14 @@ def test_wheel_installs_every_package_and_publishes_without_template_dir(workspa
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-4000:]
     (wheel,) = wheels.glob("autosam_hf-*.whl")
 
-    # Every package of the source tree is in the wheel, and the card template with the model_cards package.
+    # Every package of the source tree is in the wheel, and the card template and every preset's card file with the
+    # model_cards package.
     packaged = set(zipfile.ZipFile(wheel).namelist())
     source_packages = {path.relative_to(source).as_posix() for path in (source / "autosam_hf").rglob("__init__.py")}
     assert source_packages and source_packages <= packaged
     assert {"autosam_hf/model_cards/__init__.py", "autosam_hf/model_cards/template.md"} <= packaged
+    card_files = {f"autosam_hf/model_cards/datasets/{preset.card_name}.yaml" for preset in PRESETS.values()}
+    assert card_files <= packaged, sorted(card_files - packaged)
 
     installed = run_command([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], timeout=300)
     assert installed.returncode == 0, installed.stderr[-4000:]
