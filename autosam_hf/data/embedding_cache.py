@@ -89,8 +89,6 @@ def sam_vision_fingerprint(model: torch.nn.Module) -> str:
 # Settings that do not change SAM's canvas (g's canvas, the label canvas and its classes): left out of the
 # fingerprint, so changing them reuses the embeddings.
 _NOT_SAM_CANVAS_SETTINGS = ("prompt_size", "canvases", "num_labels", "mask_size", "mask_pad_size", "mask_threshold")
-# Settings added after caches were first built, left out at their default so that those caches stay valid.
-_LATER_SETTING_DEFAULTS = {"canvas_rule": "letterbox", "sam_preprocessing": None}
 
 
 def processor_fingerprint(processor: Any) -> str:
@@ -99,12 +97,7 @@ def processor_fingerprint(processor: Any) -> str:
         raise TypeError(
             f"Cannot fingerprint {type(processor).__name__}: it has no to_dict() (a transformers processor)."
         )
-    settings = {
-        key: value
-        for key, value in processor.to_dict().items()
-        if key not in _NOT_SAM_CANVAS_SETTINGS
-        and not (key in _LATER_SETTING_DEFAULTS and value == _LATER_SETTING_DEFAULTS[key])
-    }
+    settings = {key: value for key, value in processor.to_dict().items() if key not in _NOT_SAM_CANVAS_SETTINGS}
     return json.dumps(settings, sort_keys=True, default=str)
 
 

@@ -182,8 +182,7 @@ def build_manifest(
             "model_type": config.model_type,
             "default_mode": config.default_mode,
             "mask_threshold": config.mask_threshold,
-            # How K > 1 logit maps relate (absent from configs older than multi-class models).
-            "class_activation": getattr(config, "class_activation", None),
+            "class_activation": config.class_activation,  # how K > 1 logit maps relate
             "id2label": {str(key): value for key, value in config.id2label.items()},
             "prompt_input_size": config.prompt_input_size,
             "sam_name_or_path": config.sam_name_or_path,
@@ -224,7 +223,9 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"Cannot read {path}: {error}") from error
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{path} is not an {FORMAT} manifest")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
+    if not isinstance(manifest.get("format_version"), int):
+        raise ValueError(f"{path} has no format_version")
+    if manifest["format_version"] > FORMAT_VERSION:
         raise ValueError(
             f"{path} has format_version {manifest['format_version']}; this autosam_hf reads up to {FORMAT_VERSION}"
         )

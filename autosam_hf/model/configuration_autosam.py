@@ -8,14 +8,12 @@ from .frozen_sam import CANVAS_RULES, FROZEN_SAM_FAMILIES, frozen_sam_class
 from .segmentation_classes import check_class_activation
 
 AUTOSAM_MODES = ("autosam", "surrogate", "sam_mask_prompt")
-# Checkpoints saved before the modes were named after what they run used "sam" for AutoSAM's own path.
-LEGACY_MODE_NAMES = {"sam": "autosam"}
 
 
 def frozen_sam_config(sam_config: dict | PreTrainedConfig | None) -> PreTrainedConfig:
     """`sam_config` as the configuration of its family: a config object of SAM, SAM-HQ or SAM2 as it is; a dict
-    (a loaded `config.json`) by its `model_type` — `"sam"` when it has none, as configs saved before other families
-    were supported; None → the default `SamConfig`. Raises ValueError naming `sam_config` for anything else."""
+    (a loaded `config.json`) by its `model_type` (`"sam"` when it names none); None → the default `SamConfig`.
+    Raises ValueError naming `sam_config` for anything else."""
     if isinstance(sam_config, PreTrainedConfig):
         family = frozen_sam_class(sam_config, argument="sam_config")
         if isinstance(sam_config, family.config_class):
@@ -32,8 +30,7 @@ def frozen_sam_config(sam_config: dict | PreTrainedConfig | None) -> PreTrainedC
 
 
 def canonical_mode(mode: str) -> str:
-    """`mode` under its current name (`"sam"` → `"autosam"`); raises for unknown modes."""
-    mode = LEGACY_MODE_NAMES.get(mode, mode)
+    """`mode`, checked: raises ValueError naming it unless it is one of `AUTOSAM_MODES`."""
     if mode not in AUTOSAM_MODES:
         raise ValueError(f"mode must be one of {AUTOSAM_MODES}, got {mode!r}")
     return mode

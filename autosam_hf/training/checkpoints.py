@@ -171,11 +171,12 @@ def training_layout(settings: TrainingSettings, stage: str, train_ids: Sequence[
 
 
 def check_layout(path: Path, layout: dict) -> None:
-    """Refuse to resume a checkpoint written with another `training_layout` (checkpoints from before it was
-    recorded pass)."""
+    """Refuse to resume a checkpoint written with another `training_layout`, or with none recorded."""
     saved = read_progress(path).get("layout")
     if saved is None:
-        return
+        raise ValueError(
+            f"--resume_from_checkpoint {path} records no training layout: it was not written by autosam-train"
+        )
     changed = [key for key in LAYOUT_FLAGS if key in saved and saved[key] != layout[key]]  # keys added later pass
     if changed:
         details = "; ".join(f"{key} {saved.get(key)} then, {layout[key]} now ({LAYOUT_FLAGS[key]})" for key in changed)

@@ -38,8 +38,7 @@ def test_report_fills_the_model_card_sections_with_the_models_own_mode():
     specs = [DatasetSpec("kvasir", "test", None), DatasetSpec("kvasir", "val", None), DatasetSpec("etis")]
     autosam, surrogate = ModeResult({"dice": 0.9, "iou": 0.8}), ModeResult({"dice": 0.7, "iou": 0.6})
     results = {key: {"autosam": autosam, "surrogate": surrogate} for key in ("kvasir", "kvasir_val")}
-    # The legacy default mode "sam" is AutoSAM's own row.
-    report = build_report("m", ["autosam", "surrogate"], specs, results, {}, {}, default_mode="sam")
+    report = build_report("m", ["autosam", "surrogate"], specs, results, {}, {}, default_mode="autosam")
     assert report["test"] == {"kvasir": autosam.metrics} and report["validation"] == {"kvasir": autosam.metrics}
     assert [entry["evaluated"] for entry in report["datasets"]] == [True, True, False]
     assert report["datasets"][1]["display_name"] == "Kvasir-SEG (val)"

@@ -55,12 +55,15 @@ def test_config_round_trip(tiny_sam_config, tmp_path):
     assert isinstance(AutoConfig.from_pretrained(tmp_path), AutoSamConfig)
 
 
-def test_checkpoints_with_the_old_mode_name_load(tiny_sam_config, tmp_path):
-    """Configs saved before the rename say default_mode "sam"; they load as "autosam", and "sam" still works."""
+def test_modes_are_checked_by_name(tiny_sam_config, tmp_path):
+    """Only the current mode names: "sam" (the name before the modes were named after what they run) is refused,
+    in a saved config as in a call."""
+    assert canonical_mode("autosam") == "autosam" and canonical_mode("surrogate") == "surrogate"
+    for unknown in ("fast", "sam"):
+        with pytest.raises(ValueError, match="mode must be one of"):
+            canonical_mode(unknown)
     AutoSamConfig(sam_config=tiny_sam_config.to_dict()).save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**saved, "default_mode": "sam"}))
-    assert AutoSamConfig.from_pretrained(tmp_path).default_mode == "autosam"
-    assert canonical_mode("sam") == "autosam" and canonical_mode("surrogate") == "surrogate"
-    with pytest.raises(ValueError, match="mode must be one of"):
-        canonical_mode("fast")
+    with pytest.raises(ValueError, match="got 'sam'"):
+        AutoSamConfig.from_pretrained(tmp_path)

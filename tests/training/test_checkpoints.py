@@ -12,6 +12,7 @@ from autosam_hf.training.checkpoints import (
     PROGRESS_FILE,
     RunState,
     TrainingLog,
+    check_layout,
     find_checkpoint,
     keep_best_weights,
     prune_checkpoints,
@@ -36,6 +37,16 @@ def test_pruning_keeps_the_newest_complete_checkpoints_and_the_save_in_progress(
         "checkpoint_1", "checkpoint_1 copy", "checkpoint_3", "checkpoint_4",
     ]  # fmt: skip
     assert prune_checkpoints(tmp_path / "none", keep=1) == []
+
+
+def test_a_checkpoint_without_a_recorded_layout_or_with_another_is_refused(tmp_path):
+    make_checkpoints(tmp_path, complete=[1], incomplete=[])
+    checkpoint = tmp_path / "checkpoint_1"
+    with pytest.raises(ValueError, match="checkpoint_1 records no training layout"):
+        check_layout(checkpoint, {"num_processes": 1})
+    (checkpoint / PROGRESS_FILE).write_text(json.dumps({"layout": {"num_processes": 2}}))
+    with pytest.raises(ValueError, match="laid out differently: num_processes 2 then, 1 now"):
+        check_layout(checkpoint, {"num_processes": 1})
 
 
 def test_a_checkpoint_keeps_the_best_weights_of_its_time(tmp_path):
