@@ -1,7 +1,9 @@
 """The documentation holds together: every page is reachable from README.md, every relative link (and its #anchor)
-exists, every command line in a shell block uses only flags its command's parser knows, and README's fresh-machine
-commands are the ones `.ci/run` runs."""
+exists, every command line in a shell block uses only flags its command's parser knows, every Python block parses
+and imports only names that exist (README's quick start and docs/volumes.md's example also run: tests/test_readme.py,
+tests/volumes/test_docs_snippet.py), and README's fresh-machine commands are the ones `.ci/run` runs."""
 
+import ast
 import functools
 import importlib
 import re
@@ -157,6 +159,38 @@ def test_shell_blocks_use_only_flags_their_command_knows(page):
     for command, arguments in shell_commands(page.read_text()):
         unknown += [f"{command} {flag}" for flag in flags_of(arguments) if flag not in known_flags(command)]
     assert not unknown, f"{page.relative_to(REPO_ROOT)}: unknown flags {unknown}"
+
+
+def python_blocks(page: Path) -> list[str]:
+    return [code for language, code in FENCE.findall(page.read_text()) if language == "python"]
+
+
+def missing_imports(code: str) -> list[str]:
+    """The `from module import name` names of `code` that do not exist (the snippets' first line of contact with
+    the package: a moved module or a renamed function)."""
+    missing = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.ImportFrom):
+            module = importlib.import_module(node.module)
+            missing += [f"{node.module}.{alias.name}" for alias in node.names if not hasattr(module, alias.name)]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                importlib.import_module(alias.name)
+    return missing
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(REPO_ROOT)))
+def test_python_blocks_parse_and_import_what_exists(page):
+    for code in python_blocks(page):
+        assert not missing_imports(code), f"{page.relative_to(REPO_ROOT)}: {missing_imports(code)}"
+
+
+def test_the_import_check_finds_a_renamed_function():
+    assert missing_imports("from autosam_hf.inference import predict_images, predict_everything") == [
+        "autosam_hf.inference.predict_everything"
+    ]
+    with pytest.raises(ModuleNotFoundError):
+        missing_imports("from autosam_hf.predict_module import predict_images")
 
 
 def test_the_flag_check_reads_continuations_environments_and_chains():
