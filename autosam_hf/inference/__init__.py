@@ -1,9 +1,17 @@
 """Inference with a trained AutoSAM (`autosam-predict`): what a model must offer (`protocol`: the PyTorch model and
-an onnxruntime export alike), the input side (`inputs`: image files, folders, frames, videos), the Python API
-(`predictor`: `iter_predictions`, `predict_images`, `segment_input`) and the command line (`cli`)."""
+an onnxruntime export alike), the input side (`inputs`: image files, folders, frames, videos, CT/MRI volumes), the
+Python API (`predictor`: `iter_predictions`, `predict_images`, `predict_volume`, `segment_input`) and the command
+line (`cli`)."""
 
-from .inputs import INPUT_KINDS, VIDEO_EXTENSIONS, InputImage, InputKind, open_input, read_image
-from .predictor import PredictionSettings, PredictionSummary, iter_predictions, predict_images, segment_input
+from .inputs import INPUT_KINDS, VIDEO_EXTENSIONS, InputImage, InputKind, InputVolume, open_input, read_image
+from .predictor import (
+    PredictionSettings,
+    PredictionSummary,
+    iter_predictions,
+    predict_images,
+    predict_volume,
+    segment_input,
+)
 from .protocol import SegmentationConfig, SegmentationModel
 
 __all__ = [
@@ -11,6 +19,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "InputImage",
     "InputKind",
+    "InputVolume",
     "PredictionSettings",
     "PredictionSummary",
     "SegmentationConfig",
@@ -18,6 +27,7 @@ __all__ = [
     "iter_predictions",
     "open_input",
     "predict_images",
+    "predict_volume",
     "read_image",
     "segment_input",
 ]

@@ -1,7 +1,9 @@
-"""`autosam-predict`: segment images, folders of images (or video frames) and video files with a trained AutoSAM.
+"""`autosam-predict`: segment images, folders of images (or video frames), video files and CT/MRI volumes (NIfTI
+files, DICOM series folders, folders of them) with a trained AutoSAM.
 
     autosam-predict --model my-org/autosam-kvasir images/ --output_dir predictions/ [--fast] [--batch_size 8]
     autosam-predict --backend onnxruntime --model onnx/ images/ --output_dir predictions/  # an autosam-export folder
+    autosam-predict --model runs/liver ct.nii.gz --output_dir predictions/ --ct_window abdomen  # or a DICOM folder
 
 For every input image it writes, under `--output_dir`:
     - `masks/<stem>.png`: the binary mask, 0/255, at the image's original size: `logit > config.mask_threshold`
@@ -9,13 +11,21 @@ For every input image it writes, under `--output_dir`:
       multi-class model the label map instead, one value per pixel: 0 background, k = class k (`config.id2label`);
     - `overlays/<stem>.png`: the image with the mask tinted and its contour drawn (several classes: each in its
       colour, with a legend below the image naming them).
+For every input volume (slices along `--slice_axis`, default the coarsest-spaced, each segmented as an image, in
+batches of `--batch_size` slices; intensities through `--ct_window`, else the volume's 0.5th..99.5th percentiles):
+    - `<name>.nii.gz`: the label volume on the input's exact grid and header (affine, shape, orientation): 0/1, or
+      the class ids of `config.id2label` for a multi-class model;
+    - `<name>_overlay.png`: a montage of up to 16 slices with the labels drawn (`autosam_hf.volumes.montage`).
+A folder holding `.dcm` files (or DICOM files without suffix) is one DICOM series (`inputs.is_dicom_series`); a
+folder without images but with NIfTI files or DICOM series subfolders is a folder of volumes.
 Video frames are named `<video stem>_<frame index, 6 digits>`. A folder is read in natural order (`frame2` before
 `frame10`), so a folder of frames is just a folder; its images are the files with an extension of
 `autosam_hf.data.IMAGE_EXTENSIONS` (what training reads too); the input kinds: `autosam_hf.inference.inputs`.
 Files are written atomically (temporary file + rename).
 
-Errors: a missing input, an empty folder, an unreadable single image or an undecodable video stops with a message
-naming it. Inside a folder an unreadable file is reported (a warning naming it) and skipped.
+Errors: a missing input, an empty folder, an unreadable single image or volume or an undecodable video stops with
+a message naming it, before anything is written. Inside a folder an unreadable file (or volume) is reported (a
+warning naming it) and skipped.
 Exit status: 0 when at least one image was segmented; 2 for bad input (arguments, the input, a model that cannot be
 loaded, or no image of the input that could be read), printed as `autosam-predict: error: <message>`.
 
@@ -42,6 +52,7 @@ from ..cli import (
 from ..hub.loading import load_model_and_processor
 from ..model import AUTOSAM_MODES, AutoSamImageProcessor
 from ..model.configuration_autosam import canonical_mode
+from ..volumes.intensity import CT_WINDOWS, parse_window
 from .inputs import open_input
 from .predictor import PredictionSettings, segment_input
 from .protocol import SegmentationModel
@@ -52,13 +63,26 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("pytorch", "onnxruntime")
 
 
+def ct_window(text: str) -> tuple[float, float]:
+    """argparse `type` of `--ct_window`: a name of `CT_WINDOWS` or `low,high` in HU."""
+    try:
+        return parse_window(text, "--ct_window")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--ct_window: ")) from None
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="autosam-predict",
-        description="Segment an image, a folder of images or video frames, or a video with AutoSAM; writes masks "
-        "(PNG at the original size: 0/255, or label maps 0..K for multi-class models) and overlays.",
+        description="Segment an image, a folder of images or video frames, a video, or CT/MRI volumes with AutoSAM; "
+        "writes masks (PNG at the original size: 0/255, or label maps 0..K for multi-class models) and overlays; "
+        "for a volume, a NIfTI label volume on its grid and a montage.",
     )
-    parser.add_argument("input", help="image file, folder of images/frames (natural order) or video file")
+    parser.add_argument(
+        "input",
+        help="image file, folder of images/frames (natural order), video file, NIfTI volume (.nii/.nii.gz), DICOM "
+        "series folder, or folder of volumes",
+    )
     add_model_arguments(parser)
     parser.add_argument(
         "--backend",
@@ -79,7 +103,26 @@ def build_parser() -> ArgumentParser:
         type=float,
         help="threshold on the mask logits (default: the model's config.mask_threshold, 0.0 = probability 0.5)",
     )
-    parser.add_argument("--no_overlays", action="store_true", help="write masks only")
+    parser.add_argument("--no_overlays", action="store_true", help="write masks only (volumes: no montage)")
+    volumes = parser.add_argument_group("volumes (NIfTI, DICOM series)")
+    volumes.add_argument(
+        "--ct_window",
+        type=ct_window,
+        metavar="WINDOW",
+        help=f"CT window: a name ({', '.join(CT_WINDOWS)}) or low,high in HU (e.g. -160,240); default: each "
+        "volume's 0.5th..99.5th intensity percentiles (MRI)",
+    )
+    volumes.add_argument(
+        "--slice_axis",
+        type=int,
+        choices=(0, 1, 2),
+        help="voxel axis (i, j, k) to slice along; default the coarsest-spaced (axial for a typical CT)",
+    )
+    volumes.add_argument(
+        "--context_slices",
+        action="store_true",
+        help="2.5D: slices z-1, z, z+1 as the three channels (for a model trained on such slices)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -111,7 +154,7 @@ def predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--fast means --mode surrogate; it conflicts with --mode {args.mode}")
     mode = "surrogate" if args.fast else args.mode
     configure_logging()
-    images, total = open_input(args.input)
+    items, total = open_input(args.input)
     model, processor, autocast_dtype = load_predictor(args)
     run_mode = canonical_mode(mode or model.config.default_mode)
     if run_mode == "surrogate" and model.surrogate_decoder is None:
@@ -129,13 +172,18 @@ def predict(args: argparse.Namespace) -> int:
         overlays=not args.no_overlays,
         progress=not args.quiet,
         total=total,
+        window=args.ct_window,
+        slice_axis=args.slice_axis,
+        context_slices=args.context_slices,
     )
-    summary = segment_input(model, processor, images, args.output_dir, settings)
+    summary = segment_input(model, processor, items, args.output_dir, settings)
     if summary.skipped:
         logger.warning("Skipped %d unreadable input(s): %s", len(summary.skipped), ", ".join(summary.skipped))
     if not summary.written:
         raise ValueError(f"no image of {args.input} could be segmented")
-    print(f"Segmented {len(summary.written)} image(s) from {args.input} into {args.output_dir}")
+    images = len(summary.written) - len(summary.volumes)
+    counts = [f"{count} {unit}(s)" for count, unit in ((images, "image"), (len(summary.volumes), "volume")) if count]
+    print(f"Segmented {' and '.join(counts)} from {args.input} into {args.output_dir}")
     return 0
 
 

@@ -1,9 +1,9 @@
 """The input side of `autosam-predict`: an input path as a stream of named images.
 
-An input is one of `INPUT_KINDS`, tried in order (a folder of images or frames, in natural order; a video file),
-or else a single image file. Each kind checks its path eagerly (so errors come before the model is loaded) and
-reads the pixels lazily, as `InputImage`s named for their output files. Another kind of input (a volume, say: one
-image per slice) is one more `InputKind` in `INPUT_KINDS`.
+An input is one of `INPUT_KINDS`, tried in order (a DICOM series folder; a folder of images or frames, in natural
+order, or else of volumes; a video file; a NIfTI volume), or else a single image file. Each kind checks its path
+eagerly (so errors come before the model is loaded) and reads the pixels lazily, as `InputImage`s (or, for CT/MRI,
+`InputVolume`s) named for their output files. Another kind of input is one more `InputKind` in `INPUT_KINDS`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import PIL.ImageOps
 
 from ..data.sources import IMAGE_EXTENSIONS, image_files, natural_sort_key
 from ..model import to_rgb_uint8
+from ..volumes.io import NIFTI_SUFFIXES, Volume, VolumeError, is_nifti, nifti_stem, read_volume
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +38,19 @@ class InputImage:
     error: str | None = None
 
 
-# The images of an input: an iterator of `InputImage` and their number if known (for the progress bar only).
-OpenedInput = tuple[Iterator[InputImage], int | None]
+@dataclass(eq=False)
+class InputVolume:
+    """One CT/MRI volume to segment (a NIfTI file or a DICOM series folder): its output name and either the
+    `Volume` or why it could not be read."""
+
+    name: str
+    volume: Volume | None = None
+    error: str | None = None
+
+
+# The items of an input: an iterator of `InputImage`s (or `InputVolume`s) and their number if known (for the
+# progress bar only).
+OpenedInput = tuple[Iterator[InputImage | InputVolume], int | None]
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -74,11 +86,70 @@ def _iter_folder(files: list[Path]) -> Iterator[InputImage]:
 
 def open_folder(path: Path) -> OpenedInput:
     """The images of a folder (extensions of `IMAGE_EXTENSIONS`) in natural order, `frame2` before `frame10`, as
-    training reads it; each named by its stem."""
+    training reads it; each named by its stem. A folder without images but with volumes (NIfTI files, DICOM series
+    subfolders) is a folder of volumes, each named by its file stem or folder name."""
     files = sorted(image_files(path), key=lambda child: natural_sort_key(child.name))
+    volumes = volume_paths(path)
+    if not files and volumes:
+        return _iter_volumes(volumes), len(volumes)
     if not files:
-        raise ValueError(f"No images in folder {path} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        raise ValueError(
+            f"No images in folder {path} (looked for {', '.join(IMAGE_EXTENSIONS)}, and for volumes: "
+            f"{', '.join(NIFTI_SUFFIXES)} files or DICOM series folders)"
+        )
+    if volumes:
+        logger.warning("%s holds images and volumes: segmenting the images only", path)
     return _iter_folder(files), len(files)
+
+
+# ---------------------------------------------------------------------------------------------- volumes
+# DICOM Part 10 files carry "DICM" after a 128-byte preamble, whatever their name.
+DICOM_MAGIC_OFFSET, DICOM_MAGIC = 128, b"DICM"
+
+
+def _is_dicom_file(path: Path) -> bool:
+    if path.suffix.lower() == ".dcm":
+        return True
+    if path.suffix:  # images, NIfTI, notes: only files without a suffix are sniffed
+        return False
+    with open(path, "rb") as file:
+        file.seek(DICOM_MAGIC_OFFSET)
+        return file.read(len(DICOM_MAGIC)) == DICOM_MAGIC
+
+
+def is_dicom_series(path: Path) -> bool:
+    """The rule for folders: a folder is a DICOM series when it holds a `.dcm` file or a DICOM file without
+    suffix (the "DICM" marker at byte 128); any other folder is a folder of images, or else of volumes."""
+    return path.is_dir() and any(
+        child.is_file() and not child.name.startswith(".") and _is_dicom_file(child) for child in path.iterdir()
+    )
+
+
+def volume_paths(folder: Path) -> list[Path]:
+    """The volumes of a folder in natural order: its NIfTI files and its subfolders that are DICOM series."""
+    children = [child for child in folder.iterdir() if not child.name.startswith(".")]
+    volumes = [child for child in children if (child.is_file() and is_nifti(child)) or is_dicom_series(child)]
+    return sorted(volumes, key=lambda child: natural_sort_key(child.name))
+
+
+def _volume_name(path: Path) -> str:
+    return nifti_stem(path) if is_nifti(path) else path.name
+
+
+def _iter_volumes(paths: list[Path]) -> Iterator[InputVolume]:
+    used: set[str] = set()
+    for path in paths:
+        name = _unique_name(_volume_name(path), "dicom" if path.is_dir() else "nii", used)
+        try:
+            yield InputVolume(name, volume=read_volume(path))
+        except VolumeError as error:  # as for images: one bad volume of a folder is reported and skipped
+            yield InputVolume(name, error=str(error))
+
+
+def open_volume(path: Path) -> OpenedInput:
+    """One volume (a NIfTI file or a DICOM series folder), read now, so that an unreadable one fails before the
+    model is loaded; named by the file's stem or the folder's name."""
+    return iter([InputVolume(_volume_name(path), volume=read_volume(path))]), 1
 
 
 # ---------------------------------------------------------------------------------------------- videos
@@ -134,14 +205,17 @@ class InputKind:
 
 
 INPUT_KINDS: list[InputKind] = [
+    InputKind("DICOM series", open_volume, accepts=is_dicom_series),
     InputKind("folder", open_folder, accepts=Path.is_dir),
     InputKind("video", open_video, extensions=VIDEO_EXTENSIONS),
+    InputKind("volume", open_volume, extensions=NIFTI_SUFFIXES, accepts=is_nifti),
 ]
 
 
 def open_input(path: str | os.PathLike) -> OpenedInput:
-    """The images of an input path: the first of `INPUT_KINDS` it matches (a folder of images or frames, in natural
-    order; a video file), or else a single image file.
+    """The images (or volumes) of an input path: the first of `INPUT_KINDS` it matches (a DICOM series folder; a
+    folder of images or frames, in natural order, or else of volumes; a video file; a NIfTI file), or else a single
+    image file.
 
     Checks the input eagerly (so errors come before the model is loaded) and reads the pixels lazily.
 
@@ -150,8 +224,8 @@ def open_input(path: str | os.PathLike) -> OpenedInput:
 
     Raises:
         FileNotFoundError: `path` does not exist.
-        ValueError: an empty folder, an unreadable image file, or a video that cannot be decoded (the message
-            names the file and, when OpenCV is missing, the extra to install).
+        ValueError: an empty folder, an unreadable image file or volume, or a video that cannot be decoded (the
+            message names the file and, when OpenCV, nibabel or SimpleITK is missing, the extra to install).
     """
     path = Path(path)
     if not path.exists():
@@ -177,9 +251,13 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "InputImage",
     "InputKind",
+    "InputVolume",
     "OpenedInput",
+    "is_dicom_series",
     "open_folder",
     "open_input",
     "open_video",
+    "open_volume",
     "read_image",
+    "volume_paths",
 ]

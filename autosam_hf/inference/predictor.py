@@ -4,8 +4,11 @@ model or an onnxruntime export).
 `iter_predictions` (streaming, keyed, for large inputs; yields `ImagePrediction`s with the label map, the mask and
 the logits) and `predict_images` (probabilities for a list of images) share the batching, device/dtype handling and
 post-processing (`autosam_hf.postprocessing`: masks are `logit > config.mask_threshold`, as in evaluation and the
-pipeline). `segment_input` writes what `autosam-predict` writes for the images of `inputs.open_input`: masks (0/255,
-or label maps 0..K for multi-class models) and overlays, drawn by `autosam_hf.visualization.prediction_pictures`.
+pipeline). `predict_volume` segments a CT/MRI `Volume` slice by slice through `iter_predictions` (the slices are
+images to it) and stacks the label maps on the volume's grid. `segment_input` writes what `autosam-predict` writes
+for the items of `inputs.open_input`: for images, masks (0/255, or label maps 0..K for multi-class models) and
+overlays, drawn by `autosam_hf.visualization.prediction_pictures`; for volumes, a NIfTI label volume on the input's
+grid and a montage picture (`autosam_hf.volumes`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import itertools
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,7 +32,10 @@ from ..model.image_processing_autosam import canvases_for_mode
 from ..postprocessing import ImagePrediction, model_predictions
 from ..runtime import inference_autocast, model_inputs_for
 from ..visualization import prediction_pictures, write_png
-from .inputs import InputImage
+from ..volumes.io import Volume, write_label_volume
+from ..volumes.montage import write_montage
+from ..volumes.slices import slice_axis, stack_label_slices, volume_slices
+from .inputs import InputImage, InputVolume
 from .protocol import SegmentationModel
 
 logger = logging.getLogger(__name__)
@@ -104,18 +110,63 @@ def predict_images(
     ]
 
 
+def predict_volume(
+    model: SegmentationModel,
+    processor: AutoSamImageProcessor,
+    volume: Volume,
+    axis: int | None = None,
+    window: str | tuple[float, float] | None = None,
+    context_slices: bool = False,
+    mode: str | None = None,
+    batch_size: int = 8,
+    autocast_dtype: torch.dtype | None = None,
+    mask_threshold: float | None = None,
+) -> np.ndarray:
+    """Segment a CT/MRI volume slice by slice: the slices of `autosam_hf.volumes.volume_slices` are segmented by
+    `iter_predictions` and their label maps stacked back onto the volume's grid.
+
+    Args:
+        volume: the `Volume` (`autosam_hf.volumes.read_volume`).
+        axis: the slicing axis, 0, 1 or 2; default `slice_axis(volume)`, the coarsest-spaced.
+        window: CT window, `(low, high)` HU or a name / `"low,high"` text (`parse_window`); None: this volume's
+            0.5th..99.5th percentiles.
+        context_slices: 2.5D input (slices z-1, z, z+1 as the three channels), for a model trained so.
+        mode, batch_size, autocast_dtype, mask_threshold: as for `iter_predictions` (`batch_size` slices per pass).
+
+    Returns:
+        `np.ndarray` of shape `(I, J, K)` (the volume's), uint8: 0 background, k = class k (`config.id2label`;
+        binary: 1 = foreground).
+    """
+    axis = slice_axis(volume) if axis is None else axis
+    slices = volume_slices(volume, axis=axis, window=window, context=context_slices)
+    predictions = iter_predictions(
+        model,
+        processor,
+        ((piece.index, piece.image) for piece in slices),
+        mode,
+        batch_size,
+        autocast_dtype,
+        mask_threshold,
+    )
+    return stack_label_slices([prediction.label_map for _, prediction in predictions], volume, axis)
+
+
 # ---------------------------------------------------------------------------------------------- written outputs
 @dataclass
 class PredictionSummary:
+    """The names of the images (and volumes) written and of the unreadable inputs skipped."""
+
     written: list[str]
     skipped: list[str]
+    volumes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class PredictionSettings:
-    """How `segment_input` runs: the forward `mode` (default `config.default_mode`), images per forward pass,
-    autocast dtype (None: float32), the logit threshold (None: `config.mask_threshold`), whether overlays are
-    written, and the progress bar (`total` images expected, if known)."""
+    """How `segment_input` runs: the forward `mode` (default `config.default_mode`), images (or slices) per forward
+    pass, autocast dtype (None: float32), the logit threshold (None: `config.mask_threshold`), whether overlays
+    (for volumes: montages) are written, the progress bar (`total` inputs expected, if known), and for volumes the
+    `predict_volume` arguments `window`, `slice_axis` and `context_slices`."""
 
     mode: str | None = None
     batch_size: int = 8
@@ -124,54 +175,109 @@ class PredictionSettings:
     overlays: bool = True
     progress: bool = True
     total: int | None = None
+    window: str | tuple[float, float] | None = None
+    slice_axis: int | None = None
+    context_slices: bool = False
 
 
 def segment_input(
     model: SegmentationModel,
     processor: AutoSamImageProcessor,
-    images: Iterable[InputImage],
+    items: Iterable[InputImage | InputVolume],
     output_dir: str | os.PathLike,
     settings: PredictionSettings | None = None,
 ) -> PredictionSummary:
-    """Segment `images` (from `open_input`) and write `output_dir/masks/<name>.png` (0/255; multi-class models: the
-    label map, 0..K) and, with `settings.overlays`, `output_dir/overlays/<name>.png` (multi-class: a colour per class
-    and a legend), each atomically. Unreadable images are logged (naming them) and skipped."""
+    """Segment `items` (from `open_input`) and write, each atomically:
+
+    - for an image, `output_dir/masks/<name>.png` (0/255; multi-class models: the label map, 0..K) and, with
+      `settings.overlays`, `output_dir/overlays/<name>.png` (multi-class: a colour per class and a legend);
+    - for a volume, `output_dir/<name>.nii.gz`, the label volume on the input's grid and header (0/1, or class ids
+      0..K; `write_label_volume`), and with `settings.overlays` the montage `output_dir/<name>_overlay.png`.
+
+    Unreadable inputs are logged (naming them) and skipped."""
     settings = settings or PredictionSettings()
     output_dir = Path(output_dir)
+    summary = PredictionSummary(written=[], skipped=[])
+    with tqdm(total=settings.total, unit="input", desc="Segmenting", disable=not settings.progress) as progress_bar:
+        # Images are batched across files; a volume is batched across its own slices.
+        for is_volume, group in itertools.groupby(items, key=lambda item: isinstance(item, InputVolume)):
+            segment = _segment_volumes if is_volume else _segment_images
+            segment(model, processor, group, output_dir, settings, summary, progress_bar)
+    return summary
+
+
+def _skipped(item: InputImage | InputVolume, summary: PredictionSummary, progress_bar) -> bool:
+    if item.error is None:
+        return False
+    logger.warning("Skipping unreadable input: %s", item.error)
+    summary.skipped.append(item.name)
+    progress_bar.update(1)
+    return True
+
+
+def _segment_images(model, processor, images: Iterable[InputImage], output_dir: Path, settings, summary, progress_bar):
     mask_dir, overlay_dir = output_dir / "masks", output_dir / "overlays"
     mask_dir.mkdir(parents=True, exist_ok=True)
     if settings.overlays:
         overlay_dir.mkdir(parents=True, exist_ok=True)
-    summary = PredictionSummary(written=[], skipped=[])
-    progress_bar = tqdm(total=settings.total, unit="image", desc="Segmenting", disable=not settings.progress)
-
-    def readable(items: Iterable[InputImage]) -> Iterator[tuple[InputImage, np.ndarray]]:
-        for item in items:
-            if item.error is not None:
-                logger.warning("Skipping unreadable input: %s", item.error)
-                summary.skipped.append(item.name)
-                progress_bar.update(1)
-            else:
-                yield item, item.image
-
+    readable = ((item, item.image) for item in images if not _skipped(item, summary, progress_bar))
     predictions = iter_predictions(
         model,
         processor,
-        readable(images),
+        readable,
         mode=settings.mode,
         batch_size=settings.batch_size,
         autocast_dtype=settings.autocast_dtype,
         mask_threshold=settings.mask_threshold,
     )
-    with progress_bar:
-        for item, prediction in predictions:
-            mask, overlay = prediction_pictures(prediction.label_map, item.image, model.config.id2label)
-            write_png(mask, mask_dir / f"{item.name}.png")
-            if settings.overlays:
-                write_png(overlay, overlay_dir / f"{item.name}.png")
-            summary.written.append(item.name)
-            progress_bar.update(1)
-    return summary
+    for item, prediction in predictions:
+        mask, overlay = prediction_pictures(prediction.label_map, item.image, model.config.id2label)
+        write_png(mask, mask_dir / f"{item.name}.png")
+        if settings.overlays:
+            write_png(overlay, overlay_dir / f"{item.name}.png")
+        summary.written.append(item.name)
+        progress_bar.update(1)
 
 
-__all__ = ["PredictionSettings", "PredictionSummary", "iter_predictions", "predict_images", "segment_input"]
+def _segment_volumes(
+    model, processor, volumes: Iterable[InputVolume], output_dir: Path, settings, summary, progress_bar
+):
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for item in volumes:
+        if _skipped(item, summary, progress_bar):
+            continue
+        labels = predict_volume(
+            model,
+            processor,
+            item.volume,
+            axis=settings.slice_axis,
+            window=settings.window,
+            context_slices=settings.context_slices,
+            mode=settings.mode,
+            batch_size=settings.batch_size,
+            autocast_dtype=settings.autocast_dtype,
+            mask_threshold=settings.mask_threshold,
+        )
+        write_label_volume(labels, item.volume, output_dir / f"{item.name}.nii.gz")
+        if settings.overlays:
+            write_montage(
+                output_dir / f"{item.name}_overlay.png",
+                item.volume,
+                labels,
+                axis=settings.slice_axis,
+                window=settings.window,
+                id2label=model.config.id2label,
+            )
+        summary.written.append(item.name)
+        summary.volumes.append(item.name)
+        progress_bar.update(1)
+
+
+__all__ = [
+    "PredictionSettings",
+    "PredictionSummary",
+    "iter_predictions",
+    "predict_images",
+    "predict_volume",
+    "segment_input",
+]

@@ -1,5 +1,6 @@
 """The inference tests' shared model and images: a saved tiny AutoSAM with decisive masks (built once for the
-package), images of three sizes, and a folder of them with files that cannot be read."""
+package), images of three sizes, a folder of them with files that cannot be read, small synthetic volumes, and the
+real CT example (../shared/data/ct_example)."""
 
 import numpy as np
 import PIL.Image
@@ -54,6 +55,25 @@ def image_folder(tmp_path):
     (folder / "notes.txt").write_text("not an image; ignored")
     (folder / "._a.png").write_bytes(b"\x00\x05\x16\x07 macOS metadata")  # hidden: not read, as training does not
     return folder
+
+
+@pytest.fixture(scope="session")
+def ct_example(shared_data_dir):
+    """The real CT example: `nifti/imagesTr/ct_001_0000.nii.gz` (122 x 101 x 30) and `dicom/series/` (512 x 512 x
+    20) with `dicom/labels.nii.gz` on the series' grid."""
+    return shared_data_dir / "ct_example"
+
+
+def write_nifti(path, shape=(20, 16, 5), spacing=(1.0, 1.2, 3.0), seed=0):
+    """A small random int16 "CT" (-1000..1000 HU) as NIfTI, LPS-oriented with an origin away from 0, so that a
+    header or affine that is not carried over shows."""
+    import nibabel as nib
+
+    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
+    affine[:3, 3] = (40.0, 25.0, -300.0)
+    array = np.random.default_rng(seed).integers(-1000, 1000, size=shape, dtype=np.int16)
+    nib.save(nib.Nifti1Image(array, affine), path)
+    return path
 
 
 def reference_masks(loaded, images, mode="autosam") -> list[np.ndarray]:

@@ -1,7 +1,10 @@
 """`autosam-predict` (autosam_hf.inference.cli): masks and overlays written for folders, the model's masks, --fast
-without SAM, multi-class label maps, and bad input ending in one `autosam-predict: error:` line, exit status 2."""
+without SAM, multi-class label maps, bad input ending in one `autosam-predict: error:` line, exit status 2, and
+volumes: label volumes on the input's grid and header (the real NIfTI CT and DICOM series), montages, folders of
+volumes, class ids, unreadable volumes."""
 
 import logging
+import math
 import re
 import runpy
 import sys
@@ -15,8 +18,10 @@ from transformers import SamModel
 from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
 from autosam_hf.hub import load_model_and_processor
 from autosam_hf.inference.cli import main
+from autosam_hf.volumes import check_same_grid, read_volume, volume_slices
+from autosam_hf.volumes.slices import to_display
 
-from .conftest import SIZES, read_png, reference_masks
+from .conftest import SIZES, read_png, reference_masks, write_nifti
 
 
 def test_cli_writes_masks_and_overlays_and_skips_the_bad_file(model_dir, image_folder, tmp_path, caplog, capsys):
@@ -184,3 +189,108 @@ def test_python_m_runs_the_command(module, monkeypatch, capsys):
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("usage: autosam-predict ")
+
+
+# ---------------------------------------------------------------------------------------------- volumes
+def segment_volume(model_dir, path, out, *flags: str) -> None:
+    argv = ["--model", str(model_dir), str(path), "--output_dir", str(out), "--batch_size", "32", "--quiet", *flags]
+    assert main(argv) == 0
+
+
+def test_a_nifti_ct_gets_a_label_volume_on_its_grid_and_header_and_a_montage(model_dir, loaded, ct_example, tmp_path):
+    import nibabel as nib
+
+    path = ct_example / "nifti" / "imagesTr" / "ct_001_0000.nii.gz"  # 122 x 101 x 30, 3 mm
+    segment_volume(model_dir, path, tmp_path, "--ct_window", "abdomen")
+    written, source = nib.load(tmp_path / "ct_001_0000.nii.gz"), nib.load(path)
+    np.testing.assert_array_equal(written.affine, source.affine)
+    assert written.shape == source.shape and written.header.get_zooms() == source.header.get_zooms()
+    assert nib.aff2axcodes(written.affine) == nib.aff2axcodes(source.affine)
+    assert written.header.get_sform(coded=True)[1] == source.header.get_sform(coded=True)[1]
+    assert written.header.get_qform(coded=True)[1] == source.header.get_qform(coded=True)[1]
+    assert written.header.get_xyzt_units() == source.header.get_xyzt_units()
+    labels = np.asarray(written.dataobj)
+    assert labels.dtype == np.uint8 and set(np.unique(labels)) == {0, 1}  # binary: 0/1, not 0/255
+    slices = volume_slices(read_volume(path), window="abdomen")[::10]  # axial: k, the coarsest (first of equals)
+    expected = reference_masks(loaded, [piece.image for piece in slices])
+    np.testing.assert_array_equal(to_display(labels, 2)[::10], np.stack(expected))
+
+    # The montage: up to 16 slices with foreground, tiles 256 px wide (the slices are 366 x 303 mm), a legend below.
+    montage = read_png(tmp_path / "ct_001_0000_overlay.png")
+    shown = min(16, int(np.any(labels > 0, axis=(0, 1)).sum()))
+    columns = math.ceil(math.sqrt(shown))
+    assert montage.shape[1:] == (columns * 256, 3) and montage.shape[0] > math.ceil(shown / columns) * 212
+
+
+def test_a_dicom_series_gets_a_label_volume_on_its_grid_with_fast_without_sam(
+    model_dir, loaded, ct_example, tmp_path, monkeypatch
+):
+    import nibabel as nib
+
+    def sam_must_not_run(*args, **kwargs):
+        raise AssertionError("SAM ran in --fast mode")
+
+    series = ct_example / "dicom" / "series"  # 512 x 512 x 20, JPEG 2000
+    monkeypatch.setattr(AutoSamForSegmentation, "get_image_embeddings", sam_must_not_run)
+    monkeypatch.setattr(SamModel, "forward", sam_must_not_run)
+    segment_volume(model_dir, series, tmp_path, "--fast", "--ct_window=-160,240", "--no_overlays")
+    monkeypatch.undo()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["series.nii.gz"]  # no montage asked for
+    volume = read_volume(series)
+    written = read_volume(tmp_path / "series.nii.gz")
+    check_same_grid(volume, written)  # shape, and the affine within NIfTI's float32 rounding
+    # On the grid of the label volume dcm2niix-converted for this series: a viewer overlays them without resampling.
+    check_same_grid(read_volume(ct_example / "dicom" / "labels.nii.gz"), written)
+    header = nib.load(tmp_path / "series.nii.gz").header
+    assert nib.aff2axcodes(written.affine) == ("L", "A", "S") and header.get_xyzt_units()[0] == "mm"
+    np.testing.assert_allclose(header.get_zooms(), volume.spacing, atol=1e-5)
+    # The slices of --fast are h(g(I)) of each slice image: the model's surrogate masks.
+    slices = volume_slices(volume, window=(-160.0, 240.0))
+    expected = reference_masks(loaded, [piece.image for piece in slices[::7]], mode="surrogate")
+    np.testing.assert_array_equal(to_display(written.array, 2)[::7], np.stack(expected))
+
+
+def test_a_folder_of_volumes_gets_one_label_volume_and_montage_each(model_dir, tmp_path, caplog, capsys):
+    folder = tmp_path / "volumes"
+    folder.mkdir()
+    write_nifti(folder / "a.nii.gz", seed=1)
+    write_nifti(folder / "b.nii", shape=(12, 18, 4), seed=2)
+    (folder / "broken.nii.gz").write_bytes(b"not a volume")
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        segment_volume(model_dir, folder, out)
+    assert "broken.nii.gz: cannot read as NIfTI" in caplog.text  # named and skipped, as a bad image in a folder
+    assert "Segmented 2 volume(s)" in capsys.readouterr().out
+    assert sorted(path.name for path in out.iterdir()) == ["a.nii.gz", "a_overlay.png", "b.nii.gz", "b_overlay.png"]
+    for name in "ab":
+        volume = read_volume(next(folder.glob(f"{name}.nii*")))
+        check_same_grid(volume, read_volume(out / f"{name}.nii.gz"), atol=0)
+
+
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (
+            lambda tmp: (tmp / "ct.nii.gz").write_bytes(b"\x1f\x8b truncated") and tmp / "ct.nii.gz",
+            "cannot read as NIfTI",
+        ),
+        (
+            lambda tmp: (tmp / "s").mkdir() or (tmp / "s" / "1.dcm").write_bytes(b"junk") and tmp / "s",
+            "no DICOM series",
+        ),
+    ],
+    ids=["nifti", "dicom-series"],
+)
+def test_an_unreadable_volume_fails_naming_it_and_writes_nothing(model_dir, tmp_path, capsys, make_input, message):
+    path = make_input(tmp_path)
+    out = tmp_path / "out"
+    error = bad_input_error(["--model", str(model_dir), str(path), "--output_dir", str(out), "--quiet"], capsys)
+    assert error.startswith(f"autosam-predict: error: {path}: {message}")
+    assert not out.exists()
+
+
+def test_a_bad_ct_window_is_a_usage_error(model_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(model_dir), str(tmp_path), "--output_dir", str(tmp_path), "--ct_window", "liver"])
+    assert exit_info.value.code == 2
+    assert "--ct_window" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """autosam_hf.inference.inputs: image files read upright, folders and frame folders in natural order, video files
-frame by frame, the extra named when OpenCV is missing, and new kinds of input through `INPUT_KINDS`."""
+frame by frame, the extra named when OpenCV is missing, new kinds of input through `INPUT_KINDS`, and volumes: the
+rule that makes a folder a DICOM series, folders of volumes, NIfTI files."""
 
 import sys
 
@@ -8,10 +9,12 @@ import PIL.Image
 import pytest
 
 from autosam_hf.data.sources import natural_sort_key
-from autosam_hf.inference import InputImage, InputKind, inputs, open_input, read_image
+from autosam_hf.inference import InputImage, InputKind, InputVolume, inputs, open_input, read_image
 from autosam_hf.inference.cli import main
+from autosam_hf.inference.inputs import is_dicom_series
+from autosam_hf.volumes import read_volume
 
-from .conftest import random_images, read_png
+from .conftest import random_images, read_png, write_nifti
 
 
 def test_an_image_is_read_upright_by_its_exif_orientation_as_the_pipeline_reads_it(tmp_path):
@@ -82,3 +85,47 @@ def test_a_new_kind_of_input_is_one_more_entry_of_input_kinds(tmp_path, monkeypa
         ValueError, match=r"notes\.txt.*\.txt is not one of the video extensions \.mp4.*; stack extensions \.npy"
     ):
         open_input(tmp_path / "notes.txt")
+
+
+def test_a_folder_is_a_dicom_series_when_it_holds_dcm_files_or_dicom_files_without_suffix(tmp_path):
+    def folder(name: str, files: dict[str, bytes]):
+        path = tmp_path / name
+        path.mkdir()
+        for file_name, data in files.items():
+            (path / file_name).write_bytes(data)
+        return path
+
+    dicom_part10 = bytes(128) + b"DICM" + b"\x02\x00\x00\x00"  # the preamble, then the marker
+    assert is_dicom_series(folder("dcm", {"IM1.DCM": b"", "notes.txt": b"x"}))
+    assert is_dicom_series(folder("no_suffix", {"IM000001": dicom_part10}))
+    # Otherwise a folder of images (or of volumes): suffix-less files that are not DICOM, images, NIfTI files.
+    assert not is_dicom_series(folder("not_dicom", {"README": bytes(128) + b"TEXT", "a.png": dicom_part10}))
+    assert not is_dicom_series(folder("hidden", {".x.dcm": b""}))  # macOS metadata, as for images
+    assert not is_dicom_series(folder("empty", {}))
+    assert not is_dicom_series(tmp_path / "dcm" / "IM1.DCM")  # a file is no folder
+
+
+def test_a_folder_without_images_is_a_folder_of_volumes_in_natural_order(tmp_path):
+    folder = tmp_path / "volumes"
+    folder.mkdir()
+    write_nifti(folder / "case10.nii.gz", seed=1)
+    write_nifti(folder / "case2.nii", seed=2)
+    (folder / "notes.txt").write_text("not a volume; ignored")
+    items, total = open_input(folder)
+    read = list(items)
+    assert total == 2 and [item.name for item in read] == ["case2", "case10"]
+    assert all(isinstance(item, InputVolume) and item.error is None for item in read)
+    np.testing.assert_array_equal(read[0].volume.array, read_volume(folder / "case2.nii").array)
+    # With images beside them, a folder stays a folder of images, as before volumes were read.
+    PIL.Image.fromarray(random_images()[0]).save(folder / "a.png")
+    assert [item.name for item in open_input(folder)[0]] == ["a"]
+
+
+def test_a_nifti_file_is_one_volume_read_at_once(tmp_path):
+    path = write_nifti(tmp_path / "ct.NII.GZ")
+    items, total = open_input(path)
+    (item,) = items
+    assert total == 1 and item.name == "ct" and item.volume.shape == (20, 16, 5)
+    (tmp_path / "bad.nii.gz").write_bytes(b"not gzip")
+    with pytest.raises(ValueError, match=r"bad\.nii\.gz: cannot read as NIfTI"):
+        open_input(tmp_path / "bad.nii.gz")  # before the model is loaded

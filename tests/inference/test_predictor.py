@@ -1,15 +1,21 @@
-"""autosam_hf.inference.predictor: the Python API (`iter_predictions`, `predict_images`): batching, the model's
-threshold, reduced precision and the canvases each mode builds (masks are the model's: logits > config.mask_threshold,
-through autosam_hf.postprocessing)."""
+"""autosam_hf.inference.predictor: the Python API (`iter_predictions`, `predict_images`, `predict_volume`): batching,
+the model's threshold, reduced precision, the canvases each mode builds (masks are the model's: logits >
+config.mask_threshold, through autosam_hf.postprocessing), and volumes segmented slice by slice as images."""
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
+from conftest import make_tiny_sam_config
+from transformers import SamModel
 
+from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
 from autosam_hf.hub import load_model_and_processor
-from autosam_hf.inference import iter_predictions, predict_images
+from autosam_hf.inference import InputVolume, iter_predictions, predict_images, predict_volume, segment_input
+from autosam_hf.volumes import read_volume, volume_slices
+from autosam_hf.volumes.slices import to_display
 
-from .conftest import SIZES, random_images, reference_masks
+from .conftest import SIZES, random_images, reference_masks, write_nifti
 
 
 def test_batching_does_not_change_predictions(loaded):
@@ -79,3 +85,56 @@ def test_each_mode_builds_only_the_canvases_it_reads(monkeypatch):
     full = predict_images(model, processor, images, mode="autosam")
     assert built == [["prompt_pixel_values"], ["pixel_values", "prompt_pixel_values"]]
     assert all(f.shape == a.shape for f, a in zip(fast, full, strict=True))
+
+
+@pytest.mark.parametrize(
+    "axis, window, context_slices", [(None, None, False), (0, (-500.0, 500.0), True)], ids=["default", "axis0-2.5d"]
+)
+def test_a_volume_is_segmented_slice_by_slice_as_its_slice_images(loaded, tmp_path, axis, window, context_slices):
+    model, processor = loaded
+    volume = read_volume(write_nifti(tmp_path / "ct.nii.gz", shape=(8, 16, 5)))  # coarsest along k
+    labels = predict_volume(
+        model,
+        processor,
+        volume,
+        axis=axis,
+        window=window,
+        context_slices=context_slices,
+        batch_size=3,
+    )
+    assert labels.shape == volume.shape and labels.dtype == np.uint8 and set(np.unique(labels)) == {0, 1}
+    # Each slice's labels are the masks of its image predicted on its own (the slices are images to the model).
+    slices = volume_slices(volume, axis=axis, window=window, context=context_slices)
+    expected = reference_masks(loaded, [piece.image for piece in slices])
+    np.testing.assert_array_equal(to_display(labels, 2 if axis is None else axis), np.stack(expected))
+
+
+def test_a_multi_class_models_label_volume_holds_its_class_ids(tmp_path):
+    import nibabel as nib
+
+    torch.manual_seed(0)
+    id2label = {0: "background", 1: "liver", 2: "spleen"}
+    model = AutoSamForSegmentation.from_sam(
+        SamModel(make_tiny_sam_config()), prompt_input_size=32, id2label=id2label
+    ).eval()  # as autosam-predict runs it
+    with torch.no_grad():  # decisive logits
+        for mlp in model.sam.mask_decoder.output_hypernetworks_mlps:
+            mlp.proj_out.weight.mul_(1e3)
+            mlp.proj_out.bias.mul_(1e3)
+    processor = AutoSamImageProcessor.from_model_config(model.config)
+    volume = read_volume(write_nifti(tmp_path / "ct.nii.gz"))
+    summary = segment_input(model, processor, [InputVolume("ct", volume=volume)], tmp_path / "out")
+    assert summary.written == summary.volumes == ["ct"]
+    labels = np.asarray(nib.load(tmp_path / "out" / "ct.nii.gz").dataobj)
+
+    expected = []
+    for piece in volume_slices(volume):
+        inputs = processor(piece.image)
+        with torch.no_grad():
+            outputs = model(**inputs)
+        expected.append(processor.post_process_semantic_segmentation(outputs, inputs["original_sizes"].tolist())[0])
+    # The values are the class ids of config.id2label; where two class logits nearly tie, rounding may pick another.
+    assert set(np.unique(labels)) <= set(id2label) and labels.max() == 2
+    assert (to_display(labels, 2) == torch.stack(expected).numpy()).mean() > 0.99
+    with PIL.Image.open(tmp_path / "out" / "ct_overlay.png") as montage:
+        assert montage.format == "PNG" and montage.mode == "RGB"
