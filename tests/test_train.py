@@ -656,3 +656,80 @@ def test_multi_class_model_trains_reloads_evaluates_predicts_and_publishes(tiny_
     card = ModelCard.load(hub_folder / "README.md")
     assert {"dice_ring", "dice_core", "iou_ring"} <= {r.metric_type for r in card.data.eval_results}
     assert AutoSamForSegmentation.from_pretrained(hub_folder).config.num_classes == 2
+
+
+# ---------------------------------------------------------------------------------------------- a folder of one's own
+def own_folder(root: Path, splits: dict[str, int]) -> Path:
+    """A folder of one's own of small images (48x40, a bright square on noise) and their 0/255 masks: `{"": 4}` a
+    flat images/ + masks/ of 4 pairs; `{"train": 4, "val": 2}` one sub-folder per split."""
+    generator = np.random.default_rng(0)
+    for split, count in splits.items():
+        for kind in ("images", "masks"):
+            (root / split / kind).mkdir(parents=True)
+        for index in range(count):
+            image = generator.integers(0, 120, (40, 48, 3), dtype=np.uint8)
+            mask = np.zeros((40, 48), dtype=np.uint8)
+            top, left = generator.integers(0, 20, 2)
+            mask[top : top + 16, left : left + 20] = 255
+            image[mask > 0] += 120
+            PIL.Image.fromarray(image).save(root / split / "images" / f"{split or 'img'}{index}.png")
+            PIL.Image.fromarray(mask).save(root / split / "masks" / f"{split or 'img'}{index}.png")
+    return root
+
+
+def without_preset(args: list[str]) -> list[str]:
+    index = args.index("--preset")
+    return args[:index] + args[index + 2 :]
+
+
+def test_a_flat_folder_trains_evaluates_and_publishes_without_a_preset(tiny_sam_dir, tmp_path, capsys):
+    """No --preset: --data is a folder of one's own; the run, its evaluation and its card are named after it and
+    carry the licence and citation it was given, never another dataset's facts."""
+    data, output_dir = own_folder(tmp_path / "mydata", {"": 4}), tmp_path / "run"
+    citation = "@misc{mine2026, title={My data}}"
+    args = quick_args(tiny_sam_dir, data, output_dir, "--stage", "prompt", "--max_train_steps", "1", data=str(data))
+    args = without_preset(args) + ["--dataset_license", "CC-BY-4.0"]
+    main(args + ["--dataset_citation", citation, "--num_overlays", "0", "--val_fraction", "0.5"])
+    results = json.loads((output_dir / "all_results.json").read_text())
+    assert results["preset"] is None and list(results["validation"]) == ["mydata"]
+    assert (results["train_examples"], results["validation_examples"]) == (2, 2)
+    settings = json.loads((output_dir / "training_settings.json").read_text())
+    assert (settings["dataset_display_name"], settings["dataset_license"]) == ("mydata", "CC-BY-4.0")
+    assert settings["canvas_rule"] is None and settings["augmentation"] == "flips"
+
+    from autosam_hf.hub.cli import main as publish_main
+
+    publish_main(["--model", str(output_dir), "--hub_model_id", "me/autosam-mydata", "--dry_run"])
+    card = ModelCard.load(output_dir / "hub" / "me--autosam-mydata" / "README.md")
+    assert "# AutoSAM for mydata" in card.text and "CC-BY-4.0" in card.text and citation in card.text
+    assert "| mydata | test | not measured | not measured |" in card.text
+    assert "| mydata | validation | " in card.text
+    for other in ("GlaS", "Kvasir", "Sirinukunwattana", "Jha", "colonoscopy", "gland", "nuclei"):
+        assert other not in card.content, other
+
+    eval_args = ["--model", str(output_dir), "--data", str(data), "--max_samples", "2", "--quiet"]
+    assert evaluate_main(eval_args + ["--output_dir", str(tmp_path / "eval")]) == 0
+    assert {"dice", "iou"} <= set(json.loads((tmp_path / "eval" / "eval_results.json").read_text())["test"]["mydata"])
+
+
+def test_a_split_folder_trains_on_its_train_and_validates_on_its_val(tiny_sam_dir, tmp_path):
+    """DIR/{train,val,test}: train from train/, validation from val/, test never read; standalone h(g(I)) needs no
+    SAM weights, and a SAM that cannot be fetched (offline) gives way to the dense-prompt default config."""
+    data = own_folder(tmp_path / "split", {"train": 4, "val": 2, "test": 1})
+    (data / "test" / "masks" / next((data / "test" / "masks").iterdir()).name).write_bytes(b"never read")
+    output_dir = tmp_path / "run"
+    args = quick_args(tiny_sam_dir, data, output_dir, "--stage", "standalone", "--max_train_steps", "1", data=str(data))
+    main(without_preset(args) + ["--sam", "nobody/no-such-sam", "--num_overlays", "0"])
+    results = json.loads((output_dir / "all_results.json").read_text())
+    assert (results["train_examples"], results["validation_examples"]) == (4, 2)
+    assert list(results["validation"]) == ["split"]
+    model = AutoSamForSegmentation.from_pretrained(output_dir)
+    assert model.config.prompt_embedding_shape == (256, 64) and model.config.default_mode == "surrogate"
+
+
+def test_a_folder_without_images_is_named(tiny_sam_dir, tmp_path, capsys):
+    (tmp_path / "empty" / "masks").mkdir(parents=True)
+    args = without_preset(quick_args(tiny_sam_dir, tmp_path, tmp_path / "run", data=str(tmp_path / "empty")))
+    line = bad_input_error(capsys, args)
+    assert f"{tmp_path / 'empty'}: no images/ + masks/ folders" in line
+    assert "--preset" not in line

@@ -16,6 +16,9 @@ A split is found by trying the preset's candidate folders under ``data_dir`` in 
 ``TrainDataset``/``TestDataset/<Name>``, Kvasir-SEG's original folder); otherwise the preset's native layout is
 tried (GlaS's flat Warwick folder, MoNuSeg's XML release, SUN-SEG's ``Frame``/``GT`` folders). Presets with derived
 boundary classes read a split's ``masks_instance/`` (instance ids) when it has one, else its ``masks/``.
+
+A folder of one's own needs no named preset: `folder_preset` makes one from it (``<dir>/{train,val,test}/`` or a flat
+``<dir>/`` of ``images/`` + ``masks/``), with generic defaults and a card that names the folder and nothing else.
 """
 
 import dataclasses
@@ -31,7 +34,12 @@ from types import MappingProxyType
 import datasets
 import yaml
 
-from .augmentation import GLAS_AUGMENTATION, MONUSEG_AUGMENTATION, POLYP_AUGMENTATION, AugmentationConfig
+from .augmentation import (
+    GLAS_AUGMENTATION,
+    MONUSEG_AUGMENTATION,
+    POLYP_AUGMENTATION,
+    AugmentationConfig,
+)
 from .boundary import BOUNDARY_ID2LABEL, DEFAULT_BOUNDARY_WIDTH
 from .masks import BINARY, MaskClasses
 from .sources import INSTANCE_MASKS_DIR, load_glas_warwick, load_image_mask_folder, load_monuseg_xml, load_sunseg
@@ -134,6 +142,7 @@ class DatasetPreset:
             for the polyp sets, None (the frozen model's own rule, letterbox for SAM) for the others.
         augmentation: the training augmentation (the reference code's settings).
         card_name: its model card facts' file, ``model_cards/datasets/<card_name>.yaml`` (`card`).
+        own_card: the card facts of a preset made from a folder (`folder_preset`), which has no card file.
         is_video: examples carry ``case``/``frame`` columns (split train/val by case; scored per case).
         val_fraction: the share of ``train`` held out as validation where the dataset has no validation split
             (`train_val_split`).
@@ -156,6 +165,7 @@ class DatasetPreset:
     id2label: Mapping[int, str] | None = None
     boundary_width: int | None = None
     canvas_rule: str | None = None
+    own_card: DatasetCard | None = None
 
     def __post_init__(self):
         # Read-only, like the rest of the frozen preset (the PRESETS entries are shared by every caller).
@@ -176,8 +186,8 @@ class DatasetPreset:
 
     @property
     def card(self) -> DatasetCard:
-        """What a model card says about it (`read_dataset_card` of `card_name`)."""
-        return read_dataset_card(self.card_name)
+        """What a model card says about it (`own_card`, else `read_dataset_card` of `card_name`)."""
+        return self.own_card or read_dataset_card(self.card_name)
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -361,6 +371,75 @@ def get_preset(name: str) -> DatasetPreset:
     return PRESETS[name]
 
 
+# A folder without a preset: g's input size of the polyp presets and of HarDNet-MSEG, whose encoder g uses (a multiple
+# of 32, as the encoder's strides need), between GlaS's 256 and MoNuSeg's 512; flips only, which suit most images
+# (the reference augmentations' rotations and colour changes are the paper datasets' own choices).
+FOLDER_IMAGE_SIZE = 352
+FOLDER_AUGMENTATION = AugmentationConfig(horizontal_flip=True, vertical_flip=True)
+FOLDER_LAYOUT = "folder"
+FOLDER_SPLIT_DIRS = {"train": ("train", "."), "val": ("val",), "test": ("test", ".")}
+
+
+def folder_preset(
+    data: str | os.PathLike,
+    display_name: str | None = None,
+    license: str | None = None,
+    citation: str | None = None,
+    hub_id: str | None = None,
+) -> DatasetPreset:
+    """The preset of a dataset of one's own: ``<data>/{train,val,test}/{images,masks}`` or a flat
+    ``<data>/{images,masks}`` (train, with validation held out by `train_val_split`; test, when evaluated), binary
+    masks unless the run names classes, g's input `FOLDER_IMAGE_SIZE`, the frozen model's own canvas rule, flips.
+
+    Args:
+        data: the folder (or, with `hub_id`, the Hub dataset id); its last part names the preset and its results.
+        display_name: its name on cards and in tables (default: that name).
+        license, citation: the data's terms and BibTeX, as the person who trains states them (None: "not stated").
+        hub_id: the Hub dataset id it came from, if any (the card's model-index dataset type; default its name).
+    """
+    name = Path(data).name or Path(data).resolve().name or "data"
+    display_name = display_name or name
+    card = DatasetCard(
+        title=display_name,
+        hub_id=hub_id or name,
+        domain=f"segmentation of {display_name} images",
+        tags=(),
+        training_data=(
+            f"{display_name}: images and masks of the trainer's own (`{name}`), not one of the datasets this project "
+            "describes; their source, size and selection are not recorded here."
+        ),
+        terms=f"As stated by the trainer: {license}" if license else "Not stated by the trainer.",
+        terms_checked=bool(license),
+        homepage=None,
+        citation=citation or "",
+        evaluation_datasets=(name,),
+    )
+    return DatasetPreset(
+        name=name,
+        display_name=display_name,
+        description=f"A folder of one's own: {os.fspath(data)}.",
+        layout=FOLDER_LAYOUT,
+        split_dirs=FOLDER_SPLIT_DIRS,
+        folder_names=(name,),
+        image_size=FOLDER_IMAGE_SIZE,
+        augmentation=FOLDER_AUGMENTATION,
+        card_name="",
+        own_card=card,
+    )
+
+
+def resolve_preset(name: str | DatasetPreset | None, data: str | os.PathLike | None = None, **card) -> DatasetPreset:
+    """A named preset (`get_preset`), a preset as it is, or without a name the `folder_preset` of `data` (`card`: its
+    display name, licence, citation, hub id)."""
+    if isinstance(name, DatasetPreset):
+        return name
+    if name is not None:
+        return get_preset(name)
+    if data is None:
+        raise ValueError("give --preset or --data (a folder of images/ + masks/)")
+    return folder_preset(data, **card)
+
+
 def _read_native_layout(
     preset: DatasetPreset,
     folder: Path,
@@ -381,7 +460,7 @@ def _read_native_layout(
 
 
 def load_preset_dataset(
-    name: str,
+    name: str | DatasetPreset,
     split: str,
     data_dir: str | os.PathLike,
     num_workers: int | None = None,
@@ -391,7 +470,7 @@ def load_preset_dataset(
     """Load one split of a preset's dataset, e.g. ``load_preset_dataset("kvasir", "train", "../shared/data/kvasir")``.
 
     Args:
-        name: a preset name (`PRESETS`).
+        name: a preset name (`PRESETS`), or a preset (`folder_preset`).
         split: one of the preset's ``split_dirs`` keys. Sets without ``"val"`` use `train_val_split` on ``"train"``.
         data_dir: the dataset's root folder.
         num_workers: decoding threads for validation.
@@ -408,7 +487,8 @@ def load_preset_dataset(
         ValueError: unknown preset or split, or invalid data (see `dataset_builder.build_dataset`).
         FileNotFoundError: ``data_dir`` or every candidate folder of the split is missing.
     """
-    preset = get_preset(name)
+    preset = resolve_preset(name)
+    name = preset.name
     if split not in preset.split_dirs:
         hint = " Use train_val_split() on 'train' for a validation set." if split in ("val", "validation") else ""
         raise ValueError(f"Preset {name!r} has no split {split!r}; its splits are {list(preset.split_dirs)}.{hint}")
@@ -431,4 +511,9 @@ def load_preset_dataset(
         if dataset is not None:
             return dataset
     tried = ", ".join(str(data_dir / candidate) for candidate in preset.split_dirs[split])
+    if preset.layout == FOLDER_LAYOUT:
+        raise FileNotFoundError(
+            f"{data_dir}: no images/ + masks/ folders for its {split!r} split (looked in {tried}); a folder of one's "
+            "own holds images/ and masks/, or train/, val/, test/ each holding them"
+        )
     raise FileNotFoundError(f"No {split!r} split of preset {name!r} under {data_dir}; looked for: {tried}.")

@@ -8,6 +8,8 @@ writes `eval/kvasir/eval_results.json` and `eval/kvasir/eval_results.md` (and pr
 given as any mix of:
 
 - `--preset NAME[:SPLIT] [--data FOLDER]`, repeatable (each `--data` belongs to the `--preset` before it);
+- `--data FOLDER` without a `--preset`: a folder of one's own, its `test/` split or a flat `images/` + `masks/`
+  folder (`autosam_hf.data.presets.folder_preset`), reported under the folder's name;
 - `--datasets NAME[:SPLIT][=FOLDER] ...`, e.g.
   `--datasets kvasir=../shared/data/kvasir etis=../shared/data/etis_laribpolypdb`;
 - `--eval BENCHMARK`: a paper table, e.g. `polyps` = Kvasir-SEG, CVC-ClinicDB, CVC-ColonDB, ETIS
@@ -25,6 +27,10 @@ derived boundary classes, `monuseg_boundary`, AJI and count errors against the i
 them). The modes and how the ground-truth prompts are derived:
 `autosam_hf.evaluation.modes`.
 
+Volumes (`--volumes DIR`, instead of 2D datasets): a Decathlon / nnU-Net folder (`--split test`: imagesTs/ +
+labelsTs/, `--split train`: imagesTr/ + labelsTr/) or volumes/ + labels/; each volume predicted slice by slice and
+scored in 3D per class (Dice, HD95 and NSD in mm, and the per-slice 2D Dice): `autosam_hf.evaluation.volumes`.
+
 Exit status: 0 on success; 2 for bad input (arguments, datasets, folders, a model that cannot be loaded or cannot
 run a mode), printed as `autosam-eval: error: <message>` naming the culprit.
 """
@@ -32,6 +38,7 @@ run a mode), printed as `autosam-eval: error: <message>` naming the culprit.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -50,7 +57,9 @@ from ..cli import (
 )
 from ..data import BENCHMARKS, PRESETS
 from ..hub.loading import load_model_and_processor
+from ..metrics.volumes import DEFAULT_NSD_TOLERANCE_MM
 from ..model import AutoSamForSegmentation
+from ..volumes import parse_window
 from .datasets import (
     DEFAULT_SPLIT,
     DatasetSpec,
@@ -60,8 +69,9 @@ from .datasets import (
     source_folder,
 )
 from .modes import EVAL_MODES, GT_MASK_LOGIT, GT_PROMPT_MODES, MODE_DISPLAY_NAMES, check_modes
-from .report import RESULTS_STEM, build_report, write_report
+from .report import RESULTS_STEM, build_report, build_volume_report, write_report
 from .scoring import EvaluationSettings, evaluate_dataset
+from .volumes import VOLUME_SPLITS, VolumeEvaluationSettings, evaluate_volumes, find_volume_cases
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +86,14 @@ class _PresetAction(argparse.Action):
 
 
 class _DataAction(argparse.Action):
-    """`--data FOLDER`: the folder of the `--preset` just before it."""
+    """`--data FOLDER`: the folder of the `--preset` just before it; without one, a folder of one's own."""
 
     def __call__(self, parser, namespace, value, option_string=None):
         entries = list(namespace.preset_entries or [])
-        if not entries or entries[-1][1] is not None:
-            parser.error(f"--data {value}: every --data must follow the --preset it belongs to")
-        entries[-1] = [entries[-1][0], value]
+        if entries and entries[-1][1] is None:
+            entries[-1] = [entries[-1][0], value]
+        else:
+            entries.append([None, value])
         namespace.preset_entries = entries
 
 
@@ -110,7 +121,8 @@ def build_parser() -> ArgumentParser:
         "--data",
         action=_DataAction,
         metavar="FOLDER",
-        help="the folder of the --preset before it (default: found under --data_root)",
+        help="the folder of the --preset before it (default: found under --data_root); without one, a folder of "
+        "one's own: its test/ split, or a flat images/ + masks/ folder",
     )
     data.add_argument(
         "--datasets",
@@ -136,7 +148,32 @@ def build_parser() -> ArgumentParser:
     )
     data.add_argument("--split", default=DEFAULT_SPLIT, help="split of datasets given without one (default: test)")
     data.add_argument(
-        "--max_samples", type=positive_int, help="evaluate only the first N images (frames) of each dataset"
+        "--max_samples",
+        type=positive_int,
+        help="evaluate only the first N images (frames; --volumes: volumes) of each dataset",
+    )
+    volumes = parser.add_argument_group("volumes (instead of 2D datasets)")
+    volumes.add_argument(
+        "--volumes",
+        metavar="DIR",
+        help="CT/MRI volumes scored in 3D: a Decathlon / nnU-Net folder (--split test: imagesTs/ + labelsTs/, "
+        "train: imagesTr/ + labelsTr/) or volumes/ + labels/",
+    )
+    volumes.add_argument(
+        "--nsd_tolerance_mm",
+        type=float,
+        default=DEFAULT_NSD_TOLERANCE_MM,
+        metavar="MM",
+        help=f"tolerance of the normalised surface distance, in mm (default {DEFAULT_NSD_TOLERANCE_MM:g})",
+    )
+    volumes.add_argument(
+        "--ct_window",
+        metavar="NAME|LOW,HIGH",
+        help="CT window: abdomen, lung, bone, brain or LOW,HIGH in HU (default: each volume's 0.5th..99.5th "
+        "percentiles, for MRI)",
+    )
+    volumes.add_argument(
+        "--slice_axis", type=int, choices=(0, 1, 2), help="the axis sliced (default: each volume's coarsest)"
     )
     run = parser.add_argument_group("evaluation")
     run.add_argument(
@@ -172,7 +209,7 @@ def build_parser() -> ArgumentParser:
         "--save_predictions",
         action="store_true",
         help="also write masks (PNG 0/255, or label maps 0..K for multi-class models; original size) and overlays, "
-        "per dataset and mode",
+        "per dataset and mode (--volumes: label volumes predictions/<mode>/<case>.nii.gz on each image's grid)",
     )
     output.add_argument("--num_overlays", type=int, default=8, help="images per overlay grid")
     output.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -183,10 +220,13 @@ def _dataset_specs(args: argparse.Namespace) -> list[DatasetSpec]:
     """The datasets named explicitly (`--preset` [+ `--data`], then `--datasets`), unresolved."""
     if not (args.preset_entries or args.datasets or args.eval):
         raise ValueError(
-            "give at least one dataset: --preset NAME [--data FOLDER], --datasets NAME=FOLDER or --eval BENCHMARK"
+            "give at least one dataset: --preset NAME [--data FOLDER], --datasets NAME=FOLDER or --eval BENCHMARK "
+            "(or --volumes DIR)"
         )
     specs = [
-        parse_dataset_spec(name if folder is None else f"{name}={folder}", args.split)
+        DatasetSpec.of_folder(folder, args.split)
+        if name is None
+        else parse_dataset_spec(name if folder is None else f"{name}={folder}", args.split)
         for name, folder in args.preset_entries
     ]
     return specs + [parse_dataset_spec(text, args.split) for text in args.datasets]
@@ -224,9 +264,56 @@ def _settings(
     )
 
 
+def _evaluate_volumes(args: argparse.Namespace) -> int:
+    """`autosam-eval --volumes DIR`: every volume predicted slice by slice and scored in 3D."""
+    if args.preset_entries or args.datasets or args.eval:
+        raise ValueError("--volumes: give either --volumes DIR or 2D datasets (--preset, --data, --datasets, --eval)")
+    if not args.nsd_tolerance_mm > 0:
+        raise ValueError(f"--nsd_tolerance_mm must be above 0 mm, got {args.nsd_tolerance_mm:g}")
+    window = parse_window(args.ct_window, "--ct_window") if args.ct_window else None
+    if args.split not in VOLUME_SPLITS:
+        raise ValueError(f"--split {args.split}: volumes have the splits {', '.join(VOLUME_SPLITS)}")
+    source = find_volume_cases(args.volumes, args.split)
+    if args.max_samples:
+        source = dataclasses.replace(source, cases=source.cases[: args.max_samples])
+    device, autocast_dtype = resolve_runtime(args)
+    model, processor = load_model_and_processor(args.model, revision=args.revision)
+    modes = list(dict.fromkeys(args.modes or [model.config.default_mode]))
+    if "all" in modes:  # every mode the model runs without ground-truth prompts
+        modes = [mode for mode in _modes(["all"], model) if mode not in GT_PROMPT_MODES]
+    model.to(device)
+    settings = VolumeEvaluationSettings(
+        modes=modes,
+        batch_size=args.batch_size,
+        window=window,
+        axis=args.slice_axis,
+        nsd_tolerance_mm=args.nsd_tolerance_mm,
+        autocast_dtype=autocast_dtype,
+        predictions_dir=Path(args.output_dir) / "predictions" if args.save_predictions else None,
+        progress=not args.quiet,
+    )
+    results, volume_info = evaluate_volumes(model, processor, source, settings)
+    report_settings = {
+        "batch_size": args.batch_size,
+        "device": str(device),
+        "dtype": args.dtype,
+        "max_samples": args.max_samples,
+        "mask_threshold": model.config.mask_threshold,
+        "nsd_tolerance_mm": args.nsd_tolerance_mm,
+        "window": args.ct_window,
+        "slice_axis": args.slice_axis,
+    }
+    report = build_volume_report(args.model, modes, source, results, volume_info, report_settings)
+    print(write_report(report, args.output_dir))
+    logger.info("wrote %s.json and %s.md in %s", RESULTS_STEM, RESULTS_STEM, args.output_dir)
+    return 0
+
+
 def evaluate(args: argparse.Namespace) -> int:
     """Run `autosam-eval` with parsed arguments; bad input raises ValueError / OSError naming it."""
     configure_logging()
+    if args.volumes is not None:
+        return _evaluate_volumes(args)
     # Everything that can be wrong is checked before the first image is evaluated: datasets, device, model, modes.
     specs = resolve_datasets(_dataset_specs(args), args.eval, args.data_root, args.split)
     device, autocast_dtype = resolve_runtime(args)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..data import BENCHMARKS, get_preset, load_preset_dataset
 from ..data.masks import MaskClasses
+from ..data.presets import DatasetPreset, folder_preset
 
 logger = logging.getLogger(__name__)
 
@@ -21,26 +22,37 @@ DEFAULT_SPLIT = "test"
 # ---------------------------------------------------------------------------------------------- dataset specs
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One dataset column: a preset, its split, and the folder it is read from (`data_dir`, once resolved)."""
+    """One dataset column: a preset (or, `own_folder`, the `folder_preset` of `data_dir`, named after that folder),
+    its split, and the folder it is read from (`data_dir`, once resolved)."""
 
     name: str
     split: str = DEFAULT_SPLIT
     data_dir: Path | None = None
+    own_folder: bool = False
+
+    @classmethod
+    def of_folder(cls, folder: str | os.PathLike, split: str = DEFAULT_SPLIT) -> DatasetSpec:
+        """A folder of one's own (no preset): `<folder>/<split>/` or a flat `<folder>/{images,masks}`."""
+        return cls(folder_preset(folder).name, split, Path(folder), own_folder=True)
+
+    @property
+    def preset(self) -> DatasetPreset:
+        return folder_preset(self.data_dir) if self.own_folder else get_preset(self.name)
 
     @property
     def key(self) -> str:
-        """Its name in the results: the preset name, with the split appended when it is not `test`."""
+        """Its name in the results: the preset name (a folder's own name), with the split when it is not `test`."""
         return self.name if self.split == DEFAULT_SPLIT else f"{self.name}_{self.split}"
 
     @property
     def display_name(self) -> str:
         """Its column title: the preset's display name, with the split when it is not `test`."""
-        name = get_preset(self.name).display_name
+        name = self.preset.display_name
         return name if self.split == DEFAULT_SPLIT else f"{name} ({self.split})"
 
     @property
     def is_video(self) -> bool:
-        return get_preset(self.name).is_video
+        return self.preset.is_video
 
 
 def parse_dataset_spec(text: str, default_split: str = DEFAULT_SPLIT) -> DatasetSpec:
@@ -62,8 +74,8 @@ def parse_dataset_spec(text: str, default_split: str = DEFAULT_SPLIT) -> Dataset
     return DatasetSpec(name, split, Path(folder) if folder else None)
 
 
-def _holds_split(folder: Path, name: str, split: str) -> bool:
-    return folder.is_dir() and any((folder / candidate).is_dir() for candidate in get_preset(name).split_dirs[split])
+def _holds_split(folder: Path, preset: DatasetPreset, split: str) -> bool:
+    return folder.is_dir() and any((folder / candidate).is_dir() for candidate in preset.split_dirs[split])
 
 
 def find_data_dir(name: str, split: str, data_root: str | os.PathLike) -> Path | None:
@@ -71,7 +83,7 @@ def find_data_dir(name: str, split: str, data_root: str | os.PathLike) -> Path |
     `data_root` itself, which covers PraNet's `TestDataset/<Name>` layout), or None."""
     data_root = Path(data_root)
     for candidate in (*(data_root / folder for folder in get_preset(name).folder_names), data_root):
-        if _holds_split(candidate, name, split):
+        if _holds_split(candidate, get_preset(name), split):
             return candidate
     return None
 
@@ -83,12 +95,18 @@ def resolve_dataset_spec(spec: DatasetSpec, data_root: str | os.PathLike | None)
         FileNotFoundError: the folder (given, or looked for under `data_root`) does not exist or lacks the split;
             the message names the folders tried.
     """
-    preset = get_preset(spec.name)
+    if spec.own_folder and not spec.data_dir.is_dir():
+        raise FileNotFoundError(f"--data {spec.data_dir}: no such folder")
+    preset = spec.preset
+    if spec.own_folder and spec.split not in preset.split_dirs:
+        raise ValueError(
+            f"{spec.data_dir}: a folder of one's own has no split {spec.split!r} ({list(preset.split_dirs)})"
+        )
     split_folders = ", ".join(preset.split_dirs[spec.split])
     if spec.data_dir is not None:
         if not spec.data_dir.is_dir():
             raise FileNotFoundError(f"Data folder of {spec.name!r} not found: {spec.data_dir}")
-        if not _holds_split(spec.data_dir, spec.name, spec.split):
+        if not _holds_split(spec.data_dir, preset, spec.split):
             raise FileNotFoundError(
                 f"{spec.data_dir} holds no {spec.split!r} split of {spec.name!r} (looked for: {split_folders})."
             )
@@ -158,8 +176,9 @@ def load_evaluation_dataset(spec: DatasetSpec, max_samples: int | None = None, n
     """The `datasets.Dataset` of a resolved spec (columns id, image, mask [, case, frame, instances]) with masks as a
     `num_labels`-label model reads them (`DatasetPreset.mask_classes`), truncated to the first `max_samples` rows
     (frames stay in order; the rest are not read)."""
-    classes: MaskClasses = get_preset(spec.name).mask_classes(num_labels)
-    return load_preset_dataset(spec.name, spec.split, spec.data_dir, classes=classes, max_samples=max_samples)
+    preset = spec.preset
+    classes: MaskClasses = preset.mask_classes(num_labels)
+    return load_preset_dataset(preset, spec.split, spec.data_dir, classes=classes, max_samples=max_samples)
 
 
 def source_folder(dataset) -> str | None:

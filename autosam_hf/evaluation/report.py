@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from ..atomic_write import write_atomically
 from ..data import PRESETS
 from ..metrics import metric_display_name
@@ -17,6 +19,7 @@ from ..model.configuration_autosam import canonical_mode
 from .datasets import DatasetSpec
 from .modes import GT_PROMPT_MODES, MODE_DISPLAY_NAMES
 from .scoring import ModeResult
+from .volumes import VOLUME_METRIC_NAMES, VolumeModeResult, VolumeSource
 
 # (metric key of `SegmentationMetrics.compute`, column name) of the paper's tables.
 IMAGE_TABLE_METRICS = (("dice", "Dice"), ("iou", "IoU"))
@@ -222,12 +225,93 @@ def build_report(
     return report
 
 
+# ---------------------------------------------------------------------------------------------- volumes
+# (metric key of `autosam_hf.evaluation.volumes`, column title) of the volume tables.
+VOLUME_TABLE_METRICS = tuple(zip(VOLUME_METRIC_NAMES, ("Dice", "HD95 mm", "NSD", "2D Dice"), strict=True))
+
+
+def build_volume_report(
+    model_name: str,
+    modes: Sequence[str],
+    source: VolumeSource,
+    results: Mapping[str, VolumeModeResult],
+    volume_info: Mapping[str, Mapping],
+    settings: Mapping,
+) -> dict:
+    """The JSON report of a volume run.
+
+    Returns:
+        `model`, `modes`, `data` (root, layout, split, classes scored), `settings`, `volumes` (case → image, label,
+        shape, spacing, slicing axis), `results` (mode → class → the means over volumes), `summary` (mode → metric
+        → the mean over classes of those), `per_volume` (mode → case → class → scores) and `per_slice` (mode →
+        case → class → the 2D Dice of each slice).
+    """
+    return {
+        "model": model_name,
+        "modes": list(modes),
+        "data": {
+            "root": str(source.root),
+            "layout": source.layout,
+            "split": source.split,
+            "num_volumes": len(source.cases),
+        },
+        "settings": dict(settings),
+        "volumes": {case: dict(facts) for case, facts in volume_info.items()},
+        "results": {mode: results[mode].metrics for mode in modes},
+        "summary": {
+            mode: {
+                key: float(np.mean([scores[key] for scores in results[mode].metrics.values()]))
+                for key, _ in VOLUME_TABLE_METRICS
+            }
+            for mode in modes
+        },
+        "per_volume": {mode: results[mode].per_volume for mode in modes},
+        "per_slice": {mode: results[mode].per_slice for mode in modes},
+    }
+
+
+def _volume_table(first_column: str, rows: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[str]:
+    """One row per key of `rows` (row → class → metric), a column per class and metric."""
+    class_names = list(next(iter(rows.values())))
+    header = [first_column] + [f"{name} {title}" for name in class_names for _, title in VOLUME_TABLE_METRICS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+    for row, per_class in rows.items():
+        cells = [row] + [_format_value(per_class[name][key]) for name in class_names for key, _ in VOLUME_TABLE_METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def format_volume_markdown_report(report: Mapping) -> str:
+    """The Markdown file of a volume run: the summary (rows = modes, per class the means over volumes), a table per
+    mode with one row per volume, and notes on the protocol."""
+    data, settings = report["data"], report["settings"]
+    summary = {MODE_DISPLAY_NAMES.get(mode, mode): per_class for mode, per_class in report["results"].items()}
+    lines = [f"# AutoSAM evaluation on volumes: `{report['model']}`", "", *_volume_table("Method", summary), ""]
+    for mode, per_volume in report["per_volume"].items():
+        lines += [f"{MODE_DISPLAY_NAMES.get(mode, mode)}, per volume:", "", *_volume_table("Volume", per_volume), ""]
+    window = settings["window"] or "each volume's 0.5th..99.5th percentiles"
+    split = f", split `{data['split']}`" if data["split"] else ""
+    lines += [
+        f"Each volume predicted slice by slice (intensities: {window}; along each volume's "
+        + ("coarsest axis" if settings["slice_axis"] is None else f"axis {settings['slice_axis']}")
+        + f"; binary masks: logit > {settings['mask_threshold']}), then scored in 3D on its voxel grid (MONAI): "
+        f"Dice, HD95 in mm and NSD at {settings['nsd_tolerance_mm']:g} mm; 2D Dice is the mean over the volume's "
+        "slices. Per class, then averaged over volumes. A class absent from both prediction and reference scores "
+        "Dice 1, HD95 0, NSD 1 (nnU-Net would report NaN); absent from exactly one, Dice 0, HD95 inf, NSD 0, so "
+        "a class missed in any volume has a mean HD95 of inf.",
+        "",
+        f"Data: {data['num_volumes']} volumes from `{data['root']}` ({data['layout']}{split}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def write_report(report: Mapping, output_dir: str | os.PathLike) -> str:
     """Write `<output_dir>/eval_results.json` and `<output_dir>/eval_results.md` (atomically, creating the folder);
-    returns the Markdown."""
+    returns the Markdown (of `format_volume_markdown_report` for a volume run's report)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    report_text, markdown = json.dumps(report, indent=2) + "\n", format_markdown_report(report)
+    format_markdown = format_volume_markdown_report if "per_volume" in report else format_markdown_report
+    report_text, markdown = json.dumps(report, indent=2) + "\n", format_markdown(report)
     write_atomically(output_dir / f"{RESULTS_STEM}.json", lambda path: path.write_text(report_text, encoding="utf-8"))
     write_atomically(output_dir / f"{RESULTS_STEM}.md", lambda path: path.write_text(markdown, encoding="utf-8"))
     return markdown
@@ -238,9 +322,12 @@ __all__ = [
     "NOT_EVALUATED",
     "RESULTS_STEM",
     "VIDEO_TABLE_METRICS",
+    "VOLUME_TABLE_METRICS",
     "build_report",
+    "build_volume_report",
     "format_detail_tables",
     "format_markdown_report",
     "format_markdown_table",
+    "format_volume_markdown_report",
     "write_report",
 ]

@@ -2,6 +2,10 @@
 card with the measured metrics), then uploaded to the Hub (`autosam_hf.hub.publish`).
 
     autosam-publish --model runs/kvasir --preset kvasir --hub_model_id my-org/autosam-kvasir [--adapter] [--dry_run]
+    autosam-publish --model runs/mydata --hub_model_id my-org/autosam-mydata --dataset_license CC-BY-4.0
+
+Without `--preset`, the card's dataset is what the run's `training_settings.json` records: its preset, or its folder
+of one's own (name, licence, citation; `--dataset_*` override them), whose card names that folder and nothing else.
 
 The folder is written whole (`autosam_hf.hub.publish`); `--dry_run` stops after writing it. The metrics in the card
 are read from the trained folder's `all_results.json` and from `--metrics` files (schema: `autosam_hf.hub.model_card`).
@@ -20,7 +24,7 @@ from huggingface_hub.errors import HTTPError
 
 from ..cli import ArgumentParser, add_model_arguments, add_output_dir_argument, configure_logging
 from ..data import PRESETS
-from .publish import PublishSettings, publish
+from .publish import PublishSettings, publish, trained_dataset
 
 
 def build_parser() -> ArgumentParser:
@@ -35,10 +39,19 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--preset",
-        required=True,
         choices=list(PRESETS),
-        help="the dataset preset it was trained for (the card's facts)",
+        help="the dataset preset it was trained for (the card's facts); default: what MODEL's training_settings.json "
+        "records, a preset or a folder of one's own",
     )
+    parser.add_argument(
+        "--dataset_display_name",
+        help="without a preset: the data's name on the card (default: the recorded one, else the training folder's "
+        "name)",
+    )
+    parser.add_argument(
+        "--dataset_license", help="without a preset: the data's licence or terms (default: recorded, else not stated)"
+    )
+    parser.add_argument("--dataset_citation", help="without a preset: the data's BibTeX (default: recorded, else none)")
     parser.add_argument("--hub_model_id", "--repo_id", required=True, help="Hub repository, org/name")
     parser.add_argument(
         "--adapter", action="store_true", help="publish g and h only (tens of MB); loading fetches the base SAM"
@@ -80,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
         revision=args.hub_revision,
         commit_message=args.commit_message,
     )
-    print(publish(args.model, args.preset, args.hub_model_id, settings))
+    dataset = trained_dataset(
+        args.model, args.preset, args.dataset_display_name, args.dataset_license, args.dataset_citation
+    )
+    print(publish(args.model, dataset, args.hub_model_id, settings))
     return 0
 
 

@@ -35,7 +35,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from ..data.presets import CARD_PACKAGE, PRESETS, DatasetPreset, get_preset
+from ..data.presets import CARD_PACKAGE, PRESETS, DatasetPreset, resolve_preset
 from ..metrics import class_names_of, metric_display_name
 from ..model import AutoSamConfig
 from ..training.settings import RECIPES
@@ -122,8 +122,11 @@ def metric_name(name: str) -> str:
     return METRIC_NAMES.get(name) or metric_display_name(name)
 
 
-def display_name(dataset: str) -> str:
-    """A dataset's name in the results table: its preset's display name, or the name as measured."""
+def display_name(dataset: str, trained_on: DatasetPreset | None = None) -> str:
+    """A dataset's name in the results table: the trained-on dataset's display name, another preset's, or the name
+    as measured."""
+    if trained_on is not None and dataset == trained_on.name:
+        return trained_on.display_name
     return PRESETS[dataset].display_name if dataset in PRESETS else dataset
 
 
@@ -131,9 +134,9 @@ def _format_value(value: float | None) -> str:
     return NOT_MEASURED if value is None else f"{value:.4f}"
 
 
-def metrics_table(metrics: Metrics, evaluation_datasets: Iterable[str]) -> str:
+def metrics_table(metrics: Metrics, evaluation_datasets: Iterable[str], trained_on: DatasetPreset | None = None) -> str:
     """Markdown table, one row per (split, dataset): `evaluation_datasets` on the test split (measured or
-    "not measured"), then every other measured (split, dataset)."""
+    "not measured"), then every other measured (split, dataset); `trained_on`'s rows under its display name."""
     rows = [("test", dataset) for dataset in evaluation_datasets]
     rows += [
         (split, dataset)
@@ -151,7 +154,7 @@ def metrics_table(metrics: Metrics, evaluation_datasets: Iterable[str]) -> str:
     for split, dataset in rows:
         values = metrics.get(split, {}).get(dataset, {})
         cells = [_format_value(values.get(name)) for name in columns]
-        lines.append(f"| {display_name(dataset)} | {split} | " + " | ".join(cells) + " |")
+        lines.append(f"| {display_name(dataset, trained_on)} | {split} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -167,7 +170,7 @@ def eval_results(metrics: Metrics, preset: DatasetPreset) -> list[EvalResult]:
                         task_type="image-segmentation",
                         task_name="Image segmentation",
                         dataset_type=preset.card.hub_id if dataset == preset.name else dataset,
-                        dataset_name=display_name(dataset),
+                        dataset_name=display_name(dataset, preset),
                         dataset_split=split,
                         metric_type=name,
                         metric_name=metric_name(name),
@@ -190,7 +193,7 @@ def _checkpoint_description(adapter: bool, sam_name: str) -> str:
 
 
 def build_model_card(
-    preset: str,
+    preset: str | DatasetPreset,
     repo_id: str,
     config: AutoSamConfig,
     metrics: Metrics | None = None,
@@ -203,7 +206,8 @@ def build_model_card(
     """Render the card of a checkpoint trained on `preset`'s dataset.
 
     Args:
-        preset: a dataset preset (`autosam_hf.data.PRESETS`), e.g. `"kvasir"`; its `card` holds the facts.
+        preset: a dataset preset (`autosam_hf.data.PRESETS`), e.g. `"kvasir"`, or a preset object (a folder's,
+            `folder_preset`); its `card` holds the facts.
         repo_id: the Hub repository the card is for (used in the usage snippets and as model-index name).
         config: the checkpoint's `AutoSamConfig` (architecture facts and the base SAM).
         metrics: split → dataset → metric → value, as measured (`read_measured_metrics`); what is missing is
@@ -217,7 +221,7 @@ def build_model_card(
     Raises:
         ValueError: an unknown preset.
     """
-    dataset = get_preset(preset)
+    dataset = resolve_preset(preset)
     card = dataset.card
     metrics = metrics or {}
     sam_name = config.sam_name_or_path or "unknown (not recorded in the config)"
@@ -237,6 +241,7 @@ def build_model_card(
         card_data,
         template_str=read_template(template_dir),
         dataset=dataset.name,
+        own_data=dataset.own_card is not None,
         repo_id=repo_id,
         pretty_name=card.title,
         domain=card.domain,
@@ -261,7 +266,7 @@ def build_model_card(
         default_recipe=RECIPES["default"].describe(),
         paper_recipe=RECIPES["paper"].describe(),
         training_arguments=_arguments_table(training_arguments) if training_arguments else "",
-        metrics_table=metrics_table(metrics, card.evaluation_datasets),
+        metrics_table=metrics_table(metrics, card.evaluation_datasets, dataset),
         metrics_sources=", ".join(f"`{name}`" for name in metrics_sources),
     )
 

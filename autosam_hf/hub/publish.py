@@ -12,10 +12,10 @@ nothing half-written. `dry_run` stops after writing it. The metrics in the card 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..atomic_write import write_folder_atomically
-from ..data import get_preset
+from ..data.presets import DatasetPreset, folder_preset, get_preset, resolve_preset
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor
 from .loading import load_model_and_processor
 from .model_card import METRICS_FILENAME, build_model_card, is_hub_repo_id, read_measured_metrics
@@ -76,13 +76,59 @@ def default_output_dir(model_dir: str | os.PathLike, repo_id: str) -> Path:
     return Path(model_dir) / "hub" / repo_id.replace("/", "--")
 
 
-def _check_inputs(model_dir: Path, preset: str, repo_id: str, output_dir: Path, overwrite: bool) -> None:
+SETTINGS_FILENAME = "training_settings.json"  # what autosam-train resolved, the dataset's card facts included
+
+
+def trained_dataset(
+    model_dir: str | os.PathLike,
+    preset: str | None = None,
+    display_name: str | None = None,
+    license: str | None = None,
+    citation: str | None = None,
+) -> DatasetPreset:
+    """The dataset a card describes: `preset`; else what the run recorded in `<model_dir>/training_settings.json`
+    (its preset, or its folder with the display name, licence and citation it was given, each overridden by the
+    argument given here); else a folder named `display_name`.
+
+    Raises:
+        ValueError: card facts given for a named preset, or nothing that says what the model was trained on.
+    """
+    facts = {"display_name": display_name, "license": license, "citation": citation}
+    given = [name for name, value in facts.items() if value is not None]
+    flags = ", ".join(f"--dataset_{name}" for name in given)
+    if preset is not None:
+        if given:
+            raise ValueError(f"{flags}: only without --preset (preset {preset!r} has its own card)")
+        return get_preset(preset)
+    path = Path(model_dir) / SETTINGS_FILENAME
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    if recorded.get("preset"):
+        if given:
+            raise ValueError(
+                f"{flags}: {model_dir} was trained on preset {recorded['preset']!r}, which has its own card"
+            )
+        return get_preset(recorded["preset"])
+    data = recorded.get("data") or recorded.get("dataset_name") or display_name
+    if data is None:
+        raise ValueError(
+            f"{model_dir} does not record what it was trained on (no {SETTINGS_FILENAME} from autosam-train): give "
+            "--preset, or --dataset_display_name for data of your own"
+        )
+    return folder_preset(
+        data,
+        display_name=display_name or recorded.get("dataset_display_name"),
+        license=license or recorded.get("dataset_license"),
+        citation=citation or recorded.get("dataset_citation"),
+        hub_id=None if recorded.get("data") else recorded.get("dataset_name"),
+    )
+
+
+def _check_inputs(model_dir: Path, repo_id: str, output_dir: Path, overwrite: bool) -> None:
     """Fail on bad arguments before anything is loaded."""
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
         raise ValueError(f"Invalid --hub_model_id {repo_id!r}: {error}") from error
-    get_preset(preset)  # unknown preset: ValueError listing the known ones
     if not model_dir.is_dir():
         raise ValueError(f"Trained model folder not found: {model_dir}")
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
@@ -111,7 +157,7 @@ def _load_model(model_dir: Path, settings: PublishSettings) -> tuple[AutoSamForS
 
 def write_hub_folder(
     model_dir: str | os.PathLike,
-    preset: str,
+    preset: str | DatasetPreset,
     repo_id: str,
     output_dir: str | os.PathLike,
     settings: PublishSettings | None = None,
@@ -128,7 +174,8 @@ def write_hub_folder(
     """
     settings = settings or PublishSettings()
     model_dir, output_dir = Path(model_dir), Path(output_dir)
-    _check_inputs(model_dir, preset, repo_id, output_dir, settings.overwrite)
+    preset = resolve_preset(preset)  # unknown preset: ValueError listing the known ones
+    _check_inputs(model_dir, repo_id, output_dir, settings.overwrite)
     metrics_paths = _metrics_paths(model_dir, settings.metrics_files)
     metrics, training_arguments, sources = read_measured_metrics(metrics_paths)
     if not metrics:
@@ -181,7 +228,7 @@ def upload_hub_folder(folder: str | os.PathLike, repo_id: str, settings: Publish
 
 def publish(
     model_dir: str | os.PathLike,
-    preset: str | None = None,
+    preset: str | DatasetPreset | None = None,
     repo_id: str | None = None,
     settings: PublishSettings | None = None,
     **options: Any,
@@ -190,18 +237,16 @@ def publish(
 
     Args:
         model_dir: the trained folder (`save_pretrained` output of the model and processor; `all_results.json`).
-        preset: the dataset preset the model was trained for (`autosam_hf.data.PRESETS`): the card's facts.
+        preset: the dataset preset the model was trained for (`autosam_hf.data.PRESETS`), or a preset such as a
+            folder's (`trained_dataset`, `folder_preset`): the card's facts.
         repo_id: `org/name` on the Hub.
         settings: the folder and upload options (`PublishSettings`).
         options: `PublishSettings` fields overriding `settings`, e.g. `publish(folder, "kvasir", "org/name",
-            dry_run=True)`. `dataset=` is the deprecated name of `preset`.
+            dry_run=True)`.
 
     Returns:
         The written folder.
     """
-    if "dataset" in options:
-        warnings.warn("publish(dataset=...) is deprecated; pass preset=...", DeprecationWarning, stacklevel=2)
-        preset = options.pop("dataset")
     if preset is None or repo_id is None:
         raise TypeError("publish() needs a preset and a repo_id")
     settings = dataclasses.replace(settings or PublishSettings(), **options)
@@ -211,7 +256,9 @@ def publish(
         logger.info("Dry run: wrote %s; nothing uploaded.", folder)
         return folder
     kind = "adapter" if settings.adapter else "full"
-    upload_hub_folder(folder, repo_id, settings, commit_message=f"Upload AutoSAM ({preset}, {kind})")
+    upload_hub_folder(
+        folder, repo_id, settings, commit_message=f"Upload AutoSAM ({resolve_preset(preset).name}, {kind})"
+    )
     logger.info("Uploaded %s to https://huggingface.co/%s", folder, repo_id)
     return folder
 
@@ -220,6 +267,7 @@ __all__ = [
     "PublishSettings",
     "default_output_dir",
     "publish",
+    "trained_dataset",
     "upload_hub_folder",
     "write_hub_folder",
 ]

@@ -177,19 +177,60 @@ def load_sam(
         return frozen_sam_class(sam).model_class(sam)
     if os.path.isfile(sam):
         return load_original_sam_checkpoint(sam)
+    config = load_sam_config(sam, revision=revision, **from_pretrained_kwargs)
+    family = frozen_sam_class(config)
     try:
-        config_dict, _ = PreTrainedConfig.get_config_dict(sam, revision=revision, **from_pretrained_kwargs)
+        return family.model_class.from_pretrained(sam, config=config, revision=revision, **from_pretrained_kwargs)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Could not load the {family.model_type} checkpoint {sam!r}: {error}") from error
+
+
+# A SAM whose dense prompt is SAM ViT-B/L/H's (C, E) = (256, 64) and whose image encoder is as small as SAM's
+# config allows: what a SAM-free model (h(g(I)), which reads only that shape) is built around where no SAM config
+# can be had. Its random weights are never used to segment.
+DENSE_PROMPT_SAM_CONFIG_NAME = "sam-dense-prompt-256x64x64"
+
+
+def dense_prompt_sam_config() -> SamConfig:
+    """The `DENSE_PROMPT_SAM_CONFIG_NAME` config: a 1024² canvas in 16² patches (E = 64), C = 256 channels, a
+    one-layer 32-wide encoder."""
+    return SamConfig(
+        vision_config=dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=1,
+            mlp_dim=64,
+            output_channels=256,
+            image_size=1024,
+            patch_size=16,
+            window_size=14,
+            global_attn_indexes=[0],
+            num_pos_feats=128,
+        ),
+        prompt_encoder_config=dict(hidden_size=256, image_size=1024, patch_size=16),
+        mask_decoder_config=dict(hidden_size=256),
+    )
+
+
+def load_sam_config(
+    sam: str | os.PathLike | PreTrainedConfig, revision: str | None = None, **hub_kwargs
+) -> PreTrainedConfig:
+    """Only the config of what `load_sam` would load (no weights are read from a Hub id or folder; a `.pth` file
+    holds its config only in its weights' shapes). Raises ValueError naming `sam` when there is none to be had."""
+    if isinstance(sam, PreTrainedConfig):
+        frozen_sam_class(sam)  # an unsupported config fails here, as in load_sam
+        return sam
+    if os.path.isfile(sam):
+        return load_original_sam_checkpoint(sam).config
+    try:
+        config_dict, _ = PreTrainedConfig.get_config_dict(sam, revision=revision, **hub_kwargs)
     except (OSError, ValueError) as error:
         raise ValueError(
             f"Could not load SAM from {sam!r}: not an original .pth file, a transformers SAM / SAM-HQ / SAM 2 "
             f"folder, or a reachable Hub id ({error})"
         ) from error
     family = frozen_sam_class(config_dict.get("model_type"), argument=f"sam {str(sam)!r}")
-    config = family.config_class(**_image_model_config_dict(config_dict))
-    try:
-        return family.model_class.from_pretrained(sam, config=config, revision=revision, **from_pretrained_kwargs)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"Could not load the {family.model_type} checkpoint {sam!r}: {error}") from error
+    return family.config_class(**_image_model_config_dict(config_dict))
 
 
 def _image_model_config_dict(config_dict: dict) -> dict:
@@ -254,10 +295,13 @@ def _same_setting(value, default) -> bool:
 
 __all__ = [
     "CHECKPOINT_MODEL_TYPES",
+    "DENSE_PROMPT_SAM_CONFIG_NAME",
     "SAM_CANVAS_DEFAULTS",
     "convert_original_sam_state_dict",
+    "dense_prompt_sam_config",
     "load_original_sam_checkpoint",
     "load_sam",
+    "load_sam_config",
     "load_sam_preprocessing",
     "sam_config_from_original_state_dict",
 ]

@@ -133,7 +133,7 @@ def train(settings: TrainingSettings, options: dict | None = None) -> dict | Non
             # The Hub folder inside output_dir is this run's own: one left by an earlier run there is replaced.
             publish(
                 output_dir,
-                preset=settings.preset,
+                preset=settings.dataset_preset(),
                 repo_id=settings.hub_model_id,
                 private=settings.hub_private,
                 overwrite=True,

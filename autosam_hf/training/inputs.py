@@ -8,18 +8,19 @@ from pathlib import Path
 
 import datasets
 from accelerate import Accelerator
+from transformers import PreTrainedConfig
 
 from ..data import (
     EmbeddingCache,
     JointAugmentation,
     augmentation_for_level,
-    get_preset,
     load_hub_dataset,
     load_preset_dataset,
     train_val_split,
 )
 from ..data.embedding_cache import STORAGE_DTYPES
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor
+from ..model.sam_loading import DENSE_PROMPT_SAM_CONFIG_NAME, dense_prompt_sam_config, load_sam_config
 from .settings import TrainingSettings
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ HUB_VALIDATION_SPLITS = ("validation", "val", "valid")
 def load_train_val(settings: TrainingSettings) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Train and validation splits: the dataset's own validation split, else a seeded part of train. Test splits
     are never read here. Masks are read as the run's classes need (`TrainingSettings.mask_classes`)."""
-    preset = get_preset(settings.preset)
+    preset = settings.dataset_preset()
     classes = settings.mask_classes()
     val = None
     if settings.dataset_name:
@@ -52,13 +53,13 @@ def load_train_val(settings: TrainingSettings) -> tuple[datasets.Dataset, datase
         )
         # Truncated splits are read truncated (quick runs decode only what they use); train is split whole.
         train_limit = settings.max_train_samples if has_val_folder else None
-        train = load_preset_dataset(preset.name, "train", settings.data, classes=classes, max_samples=train_limit)
+        train = load_preset_dataset(preset, "train", settings.data, classes=classes, max_samples=train_limit)
         if has_val_folder:
             val = load_preset_dataset(
-                preset.name, "val", settings.data, classes=classes, max_samples=settings.max_eval_samples
+                preset, "val", settings.data, classes=classes, max_samples=settings.max_eval_samples
             )
             logger.info("validation: the val split of %s", settings.data)
-        elif preset.has_val_split:
+        elif preset.has_val_split and settings.preset is not None:
             folders = ", ".join(preset.split_dirs["val"])
             logger.warning("no val folder (%s) under %s: holding out part of train instead", folders, settings.data)
     if val is None:
@@ -96,7 +97,7 @@ def build_model(settings: TrainingSettings) -> AutoSamForSegmentation:
     else:
         backbone_weights = True if settings.backbone_weights == "timm" else settings.backbone_weights
         model = AutoSamForSegmentation.from_sam(
-            settings.sam,
+            standalone_sam_config(settings) if settings.stages == ("standalone",) else settings.sam,
             revision=settings.sam_revision,
             backbone=settings.backbone,
             backbone_weights=backbone_weights,
@@ -109,6 +110,16 @@ def build_model(settings: TrainingSettings) -> AutoSamForSegmentation:
     return model
 
 
+def standalone_sam_config(settings: TrainingSettings) -> PreTrainedConfig:
+    """What a SAM-free model is built around: `--sam`'s config only (h(g(I)) reads its dense-prompt shape, never its
+    weights), else `dense_prompt_sam_config` (SAM ViT-B/L/H's 256x64x64) where no config can be had."""
+    try:
+        return load_sam_config(settings.sam, revision=settings.sam_revision)
+    except ValueError as error:
+        logger.warning("--stage standalone: %s; using %s instead", error, DENSE_PROMPT_SAM_CONFIG_NAME)
+        return dense_prompt_sam_config()
+
+
 def build_processor(settings: TrainingSettings, model: AutoSamForSegmentation) -> AutoSamImageProcessor:
     """The model's processor; a SAM-free model (`standalone`) builds only g's canvas by default."""
     canvases = ["prompt"] if settings.stages == ("standalone",) else None
@@ -118,7 +129,7 @@ def build_processor(settings: TrainingSettings, model: AutoSamForSegmentation) -
 def training_augmentation(settings: TrainingSettings) -> JointAugmentation:
     """The run's augmentation (its preset's settings at `--augmentation`'s level), seeded: the training views and
     the embedding cache draw the same view of each (image, index, view)."""
-    reference = get_preset(settings.preset).augmentation
+    reference = settings.dataset_preset().augmentation
     return JointAugmentation(augmentation_for_level(reference, settings.augmentation), seed=settings.seed)
 
 

@@ -35,7 +35,9 @@ import yaml
 from ..cli import ArgumentParser, positive_int
 from ..data import AUGMENTATION_LEVELS, PRESETS
 from ..data.embedding_cache import STORAGE_DTYPES
+from ..data.presets import FOLDER_IMAGE_SIZE
 from ..model import CANVAS_RULES, CLASS_ACTIVATIONS
+from ..model.sam_loading import DENSE_PROMPT_SAM_CONFIG_NAME
 
 # `standalone` trains g and h together on h(g(I)) without SAM: a SAM-free segmenter from scratch.
 STAGES = {
@@ -90,13 +92,17 @@ class TrainingOptions:
     and the machine fill in what was not given (`settings.resolve_settings`)."""
 
     # data
-    preset: str = option(
+    preset: str | None = option(
         "data",
-        f"Dataset preset ({', '.join(PRESETS)}): sets the folder layout, g's input size and the dataset's "
-        "reference augmentation.",
-        required=True,
+        f"Dataset preset ({', '.join(PRESETS)}): the paper's datasets' folder layout, g's input size and reference "
+        "augmentation. Without it, --data is a folder of one's own: DIR/{train,val,test}/{images,masks} or a flat "
+        f"DIR/{{images,masks}}, g's input {FOLDER_IMAGE_SIZE}, the frozen model's canvas rule, flips.",
     )
-    data: str | None = option("data", "Root folder of the dataset (e.g. ../shared/data/kvasir).", layout=TRAIN_DATA)
+    data: str | None = option(
+        "data",
+        "Root folder of the dataset (e.g. ../shared/data/kvasir, or without --preset a folder of images/ + masks/).",
+        layout=TRAIN_DATA,
+    )
     dataset_name: str | None = option(
         "data", "A Hub dataset id, read with datasets.load_dataset instead of --data.", layout=TRAIN_DATA
     )
@@ -162,7 +168,11 @@ class TrainingOptions:
     )
     # model
     sam: str = option(
-        "model", "SAM: Hub id, transformers folder or segment-anything .pth.", default="facebook/sam-vit-base"
+        "model",
+        "SAM: Hub id, transformers folder or segment-anything .pth. --stage standalone reads only its config (the "
+        f"dense-prompt shape), and where even that cannot be had, {DENSE_PROMPT_SAM_CONFIG_NAME} (256x64x64, SAM "
+        "ViT-B/L/H's).",
+        default="facebook/sam-vit-base",
     )
     sam_revision: str | None = option("model")
     backbone: str = option("model", "g's encoder: hardnet85 or a timm model name.", default="hardnet85")
@@ -171,7 +181,12 @@ class TrainingOptions:
         "ImageNet weights for g's encoder: hardnet85.pth; for a timm encoder 'timm' (timm fetches them) or a "
         "checkpoint file of the whole timm model.",
     )
-    prompt_input_size: int | None = option("model", "g's input size (default: the preset's).", type=positive_int)
+    prompt_input_size: int | None = option(
+        "model",
+        f"g's input size (default: the preset's; without one {FOLDER_IMAGE_SIZE}, the polyp presets' and g's "
+        "HarDNet-MSEG encoder's own, a multiple of 32 between GlaS's 256 and MoNuSeg's 512).",
+        type=positive_int,
+    )
     canvas_rule: str | None = option(
         "model",
         "How images become canvases, in training and in the saved processor: letterbox (longest edge, zero padding) "
@@ -275,6 +290,13 @@ class TrainingOptions:
     push_to_hub: bool = option("hub", default=False, action="store_true")
     hub_model_id: str | None = option("hub")
     hub_private: bool = option("hub", default=False, action="store_true")
+    dataset_display_name: str | None = option(
+        "hub", "Without --preset: the data's name on the model card and in results (default: --data's folder name)."
+    )
+    dataset_license: str | None = option(
+        "hub", "Without --preset: the data's licence or terms, for the model card (default: 'not stated')."
+    )
+    dataset_citation: str | None = option("hub", "Without --preset: the data's BibTeX, for the model card.")
 
 
 def options() -> tuple:

@@ -81,25 +81,27 @@ CARD_SETTINGS = card_settings()
 def results_summary(
     settings: TrainingSettings, model: AutoSamForSegmentation, best: dict[str, dict], train_size: int, val_size: int
 ) -> dict:
-    """`all_results.json`: {"validation": {<preset>: {"dice", "iou"[, per class]}}} (the schema model cards read)
+    """`all_results.json`: {"validation": {<dataset>: {"dice", "iou"[, per class]}}} (the schema model cards read)
     holds AutoSAM's best when the prompt stage ran, else the last stage's; "validation_surrogate" holds h(g(I))'s
     best when a surrogate stage ran; "stages" every stage's best entry; "classes" the model's id2label; "training"
     the settings a model card shows (`CARD_SETTINGS`, those that were set)."""
     main_stage = "prompt" if "prompt" in best else settings.stages[-1]
+    dataset = settings.dataset_preset().name  # the preset's, or a folder's own name
     results = {
         "preset": settings.preset,
+        "dataset": dataset,
         "sam": model.config.sam_name_or_path,  # --sam, or the --init_from model's own
         "recipe": settings.recipe,
         "train_examples": train_size,
         "validation_examples": val_size,
         "classes": settings.id2label,
         "stages": best,
-        "validation": {settings.preset: _validation_metrics(best[main_stage])},
+        "validation": {dataset: _validation_metrics(best[main_stage])},
         "training": {key: getattr(settings, key) for key in CARD_SETTINGS if getattr(settings, key) is not None},
     }
     last = settings.stages[-1]
     if STAGE_MODE[last] == "surrogate":
-        results["validation_surrogate"] = {settings.preset: _validation_metrics(best[last])}
+        results["validation_surrogate"] = {dataset: _validation_metrics(best[last])}
     return results
 
 

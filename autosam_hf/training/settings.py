@@ -11,6 +11,9 @@ A *recipe* is a named set of training hyper-parameters, a YAML file of option va
 Every option can still be set on its own (`--learning_rate`, `--augmentation`, ..., or a `--config` file);
 `resolve_settings` applies, in order, the preset's dataset facts, the recipe, then each option that was given.
 
+Without `--preset`, `--data` is a folder of one's own (`data.presets.folder_preset`: g's input 352, the frozen
+model's canvas rule, flips), and the run records its display name, licence and citation for the model card.
+
 Classes: binary unless the preset has its own (`monuseg_boundary`: background, interior, boundary) or
 `--class_names` names them (background + those, read from label-map masks with values 0..K).
 """
@@ -24,7 +27,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import AUGMENTATION_LEVELS, DatasetPreset, get_preset
+from ..data import AUGMENTATION_LEVELS, DatasetPreset
+from ..data.presets import resolve_preset
 from .options import (
     RECIPE_DIR,
     STAGE_MODE,
@@ -98,7 +102,12 @@ class TrainingSettings(TrainingOptions):
 
     def mask_classes(self):
         """What the run's masks become (binary, label maps 0..K, or the preset's derived boundary classes)."""
-        return get_preset(self.preset).mask_classes(self.num_labels, self.boundary_width)
+        return self.dataset_preset().mask_classes(self.num_labels, self.boundary_width)
+
+    def dataset_preset(self) -> DatasetPreset:
+        """`--preset`'s preset, or without one the `folder_preset` of `--data` (or `--dataset_name`), with the card
+        facts the run was given."""
+        return preset_of(self)
 
     def batch_size_for(self, stage: str) -> int:
         return self.surrogate_batch_size if stage == "surrogate" else self.batch_size
@@ -129,6 +138,23 @@ def resolve_classes(class_names: list[str] | None, preset: DatasetPreset) -> dic
 
 
 DEFAULT_VAL_SPLIT_SEED = 42
+DATASET_CARD_FLAGS = ("dataset_display_name", "dataset_license", "dataset_citation")
+
+
+def preset_of(args: argparse.Namespace | TrainingOptions) -> DatasetPreset:
+    """The run's dataset preset (`TrainingSettings.dataset_preset`); the `DATASET_CARD_FLAGS` apply without
+    `--preset` only."""
+    if args.preset is not None:
+        given = [f"--{name}" for name in DATASET_CARD_FLAGS if getattr(args, name) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only without --preset (preset {args.preset!r} has its own card)")
+    card = {
+        "display_name": args.dataset_display_name,
+        "license": args.dataset_license,
+        "citation": args.dataset_citation,
+        "hub_id": None if args.data else args.dataset_name,
+    }
+    return resolve_preset(args.preset, args.data or args.dataset_name, **card)
 
 
 def recorded_validation_split(init_from: str | None) -> dict:
@@ -141,7 +167,7 @@ def recorded_validation_split(init_from: str | None) -> dict:
     recorded = json.loads(path.read_text())
     split = {
         "val_fraction": recorded.get("val_fraction"),
-        "val_split_seed": recorded.get("val_split_seed", recorded.get("seed")),
+        "val_split_seed": recorded.get("val_split_seed"),
     }
     return {key: value for key, value in split.items() if value is not None}  # a seed of 0 is a seed
 
@@ -149,7 +175,7 @@ def recorded_validation_split(init_from: str | None) -> dict:
 def resolve_settings(args: argparse.Namespace | TrainingOptions, mixed_precision: str) -> TrainingSettings:
     """Preset facts, then the recipe (or the `--init_from` model's validation split), then every option that was
     given (None = not given); `mixed_precision`: the resolved `--mixed_precision`."""
-    preset = get_preset(args.preset)
+    preset = preset_of(args)
     recipe = dataclasses.asdict(RECIPES[args.recipe])
     recorded_split = recorded_validation_split(args.init_from)
     values = {}
@@ -169,7 +195,8 @@ def resolve_settings(args: argparse.Namespace | TrainingOptions, mixed_precision
     if augmentation == "none":  # every view is the image itself
         num_views = 1 if cached else None
     resolved = {
-        "preset": preset.name,
+        "preset": args.preset and preset.name,  # None: a folder of one's own (`folder_preset`)
+        "dataset_display_name": None if args.preset else preset.display_name,
         "val_fraction": chosen("val_fraction", recorded_split.get("val_fraction", preset.val_fraction)),
         "val_split_seed": chosen("val_split_seed", recorded_split.get("val_split_seed", DEFAULT_VAL_SPLIT_SEED)),
         "num_views": num_views,

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
+from autosam_hf.data import get_preset
 from autosam_hf.hub import PublishSettings, publish
+from autosam_hf.hub.publish import trained_dataset
 from hub.workspace import BASE_SAM_ID, record_hub_calls
 
 
@@ -78,10 +80,9 @@ def test_publish_creates_the_repo_and_uploads_the_folder(workspace, tmp_path, re
     assert "model.safetensors" in uploaded_files and "README.md" in uploaded_files
 
 
-def test_legacy_dataset_keyword_still_publishes_with_a_warning(workspace, tmp_path):
-    with pytest.warns(DeprecationWarning, match="preset"):
-        folder = publish(workspace["trained"], dataset="glas", repo_id="me/glas", dry_run=True, output_dir=tmp_path)
-    assert "GlaS" in (folder / "README.md").read_text()
+def test_an_option_publish_does_not_have_is_refused_by_name(workspace, tmp_path):
+    with pytest.raises(TypeError, match="dataset"):
+        publish(workspace["trained"], "glas", "me/glas", dataset="glas", dry_run=True, output_dir=tmp_path)
 
 
 # ------------------------------------------------------------------------------------------- errors
@@ -117,3 +118,20 @@ def test_publish_refuses_metrics_files_the_folder_cannot_hold_under_their_names(
                 output_dir=tmp_path / "out", metrics_files=metrics_files,
             )  # fmt: skip
         assert not (tmp_path / "out").exists()
+
+
+def test_the_trained_dataset_is_the_preset_the_recording_or_the_named_folder(tmp_path):
+    assert trained_dataset(tmp_path, "glas").display_name == get_preset("glas").display_name
+    with pytest.raises(ValueError, match="--dataset_license: only without --preset"):
+        trained_dataset(tmp_path, "glas", license="CC BY 4.0")
+    with pytest.raises(ValueError, match="does not record what it was trained on"):
+        trained_dataset(tmp_path)
+    (tmp_path / "training_settings.json").write_text(json.dumps({"preset": "kvasir"}))
+    assert trained_dataset(tmp_path).name == "kvasir"
+    with pytest.raises(ValueError, match="trained on preset 'kvasir', which has its own card"):
+        trained_dataset(tmp_path, display_name="Mine")
+    recorded = {"preset": None, "data": "/data/mydata", "dataset_license": "CC0"}
+    (tmp_path / "training_settings.json").write_text(json.dumps(recorded))
+    own = trained_dataset(tmp_path, citation="@misc{x}")
+    assert (own.name, own.display_name) == ("mydata", "mydata")
+    assert own.card.terms == "As stated by the trainer: CC0" and own.card.citation == "@misc{x}"

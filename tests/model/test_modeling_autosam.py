@@ -91,7 +91,7 @@ def test_default_mode_and_mode_errors(tiny_sam_config, tiny_model):
         without_h(pixel_values, mode="surrogate")
 
 
-@pytest.mark.parametrize("mode", ["sam", "sam_mask_prompt"])
+@pytest.mark.parametrize("mode", ["autosam", "sam_mask_prompt"])
 def test_precomputed_image_embeddings_skip_sam_encoder(eval_model, monkeypatch, mode):
     tiny_model = eval_model
     pixel_values = torch.randn(2, 3, 24, 24)

@@ -5,11 +5,11 @@ import huggingface_hub
 import pytest
 import torch
 from original_sam import build_tiny_original_sam
-from transformers import SamModel
+from transformers import SamConfig, SamModel
 
 from autosam_hf import AutoSamForSegmentation, load_sam
 from autosam_hf.model import convert_original_sam_state_dict, load_original_sam_checkpoint
-from autosam_hf.model.sam_loading import sam_config_from_original_state_dict
+from autosam_hf.model.sam_loading import dense_prompt_sam_config, load_sam_config, sam_config_from_original_state_dict
 
 
 class NotAWeight:
@@ -131,3 +131,14 @@ def test_transformers_folder_config_and_model_sources(tiny_sam_config, tmp_path)
     assert from_config.config.prompt_embedding_shape == (32, 12)
     with pytest.raises(ValueError, match="not-a-sam"):
         load_sam(tmp_path / "not-a-sam")
+
+
+def test_a_config_alone_is_read_and_the_dense_prompt_default_has_sams_shape(tmp_path, tiny_sam_config):
+    SamModel(tiny_sam_config).save_pretrained(tmp_path / "sam")
+    (tmp_path / "sam" / "model.safetensors").unlink()  # the config is all that is read
+    config = load_sam_config(tmp_path / "sam")
+    assert isinstance(config, SamConfig) and config.to_dict() == SamModel(tiny_sam_config).config.to_dict()
+    with pytest.raises(ValueError, match="Could not load SAM from 'nobody/no-such-sam'"):
+        load_sam_config("nobody/no-such-sam")
+    default = AutoSamForSegmentation.from_sam(dense_prompt_sam_config(), prompt_input_size=64)
+    assert default.config.prompt_embedding_shape == (256, 64)

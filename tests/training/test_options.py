@@ -110,8 +110,8 @@ def test_a_resume_reads_the_runs_options_back_and_flags_given_again_win(tmp_path
     )
     assert again.seed == 8
     # A fresh run into the folder reads nothing back.
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["--output_dir", str(tmp_path)])
+    fresh = build_parser().parse_args(["--output_dir", str(tmp_path)])
+    assert (fresh.preset, fresh.data, fresh.seed, fresh.class_names, fresh.no_cache) == (None, None, 42, None, False)
 
 
 def test_a_recipe_file_must_set_exactly_the_recipe_fields(tmp_path):
