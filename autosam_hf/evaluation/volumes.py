@@ -18,7 +18,6 @@ both prediction and reference scores Dice 1 (HD95 0, NSD 1), absent from exactly
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -45,7 +44,7 @@ from ..volumes import (
     slice_axis,
     write_label_volume,
 )
-from ..volumes.dataset_layout import DEFAULT_FILE_ENDING
+from ..volumes.dataset_layout import VolumeDataset, with_labels
 from .modes import GT_PROMPT_MODES, check_modes
 
 logger = logging.getLogger(__name__)
@@ -69,30 +68,16 @@ class VolumeSource:
     id2label: dict[int, str] | None = None
 
 
-def _labelled_test_cases(root: Path, test_cases: Sequence[VolumeCase]) -> tuple[VolumeCase, ...]:
+def _labelled_test_cases(root: Path, dataset: VolumeDataset) -> tuple[VolumeCase, ...]:
     """`imagesTs/` cases with their `labelsTs/<case><file_ending>`; every one needs its label and vice versa."""
     images_dir, labels_dir = root / "imagesTs", root / "labelsTs"
-    if not test_cases:
+    if not dataset.test:
         raise VolumeError(f"{images_dir}: no test volumes (--split train scores imagesTr/ + labelsTr/)")
     if not labels_dir.is_dir():
         raise VolumeError(
             f"{labels_dir}: no such folder, the labels of imagesTs/ (--split train: imagesTr/ + labelsTr/)"
         )
-    file_ending = json.loads((root / "dataset.json").read_text()).get("file_ending", DEFAULT_FILE_ENDING)
-    labels = {
-        path.name[: -len(file_ending)]: path
-        for path in sorted(labels_dir.iterdir())
-        if path.name.endswith(file_ending) and not path.name.startswith(".")
-    }
-    cases = []
-    for case in test_cases:
-        if case.case_id not in labels:
-            raise VolumeError(f"{case.images[0]}: no label volume {labels_dir / (case.case_id + file_ending)}")
-        cases.append(VolumeCase(case.case_id, case.images, labels.pop(case.case_id)))
-    if labels:
-        stray = sorted(labels)[0]
-        raise VolumeError(f"{labels[stray]}: no image volume in {images_dir} for this label volume")
-    return tuple(cases)
+    return with_labels(dataset.test, images_dir, labels_dir, dataset.file_ending)
 
 
 def find_volume_cases(root: str | os.PathLike, split: str = "test") -> VolumeSource:
@@ -108,7 +93,7 @@ def find_volume_cases(root: str | os.PathLike, split: str = "test") -> VolumeSou
                 + ", ".join(f"{name} ({images}/ + {labels}/)" for name, (images, labels) in VOLUME_SPLITS.items())
             )
         dataset = read_decathlon_dataset(root)
-        cases = dataset.train if split == "train" else _labelled_test_cases(root, dataset.test)
+        cases = dataset.train if split == "train" else _labelled_test_cases(root, dataset)
         return VolumeSource(root, "nnunet", split, cases, dataset.id2label)
     if (root / "volumes").is_dir():
         return VolumeSource(root, "volumes+labels", None, pair_volumes_and_labels(root / "volumes", root / "labels"))

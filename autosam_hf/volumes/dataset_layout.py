@@ -52,6 +52,7 @@ class VolumeDataset:
     train: tuple[VolumeCase, ...]
     test: tuple[VolumeCase, ...] = ()
     id2label: dict[int, str] | None = None
+    file_ending: str = DEFAULT_FILE_ENDING
 
 
 def read_id2label(dataset_json: str | os.PathLike) -> dict[int, str]:
@@ -106,18 +107,33 @@ def read_decathlon_dataset(root: str | os.PathLike) -> VolumeDataset:
     for folder in (images_dir, labels_dir):
         if not folder.is_dir():
             raise VolumeError(f"{folder}: no such folder (a Decathlon / nnU-Net dataset has imagesTr/ and labelsTr/)")
+    train = [VolumeCase(case_id, images) for case_id, images in _cases_of(images_dir, file_ending).items()]
+    test_dir = root / "imagesTs"
+    test = [VolumeCase(case_id, images) for case_id, images in _cases_of(test_dir, file_ending).items()]
+    return VolumeDataset(
+        root,
+        with_labels(train, images_dir, labels_dir, file_ending),
+        tuple(test) if test_dir.is_dir() else (),
+        id2label,
+        file_ending,
+    )
+
+
+def with_labels(
+    cases: Sequence[VolumeCase], images_dir: Path, labels_dir: Path, file_ending: str
+) -> tuple[VolumeCase, ...]:
+    """`cases` (of `images_dir`) with their label volumes `labels_dir/<case><file_ending>`: every case needs its
+    label volume and every label volume its case (imagesTr/ + labelsTr/, or imagesTs/ + labelsTs/)."""
     labels = {_strip(path.name, file_ending): path for path in _files(labels_dir, file_ending)}
-    train = []
-    for case_id, images in _cases_of(images_dir, file_ending).items():
-        if case_id not in labels:
-            raise VolumeError(f"{images[0]}: no label volume {labels_dir / (case_id + file_ending)}")
-        train.append(VolumeCase(case_id, images, labels.pop(case_id)))
+    labelled = []
+    for case in cases:
+        if case.case_id not in labels:
+            raise VolumeError(f"{case.images[0]}: no label volume {labels_dir / (case.case_id + file_ending)}")
+        labelled.append(VolumeCase(case.case_id, case.images, labels.pop(case.case_id)))
     if labels:
         stray = sorted(labels)[0]
         raise VolumeError(f"{labels[stray]}: no image volume in {images_dir} for this label volume")
-    test_dir = root / "imagesTs"
-    test = [VolumeCase(case_id, images) for case_id, images in _cases_of(test_dir, file_ending).items()]
-    return VolumeDataset(root, tuple(train), tuple(test) if test_dir.is_dir() else (), id2label)
+    return tuple(labelled)
 
 
 def pair_volumes_and_labels(volumes_dir: str | os.PathLike, labels_dir: str | os.PathLike) -> tuple[VolumeCase, ...]:
@@ -198,5 +214,6 @@ __all__ = [
     "pair_volumes_and_labels",
     "read_decathlon_dataset",
     "read_id2label",
+    "with_labels",
     "split_cases",
 ]
