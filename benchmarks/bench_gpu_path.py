@@ -80,8 +80,9 @@ class Workspace:
     """Runs of the training script under one folder, sharing one embedding cache folder (keyed by SAM's weights,
     the processor and the augmentation, so every cached run reuses what the first built)."""
 
-    def __init__(self, root: Path, sizes: Sizes, environment: dict[str, str]):
+    def __init__(self, root: Path, sizes: Sizes, environment: dict[str, str], in_process: bool = False):
         self.root, self.sizes, self.environment = root, sizes, environment
+        self.in_process = in_process  # the CPU form, a smoke run: every step in this process (`run_python`)
         self.sam_dir = sam_checkpoint(sizes.sam)
 
     def train(self, name: str, *flags: str) -> Path:
@@ -99,7 +100,7 @@ class Workspace:
             prompt_size=sizes.prompt_size,
             flags=["--mixed_precision", sizes.mixed_precision, *cache, *flags],
         )
-        run_python(command, env=self.environment, timeout=1800)
+        run_python(command, env=self.environment, timeout=1800, in_process=self.in_process)
         return output_dir
 
 
@@ -162,6 +163,7 @@ def measure_evaluation(workspace: Workspace, device: str) -> dict:
         ],
         env=workspace.environment,
         timeout=900,
+        in_process=workspace.in_process,
     )
     seconds = time.perf_counter() - started
     report = json.loads((output_dir / "eval_results.json").read_text())
@@ -180,7 +182,10 @@ def measure_inference(workspace: Workspace, device: str) -> dict:
         str(workspace.sizes.prompt_size),
     ]
     command += ["--measure", str(workspace.sam_dir), precision]
-    return {"precision": precision, "modes": run_python_json(command, env=workspace.environment, timeout=900)}
+    return {
+        "precision": precision,
+        "modes": run_python_json(command, env=workspace.environment, timeout=900, in_process=workspace.in_process),
+    }
 
 
 def measure_loader(workspace: Workspace, device: str) -> dict:
@@ -203,7 +208,7 @@ def measure_loader(workspace: Workspace, device: str) -> dict:
         str(sizes.loader_images),
         "--print_only",
     ]
-    return run_python_json(command, env=workspace.environment, timeout=900)
+    return run_python_json(command, env=workspace.environment, timeout=900, in_process=workspace.in_process)
 
 
 def result_name(device: str) -> str:
@@ -228,7 +233,7 @@ def main() -> None:
     }
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as root:
-        workspace = Workspace(Path(root), sizes, environment)
+        workspace = Workspace(Path(root), sizes, environment, in_process=args.device == "cpu")
         parts = {
             "training": lambda: measure_training(workspace),
             "resume": lambda: measure_resume(workspace, args.device),

@@ -7,15 +7,19 @@ tables show (median seconds per repeat, per image, images per second).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 import os
+import runpy
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -71,10 +75,22 @@ def sam_checkpoint(size: str, root: Path | None = None) -> Path:
 
 
 def run_python(
-    arguments: list[str], threads: int | None = None, timeout: int = 3600, env: Mapping[str, str] | None = None
+    arguments: list[str],
+    threads: int | None = None,
+    timeout: int = 3600,
+    env: Mapping[str, str] | None = None,
+    *,
+    in_process: bool = False,
 ) -> subprocess.CompletedProcess:
     """Run `python <arguments>` in a fresh process (isolated accelerate state, honest peak memory), with `env` added
-    to this process's environment."""
+    to this process's environment.
+
+    A smoke run (`--quick`, the GPU path's CPU form) may pass `in_process=True`: `-m <module> ...` then runs here
+    as `__main__` with `env` and `threads` set for the call only and its stdout captured (`timeout` bounds a new
+    process only). A new process spends 5-8 s importing torch and transformers on a 2-core CPU, most of a smoke
+    run, and the test suite runs dozens."""
+    if in_process:
+        return _run_module_here(arguments, threads, env)
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     if threads:
         environment["OMP_NUM_THREADS"] = str(threads)
@@ -82,6 +98,46 @@ def run_python(
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(arguments)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
     return result
+
+
+def _run_module_here(
+    arguments: Sequence[str], threads: int | None, env: Mapping[str, str] | None
+) -> subprocess.CompletedProcess:
+    if len(arguments) < 2 or arguments[0] != "-m":
+        raise ValueError(f"run_python(in_process=True): {' '.join(arguments[:2])!r} is not `-m <module>`")
+    from accelerate.state import AcceleratorState, GradientState
+
+    # accelerate keeps one state per process (precision, device, accumulation): start the run from none, as a new
+    # process would — the reset accelerate's own test suite does between cases.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    saved = {name: os.environ.get(name) for name in (env or {})}
+    threads_before, argv_before = torch.get_num_threads(), sys.argv
+    os.environ.update(env or {})
+    if threads:
+        torch.set_num_threads(threads)
+    stdout, status = io.StringIO(), 0
+    sys.argv = [arguments[1], *arguments[2:]]
+    try:
+        with contextlib.redirect_stdout(stdout), warnings.catch_warnings():
+            # runpy warns when the module was imported before (e.g. by `benchmarks.run_all`); it runs anew anyway.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            runpy.run_module(arguments[1], run_name="__main__", alter_sys=True)
+    except SystemExit as exit:
+        status = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+        if not isinstance(exit.code, int | None):
+            print(exit.code, file=sys.stderr)
+    finally:
+        sys.argv = argv_before
+        torch.set_num_threads(threads_before)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    if status:
+        raise RuntimeError(f"python {' '.join(arguments)} exited with status {status}:\n{stdout.getvalue()[-2000:]}")
+    return subprocess.CompletedProcess([sys.executable, *arguments], 0, stdout.getvalue(), "")
 
 
 def run_training(
@@ -92,48 +148,23 @@ def run_training(
     timeout: int = 3600,
     env: Mapping[str, str] | None = None,
 ) -> None:
-    """Run `python -m autosam_hf.train ...` (`arguments` begin with `-m autosam_hf.train`, as recorded in results).
-
-    Measured runs take a fresh process each (`run_python`): honest step times and peak memory, a clean accelerate
-    state. A `--quick` smoke run may pass `in_process=True` to call the script's `main` here with the same
-    arguments and `env` set for the call (`timeout` bounds a new process only): a new process spends 5–8 s
-    importing torch and transformers on a 2-core CPU, most of a quick run, and the test suite runs dozens."""
-    if not in_process:
-        run_python(list(arguments), threads=threads, timeout=timeout, env=env)
-        return
+    """Run `python -m autosam_hf.train ...` (`arguments` begin with `-m autosam_hf.train`, as recorded in results),
+    in a fresh process or, for a smoke run, here (`run_python`'s `in_process`)."""
     if list(arguments[:2]) != ["-m", "autosam_hf.train"]:
         raise ValueError(f"run_training: {' '.join(arguments[:2])!r} is not the training script")
-    from accelerate.state import AcceleratorState, GradientState
-
-    from autosam_hf.training.cli import main
-
-    # accelerate keeps one state per process (precision, device, accumulation): start the run from none, as a new
-    # process would — the reset accelerate's own test suite does between cases.
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    saved = {name: os.environ.get(name) for name in (env or {})}
-    threads_before = torch.get_num_threads()
-    os.environ.update(env or {})
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        status = main(list(arguments[2:]))
-    finally:
-        torch.set_num_threads(threads_before)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    if status:
-        raise RuntimeError(f"python {' '.join(arguments)} exited with status {status}")
+    run_python(list(arguments), threads=threads, timeout=timeout, env=env, in_process=in_process)
 
 
 def run_python_json(
-    arguments: list[str], threads: int | None = None, timeout: int = 3600, env: Mapping[str, str] | None = None
+    arguments: list[str],
+    threads: int | None = None,
+    timeout: int = 3600,
+    env: Mapping[str, str] | None = None,
+    *,
+    in_process: bool = False,
 ) -> dict:
     """`run_python`, for a benchmark step that prints its result as one JSON line last."""
-    output = run_python(arguments, threads=threads, timeout=timeout, env=env).stdout
+    output = run_python(arguments, threads=threads, timeout=timeout, env=env, in_process=in_process).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 

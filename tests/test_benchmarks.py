@@ -395,33 +395,40 @@ def test_seeds_refuses_runs_that_are_not_the_same_recipe(tmp_path, monkeypatch):
         parse_group("U-Net=seed1")
 
 
-def test_run_training_in_process_sets_its_environment_and_threads_for_the_call_only(monkeypatch):
-    """--quick runs call the training script's main here: the run's environment and threads apply to that call,
-    a non-zero status names the command, and only the training script can run this way."""
+def test_in_process_runs_set_their_environment_and_threads_for_the_call_only(monkeypatch):
+    """Smoke runs call a module's `__main__` here: the run's environment, threads and argv apply to that call only,
+    its stdout is what the call returns, a non-zero exit names the command, and `run_training` runs only the
+    training script."""
     import torch
 
     import autosam_hf.training.cli
-    from benchmarks.common import run_training
+    from benchmarks.common import run_python, run_training
 
     calls = []
 
-    def main(argv: list[str]) -> int:
+    def main(argv: list[str] | None = None) -> int:
+        argv = sys.argv[1:] if argv is None else argv
         calls.append((argv, os.environ.get("AUTOSAM_TEST_FLAG"), torch.get_num_threads()))
+        print(json.dumps({"argv": argv}))
         return 0 if argv[-1] == "good" else 1
 
     monkeypatch.setattr(autosam_hf.training.cli, "main", main)
     monkeypatch.delenv("AUTOSAM_TEST_FLAG", raising=False)
-    threads = torch.get_num_threads()
-    run_training(
+    threads, argv = torch.get_num_threads(), list(sys.argv)
+    result = run_python(
         ["-m", "autosam_hf.train", "good"], in_process=True, threads=threads + 1, env={"AUTOSAM_TEST_FLAG": "1"}
     )
-    assert calls == [(["good"], "1", threads + 1)]
-    assert "AUTOSAM_TEST_FLAG" not in os.environ and torch.get_num_threads() == threads
+    assert calls == [(["good"], "1", threads + 1)] and json.loads(result.stdout) == {"argv": ["good"]}
+    assert "AUTOSAM_TEST_FLAG" not in os.environ and torch.get_num_threads() == threads and sys.argv == argv
 
+    run_training(["-m", "autosam_hf.train", "good"], in_process=True)
+    assert len(calls) == 2
     with pytest.raises(RuntimeError, match="python -m autosam_hf.train bad exited with status 1"):
         run_training(["-m", "autosam_hf.train", "bad"], in_process=True)
     with pytest.raises(ValueError, match="'-m autosam_hf.evaluation' is not the training script"):
         run_training(["-m", "autosam_hf.evaluation"], in_process=True)
+    with pytest.raises(ValueError, match="is not `-m <module>`"):
+        run_python(["benchmarks/run_all.py"], in_process=True)
 
 
 def test_the_benchmark_pages_are_what_the_results_give():
