@@ -285,20 +285,29 @@ def write_results(folder: Path, results: dict[str, dict]) -> None:
         (folder / "runs" / f"{name}.json").write_text(json.dumps(result))
 
 
-def test_seeds_gathers_one_recipe_over_seeds_as_mean_and_sd(tmp_path):
+def run_seeds(argv: list[str], results_dir: Path, monkeypatch, capsys) -> str:
+    """`python -m benchmarks.seeds ARGV` on the results under `results_dir`, in this process; its stdout."""
+    import benchmarks.common
+    from benchmarks.seeds import main
+
+    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", results_dir)
+    capsys.readouterr()
+    main(argv)
+    return capsys.readouterr().out
+
+
+def test_seeds_gathers_one_recipe_over_seeds_as_mean_and_sd(tmp_path, monkeypatch, capsys):
     """benchmarks.seeds: the mean and sample sd of each milestone and test set over the named runs."""
     runs = {"a": fake_real_data_result(1, [0.4, 0.5, 0.6], 0.7), "b": fake_real_data_result(2, [0.2, 0.7, 0.5], 0.9)}
     write_results(tmp_path, runs)
-    command = [sys.executable, "-m", "benchmarks.seeds", "--name", "seeds/both"]
-    command += [
+    arguments = ["--name", "seeds/both"]
+    arguments += [
         "--group",
         "U-Net=runs/a:minimal:unet,runs/b:minimal:unet",
         "--group",
         "U-Net seed 1=runs/a:minimal:unet",
     ]
-    environment = {**os.environ, "AUTOSAM_BENCHMARK_RESULTS": str(tmp_path)}
-    result = run_command(command, env=environment, timeout=120, cwd=REPO_ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
+    stdout = run_seeds(arguments, tmp_path, monkeypatch, capsys)
 
     both = json.loads((tmp_path / "seeds" / "both.json").read_text())["groups"]["U-Net"]
     assert [run["seed"] for run in both["runs"]] == [1, 2]
@@ -307,12 +316,12 @@ def test_seeds_gathers_one_recipe_over_seeds_as_mean_and_sd(tmp_path):
     assert both["best_val_dice"]["values"] == [0.6, 0.7]
     assert both["test_dice"]["kvasir"]["mean"] == pytest.approx(0.8)
     assert both["test_dice"]["etis"]["values"] == pytest.approx([0.175, 0.225])
-    assert "| U-Net | 1, 2 | 0.300 ± 0.141 | 0.550 ± 0.071 | – | – | 0.650 ± 0.071 | 0.800 ± 0.141 |" in result.stdout
-    assert "| U-Net seed 1 | 1 | 0.400 | 0.600 | – | – | 0.600 | 0.700 |" in result.stdout  # one seed: no sd
+    assert "| U-Net | 1, 2 | 0.300 ± 0.141 | 0.550 ± 0.071 | – | – | 0.650 ± 0.071 | 0.800 ± 0.141 |" in stdout
+    assert "| U-Net seed 1 | 1 | 0.400 | 0.600 | – | – | 0.600 | 0.700 |" in stdout  # one seed: no sd
     assert (tmp_path / "seeds" / "both.png").stat().st_size > 0
 
 
-def test_seeds_compares_two_groups_seed_for_seed(tmp_path):
+def test_seeds_compares_two_groups_seed_for_seed(tmp_path, monkeypatch, capsys):
     """--compare A B: A − B over the (seed, device) runs both groups have — one seed's GPU run is another draw than
     its CPU run, so a group holds both and each pairs with its own device's."""
     runs = {
@@ -326,17 +335,18 @@ def test_seeds_compares_two_groups_seed_for_seed(tmp_path):
     }
     runs["a1_gpu"]["settings"]["device"] = runs["b1_gpu"]["settings"]["device"] = "cuda"
     write_results(tmp_path, runs)
-    command = [sys.executable, "-m", "benchmarks.seeds", "--name", "seeds/pairs", "--compare", "A", "B"]
-    command += ["--group", "A=runs/a1:minimal:unet,runs/a2:minimal:unet,runs/a1_gpu:minimal:unet"]
-    command += ["--group", "B=runs/b3:minimal:unet,runs/b1_gpu:minimal:unet,runs/b2:minimal:unet,runs/b1:minimal:unet"]
-    environment = {**os.environ, "AUTOSAM_BENCHMARK_RESULTS": str(tmp_path)}
-    result = run_command(command, env=environment, timeout=120, cwd=REPO_ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
+    arguments = ["--name", "seeds/pairs", "--compare", "A", "B"]
+    arguments += ["--group", "A=runs/a1:minimal:unet,runs/a2:minimal:unet,runs/a1_gpu:minimal:unet"]
+    arguments += [
+        "--group",
+        "B=runs/b3:minimal:unet,runs/b1_gpu:minimal:unet,runs/b2:minimal:unet,runs/b1:minimal:unet",
+    ]
+    stdout = run_seeds(arguments, tmp_path, monkeypatch, capsys)
 
     comparison = json.loads((tmp_path / "seeds" / "pairs.json").read_text())["comparisons"]["A − B"]
     assert comparison["pairs"] == [[1, "cpu"], [2, "cpu"], [1, "cuda"]]
     assert comparison["unpaired"] == [[3, "cpu"]]
-    assert "(left out, without a partner: seed 3 (cpu))" in result.stdout
+    assert "(left out, without a partner: seed 3 (cpu))" in stdout
     kvasir = comparison["differences"]["kvasir"]  # A − B: -0.05, +0.10, +0.10
     assert kvasir["mean_difference"] == pytest.approx(0.05)
     assert kvasir["sd"] == pytest.approx(0.0866025, abs=1e-6)
@@ -344,8 +354,8 @@ def test_seeds_compares_two_groups_seed_for_seed(tmp_path):
     assert kvasir["first_ahead"] == 2
     best_val = comparison["differences"]["best val"]  # +0.1, +0.1, -0.1
     assert (best_val["mean_difference"], best_val["first_ahead"]) == (pytest.approx(0.1 / 3), 2)
-    assert "| kvasir | 3 | +0.0500 ± 0.0500 | 0.0866 | 2 of 3 |" in result.stdout
-    assert "| A | 1, 2 (cpu); 1 (cuda) |" in result.stdout
+    assert "| kvasir | 3 | +0.0500 ± 0.0500 | 0.0866 | 2 of 3 |" in stdout
+    assert "| A | 1, 2 (cpu); 1 (cuda) |" in stdout
 
 
 def test_seeds_refuses_to_compare_a_group_it_was_not_given_or_a_pair_twice(capsys):
