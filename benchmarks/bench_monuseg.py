@@ -60,7 +60,7 @@ from benchmarks.common import (
     machine,
     read_train_log,
     result_path,
-    run_python,
+    run_training,
     sam_checkpoint,
     write_result,
 )
@@ -115,11 +115,13 @@ def training_arguments(name: str, settings: Settings, output_dir: Path) -> list[
     return arguments
 
 
-def train(name: str, settings: Settings, workdir: Path) -> dict:
-    """Train one model in its own process group; returns what describes the run (command, steps, best val)."""
+def train(name: str, settings: Settings, workdir: Path, in_process: bool = False) -> dict:
+    """Train one model in its own process group (here with `in_process`: --quick, a smoke run); returns what
+    describes the run (command, steps, best val)."""
     output_dir = workdir / name
     arguments = training_arguments(name, settings, output_dir)
-    run_python(arguments, threads=settings.threads, timeout=60 * (settings.minutes or 0) + 3 * 3600)
+    timeout = 60 * (settings.minutes or 0) + 3 * 3600
+    run_training(arguments, threads=settings.threads, timeout=timeout, in_process=in_process)
     steps = read_train_log(output_dir)
     best = json.loads((output_dir / "all_results.json").read_text())["stages"]["standalone"]
     return {
@@ -243,8 +245,12 @@ def main(argv: list[str] | None = None) -> None:
     name = args.name or default_result_name("monuseg", args.quick)
     print(f"{name}: {settings} on {machine()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="autosam-bench-monuseg-") as workdir:
-        with ThreadPoolExecutor(max_workers=len(MODELS)) as pool:  # side by side: the same machine load for both
-            runs = dict(zip(MODELS, pool.map(lambda model: train(model, settings, Path(workdir)), MODELS), strict=True))
+        if args.quick:  # a smoke run: one after the other in this process (one accelerate state per process)
+            runs = {model: train(model, settings, Path(workdir), in_process=True) for model in MODELS}
+        else:
+            with ThreadPoolExecutor(max_workers=len(MODELS)) as pool:  # side by side: the same load for both
+                trained = pool.map(lambda model: train(model, settings, Path(workdir)), MODELS)
+                runs = dict(zip(MODELS, trained, strict=True))
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         boundary, binary = load_test(settings)
         predictions = {}
