@@ -197,7 +197,7 @@ def render_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small SAM, g at 64")
     parser.add_argument("--images", type=int, default=3, help="timed images per mode and backend (default 3)")
@@ -213,7 +213,7 @@ def main() -> None:
         default=3,
         help="images per forward of the parity check (default 3; SAM ViT-B needs several GB per image)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.table:
         print(render_table(json.loads(Path(args.table).read_text())))
         return
