@@ -46,15 +46,17 @@ def _fixed_batch_tensors(path: Path) -> list[str]:
 
 
 def _batch_dynamic_shapes(spec: GraphSpec, batch: torch.export.Dim) -> tuple:
-    """torch.export's `dynamic_shapes` declaring dim 0 of every input dynamic, shaped like the forward's signature
-    (a `*args` parameter takes a nested tuple: the prompt decoder's image features)."""
+    """torch.export's `dynamic_shapes` declaring dim 0 of every input dynamic (and `spec.dynamic_axes`), shaped like
+    the forward's signature (a `*args` parameter takes a nested tuple: the prompt decoder's image features)."""
+    axes = {name: torch.export.Dim(name, min=1) for dims in spec.dynamic_axes.values() for name in dims.values()}
     shapes: list = []
     remaining = len(spec.example_inputs)
     for parameter in inspect.signature(spec.module.forward).parameters.values():
         if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
             shapes.append(tuple({0: batch} for _ in range(remaining)))
             break
-        shapes.append({0: batch})
+        other = spec.dynamic_axes.get(parameter.name, {})
+        shapes.append({0: batch, **{axis: axes[name] for axis, name in other.items()}})
         remaining -= 1
     return tuple(shapes)
 
@@ -90,7 +92,10 @@ def _export_torchscript(spec: GraphSpec, path: Path, opset: int) -> None:
             opset_version=opset,
             input_names=list(spec.input_names),
             output_names=list(spec.output_names),
-            dynamic_axes={name: {0: "batch"} for name in (*spec.input_names, *spec.output_names)},
+            dynamic_axes={
+                name: {0: "batch", **spec.dynamic_axes.get(name, {})}
+                for name in (*spec.input_names, *spec.output_names)
+            },
         )
 
 

@@ -1,7 +1,7 @@
 """`autosam_onnx.json`: what a non-Python client needs to run an exported AutoSAM.
 
     {
-      "format": "autosam-onnx", "format_version": 2,
+      "format": "autosam-onnx", "format_version": 3,
       "graphs": {"encoder": {"file", "exporter", "opset", "inputs": [{"name", "dtype", "shape", "source"}],
                              "outputs": [{"name", "dtype", "shape"}]}, "prompt_decoder": {...}, "surrogate": {...}},
       "modes": {"autosam": ["encoder", "prompt_decoder"], "surrogate": ["surrogate"]},
@@ -11,7 +11,10 @@
       "model": {"mask_threshold", "default_mode", "id2label", ...}, "opset", "versions": {...}
     }
 
-Shapes are read from the written graphs (a symbolic batch is the string "batch"), never assumed here.
+Shapes are read from the written graphs (a symbolic batch is the string "batch"), never assumed here. An input's
+"source" is a processor canvas (`{"canvas": "sam" | "prompt"}`), another graph's output (`{"graph", "output"}`) or
+the user's clicks (`{"prompt": what to pass, and what without clicks}`: the prompt decoder's `input_points` and
+`input_labels`, whose point axis is the symbolic "points").
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from .graphs import GRAPH_NAMES, MODE_GRAPHS, GraphSpec, canvas_side
 
 MANIFEST_NAME = "autosam_onnx.json"
 # 2: each canvas carries its own resampling and normalisation (SAM's canvas may follow the checkpoint's own).
-FORMAT, FORMAT_VERSION = "autosam-onnx", 2
+# 3: the prompt decoder takes clicks (`input_points`, `input_labels`; a "prompt" source). Version 2 exports still
+# load (`OnnxRuntimeAutoSam` runs them without clicks).
+FORMAT, FORMAT_VERSION = "autosam-onnx", 3
 
 
 def tensor_description(value_info) -> dict[str, Any]:

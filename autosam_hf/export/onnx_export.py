@@ -2,7 +2,8 @@
 
     output_dir/
         image_encoder.onnx     pixel_values → image_embeddings (every named tensor of model.image_features)
-        prompt_decoder.onnx    prompt_pixel_values + image_embeddings → logits, iou_scores (g + SAM's mask decoder)
+        prompt_decoder.onnx    prompt_pixel_values + input_points, input_labels (clicks; one not-a-point per class
+                               without) + image_embeddings → logits, iou_scores (g + SAM's mask decoder)
         surrogate.onnx         prompt_pixel_values → logits (h(g(I)); only for a model with h)
         preprocessor_config.json, config.json (the processor and config, for Python clients), autosam_onnx.json
 

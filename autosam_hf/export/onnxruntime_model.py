@@ -6,7 +6,8 @@
     predictions = post_process_predictions(processor, logits, inputs["original_sizes"], model.config.mask_threshold)
 
 `OnnxRuntimeAutoSam` takes the forward's arguments (`pixel_values`, `prompt_pixel_values`, precomputed image
-features such as `image_embeddings`, `mode`; other processor outputs are ignored) and returns an
+features such as `image_embeddings`, clicks as `input_points` / `input_labels`, `mode`; the processor's
+`original_sizes` / `reshaped_input_sizes` are ignored, any other keyword is a TypeError) and returns an
 `AutoSamSegmentationOutput`: it is an `autosam_hf.inference.SegmentationModel`, as the PyTorch model is, so
 `autosam_hf.inference`'s batching and post-processing serve both backends. Mode
 "autosam" runs image_encoder.onnx then prompt_decoder.onnx (or the prompt decoder alone on given features);
@@ -26,7 +27,17 @@ from ..model import AutoSamConfig, AutoSamImageProcessor
 from ..model.configuration_autosam import canonical_mode
 from ..model.modeling_autosam import AutoSamSegmentationOutput
 from .dependencies import require
-from .graphs import ENCODER, MODE_GRAPHS, PIXEL_VALUES, PROMPT_DECODER, PROMPT_PIXEL_VALUES, SURROGATE
+from .graphs import (
+    ENCODER,
+    INPUT_LABELS,
+    INPUT_POINTS,
+    MODE_GRAPHS,
+    NO_POINTS,
+    PIXEL_VALUES,
+    PROMPT_DECODER,
+    PROMPT_PIXEL_VALUES,
+    SURROGATE,
+)
 from .manifest import read_manifest
 
 CPU_PROVIDER, CUDA_PROVIDER = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -128,12 +139,16 @@ class OnnxRuntimeAutoSam:
             if tensor is None:
                 raise ValueError(f"{spec['name']} is required: graph {name!r} reads it ({self._source(spec)})")
             expected = tuple(spec["shape"][1:])
-            if tuple(tensor.shape[1:]) != expected or tensor.ndim != len(spec["shape"]):
+            # A symbolic size (a string, e.g. "points") takes any size.
+            fits = tensor.ndim == len(spec["shape"]) and all(
+                isinstance(size, str) or size == given for size, given in zip(expected, tensor.shape[1:], strict=True)
+            )
+            if not fits:
                 raise ValueError(
                     f"{spec['name']}: expected shape (batch, {', '.join(map(str, expected))}) for graph {name!r}, got "
                     f"{tuple(tensor.shape)}"
                 )
-            feeds[spec["name"]] = np.ascontiguousarray(tensor.detach().cpu().float().numpy())
+            feeds[spec["name"]] = np.ascontiguousarray(tensor.detach().cpu().numpy().astype(spec["dtype"]))
         outputs = self.session(name).run(None, feeds)
         names = [spec["name"] for spec in self.manifest["graphs"][name]["outputs"]]
         return {output: torch.from_numpy(value) for output, value in zip(names, outputs, strict=True)}
@@ -142,6 +157,8 @@ class OnnxRuntimeAutoSam:
         source = spec["source"]
         if "canvas" in source:
             return f"the processor's {source['canvas']!r} canvas"
+        if "prompt" in source:
+            return source["prompt"]
         return f"output {source['output']!r} of graph {source['graph']!r}"
 
     # ---------------------------------------------------------------- the forward pass
@@ -154,31 +171,72 @@ class OnnxRuntimeAutoSam:
         pixel_values: torch.Tensor | None = None,
         prompt_pixel_values: torch.Tensor | None = None,
         mode: str | None = None,
-        **kwargs: torch.Tensor,
+        input_points: torch.Tensor | None = None,
+        input_labels: torch.Tensor | None = None,
+        input_boxes: torch.Tensor | None = None,
+        original_sizes: torch.Tensor | None = None,
+        reshaped_input_sizes: torch.Tensor | None = None,
+        **image_features: torch.Tensor,
     ) -> AutoSamSegmentationOutput:
         """The forward pass of `mode` (default the export's `default_mode`) → `AutoSamSegmentationOutput` with
         `logits` (B, K, 4E, 4E) and, for "autosam", `iou_scores`, as float32 CPU tensors.
 
-        kwargs: precomputed image features by name (`image_embeddings`; SAM's encoder is then skipped) and any
-        other processor output (ignored).
+        input_points (B, K, N, 2) / input_labels (B, K, N): clicks in SAM-canvas pixels, as for the PyTorch model
+        (labels default to 1); without them the graph gets one not-a-point per class (`graphs.NO_POINTS`), which
+        it decodes as without prompts. Boxes are not in the graph (ValueError). image_features: precomputed image
+        features by name (`image_embeddings`; SAM's encoder is then skipped); another keyword is a TypeError.
         """
         mode = canonical_mode(mode or self.config.default_mode)
         self.check_mode(mode)
+        decoder_inputs = self.manifest["graphs"].get(PROMPT_DECODER, {}).get("inputs", [])
+        feature_names = [spec["name"] for spec in decoder_inputs if "graph" in spec["source"]]
+        unexpected = sorted(set(image_features) - set(feature_names))
+        if unexpected:
+            raise TypeError(f"OnnxRuntimeAutoSam got unexpected keyword argument(s) {', '.join(map(repr, unexpected))}")
+        clicks = input_points is not None or input_labels is not None or input_boxes is not None
         if mode == "surrogate":
+            if clicks:
+                raise ValueError("mode='surrogate' (h(g(I))) takes no points or boxes; use mode='autosam'")
             logits = self._run(SURROGATE, {PROMPT_PIXEL_VALUES: prompt_pixel_values})["logits"]
             return AutoSamSegmentationOutput(logits=logits, surrogate_logits=logits)
-        decoder_inputs = self.manifest["graphs"][PROMPT_DECODER]["inputs"]
-        features = {spec["name"]: kwargs.get(spec["name"]) for spec in decoder_inputs if "graph" in spec["source"]}
+        features = {name: image_features.get(name) for name in feature_names}
         if any(value is None for value in features.values()):
             if pixel_values is None:
                 raise ValueError(f"mode={mode!r} runs SAM: pass pixel_values (SAM's canvas) or {', '.join(features)}")
             features = self.image_features(pixel_values)
-        outputs = self._run(PROMPT_DECODER, {PROMPT_PIXEL_VALUES: prompt_pixel_values, **features})
+        points = self._point_inputs(decoder_inputs, input_points, input_labels, input_boxes, prompt_pixel_values)
+        outputs = self._run(PROMPT_DECODER, {PROMPT_PIXEL_VALUES: prompt_pixel_values, **points, **features})
         return AutoSamSegmentationOutput(
             logits=outputs["logits"],
             iou_scores=outputs.get("iou_scores"),
             image_embeddings=features.get("image_embeddings"),
         )
+
+    def _point_inputs(self, decoder_inputs, input_points, input_labels, input_boxes, prompt_pixel_values) -> dict:
+        """The prompt decoder's point inputs: the clicks given, or one not-a-point per class."""
+        if input_boxes is not None:
+            raise ValueError("input_boxes: the exported prompt decoder takes points only; use the PyTorch model")
+        point_spec = next((spec for spec in decoder_inputs if spec["name"] == INPUT_POINTS), None)
+        if point_spec is None:
+            if input_points is not None:
+                raise ValueError(f"input_points: {self.folder} was exported without point inputs; export it again")
+            return {}
+        if input_points is None:
+            if input_labels is not None:
+                raise ValueError("input_labels: given without input_points")
+            if prompt_pixel_values is None:
+                return {}  # `_run` names the missing canvas
+            shape = (prompt_pixel_values.shape[0], point_spec["shape"][1], 1)
+            input_points = torch.tensor(NO_POINTS["coordinates"]).expand(*shape, 2)
+            input_labels = torch.full(shape, NO_POINTS["label"])
+        elif input_labels is None:
+            input_labels = torch.ones(input_points.shape[:-1], dtype=torch.long)
+        if input_labels.shape != input_points.shape[:-1]:
+            raise ValueError(
+                f"input_labels: expected shape {tuple(input_points.shape[:-1])} (one per point of input_points), "
+                f"got {tuple(input_labels.shape)}"
+            )
+        return {INPUT_POINTS: input_points, INPUT_LABELS: input_labels}
 
 
 def load_onnxruntime_model_and_processor(

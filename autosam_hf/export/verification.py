@@ -38,6 +38,9 @@ def verify_graph(spec: GraphSpec, path: Path, batch: int = VERIFY_BATCH) -> dict
     generator = torch.Generator().manual_seed(1)
     inputs = tuple(
         torch.randn(batch, *example.shape[1:], generator=generator).to(example.device)
+        if example.is_floating_point()
+        # Integer inputs (the prompt decoder's point labels) take values of the example's own.
+        else example.flatten()[torch.randint(example.numel(), (batch, *example.shape[1:]), generator=generator)]
         for example in spec.example_inputs
     )
     with torch.no_grad():

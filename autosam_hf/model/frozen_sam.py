@@ -4,7 +4,8 @@ AutoSAM only needs four things from its frozen model, and each family does them 
 
 - **image features**: what the mask decoder reads besides the prompt, computed once per image (and cached by the
   embedding cache) — a dict of named, batch-first tensors;
-- **decode**: the mask decoder with a *dense* prompt and no sparse prompt, one mask per prompt;
+- **decode**: the mask decoder with a *dense* prompt (g's) and, optionally, a *sparse* one (points, boxes) that the
+  family's own frozen prompt encoder embeds, one mask per prompt;
 - **mask prompt**: the prompt encoder's embedding of a mask (mode `sam_mask_prompt`);
 - **canvas rule**: how the family's own processor puts an image on its S×S input canvas.
 
@@ -101,29 +102,59 @@ class FrozenSam:
             )
 
     def decode(
-        self, features: dict[str, torch.Tensor], dense_prompt_embeddings: torch.Tensor
+        self,
+        features: dict[str, torch.Tensor],
+        dense_prompt_embeddings: torch.Tensor,
+        input_points: torch.Tensor | None = None,
+        input_labels: torch.Tensor | None = None,
+        input_boxes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mask decoder with one dense prompt per item and no sparse prompt.
+        """The mask decoder with one dense prompt per item and, when given, its sparse prompt.
 
         Args:
             features: `image_features` of N items (a batch of N (image, prompt) pairs), e.g. (N, C, E, E).
             dense_prompt_embeddings: (N, C, E, E).
+            input_points: (N, n, 2) (x, y) in canvas pixels (side S), with `input_labels` (N, n): 1 positive,
+                0 negative, -1 not-a-point, -10 padding (as transformers' prompt encoders read them).
+            input_boxes: (N, 4) (x0, y0, x1, y1) in canvas pixels.
         Returns:
             (masks (N, 1, 4E, 4E), iou_scores (N, 1)): output token 0, the single-mask output.
         """
         self.check_features(features)
         image_embeddings = features["image_embeddings"]
+        if input_points is None and input_boxes is None:
+            sparse = self.empty_sparse_prompt(image_embeddings)
+        else:
+            sparse = self.sparse_prompt_embeddings(input_points, input_labels, input_boxes).to(image_embeddings.dtype)
         positional = self.sam.get_image_wide_positional_embeddings().repeat(image_embeddings.shape[0], 1, 1, 1)
         masks, iou_scores = self.sam.mask_decoder(
             image_embeddings=image_embeddings,
             image_positional_embeddings=positional.to(image_embeddings.dtype),
-            sparse_prompt_embeddings=self.empty_sparse_prompt(image_embeddings),
+            sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense_prompt_embeddings.to(image_embeddings.dtype),
             multimask_output=False,
             **self.decoder_kwargs(features),
         )[:2]
         # masks (N, point batch 1, 1, 4E, 4E), iou_scores (N, 1, 1)
         return masks[:, 0], iou_scores[:, 0]
+
+    def sparse_prompt_embeddings(
+        self, input_points: torch.Tensor | None, input_labels: torch.Tensor | None, input_boxes: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The family's frozen prompt encoder on one point set and/or box per item (shapes as in `decode`) →
+        sparse embeddings (N, 1, T, C), T tokens.
+
+        The encoder's own rules apply, as in the family's forward: SAM and SAM-HQ append a not-a-point (label -1)
+        when there are points and no box; SAM 2 does the same, and also gives a box a third, not-a-point token.
+        Points labelled -10 are padding (zero embeddings, still tokens).
+        """
+        points = None if input_points is None else input_points[:, None]
+        labels = None if input_labels is None else input_labels[:, None]
+        boxes = None if input_boxes is None else input_boxes[:, None]
+        sparse, _ = self.sam.prompt_encoder(
+            input_points=points, input_labels=labels, input_boxes=boxes, input_masks=None
+        )
+        return sparse
 
     def empty_sparse_prompt(self, image_embeddings: torch.Tensor) -> torch.Tensor | None:
         """AutoSAM's empty set of points and boxes: SAM's decoder takes None."""
@@ -199,9 +230,10 @@ class FrozenSam2(FrozenSam):
     """SAM 2 (`Sam2Model`, image path): a Hiera encoder whose FPN gives the decoder two high-resolution maps besides
     the image embedding.
 
-    - Sparse prompt: an empty (N, 1, 0, C) tensor, as SAM2's own image predictor passes for mask-only prompts;
-      `Sam2MaskDecoder` cannot take None. (`Sam2Model.forward` without points adds two "not-a-point" tokens, a
-      point of label -1 and its padding, so its masks differ slightly from this path by design.)
+    - Sparse prompt, without points or boxes: an empty (N, 1, 0, C) tensor, as SAM2's own image predictor passes
+      for mask-only prompts; `Sam2MaskDecoder` cannot take None. (`Sam2Model.forward` without points adds two
+      "not-a-point" tokens, a point of label -1 and its padding, so its masks differ slightly from this path by
+      design.) With points or boxes, its prompt encoder's tokens, as in its forward.
     - Token 0, always: `freeze` turns off the decoder's `dynamic_multimask_via_stability`. That fallback is active
       in eval mode — and the frozen model is always in eval mode — and replaces, per sample, token 0's mask by the
       best of tokens 1-3 whenever token 0's logits are "unstable" (likely while g is young and logits are near 0):

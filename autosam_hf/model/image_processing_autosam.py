@@ -175,6 +175,77 @@ def mask_to_labels(mask: ImageLike, num_labels: int = 2, name: str = "mask") -> 
     return binarize_mask(mask, name=name) if num_labels == 2 else read_label_map(mask, num_labels, name=name)
 
 
+# Label (and coordinate) of padding points, as SamProcessor pads ragged point lists: transformers' prompt encoders give
+# them zero embeddings.
+PROMPT_PAD_VALUE = -10
+
+
+def _as_nested_list(value: Any) -> Any:
+    return value.tolist() if isinstance(value, (torch.Tensor, np.ndarray)) else value
+
+
+def _per_image_per_class(
+    value: Any, name: str, batch_size: int, num_classes: int, leaf: int | None, single: bool = False
+) -> list[list[np.ndarray]]:
+    """A nested prompt argument → [image][class] arrays: (n, leaf) coordinates (`leaf` 2 or 4) or (n,) labels
+    (`leaf` None). `single`: one item per class (boxes). An image's entry lists its classes' items, or (K = 1) the
+    items themselves; None or [] is no items."""
+    value = _as_nested_list(value)
+    if not isinstance(value, (list, tuple)) or len(value) != batch_size:
+        given = f"{len(value)} entries" if isinstance(value, (list, tuple)) else type(value).__name__
+        raise ValueError(f"{name}: expected one entry per image ({batch_size}), got {given}")
+    leaf_depth = 1 if leaf is None else 2  # nesting of one class's items: labels [l, ...], points [[x, y], ...]
+    if single:
+        leaf_depth -= 1  # one box per class: [x0, y0, x1, y1]
+    result = []
+    for i, entry in enumerate(value):
+        entry = _as_nested_list(entry)
+        if _is_empty(entry):  # None, [], or only empty classes: nothing for this image
+            result.append([np.zeros((0,) if leaf is None else (0, leaf))] * num_classes)
+            continue
+        depth = _nesting_depth(entry)
+        if depth == leaf_depth + 1:
+            classes = list(entry)
+        elif depth == leaf_depth and num_classes == 1:
+            classes = [entry]
+        else:
+            raise ValueError(
+                f"{name}[{i}]: expected one {'box' if single else 'list'} per class for this model's {num_classes} "
+                f"class(es), nested as SamProcessor's prompts; got lists nested {depth} deep"
+            )
+        if len(classes) != num_classes:
+            raise ValueError(f"{name}[{i}]: {len(classes)} entries for this model's {num_classes} class(es)")
+        arrays = []
+        for k, items in enumerate(classes):
+            items = [] if _is_empty(items) else items
+            items = [items] if single and _nesting_depth(items) == 1 else items
+            try:
+                array = np.asarray(items, dtype=np.int64 if leaf is None else np.float64)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{name}[{i}]: class {k} is not a regular list of numbers ({error})") from error
+            shape_ok = array.ndim == 1 if leaf is None else (array.ndim == 2 and array.shape[-1] == leaf)
+            if array.size and not shape_ok:
+                what = "labels" if leaf is None else f"{leaf} coordinates each"
+                raise ValueError(f"{name}[{i}]: class {k} has shape {array.shape}, expected a list of {what}")
+            if leaf is not None and not np.isfinite(array).all():
+                raise ValueError(f"{name}[{i}]: class {k} has a coordinate that is not finite")
+            arrays.append(array.reshape((-1,) if leaf is None else (-1, leaf)))
+        result.append(arrays)
+    return result
+
+
+def _nesting_depth(value: Any) -> int:
+    """How deep lists nest: 0 for a number, 1 for [1, 2], 2 for [[1, 2]] and for [[], [1, 2]] (the deepest item)."""
+    if not isinstance(value, (list, tuple)):
+        return 0
+    return 1 + max((_nesting_depth(item) for item in value), default=0)
+
+
+def _is_empty(value: Any) -> bool:
+    """None, [], or lists of those only."""
+    return value is None or (isinstance(value, (list, tuple)) and all(_is_empty(item) for item in value))
+
+
 class AutoSamImageProcessorKwargs(SamImageProcessorKwargs, total=False):
     r"""
     prompt_size (`int`, *optional*):
@@ -222,7 +293,10 @@ class AutoSamImageProcessor(SamImageProcessorPil):
           SAM's canvas (post-processing maps logits back through it);
         - with `segmentation_maps`: `labels` (B, 4E, 4E) float, 0/1 for binary processors and the class ids 0..K
           of label maps for multi-class ones (`num_labels` > 2), and `valid_mask` (B, 4E, 4E) bool, true on the
-          part of the canvas covered by the image.
+          part of the canvas covered by the image;
+        - with `input_points` (and `input_labels`) / `input_boxes` in the original images' pixel coordinates,
+          nested as `SamProcessor` takes them: the same names as SAM-canvas tensors, (B, K, N, 2), (B, K, N) and
+          (B, K, 4) (`sparse_prompts`, `canvas_coordinates`).
     """
 
     model_input_names = ["pixel_values", "prompt_pixel_values"]
@@ -334,6 +408,9 @@ class AutoSamImageProcessor(SamImageProcessorPil):
         segmentation_maps: ImageLike | list[ImageLike] | None = None,
         canvases: list[str] | tuple[str, ...] | None = None,
         return_tensors: str | None = "pt",
+        input_points: Any = None,
+        input_labels: Any = None,
+        input_boxes: Any = None,
         **kwargs: Any,
     ) -> BatchFeature:
         canvases = self._resolve_canvases(canvases)
@@ -341,6 +418,7 @@ class AutoSamImageProcessor(SamImageProcessorPil):
         if len(images) == 0:
             raise ValueError("images: got an empty list")
         images = [to_rgb_uint8(image, name=f"images[{i}]") for i, image in enumerate(images)]
+        prompts = self.sparse_prompts([image.shape[:2] for image in images], input_points, input_labels, input_boxes)
         masks = None
         if segmentation_maps is not None:
             masks = segmentation_maps if isinstance(segmentation_maps, (list, tuple)) else [segmentation_maps]
@@ -394,7 +472,90 @@ class AutoSamImageProcessor(SamImageProcessorPil):
                 valid[i, :height, :width] = True
             outputs["labels"] = outputs["labels"].float() if return_tensors == "pt" else outputs["labels"]
             outputs["valid_mask"] = torch.from_numpy(valid) if return_tensors == "pt" else valid
+        for name, array in prompts.items():
+            outputs[name] = torch.from_numpy(array) if return_tensors == "pt" else array
         return outputs
+
+    def canvas_coordinates(self, coordinates: Any, original_size: tuple[int, int]) -> np.ndarray | torch.Tensor:
+        """Pixel coordinates on an image of `original_size` (height, width) → the same on SAM's canvas (side S), as
+        `SamProcessor` (letterbox) and `Sam2Processor` (squash) map them: x by the resized width over the original
+        width, y likewise.
+
+        Args:
+            coordinates: (..., 2) points (x, y) or (..., 4) boxes (x0, y0, x1, y1); array-like or tensor.
+        Returns:
+            float32, the input's shape: a tensor for a tensor, else a numpy array. Canvas coordinates are what
+            `model.decode_masks` takes; coordinates on the low-resolution label canvas (4E) are these × 4E / S.
+        """
+        is_tensor = isinstance(coordinates, torch.Tensor)
+        array = coordinates.detach().cpu().numpy() if is_tensor else np.asarray(coordinates)
+        array = array.astype(np.float64)
+        if array.ndim == 0 or array.shape[-1] not in (2, 4):
+            raise ValueError(f"coordinates: expected (..., 2) points or (..., 4) boxes, got shape {array.shape}")
+        height, width = (int(side) for side in original_size)
+        new_height, new_width = self.reshaped_size((height, width))
+        scale = np.array([new_width / width, new_height / height])
+        mapped = (array.reshape(*array.shape[:-1], -1, 2) * scale).reshape(array.shape).astype(np.float32)
+        return torch.from_numpy(mapped).to(coordinates.device) if is_tensor else mapped
+
+    def sparse_prompts(
+        self, original_sizes: list[tuple[int, int]], input_points: Any, input_labels: Any, input_boxes: Any
+    ) -> dict[str, np.ndarray]:
+        """Points and boxes in original-image coordinates, nested as `SamProcessor` takes them, → the model's
+        canvas-coordinate arrays (`canvas_coordinates`): `input_points` (B, K, N, 2) float32, `input_labels`
+        (B, K, N) int64, `input_boxes` (B, K, 4) float32; an empty dict without prompts.
+
+        K is the model's number of classes (`num_labels` - 1). Per image: `input_points[i]` is a list of K point
+        lists (`[[x, y], ...]` per class) or, for K = 1, the point list itself; `input_labels[i]` likewise (1
+        positive, 0 negative; default all 1); `input_boxes[i]` K boxes `[x0, y0, x1, y1]` (or the box itself for
+        K = 1). An image or class without points (None or []) is padded: points and labels -10, N the batch's
+        largest count, and the model decodes it as without prompts. Nested lists, numpy arrays and tensors alike.
+        """
+        prompts: dict[str, np.ndarray] = {}
+        num_classes = self.num_labels - 1
+        if input_points is None:
+            if input_labels is not None:
+                raise ValueError("input_labels: given without input_points")
+        else:
+            points = _per_image_per_class(input_points, "input_points", len(original_sizes), num_classes, 2)
+            if input_labels is None:
+                labels = [[np.ones(len(class_points), dtype=np.int64) for class_points in p] for p in points]
+            else:
+                labels = _per_image_per_class(input_labels, "input_labels", len(original_sizes), num_classes, None)
+            count = max(len(class_points) for image_points in points for class_points in image_points)
+            if count > 0:
+                canvas_points = np.full((len(original_sizes), num_classes, count, 2), PROMPT_PAD_VALUE, np.float32)
+                canvas_labels = np.full((len(original_sizes), num_classes, count), PROMPT_PAD_VALUE, np.int64)
+                for i, size in enumerate(original_sizes):
+                    for k in range(num_classes):
+                        class_points, class_labels = points[i][k], labels[i][k]
+                        if len(class_labels) != len(class_points):
+                            raise ValueError(
+                                f"input_labels[{i}]: {len(class_labels)} labels for the {len(class_points)} points "
+                                f"of input_points[{i}] (class {k})"
+                            )
+                        bad = sorted(set(class_labels.tolist()) - {0, 1, -1, PROMPT_PAD_VALUE})
+                        if bad:
+                            raise ValueError(
+                                f"input_labels[{i}]: label {bad[0]} is not 1 (positive), 0 (negative), -1 "
+                                f"(not-a-point) or {PROMPT_PAD_VALUE} (padding)"
+                            )
+                        if len(class_points):
+                            canvas_points[i, k, : len(class_points)] = self.canvas_coordinates(class_points, size)
+                            canvas_labels[i, k, : len(class_labels)] = class_labels
+                prompts["input_points"], prompts["input_labels"] = canvas_points, canvas_labels
+        if input_boxes is not None:
+            boxes = _per_image_per_class(input_boxes, "input_boxes", len(original_sizes), num_classes, 4, single=True)
+            canvas_boxes = np.zeros((len(original_sizes), num_classes, 4), np.float32)
+            for i, size in enumerate(original_sizes):
+                for k in range(num_classes):
+                    if len(boxes[i][k]) != 1:
+                        raise ValueError(
+                            f"input_boxes[{i}]: class {k} has no box; a batch with boxes needs one per image and class"
+                        )
+                    canvas_boxes[i, k] = self.canvas_coordinates(boxes[i][k][0], size)
+            prompts["input_boxes"] = canvas_boxes
+        return prompts
 
     def reshaped_size(self, original_size: tuple[int, int]) -> tuple[int, int]:
         """(height, width) an image of `original_size` takes on SAM's canvas (all of it when squashed)."""

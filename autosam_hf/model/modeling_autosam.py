@@ -13,11 +13,15 @@ classes besides the background, `config.num_classes`, 1 for the binary model):
                                                                                             (B, K, 4E, 4E)
 
 The frozen model is SAM (`SamModel`; MedSAM too), SAM-HQ (`SamHQModel`) or SAM 2 (`Sam2Model`): `frozen_sam.py`
-says what each one's image features are and how its decoder takes a dense prompt.
+says what each one's image features are and how its decoder takes a dense prompt. Optional clicks and boxes
+(`input_points`, `input_labels`, `input_boxes`, as `SamModel` takes them, the point-batch axis being the class axis)
+go through the frozen model's own prompt encoder and reach the decoder as its sparse prompt, beside g's dense one.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import os
 from dataclasses import dataclass
@@ -407,16 +411,29 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         return self.config.frozen_sam_class.feature_shapes(self.config.sam_config)
 
     def decode_masks(
-        self, image_features: dict[str, torch.Tensor] | torch.Tensor, dense_prompt_embeddings: torch.Tensor
+        self,
+        image_features: dict[str, torch.Tensor] | torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        input_points: torch.Tensor | None = None,
+        input_labels: torch.Tensor | None = None,
+        input_boxes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The frozen mask decoder with dense prompts and no sparse prompt, once per class in one batched call.
+        """The frozen mask decoder with dense prompts and, when given, sparse prompts (points, boxes), once per class
+        in one batched call.
 
         Args:
             image_features: `image_features` of B images, e.g. {"image_embeddings": (B, C, E, E)}; for SAM the
                 image embeddings tensor itself is accepted.
             dense_prompt_embeddings: K prompts per image (B, K, C, E, E), or one (B, C, E, E).
+            input_points: (B, K, N, 2) (x, y) in SAM-canvas pixels (side S; the processor maps an image's own
+                coordinates there), N points per class; `SamModel`'s point-batch axis is the class axis.
+            input_labels: (B, K, N): 1 positive, 0 negative, -10 padding (-1 not-a-point); default all 1.
+            input_boxes: (B, K, 4) (x0, y0, x1, y1) in SAM-canvas pixels, one box per class.
         Returns:
-            (logits (B, K, 4E, 4E), iou_scores (B, K)); K = 1 for a single prompt.
+            (logits (B, K, 4E, 4E), iou_scores (B, K)); K = 1 for a single prompt. Without sparse prompts the
+            decoder sees g's prompt alone, as it always has; a class whose points are all padding or not-a-point
+            (and which has no box) is decoded the same way, so images or classes without clicks can share a batch
+            with ones that have them.
         """
         if isinstance(image_features, torch.Tensor):
             image_features = {"image_embeddings": image_features}
@@ -425,9 +442,80 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         batch_size, num_classes = dense_prompt_embeddings.shape[:2]
         # Image b's features serve each of its K prompts: the decoder sees a batch of B·K (image, prompt) pairs.
         features = {name: tensor.repeat_interleave(num_classes, dim=0) for name, tensor in image_features.items()}
-        masks, iou_scores = self.frozen_sam.decode(features, dense_prompt_embeddings.flatten(0, 1))
+        dense = dense_prompt_embeddings.flatten(0, 1)
+        sparse = self._flat_sparse_prompts(input_points, input_labels, input_boxes, batch_size, num_classes)
+        if sparse is None:
+            masks, iou_scores = self.frozen_sam.decode(features, dense)
+        else:
+            masks, iou_scores = self._decode_with_sparse_prompts(features, dense, *sparse)
         # masks (B·K, 1, 4E, 4E), iou_scores (B·K, 1): one mask per (image, prompt) pair.
         return masks.view(batch_size, num_classes, *masks.shape[-2:]), iou_scores.view(batch_size, num_classes)
+
+    @staticmethod
+    def _flat_sparse_prompts(
+        input_points: torch.Tensor | None,
+        input_labels: torch.Tensor | None,
+        input_boxes: torch.Tensor | None,
+        batch_size: int,
+        num_classes: int,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None] | None:
+        """The sparse prompts checked and flattened to one item per (image, class): points (B·K, N, 2), labels
+        (B·K, N), boxes (B·K, 4); None without any."""
+        if input_points is None and input_boxes is None:
+            if input_labels is not None:
+                raise ValueError("input_labels: given without input_points")
+            return None
+        expected = f"(batch {batch_size}, classes {num_classes}"
+        if input_points is not None:
+            if (
+                input_points.ndim != 4
+                or tuple(input_points.shape[:2]) != (batch_size, num_classes)
+                or (input_points.shape[-1] != 2)
+            ):
+                raise ValueError(
+                    f"input_points: expected shape {expected}, points, 2), got {tuple(input_points.shape)}"
+                )
+            if input_labels is None:  # SamModel's default: every point positive
+                input_labels = torch.ones(input_points.shape[:3], dtype=torch.long, device=input_points.device)
+            if tuple(input_labels.shape) != tuple(input_points.shape[:3]):
+                raise ValueError(
+                    f"input_labels: expected shape {tuple(input_points.shape[:3])} (one per point of input_points), "
+                    f"got {tuple(input_labels.shape)}"
+                )
+            input_points, input_labels = input_points.flatten(0, 1), input_labels.flatten(0, 1)
+        elif input_labels is not None:
+            raise ValueError("input_labels: given without input_points")
+        if input_boxes is not None:
+            if tuple(input_boxes.shape) != (batch_size, num_classes, 4):
+                raise ValueError(f"input_boxes: expected shape {expected}, 4), got {tuple(input_boxes.shape)}")
+            input_boxes = input_boxes.flatten(0, 1)
+        return input_points, input_labels, input_boxes
+
+    def _decode_with_sparse_prompts(
+        self,
+        features: dict[str, torch.Tensor],
+        dense: torch.Tensor,
+        input_points: torch.Tensor | None,
+        input_labels: torch.Tensor | None,
+        input_boxes: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`frozen_sam.decode` of B·K items with their sparse prompts, except that items without a real prompt (no
+        box, no point labelled 0 or 1) get the plain dense-prompt decode."""
+        if input_boxes is not None:
+            return self.frozen_sam.decode(features, dense, input_points, input_labels, input_boxes)
+        unprompted = (input_labels < 0).all(dim=-1)  # (B·K,)
+        # Traced (torch.export, TorchScript) there is no data-dependent branch: both decodes, then a per-item select.
+        # Eager runs only the decodes the batch needs.
+        exporting = torch.compiler.is_exporting() or torch.jit.is_tracing()
+        if not exporting and not bool(unprompted.any()):
+            return self.frozen_sam.decode(features, dense, input_points, input_labels)
+        plain = self.frozen_sam.decode(features, dense)
+        if not exporting and bool(unprompted.all()):
+            return plain
+        prompted = self.frozen_sam.decode(features, dense, input_points, input_labels)
+        return tuple(
+            torch.where(unprompted.view(-1, *[1] * (a.ndim - 1)), a, b) for a, b in zip(plain, prompted, strict=True)
+        )
 
     def _image_features_for_forward(
         self, pixel_values: torch.Tensor | None, given: dict[str, torch.Tensor | None]
@@ -456,7 +544,12 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         intermediate_embeddings: torch.FloatTensor | None = None,
         high_resolution_features_0: torch.FloatTensor | None = None,
         high_resolution_features_1: torch.FloatTensor | None = None,
-        **kwargs,
+        input_points: torch.FloatTensor | None = None,
+        input_labels: torch.LongTensor | None = None,
+        input_boxes: torch.FloatTensor | None = None,
+        original_sizes: torch.Tensor | None = None,
+        reshaped_input_sizes: torch.Tensor | None = None,
+        **unexpected,
     ) -> AutoSamSegmentationOutput | tuple:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, S, S)`, *optional*):
@@ -484,12 +577,28 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         high_resolution_features_0 / high_resolution_features_1 (`torch.FloatTensor`, *optional*):
             SAM 2: the first two maps of `Sam2Model.get_image_embeddings` (after the decoder's conv_s0 / conv_s1), of
             shapes `(batch_size, C/8, 4E, 4E)` and `(batch_size, C/4, 2E, 2E)`.
-        kwargs:
-            Other processor outputs (`original_sizes`, `reshaped_input_sizes`) are accepted and ignored, so
-            `model(**processor(images))` and the `image-segmentation` pipeline work.
+        input_points (`torch.FloatTensor` of shape `(batch_size, K, N, 2)`, *optional*):
+            Clicks, (x, y) in SAM-canvas pixels (the processor maps the image's own coordinates there, as
+            `SamProcessor` does), N per class: `SamModel`'s point-batch axis is the class axis. SAM's frozen prompt
+            encoder embeds them as sparse tokens beside g's dense prompt (modes `"autosam"` and, in both of its
+            decodes, `"sam_mask_prompt"`; `"surrogate"` refuses them). A class whose points are all padding has no
+            sparse prompt (`decode_masks`).
+        input_labels (`torch.LongTensor` of shape `(batch_size, K, N)`, *optional*):
+            1 positive, 0 negative, -10 padding (ragged point lists), -1 not-a-point; default all 1.
+        input_boxes (`torch.FloatTensor` of shape `(batch_size, K, 4)`, *optional*):
+            One box per class, (x0, y0, x1, y1) in SAM-canvas pixels.
+        original_sizes / reshaped_input_sizes (`torch.Tensor` of shape `(batch_size, 2)`, *optional*):
+            The processor's bookkeeping, accepted and ignored so that `model(**processor(images))` and the
+            `image-segmentation` pipeline work. Any other keyword raises TypeError.
         """
+        if unexpected:
+            raise TypeError(_unexpected_keywords_message(unexpected, type(self).forward))
         mode = canonical_mode(mode or self.config.default_mode)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        sparse_prompts = {"input_points": input_points, "input_labels": input_labels, "input_boxes": input_boxes}
+        if mode == "surrogate" and any(value is not None for value in sparse_prompts.values()):
+            given = ", ".join(name for name, value in sparse_prompts.items() if value is not None)
+            raise ValueError(f"mode='surrogate' (h(g(I))) takes no points or boxes, got {given}; use mode='autosam'")
         if prompt_pixel_values is None and pixel_values is None:
             raise ValueError("prompt_pixel_values (or pixel_values) is required: the prompt generator reads the image.")
         if mode == "surrogate" and self.surrogate_decoder is None:
@@ -514,12 +623,12 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
         else:
             features = self._image_features_for_forward(pixel_values, given_features)
             image_embeddings = features["image_embeddings"]
-            logits, iou_scores = self.decode_masks(features, prompt_embeddings)
+            logits, iou_scores = self.decode_masks(features, prompt_embeddings, **sparse_prompts)
             if mode == "sam_mask_prompt":
                 # Each class's mask (B·K, 1, 4E, 4E) through SAM's mask prompt encoder → K prompts per image again.
                 class_masks = logits.flatten(0, 1).unsqueeze(1).to(image_embeddings.dtype)
                 mask_prompts = self.frozen_sam.mask_prompt_embeddings(class_masks).unflatten(0, logits.shape[:2])
-                logits, iou_scores = self.decode_masks(features, mask_prompts)
+                logits, iou_scores = self.decode_masks(features, mask_prompts, **sparse_prompts)
 
         loss = None
         if labels is not None:
@@ -543,6 +652,16 @@ class AutoSamForSegmentation(AutoSamPreTrainedModel):
             image_embeddings=image_embeddings,
         )
         return output if return_dict else output.to_tuple()
+
+
+def _unexpected_keywords_message(unexpected: dict, forward) -> str:
+    """One line naming the keywords `forward` does not take, with the nearest accepted name of each."""
+    accepted = [name for name in inspect.signature(forward).parameters if name not in ("self", "unexpected")]
+    parts = []
+    for name in unexpected:
+        close = difflib.get_close_matches(name, accepted, n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"AutoSamForSegmentation.forward() got unexpected keyword argument(s) {', '.join(parts)}"
 
 
 __all__ = [

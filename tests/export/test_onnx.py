@@ -36,6 +36,14 @@ def run(folder, name, **inputs) -> dict[str, np.ndarray]:
     return {output.name: value for output, value in zip(graph.get_outputs(), outputs, strict=True)}
 
 
+def no_point_inputs(batch: int, num_classes: int = 1) -> dict[str, torch.Tensor]:
+    """The prompt decoder's point inputs without clicks: one not-a-point per class (`graphs.NO_POINTS`)."""
+    return {
+        "input_points": torch.zeros(batch, num_classes, 1, 2),
+        "input_labels": torch.full((batch, num_classes, 1), -1, dtype=torch.long),
+    }
+
+
 # ------------------------------------------------------------------------------------------- the graphs
 def test_every_graph_is_exported_by_dynamo_with_a_symbolic_batch(exported):
     _, _, folder, manifest = exported
@@ -47,7 +55,8 @@ def test_every_graph_is_exported_by_dynamo_with_a_symbolic_batch(exported):
         assert graph["exporter"] == "dynamo" and "fallback_reason" not in graph
         assert graph["opset"] == DEFAULT_OPSET
         for tensor in graph["inputs"] + graph["outputs"]:
-            assert tensor["shape"][0] == "batch" and tensor["dtype"] == "float32"
+            assert tensor["shape"][0] == "batch"
+            assert tensor["dtype"] == ("int64" if tensor["name"] == "input_labels" else "float32")
         # export_onnx ran each graph at batch 1 (the example had 2) against PyTorch
         assert graph["verification"]["batch"] == 1
         assert max(graph["verification"]["max_abs_diff"].values()) <= TOLERANCE
@@ -68,7 +77,10 @@ def test_each_graph_matches_pytorch_on_real_images(exported, kvasir_images, batc
     assert encoded["image_embeddings"].shape == tuple(embeddings.shape)
     assert max_difference(encoded["image_embeddings"], embeddings) <= TOLERANCE
     # The prompt decoder on PyTorch's embeddings (the graph alone), then on onnxruntime's (the deployed chain).
-    decoded = run(folder, "prompt_decoder", prompt_pixel_values=prompt_pixel_values, image_embeddings=embeddings)
+    no_points = no_point_inputs(batch)
+    decoded = run(
+        folder, "prompt_decoder", prompt_pixel_values=prompt_pixel_values, image_embeddings=embeddings, **no_points
+    )
     assert decoded["logits"].shape == tuple(autosam.logits.shape)
     assert max_difference(decoded["logits"], autosam.logits) <= TOLERANCE
     assert max_difference(decoded["iou_scores"], autosam.iou_scores) <= TOLERANCE
@@ -77,6 +89,7 @@ def test_each_graph_matches_pytorch_on_real_images(exported, kvasir_images, batc
         "prompt_decoder",
         prompt_pixel_values=prompt_pixel_values,
         image_embeddings=torch.from_numpy(encoded["image_embeddings"]),
+        **no_points,
     )
     assert max_difference(chained["logits"], full.logits) <= TOLERANCE
     h = run(folder, "surrogate", prompt_pixel_values=prompt_pixel_values)
@@ -93,14 +106,15 @@ def test_manifest_names_what_the_graphs_actually_take_and_give(exported):
         actual = session(folder, name)
         for described, real in zip(graph["inputs"], actual.get_inputs(), strict=True):
             assert (described["name"], described["shape"]) == (real.name, real.shape)
-            assert real.type == "tensor(float)"
+            assert real.type == ("tensor(int64)" if real.name == "input_labels" else "tensor(float)")
         for described, real in zip(graph["outputs"], actual.get_outputs(), strict=True):
             assert (described["name"], described["shape"]) == (real.name, real.shape)
     decoder_inputs = {tensor["name"]: tensor["source"] for tensor in manifest["graphs"]["prompt_decoder"]["inputs"]}
-    assert decoder_inputs == {
-        "prompt_pixel_values": {"canvas": "prompt"},
-        "image_embeddings": {"graph": "encoder", "output": "image_embeddings"},
-    }
+    assert set(decoder_inputs) == {"prompt_pixel_values", "input_points", "input_labels", "image_embeddings"}
+    assert decoder_inputs["prompt_pixel_values"] == {"canvas": "prompt"}
+    assert decoder_inputs["image_embeddings"] == {"graph": "encoder", "output": "image_embeddings"}
+    assert "SAM-canvas pixels" in decoder_inputs["input_points"]["prompt"]
+    assert "without clicks -1" in decoder_inputs["input_labels"]["prompt"]
 
 
 def test_manifest_records_the_processor_model_and_versions(exported):

@@ -64,6 +64,34 @@ def test_outputs_are_the_forwards(exported, onnx_model, kvasir_images):
     assert ort_model.config.id2label == model.config.id2label
 
 
+def test_clicks_give_the_pytorch_masks_and_no_clicks_the_unprompted_ones(exported, onnx_model, kvasir_images):
+    # One graph for both: image 0 with two clicks, image 1 without (padded to not-a-point/-10), as in PyTorch.
+    model, processor, _, _ = exported
+    ort_model, _ = onnx_model
+    prompts = {"input_points": [[[100, 120], [30, 40]], None], "input_labels": [[1, 0], None]}
+    inputs = processor(kvasir_images[:2], **prompts)
+    plain = {name: value for name, value in inputs.items() if not name.startswith("input_")}
+    with torch.no_grad():
+        expected, unprompted = model(**inputs), model(**plain)
+    actual, actual_unprompted = ort_model(**inputs), ort_model(**plain)
+    assert max_difference(actual.logits, expected.logits) <= 1e-4
+    assert max_difference(actual.iou_scores, expected.iou_scores) <= 1e-4
+    assert max_difference(actual_unprompted.logits, unprompted.logits) <= 1e-4
+    assert max_difference(actual.logits[1], actual_unprompted.logits[1]) <= 1e-6  # no clicks: no prompt
+    assert max_difference(expected.logits[0], unprompted.logits[0]) > 1e-3  # the clicks are seen
+    # Through the predictor, prompts per image, on both backends alike.
+    items = list(enumerate(kvasir_images[:2]))
+    ours = dict(iter_predictions(model, processor, items, batch_size=2, **prompts))
+    theirs = dict(iter_predictions(ort_model, processor, items, batch_size=2, **prompts))
+    assert max(max_difference(ours[i].logits, theirs[i].logits) for i in ours) <= 1e-4
+    with pytest.raises(ValueError, match="input_boxes: the exported prompt decoder takes points only"):
+        ort_model(**plain, input_boxes=torch.zeros(2, 1, 4))
+    with pytest.raises(ValueError, match="mode='surrogate'.*takes no points"):
+        ort_model(**inputs, mode="surrogate")
+    with pytest.raises(TypeError, match="unexpected keyword argument.*'lables'"):
+        ort_model(**plain, lables=torch.zeros(2))
+
+
 def test_a_mode_loads_only_its_graphs(exported, kvasir_images):
     _, processor, folder, _ = exported
     ort_model = OnnxRuntimeAutoSam(folder, num_threads=1)
