@@ -127,15 +127,27 @@ class ArgumentParser(_KebabAliases, argparse.ArgumentParser):
         return 0 if status is None else status
 
 
-def positive_int(text: str) -> int:
-    """argparse `type` of counts that must be at least 1 (`--batch_size`, ...)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def int_in_range(low: int, high: int | None = None):
+    """An argparse `type` for integers in [low, high] (no upper bound without `high`)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            expected = f"an integer in {low}..{high}" if high is not None else f"an integer >= {low}"
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"must be in {low}..{high}, got {value}" if high is not None else f"must be >= {low}, got {value}"
+            )
+        return value
+
+    return parse
+
+
+# argparse `type`s of counts: at least 1 (`--batch_size`, ...), or at least 0 (`--num_workers`).
+positive_int = int_in_range(1)
+non_negative_int = int_in_range(0)
 
 
 def add_model_arguments(
@@ -196,6 +208,8 @@ __all__ = [
     "add_runtime_arguments",
     "configure_logging",
     "one_line",
+    "int_in_range",
+    "non_negative_int",
     "positive_int",
     "resolve_runtime",
 ]

@@ -198,6 +198,20 @@ def use_fast_memory_format(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+# Threads preparing inference batches beside an accelerator: enough to resize and normalise ahead of a GPU at batch
+# 8 or more; on a CPU every thread is the model's, so none.
+ACCELERATOR_PREPARATION_WORKERS = 4
+
+
+def preparation_workers(device: torch.device) -> int:
+    """The default number of threads preparing the next batches while the model runs on `device`
+    (`iter_predictions`' `num_workers`): 0 on a CPU, where they would take the model's cores, else
+    `ACCELERATOR_PREPARATION_WORKERS` (at most the CPU count)."""
+    if torch.device(device).type == "cpu":
+        return 0
+    return min(ACCELERATOR_PREPARATION_WORKERS, os.cpu_count() or 1)
+
+
 @contextlib.contextmanager
 def inference_autocast(device: torch.device, autocast_dtype: torch.dtype | None) -> Iterator[None]:
     """`torch.inference_mode()` with autocast in `autocast_dtype` on `device`; None runs plain float32."""
@@ -314,6 +328,7 @@ __all__ = [
     "inference_autocast",
     "machine_summary",
     "onednn_isa_cap",
+    "preparation_workers",
     "preferred_memory_format",
     "resolve_autocast_dtype",
     "resolve_device",

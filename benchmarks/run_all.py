@@ -6,6 +6,7 @@ python -m benchmarks.run_all --reference_dir /tmp/autosam_reference --reference_
 python -m benchmarks.run_all --quick              # each benchmark at tiny sizes (what the test suite runs)
 python -m benchmarks.run_all --device cuda --quick-gpu   # the GPU path in one command (< 8 minutes on one H100)
 python -m benchmarks.run_all --device cpu --quick-gpu    # the same steps at tiny sizes on a CPU (~1-2 minutes)
+                                                  # (--quick-gpu then also runs benchmarks.bench_throughput)
 python -m benchmarks.run_all --table [--quick | --device cuda --quick-gpu]   # only print the tables
 
 `--device` is where inference and the loader benchmark run (`auto`: CUDA if there is one); the training script
@@ -16,11 +17,14 @@ picks CUDA by itself when there is one. Results go to benchmarks/results/<benchm
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
 from benchmarks.bench_gpu_path import result_name as gpu_path_result
-from benchmarks.common import RESULTS_DIR, run_python
+from benchmarks.bench_throughput import markdown as throughput_table
+from benchmarks.bench_throughput import result_name as throughput_result
+from benchmarks.common import RESULTS_DIR, result_path, run_python
 from benchmarks.tables import render_tables
 
 # Benchmark module → whether it takes --device and the reference options.
@@ -62,7 +66,15 @@ def main() -> None:
             run_python(
                 ["-m", "benchmarks.bench_gpu_path", "--device", device], timeout=3600, in_process=device == "cpu"
             )
+            # The batched paths' throughput, FLOPs against the bf16 peak and stage shares (issue 32).
+            print(f"== benchmarks.bench_throughput --device {device}", flush=True)
+            run_python(
+                ["-m", "benchmarks.bench_throughput", "--device", device], timeout=1800, in_process=device == "cpu"
+            )
         print(render_tables(gpu_path=gpu_path_result(device)))
+        throughput = result_path(throughput_result(device))
+        if throughput.is_file():
+            print(throughput_table(json.loads(throughput.read_text())))
         return
     if not args.table:
         for script in BENCHMARKS:

@@ -14,6 +14,8 @@ from autosam_hf.cli import (
     ArgumentParser,
     add_output_dir_argument,
     add_runtime_arguments,
+    int_in_range,
+    non_negative_int,
     one_line,
     positive_int,
     resolve_runtime,
@@ -106,11 +108,13 @@ def test_run_returns_the_commands_status_and_maps_declared_failures_to_1(capsys)
         parser.run(lambda args: {}["x"], [])
 
 
-def test_positive_int_and_one_line():
-    assert positive_int("4") == 4
-    for text in ("0", "-2", "two"):
+def test_integer_ranges_and_one_line():
+    assert positive_int("4") == 4 and non_negative_int("0") == 0 and int_in_range(1, 65535)("65535") == 65535
+    for parse, text in [(positive_int, "0"), (positive_int, "-2"), (positive_int, "two"), (non_negative_int, "-1")]:
         with pytest.raises(argparse.ArgumentTypeError):
-            positive_int(text)
+            parse(text)
+    with pytest.raises(argparse.ArgumentTypeError, match="must be in 1..65535, got 65536"):
+        int_in_range(1, 65535)("65536")
     assert one_line(ValueError("a\n\n  b  \n")) == "a b"
     assert one_line(ValueError()) == "ValueError"
 

@@ -35,6 +35,7 @@ the README). float32 storage keeps the computed values bit for bit: they then di
 CPU for unit-scale embeddings, tiny SAM; the tests use ``atol=1e-5, rtol=0``).
 """
 
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -211,6 +212,7 @@ class EmbeddingCache:
         accelerator: Any = None,
         show_progress: bool = True,
         num_workers: int = 0,
+        background_writes: bool | None = None,
     ) -> "EmbeddingCache":
         """Compute the missing entries of ``dataset`` × ``num_views`` views and return the reader.
 
@@ -231,6 +233,9 @@ class EmbeddingCache:
                 ``is_main_process``, ``wait_for_everyone``); default ``PartialState()``.
             show_progress: tqdm bar on the main process.
             num_workers: data-loader workers that decode, augment and process the views while the encoder runs.
+            background_writes: write each batch's files in a thread while the encoder runs the next batch (one
+                batch in flight; a failed write stops the build at the next batch); None: on an accelerator, where
+                the encoder is fast enough for the writes to matter, not on a CPU. The files are the same.
         """
         augmentation = augmentation or JointAugmentation()
         if num_views < 1 or (augmentation.is_identity and num_views != 1):
@@ -260,10 +265,14 @@ class EmbeddingCache:
             batch_size=batch_size,
             num_workers=num_workers,
         )
-        with progress:
+        parameter = next(_unwrap_sam(model).vision_encoder.parameters())
+        if background_writes is None:
+            background_writes = parameter.device.type != "cpu"
+        with progress, _Writer(background_writes) as writer:
             for positions, pixel_values in canvases:
                 batch = [missing[position] for position in positions.tolist()]
-                cache._encode_and_write(batch, pixel_values, model, storage_dtype, keys)
+                features = cache._encode(pixel_values, model, storage_dtype)
+                writer.submit(cache._write, batch, features, keys)
                 progress.update(len(batch))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
@@ -322,12 +331,16 @@ class EmbeddingCache:
         )  # fmt: skip
         ensure_free_space(self.directory, missing * per_entry)
 
-    def _encode_and_write(self, batch, pixel_values, model, storage_dtype, keys) -> None:
-        """Encode one batch of SAM canvases (B, 3, S, S) of (index, view) items and write each entry."""
+    @staticmethod
+    def _encode(pixel_values, model, storage_dtype) -> dict[str, torch.Tensor]:
+        """The features of one batch of SAM canvases (B, 3, S, S), on the CPU in the storage dtype."""
         parameter = next(_unwrap_sam(model).vision_encoder.parameters())
         with torch.no_grad():
             features = image_features(model, pixel_values.to(parameter.device, parameter.dtype))
-        features = {name: tensor.to("cpu", storage_dtype) for name, tensor in features.items()}
+        return {name: tensor.to("cpu", storage_dtype) for name, tensor in features.items()}
+
+    def _write(self, batch, features, keys) -> None:
+        """Write the entry of each (index, view) item of `batch` from the batch's `features`."""
         for position, item in enumerate(batch):
             entry = {name: tensor[position] for name, tensor in features.items()}
             _save_atomically(entry, self.path(*item), keys[item])
@@ -338,6 +351,39 @@ class EmbeddingCache:
             with contextlib.suppress(FileNotFoundError):
                 if leftover.stat().st_mtime < older_than:
                     leftover.unlink()
+
+
+class _Writer:
+    """Calls `submit`ted, in order: inline, or (`background`) in one thread, at most one call in flight, whose error
+    is raised by the next `submit` or on leaving the block."""
+
+    def __init__(self, background: bool):
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, "embedding-cache-writer") if background else None
+        self.pending: concurrent.futures.Future | None = None
+
+    def submit(self, function, *args) -> None:
+        if self.pool is None:
+            function(*args)
+            return
+        self.wait()
+        self.pending = self.pool.submit(function, *args)
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> "_Writer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.pool is None:
+            return
+        try:
+            if exc_info[0] is None:
+                self.wait()
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 class _SamCanvases(torch.utils.data.Dataset):

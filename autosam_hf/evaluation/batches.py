@@ -7,18 +7,27 @@ import numpy as np
 import torch
 
 from ..model import AutoSamImageProcessor, mask_to_labels, to_rgb_uint8
+from ..sharding import shard
 
 
-def evaluation_order(dataset, is_video: bool) -> list[int]:
-    """Row order: as stored for images; for video, each case's frames consecutive and in `frame` order."""
+def evaluation_groups(dataset, is_video: bool) -> list[list[int]]:
+    """The rows in evaluation order, in the groups scored together: for images one row each, as stored; for video
+    one group per case, its frames in `frame` order, the cases in the order they first appear."""
     if not is_video:
-        return list(range(len(dataset)))
+        return [[index] for index in range(len(dataset))]
     if hasattr(dataset, "column_names"):
         cases, frames = list(dataset["case"]), list(dataset["frame"])
     else:
         cases, frames = [row["case"] for row in dataset], [row["frame"] for row in dataset]
-    first_seen = {case: position for position, case in reversed(list(enumerate(cases)))}
-    return sorted(range(len(dataset)), key=lambda index: (first_seen[cases[index]], frames[index]))
+    groups: dict = {}
+    for index, case in enumerate(cases):
+        groups.setdefault(case, []).append(index)
+    return [sorted(indices, key=lambda index: frames[index]) for indices in groups.values()]
+
+
+def evaluation_order(dataset, is_video: bool) -> list[int]:
+    """Row order: as stored for images; for video, each case's frames consecutive and in `frame` order."""
+    return [index for group in evaluation_groups(dataset, is_video) for index in group]
 
 
 class EvaluationRows(torch.utils.data.Dataset):
@@ -68,15 +77,19 @@ def evaluation_loader(
     with_labels: bool,
     num_labels: int = 2,
     canvases: tuple[str, ...] | None = None,
+    sharded: bool = False,
 ) -> torch.utils.data.DataLoader:
     """Batches of `dataset` in evaluation order (see `ProcessRows` for what a batch holds, on which `canvases`);
-    masks read as the label maps of a `num_labels`-label model."""
+    masks read as the label maps of a `num_labels`-label model. `sharded`: only this process's contiguous share of
+    the rows (`autosam_hf.sharding.shard`), whole video cases."""
+    groups = evaluation_groups(dataset, is_video)
+    order = shard(groups, grouped=True) if sharded else [index for group in groups for index in group]
     return torch.utils.data.DataLoader(
-        EvaluationRows(dataset, evaluation_order(dataset, is_video), num_labels),
+        EvaluationRows(dataset, order, num_labels),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=ProcessRows(processor, with_labels, canvases),
     )
 
 
-__all__ = ["EvaluationRows", "ProcessRows", "evaluation_loader", "evaluation_order"]
+__all__ = ["EvaluationRows", "ProcessRows", "evaluation_groups", "evaluation_loader", "evaluation_order"]

@@ -31,6 +31,10 @@ Volumes (`--volumes DIR`, instead of 2D datasets): a Decathlon / nnU-Net folder 
 labelsTs/, `--split train`: imagesTr/ + labelsTr/) or volumes/ + labels/; each volume predicted slice by slice and
 scored in 3D per class (Dice, HD95 and NSD in mm, and the per-slice 2D Dice): `autosam_hf.evaluation.volumes`.
 
+Under `accelerate launch -m autosam_hf.evaluation` each process scores a contiguous share of every dataset (whole
+video cases, whole volumes) and writes its own predictions; the scores are gathered once (`autosam_hf.sharding`),
+the same as one process's, and the main process writes the report.
+
 Exit status: 0 on success; 2 for bad input (arguments, datasets, folders, a model that cannot be loaded or cannot
 run a mode), printed as `autosam-eval: error: <message>` naming the culprit.
 """
@@ -59,7 +63,8 @@ from ..data import BENCHMARKS, PRESETS
 from ..hub.loading import load_model_and_processor
 from ..metrics.volumes import DEFAULT_NSD_TOLERANCE_MM
 from ..model import AutoSamForSegmentation
-from ..volumes import parse_window
+from ..sharding import is_main_process, is_sharded, process_device
+from ..volumes import VolumeInput, parse_window
 from .datasets import (
     DEFAULT_SPLIT,
     DatasetSpec,
@@ -68,7 +73,16 @@ from .datasets import (
     resolve_datasets,
     source_folder,
 )
-from .modes import EVAL_MODES, GT_MASK_LOGIT, GT_PROMPT_MODES, MODE_DISPLAY_NAMES, check_modes
+from .modes import (
+    CLICK_MODE,
+    DEFAULT_MAX_CLICKS,
+    EVAL_MODES,
+    GT_MASK_LOGIT,
+    GT_PROMPT_MODES,
+    MODE_DISPLAY_NAMES,
+    NOC_MAX_CLICKS,
+    check_modes,
+)
 from .report import RESULTS_STEM, build_report, build_volume_report, write_report
 from .scoring import EvaluationSettings, evaluate_dataset
 from .volumes import VOLUME_SPLITS, VolumeEvaluationSettings, evaluate_volumes, find_volume_cases
@@ -104,7 +118,8 @@ def build_parser() -> ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="modes: "
         + ", ".join(f"{mode} ({MODE_DISPLAY_NAMES[mode]})" for mode in EVAL_MODES)
-        + "; 'all' = every mode. benchmarks: "
+        + f"; 'all' = every one of those; {CLICK_MODE} (AutoSAM, then simulated corrective clicks: Dice after k "
+        "clicks, NoC@85/90). benchmarks: "
         + "; ".join(f"{name} = {', '.join(members)}" for name, members in BENCHMARKS.items()),
     )
     add_model_arguments(parser)
@@ -169,11 +184,20 @@ def build_parser() -> ArgumentParser:
     volumes.add_argument(
         "--ct_window",
         metavar="NAME|LOW,HIGH",
-        help="CT window: abdomen, lung, bone, brain or LOW,HIGH in HU (default: each volume's 0.5th..99.5th "
-        "percentiles, for MRI)",
+        help="CT window: abdomen, lung, bone, brain or LOW,HIGH in HU (default: the model's training window, else "
+        "each volume's 0.5th..99.5th percentiles, for MRI)",
     )
     volumes.add_argument(
-        "--slice_axis", type=int, choices=(0, 1, 2), help="the axis sliced (default: each volume's coarsest)"
+        "--slice_axis",
+        type=int,
+        choices=(0, 1, 2),
+        help="the axis sliced (default: the model's training axis, else each volume's coarsest)",
+    )
+    volumes.add_argument(
+        "--context_slices",
+        action="store_true",
+        default=None,
+        help="2.5D: slices z-1, z, z+1 as the three channels (default: as the model was trained)",
     )
     run = parser.add_argument_group("evaluation")
     run.add_argument(
@@ -182,7 +206,7 @@ def build_parser() -> ArgumentParser:
         dest="modes",
         nargs="+",
         default=None,
-        choices=[*EVAL_MODES, "all"],
+        choices=[*EVAL_MODES, CLICK_MODE, "all"],
         metavar="MODE",
         help="table rows (default: the model's own, config.default_mode: surrogate for --stage standalone models, "
         "else autosam)",
@@ -190,6 +214,13 @@ def build_parser() -> ArgumentParser:
     run.add_argument("--batch_size", type=positive_int, default=8, help="images per forward pass (default 8)")
     run.add_argument("--num_workers", type=int, default=0, help="data-loader worker processes")
     add_runtime_arguments(run)
+    run.add_argument(
+        "--max_clicks",
+        type=positive_int,
+        default=DEFAULT_MAX_CLICKS,
+        help=f"{CLICK_MODE}: the most simulated clicks scored (Dice after 0, 1, 3, 5 of them and this many; default "
+        f"{DEFAULT_MAX_CLICKS}); NoC follows each image up to {NOC_MAX_CLICKS} clicks whatever this is",
+    )
     run.add_argument(
         "--gt_mask_logit",
         type=float,
@@ -255,12 +286,14 @@ def _settings(
         is_video=spec.is_video,
         skip_first_and_last_frame=not args.score_all_frames,
         gt_mask_logit=args.gt_mask_logit,
+        max_clicks=args.max_clicks,
         autocast_dtype=autocast_dtype,
         num_workers=args.num_workers,
         predictions_dir=Path(args.output_dir) / "predictions" / spec.key if args.save_predictions else None,
         num_overlays=args.num_overlays,
         progress=not args.quiet,
         description=f"{spec.display_name} ({len(modes)} mode{'s' if len(modes) > 1 else ''})",
+        sharded=is_sharded(),
     )
 
 
@@ -277,6 +310,7 @@ def _evaluate_volumes(args: argparse.Namespace) -> int:
     if args.max_samples:
         source = dataclasses.replace(source, cases=source.cases[: args.max_samples])
     device, autocast_dtype = resolve_runtime(args)
+    device = process_device(device)
     model, processor = load_model_and_processor(args.model, revision=args.revision)
     modes = list(dict.fromkeys(args.modes or [model.config.default_mode]))
     if "all" in modes:  # every mode the model runs without ground-truth prompts
@@ -287,12 +321,18 @@ def _evaluate_volumes(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         window=window,
         axis=args.slice_axis,
+        context_slices=args.context_slices,
         nsd_tolerance_mm=args.nsd_tolerance_mm,
         autocast_dtype=autocast_dtype,
         predictions_dir=Path(args.output_dir) / "predictions" if args.save_predictions else None,
         progress=not args.quiet,
+        sharded=is_sharded(),
     )
     results, volume_info = evaluate_volumes(model, processor, source, settings)
+    if not is_main_process():
+        return 0
+    # What slicing was used: the flags given, else what the model was trained with (config.volume_input).
+    used = VolumeInput.of(model).with_given(window, args.slice_axis, args.context_slices)
     report_settings = {
         "batch_size": args.batch_size,
         "device": str(device),
@@ -300,8 +340,9 @@ def _evaluate_volumes(args: argparse.Namespace) -> int:
         "max_samples": args.max_samples,
         "mask_threshold": model.config.mask_threshold,
         "nsd_tolerance_mm": args.nsd_tolerance_mm,
-        "window": args.ct_window,
-        "slice_axis": args.slice_axis,
+        "window": args.ct_window or (used.window and "{:g},{:g} HU".format(*used.window)),
+        "slice_axis": used.slice_axis,
+        "context_slices": used.context_slices,
     }
     report = build_volume_report(args.model, modes, source, results, volume_info, report_settings)
     print(write_report(report, args.output_dir))
@@ -317,6 +358,7 @@ def evaluate(args: argparse.Namespace) -> int:
     # Everything that can be wrong is checked before the first image is evaluated: datasets, device, model, modes.
     specs = resolve_datasets(_dataset_specs(args), args.eval, args.data_root, args.split)
     device, autocast_dtype = resolve_runtime(args)
+    device = process_device(device)  # under `accelerate launch`: this process's GPU
     model, processor = load_model_and_processor(args.model, revision=args.revision)
     modes = _modes(args.modes or [model.config.default_mode], model)
     model.to(device)
@@ -343,8 +385,11 @@ def evaluate(args: argparse.Namespace) -> int:
         "max_samples": args.max_samples,
         "mask_threshold": model.config.mask_threshold,
         "gt_mask_logit": args.gt_mask_logit,
+        "max_clicks": args.max_clicks,
         "skip_first_and_last_frame": not args.score_all_frames,
     }
+    if not is_main_process():  # the scores are gathered on every process; the report is written once
+        return 0
     report = build_report(
         args.model, modes, specs, dataset_results, dataset_info, settings, default_mode=model.config.default_mode
     )

@@ -30,6 +30,17 @@ Modes (the first three are `AutoSamForSegmentation`'s own modes, `AUTOSAM_MODES`
 
   A ground truth with no foreground pixel gives no prompt: SAM is not asked, the prediction is empty (every logit
   `EMPTY_LOGIT`), and the metrics' empty/empty rule then scores that image Dice = IoU = 1.
+
+One interactive mode, `autosam_clicks` (`CLICK_MODE`, `click_session`): AutoSAM's automatic mask (click 0), then the
+simulated user of `autosam_hf.clicks` corrects it one click at a time, at the original resolution: each click goes
+to the centre of the largest error region of the current prediction (positive in a missed region, negative in a
+spurious one), is mapped to SAM's canvas (`processor.canvas_coordinates`) and decoded with all the clicks so far
+and g's dense prompt (`model.decode_masks`; g and SAM's encoder run once). Several classes: one click per class
+and round, on that class's prompt. Scored after 0, 1, 3, 5 clicks (those up to `max_clicks`, and `max_clicks`
+itself), and NoC@85 / NoC@90: the clicks needed to reach IoU 0.85 / 0.90 (0 when the automatic mask already does),
+followed up to `NOC_MAX_CLICKS` = 20 clicks; an image that never reaches it counts as 20, as in RITM. An image
+whose prediction is exact gets no more clicks and keeps its mask. For a ground truth of one region, the first click
+on an empty prediction is the `sam_gt_point` point, so "SAM + 1 click" is that row.
 """
 
 from __future__ import annotations
@@ -41,7 +52,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..clicks import click_prompts, next_clicks
+from ..metrics import per_class_dice_iou
 from ..model import AUTOSAM_MODES, AutoSamForSegmentation, AutoSamImageProcessor
+from ..postprocessing import ImagePrediction, model_predictions
 
 GT_PROMPT_MODES = ("sam_gt_point", "sam_gt_box", "sam_gt_mask")
 # Paper-table order: SAM baselines first, AutoSAM's rows last.
@@ -50,10 +64,19 @@ MODE_DISPLAY_NAMES = {
     "autosam": "AutoSAM",
     "surrogate": "AutoSAM surrogate h(g(I))",
     "sam_mask_prompt": "SAM + AutoSAM mask prompt",
-    "sam_gt_point": "SAM, GT point",
+    "sam_gt_point": "SAM + 1 click (GT point)",
     "sam_gt_box": "SAM, GT box",
     "sam_gt_mask": "SAM, GT mask",
 }
+
+# The interactive mode (not in EVAL_MODES, the paper's table, nor in `--mode all`: it costs up to 20 decodes per image).
+CLICK_MODE = "autosam_clicks"
+# The modes that read the ground truth while predicting.
+GROUND_TRUTH_MODES = (*GT_PROMPT_MODES, CLICK_MODE)
+REPORTED_CLICKS = (0, 1, 3, 5)
+DEFAULT_MAX_CLICKS = 5
+NOC_THRESHOLDS = (0.85, 0.90)
+NOC_MAX_CLICKS = 20
 
 GT_MASK_LOGIT = 10.0
 # Logit of an empty prediction: sigmoid gives 0 in float32, and it stays finite through bilinear resizing.
@@ -67,9 +90,9 @@ def check_modes(modes: Sequence[str], model: AutoSamForSegmentation | None = Non
         ValueError: an unknown mode, no mode, `surrogate` for a model without a surrogate decoder, or a GT-prompted
             SAM mode (binary) for a multi-class model.
     """
-    unknown = [mode for mode in modes if mode not in EVAL_MODES]
+    unknown = [mode for mode in modes if mode not in (*EVAL_MODES, CLICK_MODE)]
     if unknown:
-        raise ValueError(f"Unknown evaluation mode(s) {unknown}; choose from {', '.join(EVAL_MODES)}.")
+        raise ValueError(f"Unknown evaluation mode(s) {unknown}; choose from {', '.join((*EVAL_MODES, CLICK_MODE))}.")
     modes = list(dict.fromkeys(modes))
     if not modes:
         raise ValueError("No evaluation mode given.")
@@ -82,6 +105,24 @@ def check_modes(modes: Sequence[str], model: AutoSamForSegmentation | None = Non
             f"{model.config.num_classes}-class model is evaluated in {', '.join(AUTOSAM_MODES)}."
         )
     return modes
+
+
+def clicks_to_reach(ious: Sequence[float], threshold: float, cap: int = NOC_MAX_CLICKS) -> int:
+    """NoC: the clicks after which the IoU first reaches `threshold` (`ious[k]`: after k clicks, 0 = the automatic
+    mask), or `cap` when it never does within the IoUs given."""
+    return next((clicks for clicks, iou in enumerate(ious[: cap + 1]) if iou >= threshold), cap)
+
+
+def reported_clicks(max_clicks: int) -> tuple[int, ...]:
+    """The click counts scored: `REPORTED_CLICKS` up to `max_clicks`, and `max_clicks`."""
+    if max_clicks < 0:
+        raise ValueError(f"max_clicks must be >= 0, got {max_clicks}")
+    return tuple(sorted({clicks for clicks in REPORTED_CLICKS if clicks <= max_clicks} | {max_clicks}))
+
+
+def noc_key(threshold: float) -> str:
+    """The result key of NoC at `threshold`: 0.85 → "noc@85"."""
+    return f"noc@{round(threshold * 100)}"
 
 
 # ---------------------------------------------------------------------------------------------- GT prompts
@@ -233,7 +274,99 @@ def predict_logits(
     return torch.where(empty[:, None, None, None], torch.full_like(logits, EMPTY_LOGIT), logits)
 
 
+# ---------------------------------------------------------------------------------------------- clicks
+@dataclass
+class ClickSession:
+    """One batch through `click_session`: `predictions` (clicks → each image's prediction after that many clicks,
+    for the `reported_clicks`), `ious` (each image's IoU after 0, 1, ... clicks, as far as it was followed) and `noc`
+    (each image's {"noc@85": ..., "noc@90": ...})."""
+
+    predictions: dict[int, list[ImagePrediction]]
+    ious: list[list[float]]
+
+    @property
+    def noc(self) -> list[dict[str, float]]:
+        return [{noc_key(t): float(clicks_to_reach(ious, t)) for t in NOC_THRESHOLDS} for ious in self.ious]
+
+
+def _image_iou(prediction: ImagePrediction, target: np.ndarray) -> float:
+    """IoU of one image as the evaluation scores it (several classes: the mean over classes)."""
+    return float(per_class_dice_iou(prediction.class_masks, target)[:, 1].mean())
+
+
+def click_session(
+    model: AutoSamForSegmentation,
+    processor: AutoSamImageProcessor,
+    model_inputs: Mapping[str, torch.Tensor],
+    image_features: Mapping[str, torch.Tensor],
+    targets: Sequence[np.ndarray],
+    original_sizes: torch.Tensor,
+    max_clicks: int = DEFAULT_MAX_CLICKS,
+) -> ClickSession:
+    """The `autosam_clicks` mode on one batch (module docstring): click 0 is AutoSAM's mask, each further click
+    comes from the simulated user on the prediction at the original resolution.
+
+    Args:
+        model, model_inputs, image_features: as for `predict_logits` (the features are required).
+        targets: (H_i, W_i) ground-truth label maps (0/1, or class ids 0..K).
+        original_sizes: (B, 2) the processor's `original_sizes`.
+        max_clicks: the most clicks scored for Dice; NoC follows each image on up to `NOC_MAX_CLICKS` clicks until
+            it reaches the largest of `NOC_THRESHOLDS`.
+    """
+    scored = reported_clicks(max_clicks)
+    last_round = max(max_clicks, NOC_MAX_CLICKS)
+    num_classes = model.config.num_classes
+    class_targets = [np.stack([target == k for k in range(1, num_classes + 1)]) for target in targets]
+    outputs = model(**model_inputs, **image_features, mode="autosam")
+    dense = outputs.prompt_embeddings  # g's prompt, (B, [K,] C, E, E): decoded again with each round's clicks
+    clicks = [[[] for _ in range(num_classes)] for _ in targets]
+    current: list[ImagePrediction | None] = [None] * len(targets)
+    ious: list[list[float]] = [[] for _ in targets]
+    predictions: dict[int, list[ImagePrediction]] = {}
+    active, logits = list(range(len(targets))), outputs.logits
+    for round_ in range(last_round + 1):
+        if round_ > 0:  # decode the images still clicked, with every click so far
+            points, labels = click_prompts([clicks[i] for i in active], device=dense.device)
+            points = torch.stack(
+                [processor.canvas_coordinates(p, size) for p, size in zip(points, original_sizes[active], strict=True)]
+            )
+            features = {name: tensor[active] for name, tensor in image_features.items()}
+            logits, _ = model.decode_masks(features, dense[active], points, labels)
+        still_active = []
+        round_predictions = model_predictions(model, processor, logits, original_sizes[active])
+        for i, prediction in zip(active, round_predictions, strict=True):
+            current[i] = prediction
+            ious[i].append(_image_iou(prediction, targets[i]))
+            new = next_clicks(prediction.class_masks, class_targets[i])
+            done = all(click is None for click in new) or round_ == last_round
+            done = done or (round_ >= max_clicks and ious[i][-1] >= max(NOC_THRESHOLDS))
+            if not done:
+                for per_class, click in zip(clicks[i], new, strict=True):
+                    if click is not None:
+                        per_class.append(click)
+                still_active.append(i)
+        if round_ in scored:  # images no longer clicked keep their last mask
+            predictions[round_] = list(current)
+        active = still_active
+        if not active:
+            break
+    for clicks_scored in scored:  # every image stopped before these counts: their masks stay
+        predictions.setdefault(clicks_scored, list(current))
+    return ClickSession(predictions=predictions, ious=ious)
+
+
 __all__ = [
+    "CLICK_MODE",
+    "ClickSession",
+    "DEFAULT_MAX_CLICKS",
+    "GROUND_TRUTH_MODES",
+    "NOC_MAX_CLICKS",
+    "NOC_THRESHOLDS",
+    "REPORTED_CLICKS",
+    "click_session",
+    "clicks_to_reach",
+    "noc_key",
+    "reported_clicks",
     "EMPTY_LOGIT",
     "EVAL_MODES",
     "GT_MASK_LOGIT",

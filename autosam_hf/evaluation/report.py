@@ -17,7 +17,7 @@ from ..data import PRESETS
 from ..metrics import metric_display_name
 from ..model.configuration_autosam import canonical_mode
 from .datasets import DatasetSpec
-from .modes import GT_PROMPT_MODES, MODE_DISPLAY_NAMES
+from .modes import CLICK_MODE, GT_PROMPT_MODES, MODE_DISPLAY_NAMES, NOC_MAX_CLICKS, NOC_THRESHOLDS, noc_key
 from .scoring import ModeResult
 from .volumes import VOLUME_METRIC_NAMES, VolumeModeResult, VolumeSource
 
@@ -37,6 +37,51 @@ NOT_EVALUATED = "–"
 
 def _format_value(value: float | None) -> str:
     return NOT_EVALUATED if value is None else f"{value:.3f}"
+
+
+def click_counts(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[int]:
+    """The click counts k of the `dice@k` scores of the `autosam_clicks` row, ascending."""
+    keys = {key for metrics in results.get(CLICK_MODE, {}).values() for key in metrics}
+    return sorted(int(key.partition("@")[2]) for key in keys if key.startswith("dice@"))
+
+
+def _table_rows(results: Mapping[str, Mapping[str, Mapping[str, float]]]):
+    """(row name, dataset → metrics) of the image table: one per mode, `autosam_clicks` one per click count k
+    ("AutoSAM + k clicks", its `dice@k` and `iou@k` as Dice and IoU)."""
+    for mode, per_dataset in results.items():
+        if mode != CLICK_MODE:
+            yield MODE_DISPLAY_NAMES.get(mode, mode), per_dataset
+            continue
+        for clicks in click_counts(results):
+            name = f"AutoSAM + {clicks} click{'' if clicks == 1 else 's'}"
+            yield (
+                name,
+                {
+                    dataset: {
+                        key: metrics[f"{key}@{clicks}"] for key in ("dice", "iou") if f"{key}@{clicks}" in metrics
+                    }
+                    for dataset, metrics in per_dataset.items()
+                },
+            )
+
+
+def format_noc_table(
+    results: Mapping[str, Mapping[str, Mapping[str, float]]], datasets: Sequence[str], display_names: Mapping[str, str]
+) -> str:
+    """The `autosam_clicks` row's NoC@85 and NoC@90 per dataset (empty without that mode)."""
+    if CLICK_MODE not in results:
+        return ""
+    columns = [name for name in datasets if name in results[CLICK_MODE]]
+    keys = [noc_key(threshold) for threshold in NOC_THRESHOLDS]
+    header = ["Method"] + [
+        f"{display_names.get(name, name)} NoC@{key.partition('@')[2]}" for name in columns for key in keys
+    ]
+    cells = ["AutoSAM + clicks"] + [
+        _format_value(results[CLICK_MODE][name].get(key)) for name in columns for key in keys
+    ]
+    return "\n".join(
+        ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1), "| " + " | ".join(cells) + " |"]
+    )
 
 
 def format_markdown_table(
@@ -68,8 +113,8 @@ def format_markdown_table(
             continue
         header = ["Method"] + [f"{display_names.get(name, name)} {title}" for name in columns for _, title in metrics]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
-        for mode, per_dataset in results.items():
-            cells = [MODE_DISPLAY_NAMES.get(mode, mode)]
+        for row_name, per_dataset in _table_rows(results):
+            cells = [row_name]
             cells += [_format_value((per_dataset.get(name) or {}).get(key)) for name in columns for key, _ in metrics]
             lines.append("| " + " | ".join(cells) + " |")
         tables.append("\n".join(lines))
@@ -88,12 +133,15 @@ def format_detail_tables(
         per_mode = {mode: per_dataset[name] for mode, per_dataset in results.items() if name in per_dataset}
         if not any("foreground_dice" in metrics for metrics in per_mode.values()):
             continue
-        keys = list(dict.fromkeys(key for metrics in per_mode.values() for key in metrics if key not in macro))
+        # The click scores (`dice@k`, `noc@85`) are the main table's and the NoC table's.
+        keys = [key for metrics in per_mode.values() for key in metrics if key not in macro and "@" not in key]
+        keys = list(dict.fromkeys(keys))
         header = ["Method"] + [metric_display_name(key) for key in keys]
         lines = [f"{display_names.get(name, name)}, per class:", "", "| " + " | ".join(header) + " |"]
         lines.append("|" + "---|" + "---:|" * len(keys))
         for mode, metrics in per_mode.items():
-            cells = [MODE_DISPLAY_NAMES.get(mode, mode)] + [_format_value(metrics.get(key)) for key in keys]
+            row = f"AutoSAM + {click_counts(results)[-1]} clicks" if mode == CLICK_MODE else None
+            cells = [row or MODE_DISPLAY_NAMES.get(mode, mode)] + [_format_value(metrics.get(key)) for key in keys]
             lines.append("| " + " | ".join(cells) + " |")
         tables.append("\n".join(lines))
     return "\n\n".join(tables)
@@ -106,11 +154,13 @@ def format_markdown_report(report: Mapping) -> str:
     keys = [entry["key"] for entry in datasets]
     display_names = {entry["key"]: entry["display_name"] for entry in datasets}
     details = format_detail_tables(report["results"], keys, display_names)
+    noc = format_noc_table(report["results"], keys, display_names)
     lines = [
         f"# AutoSAM evaluation: `{report['model']}`",
         "",
         format_markdown_table(report["results"], keys, video, display_names),
         "",
+        *([noc, ""] if noc else []),
         *([details, ""] if details else []),
         "Metrics per image at its original resolution, then averaged over images"
         + (
@@ -159,6 +209,16 @@ def format_markdown_report(report: Mapping) -> str:
             "farthest from the mask boundary; box = the tight bounding box of the foreground; mask = the ground truth "
             f"on SAM's low-resolution canvas as ±{report['settings']['gt_mask_logit']:g} logits. An empty ground truth "
             "gives an empty prediction.",
+        ]
+    if CLICK_MODE in report["modes"]:
+        lines += [
+            "",
+            "AutoSAM + k clicks: AutoSAM's automatic mask (0 clicks), then a simulated user's clicks, each at the "
+            "centre of the largest error region of the current prediction (positive in a missed region, negative in "
+            "a spurious one), decoded by the frozen SAM with all clicks so far and g's dense prompt. NoC@85 / NoC@90: "
+            f"the clicks needed to reach IoU 0.85 / 0.90 (0 if the automatic mask does), at most {NOC_MAX_CLICKS}; an "
+            f"image that never reaches it counts as {NOC_MAX_CLICKS} (as in RITM). SAM + 1 click is SAM given the "
+            "first click of the same user on an empty mask (for a ground truth of one region).",
         ]
     return "\n".join(lines) + "\n"
 
@@ -325,7 +385,9 @@ __all__ = [
     "VOLUME_TABLE_METRICS",
     "build_report",
     "build_volume_report",
+    "click_counts",
     "format_detail_tables",
+    "format_noc_table",
     "format_markdown_report",
     "format_markdown_table",
     "format_volume_markdown_report",

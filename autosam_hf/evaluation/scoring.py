@@ -6,7 +6,9 @@ case, then averaged over cases (`VideoSegmentationMetrics`). Multi-class models:
 averaged over images, and their macro mean (`MulticlassSegmentationMetrics`); on datasets with instance ids (derived
 boundary classes, e.g. `monuseg_boundary`) also AJI and the count error of the instances the predicted interior
 and boundary give (`InstanceMetrics`). SAM's image encoder runs once per batch and its embeddings serve every mode
-that uses SAM; the ground-truth prompts are derived once per batch.
+that uses SAM; the ground-truth prompts are derived once per batch. The interactive mode (`autosam_clicks`,
+`modes.click_session`) adds the Dice and IoU after k clicks (`dice@k`, `iou@k`) and the mean NoC (`noc@85`,
+`noc@90`) to its own metrics, which are those after `max_clicks` clicks.
 """
 
 from __future__ import annotations
@@ -30,8 +32,19 @@ from ..model import AutoSamForSegmentation, AutoSamImageProcessor
 from ..model.image_processing_autosam import canvases_for_mode
 from ..postprocessing import ImagePrediction, model_predictions
 from ..runtime import inference_autocast, model_inputs_for, use_fast_memory_format
+from ..sharding import gather, is_main_process, merge_accumulators
 from .batches import evaluation_loader
-from .modes import GT_MASK_LOGIT, GT_PROMPT_MODES, check_modes, ground_truth_prompts, predict_logits
+from .modes import (
+    CLICK_MODE,
+    DEFAULT_MAX_CLICKS,
+    GT_MASK_LOGIT,
+    GT_PROMPT_MODES,
+    check_modes,
+    click_session,
+    ground_truth_prompts,
+    predict_logits,
+    reported_clicks,
+)
 from .predictions import PredictionWriter
 
 
@@ -50,6 +63,9 @@ class EvaluationSettings:
         predictions_dir: when given, write each mode's masks and overlays there (`PredictionWriter`).
         num_overlays: images in each mode's overlay grid.
         progress: show a progress bar, labelled `description`.
+        sharded: split the rows across the processes of `accelerate launch` (whole video cases), each writing its
+            own predictions, and gather the scores: every process returns those of one process (`autosam_hf.sharding`).
+        max_clicks: `autosam_clicks`: the most simulated clicks scored (`modes.click_session`).
     """
 
     modes: Sequence[str] = ("autosam",)
@@ -63,6 +79,8 @@ class EvaluationSettings:
     num_overlays: int = 8
     progress: bool = True
     description: str | None = None
+    sharded: bool = False
+    max_clicks: int = DEFAULT_MAX_CLICKS
 
 
 @dataclass
@@ -90,6 +108,7 @@ class _Scoreboard:
         else:
             self.metrics = {mode: SegmentationMetrics() for mode in modes}
         self.per_image: dict[str, dict[str, dict[str, float]]] = {mode: {} for mode in modes}
+        self.noc: dict[str, dict[str, float]] = {}  # autosam_clicks: image id → {"noc@85": ..., "noc@90": ...}
 
     def add(self, mode: str, row: dict, prediction: ImagePrediction) -> None:
         probabilities = prediction.probabilities
@@ -119,6 +138,7 @@ class _ClassScoreboard:
         self.classes = {mode: MulticlassSegmentationMetrics(class_names) for mode in modes}
         self.instances = {mode: InstanceMetrics() for mode in modes}
         self.per_image: dict[str, dict[str, dict[str, float]]] = {mode: {} for mode in modes}
+        self.noc: dict[str, dict[str, float]] = {}  # as `_Scoreboard.noc`
 
     def add(self, mode: str, row: dict, prediction: ImagePrediction) -> None:
         scores = self.classes[mode].update(prediction.class_masks, row["target"])
@@ -146,6 +166,28 @@ def _scoreboard(model: AutoSamForSegmentation, modes: Sequence[str], is_video: b
     return _ClassScoreboard(modes, class_names_of(model.config.id2label))
 
 
+def _click_rows(modes: Sequence[str], max_clicks: int) -> list[str]:
+    """The scoreboard's extra rows of `autosam_clicks`: the predictions after k clicks, `autosam_clicks@k`."""
+    return [f"{CLICK_MODE}@{clicks}" for clicks in reported_clicks(max_clicks)] if CLICK_MODE in modes else []
+
+
+def _fold_click_rows(results: dict[str, ModeResult], noc: dict[str, dict[str, float]], max_clicks: int) -> None:
+    """Fold the `autosam_clicks@k` rows and the per-image NoC into the `autosam_clicks` result: `dice@k`, `iou@k`,
+    `noc@85`, `noc@90` in its metrics (means over images) and in each image's scores."""
+    rows = {clicks: results.pop(f"{CLICK_MODE}@{clicks}") for clicks in reported_clicks(max_clicks)}
+    if CLICK_MODE not in results:
+        return
+    result = results[CLICK_MODE]
+    for clicks, row in rows.items():
+        result.metrics |= {f"dice@{clicks}": row.metrics["dice"], f"iou@{clicks}": row.metrics["iou"]}
+        for image, scores in row.per_image.items():
+            result.per_image[image] |= {f"dice@{clicks}": scores["dice"], f"iou@{clicks}": scores["iou"]}
+    for key in next(iter(noc.values())):
+        result.metrics[key] = float(sum(scores[key] for scores in noc.values()) / len(noc))
+    for image, scores in noc.items():
+        result.per_image[image] |= scores
+
+
 def _check_dataset(dataset, is_video: bool | None) -> bool:
     """Whether `dataset` is scored as video; raises ValueError when it is empty."""
     if len(dataset) == 0:
@@ -154,14 +196,35 @@ def _check_dataset(dataset, is_video: bool | None) -> bool:
     return "case" in column_names if is_video is None else is_video
 
 
+def _predictions_per_row(
+    model: AutoSamForSegmentation,
+    processor: AutoSamImageProcessor,
+    batch: dict,
+    modes: Sequence[str],
+    settings: EvaluationSettings,
+    noc: dict[str, dict[str, float]],
+) -> dict[str, list[ImagePrediction]]:
+    """Each scoreboard row's predictions for one batch (every mode, and `autosam_clicks@k`, whose NoC go into
+    `noc`); SAM's image encoder runs once for all of them."""
+    logits, session = _logits_per_mode(model, processor, batch, modes, settings)
+    sizes = batch["original_sizes"]
+    rows = {mode: model_predictions(model, processor, mode_logits, sizes) for mode, mode_logits in logits.items()}
+    if session is not None:
+        rows[CLICK_MODE] = session.predictions[settings.max_clicks]
+        rows |= {f"{CLICK_MODE}@{clicks}": predictions for clicks, predictions in session.predictions.items()}
+        noc |= {row["id"]: scores for row, scores in zip(batch["rows"], session.noc, strict=True)}
+    return {row: rows[row] for row in [*modes, *_click_rows(modes, settings.max_clicks)]}
+
+
 def _logits_per_mode(
     model: AutoSamForSegmentation,
     processor: AutoSamImageProcessor,
     batch: dict,
     modes: Sequence[str],
     settings: EvaluationSettings,
-) -> dict[str, torch.Tensor]:
-    """Mask logits (B, K, 4E, 4E) of every mode for one batch; SAM's image encoder runs once for all of them."""
+):
+    """Mask logits (B, K, 4E, 4E) of every mode but `autosam_clicks` for one batch, and that mode's
+    `ClickSession` (or None); SAM's image encoder runs once for all of them."""
     device = model.device
     model_inputs = model_inputs_for(model, batch, processor.model_input_names)
     gt_modes = [mode for mode in modes if mode in GT_PROMPT_MODES]
@@ -178,7 +241,18 @@ def _logits_per_mode(
                 device=device,
                 mask_logit=settings.gt_mask_logit,
             )
-        return {mode: predict_logits(model, mode, model_inputs, image_features, prompts) for mode in modes}
+        logits = {
+            mode: predict_logits(model, mode, model_inputs, image_features, prompts)
+            for mode in modes
+            if mode != CLICK_MODE
+        }
+        session = None
+        if CLICK_MODE in modes:
+            targets = [row["target"] for row in batch["rows"]]
+            session = click_session(
+                model, processor, model_inputs, image_features, targets, batch["original_sizes"], settings.max_clicks
+            )
+        return logits, session
 
 
 def evaluate_dataset(
@@ -208,7 +282,9 @@ def evaluate_dataset(
     if settings.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {settings.batch_size}")
     is_video = _check_dataset(dataset, settings.is_video)
-    scoreboard = _scoreboard(model, modes, is_video, settings)
+    if is_video and CLICK_MODE in modes:
+        raise ValueError(f"mode {CLICK_MODE!r} scores image datasets, not video cases")
+    scoreboard = _scoreboard(model, [*modes, *_click_rows(modes, settings.max_clicks)], is_video, settings)
     loader = evaluation_loader(
         dataset,
         processor,
@@ -220,6 +296,7 @@ def evaluate_dataset(
         # What the modes read, whatever the processor builds by default: a SAM-free model's processor saves
         # ["prompt"], and surrogate-only runs skip SAM's 1024² canvas.
         canvases=canvases_for_mode(*modes) if processor.prompt_size else None,
+        sharded=settings.sharded,
     )
     writer = None
     if settings.predictions_dir:
@@ -227,18 +304,29 @@ def evaluate_dataset(
 
     use_fast_memory_format(model.eval())
     description = settings.description or "Evaluating"
-    with tqdm(total=len(dataset), unit="image", desc=description, disable=not settings.progress) as bar:
+    show = settings.progress and is_main_process()
+    with tqdm(total=len(loader.dataset), unit="image", desc=description, disable=not show) as bar:
         for batch in loader:
-            for mode, logits in _logits_per_mode(model, processor, batch, modes, settings).items():
-                predictions = model_predictions(model, processor, logits, batch["original_sizes"])
+            per_row = _predictions_per_row(model, processor, batch, modes, settings, scoreboard.noc)
+            for mode, predictions in per_row.items():
                 for row, prediction in zip(batch["rows"], predictions, strict=True):
                     scoreboard.add(mode, row, prediction)
-                    if writer is not None:
+                    if writer is not None and mode in modes:
                         writer.add(mode, row["id"], row["image"], row["target"], prediction.label_map)
             bar.update(len(batch["rows"]))
+    if settings.sharded:
+        scoreboard = merge_accumulators(gather(scoreboard))
     if writer is not None:
+        if settings.sharded:  # the overlay grid of the first images, written once
+            grids = gather(writer.grid)
+            first = {mode: [example for grid in grids for example in grid.get(mode, [])] for mode in modes}
+            writer.grid = {mode: examples[: writer.num_overlays] for mode, examples in first.items()}
+            writer.grid = writer.grid if is_main_process() else {}
         writer.close()
-    return scoreboard.results()
+    results = scoreboard.results()
+    if CLICK_MODE in modes:
+        _fold_click_rows(results, scoreboard.noc, settings.max_clicks)
+    return results
 
 
 def evaluate_model(

@@ -18,6 +18,7 @@ both prediction and reference scores Dice 1 (HD95 0, NSD 1), absent from exactly
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from ..inference.predictor import predict_volume
 from ..metrics import class_names_of, dice_iou_per_image
 from ..metrics.volumes import DEFAULT_NSD_TOLERANCE_MM, METRIC_NAMES, volume_metrics
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor
+from ..sharding import gather, is_main_process, shard
 from ..volumes import (
     Volume,
     VolumeCase,
@@ -45,7 +47,8 @@ from ..volumes import (
     write_label_volume,
 )
 from ..volumes.dataset_layout import VolumeDataset, with_labels
-from .modes import GT_PROMPT_MODES, check_modes
+from ..volumes.slice_dataset import VolumeInput
+from .modes import GROUND_TRUTH_MODES, check_modes
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +106,12 @@ def find_volume_cases(root: str | os.PathLike, split: str = "test") -> VolumeSou
     )
 
 
-def _read_case(case: VolumeCase, id2label: Mapping[int, str] | None, num_classes: int) -> tuple[Volume, Volume]:
-    """(image, labels) of one case, checked: one channel, the same grid, label values the dataset and model know."""
+def _read_case(
+    case: VolumeCase, id2label: Mapping[int, str] | None, num_classes: int, label_values: bool = False
+) -> tuple[Volume, Volume]:
+    """(image, labels) of one case, checked: one channel, the same grid, label values the dataset and model know
+    (`label_values`: the model names the value of each class, `VolumeInput.label_values`, the others are
+    background)."""
     if len(case.images) > 1:
         raise VolumeError(
             f"{case.images[1]}: case {case.case_id!r} has {len(case.images)} channels; the 2D model reads one"
@@ -113,7 +120,7 @@ def _read_case(case: VolumeCase, id2label: Mapping[int, str] | None, num_classes
     check_same_grid(image, labels)
     if id2label is not None:
         check_label_values(labels.array, id2label, str(case.label))
-    if num_classes > 1:
+    if num_classes > 1 and not label_values:
         check_label_values(labels.array, dict.fromkeys(range(num_classes + 1), ""), str(case.label), "the model")
     return image, labels
 
@@ -130,22 +137,28 @@ class VolumeEvaluationSettings:
     Attributes:
         modes: evaluation modes without ground-truth prompts (`autosam`, `surrogate`, `sam_mask_prompt`).
         batch_size: slices per forward pass.
-        window: CT window (`parse_window` text or (low, high) HU); None: each volume's 0.5th..99.5th percentiles.
-        axis: the slicing axis; None: each volume's coarsest (`slice_axis`).
+        window: CT window (`parse_window` text or (low, high) HU); None: the model's (`config.volume_input`), else
+            each volume's 0.5th..99.5th percentiles.
+        axis: the slicing axis; None: the model's, else each volume's coarsest (`slice_axis`).
+        context_slices: 2.5D input; None: as the model was trained (else False).
         nsd_tolerance_mm: the NSD tolerance.
         autocast_dtype: run under `torch.autocast` in this dtype; None = float32.
         predictions_dir: when given, write `<mode>/<case>.nii.gz` there, on each image's grid.
         progress: show a progress bar (one step per volume and mode).
+        sharded: split the volumes across the processes of `accelerate launch`, each writing its own predictions,
+            and gather the scores: every process returns those of one process (`autosam_hf.sharding`).
     """
 
     modes: Sequence[str] = ("autosam",)
     batch_size: int = 8
     window: str | tuple[float, float] | None = None
     axis: int | None = None
+    context_slices: bool | None = None
     nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM
     autocast_dtype: torch.dtype | None = None
     predictions_dir: str | os.PathLike | None = None
     progress: bool = True
+    sharded: bool = False
 
 
 @dataclass
@@ -172,6 +185,7 @@ def predict_label_volume(
         volume,
         axis=settings.axis,
         window=settings.window,
+        context_slices=settings.context_slices,
         mode=mode,
         batch_size=settings.batch_size,
         autocast_dtype=settings.autocast_dtype,
@@ -213,7 +227,7 @@ def mean_over_volumes(per_volume: Mapping[str, Mapping[str, Mapping[str, float]]
 def check_volume_modes(modes: Sequence[str], model: AutoSamForSegmentation) -> list[str]:
     """`check_modes`, and none of the ground-truth-prompted modes: a volume's slices are scored without prompts."""
     modes = check_modes(modes, model)
-    prompted = [mode for mode in modes if mode in GT_PROMPT_MODES]
+    prompted = [mode for mode in modes if mode in GROUND_TRUTH_MODES]
     if prompted:
         raise ValueError(
             f"--mode {' '.join(prompted)}: volumes are evaluated in the modes without ground-truth prompts (autosam, "
@@ -247,27 +261,35 @@ def evaluate_volumes(
         raise VolumeError(f"{source.root}: no volumes")
     num_classes = model.config.num_classes
     class_names = class_names_of(model.config.id2label)
+    # What the model was trained with (config.volume_input) where the settings do not say.
+    given = VolumeInput.of(model).with_given(settings.window, settings.axis, settings.context_slices)
+    settings = dataclasses.replace(
+        settings, window=given.window, axis=given.slice_axis, context_slices=given.context_slices
+    )
+    values = given.label_values or range(1, num_classes + 1)
     if source.id2label is not None and num_classes > 1:
         renamed = [
             f"{value}: {source.id2label.get(value)!r} / {name!r}"
-            for value, name in enumerate(class_names, start=1)
+            for value, name in zip(values, class_names, strict=True)
             if source.id2label.get(value) != name
         ]
         if renamed:
             # Classes are matched by label value, not by name: a model may name its classes its own way.
             logger.warning("dataset.json / the model name label values differently: %s", "; ".join(renamed))
     for case in source.cases:
-        _read_case(case, source.id2label, num_classes)
+        _read_case(case, source.id2label, num_classes, given.label_values is not None)
 
     per_volume = {mode: {} for mode in modes}
     per_slice = {mode: {} for mode in modes}
     info = {}
     model.eval()
-    with tqdm(total=len(source.cases) * len(modes), unit="volume", disable=not settings.progress) as bar:
-        for case in source.cases:
-            image, labels = _read_case(case, source.id2label, num_classes)
+    cases = shard(source.cases) if settings.sharded else source.cases
+    show = settings.progress and is_main_process()
+    with tqdm(total=len(cases) * len(modes), unit="volume", disable=not show) as bar:
+        for case in cases:
+            image, labels = _read_case(case, source.id2label, num_classes, given.label_values is not None)
             axis = slice_axis(image) if settings.axis is None else settings.axis
-            reference = reference_labels(labels.array, num_classes)
+            reference = reference_labels(given.class_labels(labels.array, num_classes), num_classes)
             info[case.case_id] = {
                 "image": str(case.images[0]),
                 "label": str(case.label),
@@ -285,6 +307,11 @@ def evaluate_volumes(
                     prediction, reference, image.spacing, axis, class_names, settings.nsd_tolerance_mm
                 )
                 bar.update(1)
+    if settings.sharded:  # joined in process order, the cases' order: the means are those of one process
+        parts = gather((per_volume, per_slice, info))
+        per_volume = {mode: {k: v for part in parts for k, v in part[0][mode].items()} for mode in modes}
+        per_slice = {mode: {k: v for part in parts for k, v in part[1][mode].items()} for mode in modes}
+        info = {k: v for part in parts for k, v in part[2].items()}
     results = {
         mode: VolumeModeResult(mean_over_volumes(per_volume[mode]), per_volume[mode], per_slice[mode]) for mode in modes
     }

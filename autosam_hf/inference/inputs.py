@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import PIL.ImageOps
 
 from ..data.sources import IMAGE_EXTENSIONS, image_files, natural_sort_key
 from ..model import to_rgb_uint8
+from ..sharding import is_sharded, processes, shard
 from ..volumes.io import NIFTI_SUFFIXES, Volume, VolumeError, is_nifti, nifti_stem, read_volume
 
 logger = logging.getLogger(__name__)
@@ -48,9 +49,45 @@ class InputVolume:
     error: str | None = None
 
 
-# The items of an input: an iterator of `InputImage`s (or `InputVolume`s) and their number if known (for the
-# progress bar only).
-OpenedInput = tuple[Iterator[InputImage | InputVolume], int | None]
+@dataclass(frozen=True)
+class LazyInputs:
+    """Inputs known up front (a folder's files, its volumes), each read when iteration reaches it: `read(name,
+    path)` of each `(name, path)` of `sources`, in order. Sized, and split across processes without reading
+    (`shard`). `volumes`: they are CT/MRI volumes (large: not read ahead)."""
+
+    sources: list[tuple[str, Path]]
+    read: Callable[[str, Path], InputImage | InputVolume]
+    volumes: bool = False
+
+    def __iter__(self) -> Iterator[InputImage | InputVolume]:
+        return map(self.read_source, self.sources)
+
+    def read_source(self, source: tuple[str, Path]) -> InputImage | InputVolume:
+        """The input of one `(name, path)` of `sources`, read now."""
+        return self.read(*source)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def shard(self) -> LazyInputs:
+        """This process's contiguous share (`autosam_hf.sharding.shard`)."""
+        return LazyInputs(shard(self.sources), self.read, self.volumes)
+
+
+# The items of an input: an iterator of `InputImage`s (or `InputVolume`s; `LazyInputs` for folders) and their
+# number if known (for the progress bar only).
+OpenedInput = tuple[Iterable[InputImage | InputVolume], int | None]
+
+
+def shard_input(items: Iterable[InputImage | InputVolume]) -> Iterable[InputImage | InputVolume]:
+    """This process's share of an input under `accelerate launch` (all of it otherwise): a folder's contiguous
+    share, unread files left unread; of a stream (a video's frames) every N-th item, the stream read in each."""
+    if not is_sharded():
+        return items
+    if isinstance(items, LazyInputs):
+        return items.shard()
+    state = processes()
+    return (item for index, item in enumerate(items) if index % state.num_processes == state.process_index)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -74,14 +111,16 @@ def _unique_name(stem: str, suffix: str, used: set[str]) -> str:
     return name
 
 
-def _iter_folder(files: list[Path]) -> Iterator[InputImage]:
+def _read_folder_image(name: str, path: Path) -> InputImage:
+    try:
+        return InputImage(name, image=read_image(path))
+    except ValueError as error:  # one bad file does not stop a folder: reported and skipped
+        return InputImage(name, error=str(error))
+
+
+def _iter_folder(files: list[Path]) -> LazyInputs:
     used: set[str] = set()
-    for path in files:
-        name = _unique_name(path.stem, path.suffix, used)
-        try:
-            yield InputImage(name, image=read_image(path))
-        except ValueError as error:  # one bad file does not stop a folder: reported and skipped
-            yield InputImage(name, error=str(error))
+    return LazyInputs([(_unique_name(path.stem, path.suffix, used), path) for path in files], _read_folder_image)
 
 
 def open_folder(path: Path) -> OpenedInput:
@@ -136,14 +175,17 @@ def _volume_name(path: Path) -> str:
     return nifti_stem(path) if is_nifti(path) else path.name
 
 
-def _iter_volumes(paths: list[Path]) -> Iterator[InputVolume]:
+def _read_folder_volume(name: str, path: Path) -> InputVolume:
+    try:
+        return InputVolume(name, volume=read_volume(path))
+    except VolumeError as error:  # as for images: one bad volume of a folder is reported and skipped
+        return InputVolume(name, error=str(error))
+
+
+def _iter_volumes(paths: list[Path]) -> LazyInputs:
     used: set[str] = set()
-    for path in paths:
-        name = _unique_name(_volume_name(path), "dicom" if path.is_dir() else "nii", used)
-        try:
-            yield InputVolume(name, volume=read_volume(path))
-        except VolumeError as error:  # as for images: one bad volume of a folder is reported and skipped
-            yield InputVolume(name, error=str(error))
+    names = [_unique_name(_volume_name(path), "dicom" if path.is_dir() else "nii", used) for path in paths]
+    return LazyInputs(list(zip(names, paths, strict=True)), _read_folder_volume, volumes=True)
 
 
 def open_volume(path: Path) -> OpenedInput:
@@ -220,7 +262,7 @@ def open_input(path: str | os.PathLike) -> OpenedInput:
     Checks the input eagerly (so errors come before the model is loaded) and reads the pixels lazily.
 
     Returns:
-        (iterator of `InputImage`, number of images if known).
+        (the `InputImage`s or `InputVolume`s, read lazily, number of them if known).
 
     Raises:
         FileNotFoundError: `path` does not exist.
@@ -252,6 +294,7 @@ __all__ = [
     "InputImage",
     "InputKind",
     "InputVolume",
+    "LazyInputs",
     "OpenedInput",
     "is_dicom_series",
     "open_folder",
@@ -259,5 +302,6 @@ __all__ = [
     "open_video",
     "open_volume",
     "read_image",
+    "shard_input",
     "volume_paths",
 ]

@@ -13,10 +13,12 @@ grid and a montage picture (`autosam_hf.volumes`).
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -25,6 +27,7 @@ import numpy as np
 import PIL.Image
 import torch
 from tqdm.auto import tqdm
+from transformers import BatchFeature
 
 from ..model import AutoSamImageProcessor
 from ..model.configuration_autosam import canonical_mode
@@ -34,8 +37,9 @@ from ..runtime import inference_autocast, model_inputs_for
 from ..visualization import prediction_pictures, write_png
 from ..volumes.io import Volume, write_label_volume
 from ..volumes.montage import write_montage
+from ..volumes.slice_dataset import VolumeInput
 from ..volumes.slices import slice_axis, stack_label_slices, volume_slices
-from .inputs import InputImage, InputVolume
+from .inputs import InputImage, InputVolume, LazyInputs
 from .protocol import SegmentationModel
 
 logger = logging.getLogger(__name__)
@@ -49,6 +53,23 @@ def _batched(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
+def _in_order(function: Callable, iterable: Iterable, workers: int) -> Iterator:
+    """`map(function, iterable)`, with `workers` threads computing up to `workers + 1` results ahead (0: inline),
+    so that batches are prepared on the CPU while the device runs the one before; results come in input order.
+    PIL's decoding and resizing and numpy's arithmetic release the GIL."""
+    if workers == 0:
+        yield from map(function, iterable)
+        return
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="autosam-prepare") as pool:
+        pending: collections.deque = collections.deque()
+        for value in iterable:
+            pending.append(pool.submit(function, value))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def iter_predictions(
     model: SegmentationModel,
     processor: AutoSamImageProcessor,
@@ -57,6 +78,10 @@ def iter_predictions(
     batch_size: int = 8,
     autocast_dtype: torch.dtype | None = None,
     mask_threshold: float | None = None,
+    input_points: Sequence | None = None,
+    input_labels: Sequence | None = None,
+    input_boxes: Sequence | None = None,
+    num_workers: int = 0,
 ) -> Iterator[tuple[Key, ImagePrediction]]:
     """Segment `(key, image)` pairs in batches, lazily; yields `(key, prediction)` in input order.
 
@@ -68,6 +93,13 @@ def iter_predictions(
         batch_size: images per forward pass.
         autocast_dtype: run under `torch.autocast` in this dtype (see `resolve_autocast_dtype`); None = float32.
         mask_threshold: threshold on the logits; default the model's `config.mask_threshold`.
+        input_points, input_labels, input_boxes: clicks and boxes on top of g's prompt, one entry per item in
+            `items`' order (None: none for that image), in the image's own pixel coordinates and nested as the
+            processor takes them (`AutoSamImageProcessor.sparse_prompts`: points `[[x, y], ...]`, labels 1 / 0,
+            box `[x0, y0, x1, y1]`; per class for multi-class models). Not in mode "surrogate". Boxes: for every
+            image of a batch or none.
+        num_workers: threads running the processor on the next batches while the model runs (0: one after the
+            other, in this thread); the predictions are the same.
 
     Yields:
         (key, `ImagePrediction`: the (K, H, W) logits and (H, W) label map at the image's original size).
@@ -79,10 +111,20 @@ def iter_predictions(
     # Only the canvases the mode reads: h(g(I)) never pays for SAM's 1024² canvas (processors saved before the
     # prompt canvas existed build SAM's, which g then resizes).
     canvases = canvases_for_mode(mode) if processor.prompt_size else None
-    for batch in _batched(items, batch_size):
-        keys = [key for key, _ in batch]
-        inputs = processor([image for _, image in batch], canvases=canvases, return_tensors="pt")
-        model_inputs = model_inputs_for(model, inputs, processor.model_input_names)
+    prompts = {"input_points": input_points, "input_labels": input_labels, "input_boxes": input_boxes}
+    prompts = {name: value for name, value in prompts.items() if value is not None}
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+
+    def prepare(start_and_batch: tuple[int, list]) -> tuple[list, dict, BatchFeature]:
+        start, batch = start_and_batch
+        batch_prompts = {name: list(value[start : start + len(batch)]) for name, value in prompts.items()}
+        inputs = processor([image for _, image in batch], canvases=canvases, return_tensors="pt", **batch_prompts)
+        return [key for key, _ in batch], batch_prompts, inputs
+
+    batches = zip(itertools.count(0, batch_size), _batched(items, batch_size), strict=False)
+    for keys, batch_prompts, inputs in _in_order(prepare, batches, num_workers):
+        model_inputs = model_inputs_for(model, inputs, [*processor.model_input_names, *batch_prompts])
         with inference_autocast(device, autocast_dtype):
             logits = model(**model_inputs, mode=mode).logits
         predictions = model_predictions(model, processor, logits, inputs["original_sizes"], mask_threshold)
@@ -96,17 +138,22 @@ def predict_images(
     mode: str | None = None,
     batch_size: int = 8,
     autocast_dtype: torch.dtype | None = None,
+    input_points: Sequence | None = None,
+    input_labels: Sequence | None = None,
+    input_boxes: Sequence | None = None,
 ) -> list[np.ndarray]:
     """Foreground probabilities, (H_i, W_i) float32 at each image's original size, for a list of images (for
     multi-class models the probability of any class; per class: `iter_predictions`' `class_probabilities`).
 
     The masks the model predicts are `iter_predictions`' `ImagePrediction.mask` (logits > `config.mask_threshold`;
-    probability 0.5 for the default threshold of 0). See `iter_predictions` for the arguments.
+    probability 0.5 for the default threshold of 0). See `iter_predictions` for the arguments (the prompts: one
+    entry per image).
     """
     items = enumerate(images)
+    prompts = {"input_points": input_points, "input_labels": input_labels, "input_boxes": input_boxes}
     return [
         prediction.probabilities
-        for _, prediction in iter_predictions(model, processor, items, mode, batch_size, autocast_dtype)
+        for _, prediction in iter_predictions(model, processor, items, mode, batch_size, autocast_dtype, **prompts)
     ]
 
 
@@ -116,29 +163,36 @@ def predict_volume(
     volume: Volume,
     axis: int | None = None,
     window: str | tuple[float, float] | None = None,
-    context_slices: bool = False,
+    context_slices: bool | None = None,
     mode: str | None = None,
     batch_size: int = 8,
     autocast_dtype: torch.dtype | None = None,
     mask_threshold: float | None = None,
+    num_workers: int = 0,
 ) -> np.ndarray:
     """Segment a CT/MRI volume slice by slice: the slices of `autosam_hf.volumes.volume_slices` are segmented by
     `iter_predictions` and their label maps stacked back onto the volume's grid.
 
+    `axis`, `window` and `context_slices` not given (None) are those the model was trained with
+    (`config.volume_input`, `autosam_hf.volumes.VolumeInput`), else the defaults below.
+
     Args:
         volume: the `Volume` (`autosam_hf.volumes.read_volume`).
         axis: the slicing axis, 0, 1 or 2; default `slice_axis(volume)`, the coarsest-spaced.
-        window: CT window, `(low, high)` HU or a name / `"low,high"` text (`parse_window`); None: this volume's
+        window: CT window, `(low, high)` HU or a name / `"low,high"` text (`parse_window`); default: this volume's
             0.5th..99.5th percentiles.
-        context_slices: 2.5D input (slices z-1, z, z+1 as the three channels), for a model trained so.
-        mode, batch_size, autocast_dtype, mask_threshold: as for `iter_predictions` (`batch_size` slices per pass).
+        context_slices: 2.5D input (slices z-1, z, z+1 as the three channels), for a model trained so; default
+            False.
+        mode, batch_size, autocast_dtype, mask_threshold, num_workers: as for `iter_predictions` (`batch_size`
+            slices per pass).
 
     Returns:
         `np.ndarray` of shape `(I, J, K)` (the volume's), uint8: 0 background, k = class k (`config.id2label`;
         binary: 1 = foreground).
     """
-    axis = slice_axis(volume) if axis is None else axis
-    slices = volume_slices(volume, axis=axis, window=window, context=context_slices)
+    given = VolumeInput.of(model).with_given(window, axis, context_slices)
+    axis = slice_axis(volume) if given.slice_axis is None else given.slice_axis
+    slices = volume_slices(volume, axis=axis, window=given.window, context=given.context_slices)
     predictions = iter_predictions(
         model,
         processor,
@@ -147,6 +201,7 @@ def predict_volume(
         batch_size,
         autocast_dtype,
         mask_threshold,
+        num_workers=num_workers,
     )
     return stack_label_slices([prediction.label_map for _, prediction in predictions], volume, axis)
 
@@ -166,7 +221,9 @@ class PredictionSettings:
     """How `segment_input` runs: the forward `mode` (default `config.default_mode`), images (or slices) per forward
     pass, autocast dtype (None: float32), the logit threshold (None: `config.mask_threshold`), whether overlays
     (for volumes: montages) are written, the progress bar (`total` inputs expected, if known), and for volumes the
-    `predict_volume` arguments `window`, `slice_axis` and `context_slices`."""
+    `predict_volume` arguments `window`, `slice_axis` and `context_slices`; `prompts`: `iter_predictions`' keyword
+    arguments `input_points` / `input_labels` / `input_boxes` for the images, one entry per readable image
+    (`autosam-predict --points/--box`, a single image); `num_workers`: `iter_predictions`' preparing threads."""
 
     mode: str | None = None
     batch_size: int = 8
@@ -177,7 +234,9 @@ class PredictionSettings:
     total: int | None = None
     window: str | tuple[float, float] | None = None
     slice_axis: int | None = None
-    context_slices: bool = False
+    context_slices: bool | None = None
+    prompts: dict | None = None
+    num_workers: int = 0
 
 
 def segment_input(
@@ -196,6 +255,8 @@ def segment_input(
 
     Unreadable inputs are logged (naming them) and skipped."""
     settings = settings or PredictionSettings()
+    if settings.num_workers and isinstance(items, LazyInputs) and not items.volumes:  # images decoded ahead too
+        items = _in_order(items.read_source, items.sources, settings.num_workers)
     output_dir = Path(output_dir)
     summary = PredictionSummary(written=[], skipped=[])
     with tqdm(total=settings.total, unit="input", desc="Segmenting", disable=not settings.progress) as progress_bar:
@@ -229,6 +290,8 @@ def _segment_images(model, processor, images: Iterable[InputImage], output_dir: 
         batch_size=settings.batch_size,
         autocast_dtype=settings.autocast_dtype,
         mask_threshold=settings.mask_threshold,
+        **(settings.prompts or {}),
+        num_workers=settings.num_workers,
     )
     for item, prediction in predictions:
         mask, overlay = prediction_pictures(prediction.label_map, item.image, model.config.id2label)
@@ -246,6 +309,7 @@ def _segment_volumes(
     for item in volumes:
         if _skipped(item, summary, progress_bar):
             continue
+        given = VolumeInput.of(model).with_given(settings.window, settings.slice_axis, settings.context_slices)
         labels = predict_volume(
             model,
             processor,
@@ -257,6 +321,7 @@ def _segment_volumes(
             batch_size=settings.batch_size,
             autocast_dtype=settings.autocast_dtype,
             mask_threshold=settings.mask_threshold,
+            num_workers=settings.num_workers,
         )
         write_label_volume(labels, item.volume, output_dir / f"{item.name}.nii.gz")
         if settings.overlays:
@@ -264,8 +329,8 @@ def _segment_volumes(
                 output_dir / f"{item.name}_overlay.png",
                 item.volume,
                 labels,
-                axis=settings.slice_axis,
-                window=settings.window,
+                axis=given.slice_axis,
+                window=given.window,
                 id2label=model.config.id2label,
             )
         summary.written.append(item.name)

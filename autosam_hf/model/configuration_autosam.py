@@ -92,6 +92,11 @@ class AutoSamConfig(PreTrainedConfig):
         adapter_only (`bool`, *optional*, defaults to `False`):
             Set in the `config.json` of an adapter-size checkpoint (`AutoSamForSegmentation.save_adapter`): its
             weights hold g and h only, and `from_pretrained` loads SAM from `sam_name_or_path` at `sam_revision`.
+        volume_input (`dict`, *optional*):
+            Set for a model trained on CT/MRI volumes slice by slice: how its slices were made (`"window"`: the CT
+            window [low, high] in HU, or None for each volume's percentiles; `"slice_axis"`; `"context_slices"`)
+            and `"label_values"`, the dataset's label value of each class 1..K. Volume prediction and evaluation
+            slice the same way by default (`autosam_hf.volumes.VolumeInput`); the model itself never reads it.
     """
 
     model_type = "autosam"
@@ -112,6 +117,7 @@ class AutoSamConfig(PreTrainedConfig):
     canvas_rule: str | None = None
     hq_token_only: bool = False
     adapter_only: bool = False
+    volume_input: dict | None = None
 
     def __post_init__(self, **kwargs):
         if self.id2label is None and "num_labels" not in kwargs:

@@ -21,6 +21,7 @@ from ..data import (
 from ..data.embedding_cache import STORAGE_DTYPES
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor
 from ..model.sam_loading import DENSE_PROMPT_SAM_CONFIG_NAME, dense_prompt_sam_config, load_sam_config
+from ..volumes import VolumeInput, read_volume_folder, slice_dataset, split_cases
 from .settings import TrainingSettings
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,10 @@ HUB_VALIDATION_SPLITS = ("validation", "val", "valid")
 
 def load_train_val(settings: TrainingSettings) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Train and validation splits: the dataset's own validation split, else a seeded part of train. Test splits
-    are never read here. Masks are read as the run's classes need (`TrainingSettings.mask_classes`)."""
+    are never read here. Masks are read as the run's classes need (`TrainingSettings.mask_classes`); volumes are
+    read as slices (`load_volume_slices`)."""
+    if settings.volume_input is not None:
+        return load_volume_slices(settings)
     preset = settings.dataset_preset()
     classes = settings.mask_classes()
     val = None
@@ -78,6 +82,27 @@ def load_train_val(settings: TrainingSettings) -> tuple[datasets.Dataset, datase
     return train, val
 
 
+def load_volume_slices(settings: TrainingSettings) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Train and validation slices of a folder of volumes, split BY VOLUME (`split_cases`: a seeded
+    `--val_fraction` of the cases; the slices of one case are all on one side), each case sliced as the run's
+    `volume_input` says; `--max_train_samples` / `--max_eval_samples` count slices."""
+    dataset = read_volume_folder(settings.data)
+    train_cases, val_cases = split_cases(dataset.train, settings.val_fraction, settings.val_split_seed)
+    logger.info(
+        "validation: %d of the %d volumes (--val_fraction %g): %s",
+        len(val_cases),
+        len(dataset.train),
+        settings.val_fraction,
+        ", ".join(case.case_id for case in val_cases),
+    )
+    volume_input = VolumeInput.from_dict(settings.volume_input)
+    slices = {"volume_input": volume_input, "num_classes": settings.num_labels - 1, "seed": settings.seed}
+    slices["empty_slice_fraction"] = settings.empty_slice_fraction
+    train = slice_dataset(train_cases, dataset.id2label, max_slices=settings.max_train_samples, **slices)
+    val = slice_dataset(val_cases, dataset.id2label, max_slices=settings.max_eval_samples, **slices)
+    return train, val
+
+
 def hub_validation_split(name: str) -> str | None:
     """The name of a Hub dataset's validation split, if it has one."""
     splits = datasets.get_dataset_split_names(name)
@@ -104,7 +129,7 @@ def build_model(settings: TrainingSettings) -> AutoSamForSegmentation:
             prompt_input_size=settings.prompt_input_size,
             id2label=settings.id2label,
         )
-    for name in ("canvas_rule", "class_activation", "bce_loss_weight", "dice_loss_weight"):
+    for name in ("canvas_rule", "class_activation", "bce_loss_weight", "dice_loss_weight", "volume_input"):
         if getattr(settings, name) is not None:
             setattr(model.config, name, getattr(settings, name))
     return model

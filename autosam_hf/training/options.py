@@ -38,6 +38,9 @@ from ..data.embedding_cache import STORAGE_DTYPES
 from ..data.presets import FOLDER_IMAGE_SIZE
 from ..model import CANVAS_RULES, CLASS_ACTIVATIONS
 from ..model.sam_loading import DENSE_PROMPT_SAM_CONFIG_NAME
+from ..volumes.intensity import CT_WINDOWS, ct_window_argument
+from ..volumes.slice_dataset import DEFAULT_EMPTY_SLICE_FRACTION
+from .clicks import DEFAULT_CLICK_ROUNDS
 
 # `standalone` trains g and h together on h(g(I)) without SAM: a SAM-free segmenter from scratch.
 STAGES = {
@@ -100,7 +103,8 @@ class TrainingOptions:
     )
     data: str | None = option(
         "data",
-        "Root folder of the dataset (e.g. ../shared/data/kvasir, or without --preset a folder of images/ + masks/).",
+        "Root folder of the dataset (e.g. ../shared/data/kvasir, or without --preset a folder of images/ + masks/, "
+        "or of CT/MRI volumes: a Decathlon / nnU-Net folder or volumes/ + labels/, trained slice by slice).",
         layout=TRAIN_DATA,
     )
     dataset_name: str | None = option(
@@ -112,8 +116,9 @@ class TrainingOptions:
     class_names: list[str] | None = option(
         "data",
         "Classes besides the background, e.g. 'tumour stroma': masks are label maps (one PNG per image, 0 "
-        "background, k = the k-th name). Default: the preset's classes (monuseg_boundary: interior, boundary), else "
-        "binary (masks 0/255 or 0/1).",
+        "background, k = the k-th name). Volumes: those classes of dataset.json's labels (the others are "
+        "background; default: all of them). Default: the preset's classes (monuseg_boundary: interior, boundary), "
+        "else binary (masks 0/255 or 0/1).",
         nargs="+",
         metavar="NAME",
     )
@@ -165,6 +170,42 @@ class TrainingOptions:
     )
     dataloader_num_workers: int | None = option(
         "data", "Default: half the cores (up to 8), 0 on 2-core machines.", type=int
+    )
+    # volumes: --data a Decathlon / nnU-Net folder (dataset.json, imagesTr/, labelsTr/) or volumes/ + labels/
+    ct_window: str | None = option(
+        "volumes",
+        f"CT window of the slices: a name ({', '.join(CT_WINDOWS)}) or LOW,HIGH in HU (e.g. -160,240). Default: "
+        "for CT (dataset.json's channel 0 named CT) nnU-Net's clipping range, the 0.5th..99.5th percentiles of the "
+        "trained classes' voxels in the training volumes; otherwise (MRI) each volume's 0.5th..99.5th percentiles.",
+        type=ct_window_argument,
+        metavar="WINDOW",
+        layout=True,
+        card=True,
+    )
+    slice_axis: int | None = option(
+        "volumes",
+        "Voxel axis (i, j, k) the volumes are sliced along. Default: each volume's coarsest-spaced (axial for a "
+        "typical CT).",
+        type=int,
+        choices=(0, 1, 2),
+        layout=True,
+        card=True,
+    )
+    context_slices: bool = option(
+        "volumes",
+        "2.5D: slices z-1, z, z+1 as the three channels of each slice's image.",
+        default=False,
+        action="store_true",
+        layout=True,
+        card=True,
+    )
+    empty_slice_fraction: float | None = option(
+        "volumes",
+        f"Part of the slices without any trained class kept, seeded (default {DEFAULT_EMPTY_SLICE_FRACTION}; every "
+        "slice with a class is kept).",
+        type=float,
+        layout=TRAIN_DATA,
+        card=True,
     )
     # model
     sam: str = option(
@@ -239,6 +280,25 @@ class TrainingOptions:
         "themselves, twice the validation time. 0 turns it off. Default: recipe's (none).",
         type=float,
         layout=True,  # the average's state is in the checkpoint only when it was on
+        card=True,
+    )
+    click_training: bool = option(
+        "training",
+        "Prompt stage: simulate corrective clicks as interactive segmentation trains (RITM, SAM): each image takes "
+        "0..--click_rounds rounds (drawn per seed, image and epoch), each a click at the centre of the largest error "
+        "region of the current prediction, earlier rounds without gradients; the loss is that of the last round, "
+        "decoded with g's prompt and all the clicks. g learns a prompt that clicks can correct (autosam-eval --mode "
+        "autosam_clicks); costs a no-gradient g pass and a decoder pass per round (docs/training.md).",
+        default=False,
+        action="store_true",
+        layout=True,
+        card=True,
+    )
+    click_rounds: int | None = option(
+        "training",
+        f"--click_training: the most simulated clicks per image and step (default {DEFAULT_CLICK_ROUNDS}, RITM's).",
+        type=positive_int,
+        layout=True,
         card=True,
     )
     batch_size: int | None = option(

@@ -16,6 +16,12 @@ model's canvas rule, flips), and the run records its display name, licence and c
 
 Classes: binary unless the preset has its own (`monuseg_boundary`: background, interior, boundary) or
 `--class_names` names them (background + those, read from label-map masks with values 0..K).
+
+Volumes: `--data` a folder of CT/MRI volumes (`volumes.is_volume_folder`: a Decathlon / nnU-Net dataset or
+volumes/ + labels/) trains on their slices. Its classes are dataset.json's (or the `--class_names` among them), and
+how the slices are made (`volume_input`: the `--ct_window`, else for CT nnU-Net's range of the training volumes,
+else each volume's percentiles; `--slice_axis`; `--context_slices`; each class's label value) is resolved here, once,
+and recorded in the model's config.
 """
 
 from __future__ import annotations
@@ -29,6 +35,14 @@ from pathlib import Path
 
 from ..data import AUGMENTATION_LEVELS, DatasetPreset
 from ..data.presets import resolve_preset
+from ..volumes import (
+    DEFAULT_EMPTY_SLICE_FRACTION,
+    is_volume_folder,
+    read_volume_folder,
+    split_cases,
+    training_volume_input,
+)
+from .clicks import DEFAULT_CLICK_ROUNDS
 from .options import (
     RECIPE_DIR,
     STAGE_MODE,
@@ -90,6 +104,8 @@ class TrainingSettings(TrainingOptions):
     id2label: dict[int, str]  # the classes: 0 background, 1..K (binary: 1 foreground)
     stages: tuple[str, ...]  # --stage's stages, in order
     use_cache: bool  # SAM's embeddings cached: a stage through SAM, without --no_cache
+    # A run on volumes: how its slices are made (`volumes.VolumeInput.to_dict`), saved in the model's config.
+    volume_input: dict | None = None
 
     def __post_init__(self):
         # JSON keys are strings: settings read back from training_settings.json get their integer labels again.
@@ -139,6 +155,27 @@ def resolve_classes(class_names: list[str] | None, preset: DatasetPreset) -> dic
 
 DEFAULT_VAL_SPLIT_SEED = 42
 DATASET_CARD_FLAGS = ("dataset_display_name", "dataset_license", "dataset_citation")
+VOLUME_FLAGS = ("ct_window", "slice_axis", "context_slices", "empty_slice_fraction")
+
+
+def resolve_volume_run(values: dict) -> tuple[dict[int, str], dict]:
+    """(id2label, `VolumeInput` as a dict) of a run on a folder of volumes, from the option `values` with the
+    validation split resolved; the CT window of a CT dataset without `--ct_window` is read from its training cases
+    (never its validation cases)."""
+    if values["preset"] is not None:
+        raise ValueError(f"--preset {values['preset']}: --data {values['data']} is a folder of volumes (no preset)")
+    dataset = read_volume_folder(values["data"])
+    train_cases, _ = split_cases(dataset.train, values["val_fraction"], values["val_split_seed"])
+    id2label, volume_input = training_volume_input(
+        dataset,
+        train_cases,
+        class_names=values["class_names"],
+        window=values["ct_window"],
+        slice_axis=values["slice_axis"],
+        context_slices=bool(values["context_slices"]),
+        seed=values["seed"],
+    )
+    return id2label, volume_input.to_dict()
 
 
 def preset_of(args: argparse.Namespace | TrainingOptions) -> DatasetPreset:
@@ -188,6 +225,10 @@ def resolve_settings(args: argparse.Namespace | TrainingOptions, mixed_precision
 
     stages = STAGES[values["stage"]]
     cached = not values["no_cache"] and any(STAGE_MODE[stage] == "autosam" for stage in stages)
+    if values["click_rounds"] is not None and not values["click_training"]:
+        raise ValueError("--click_rounds: only with --click_training")
+    if values["click_training"] and "prompt" not in stages:
+        raise ValueError(f"--click_training trains the prompt stage; --stage {values['stage']} has none")
     augmentation = values["augmentation"]
     if augmentation not in AUGMENTATION_LEVELS:
         raise ValueError(f"--augmentation must be one of {AUGMENTATION_LEVELS}, got {augmentation!r}")
@@ -205,11 +246,31 @@ def resolve_settings(args: argparse.Namespace | TrainingOptions, mixed_precision
         "prompt_input_size": chosen("prompt_input_size", preset.image_size),
         "canvas_rule": chosen("canvas_rule", None if values["init_from"] else preset.canvas_rule),
         "ema_decay": values["ema_decay"] or None,  # 0: none
+        # On, with its rounds (the default's too: the model card shows both), or None (no row of the card).
+        "click_training": values["click_training"] or None,
+        "click_rounds": (values["click_rounds"] or DEFAULT_CLICK_ROUNDS) if values["click_training"] else None,
         "mixed_precision": mixed_precision,
     }
+    volumes = bool(values["data"]) and is_volume_folder(values["data"])
+    if volumes:
+        fraction = chosen("empty_slice_fraction", DEFAULT_EMPTY_SLICE_FRACTION)
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"--empty_slice_fraction must be in [0, 1], got {fraction:g}")
+        resolved |= {"empty_slice_fraction": fraction, "context_slices": bool(values["context_slices"])}
+        id2label, volume_input = resolve_volume_run(values | resolved)
+    else:
+        given = [f"--{name}" for name in VOLUME_FLAGS if values[name] not in (None, False)]  # False: a flag not given
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: only for --data a folder of volumes (a Decathlon / nnU-Net folder with "
+                "dataset.json, or volumes/ + labels/)"
+            )
+        resolved["context_slices"] = None  # no setting of a 2D run (nor a row of its model card)
+        id2label, volume_input = resolve_classes(values["class_names"], preset), None
     return TrainingSettings(
         **(values | resolved),
-        id2label=resolve_classes(values["class_names"], preset),
+        id2label=id2label,
         stages=stages,
         use_cache=cached,
+        volume_input=volume_input,
     )

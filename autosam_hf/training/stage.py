@@ -44,6 +44,7 @@ from .checkpoints import (
     trainable_state_dict,
     training_layout,
 )
+from .clicks import ClickSimulation
 from .ema import WeightAverage
 from .inputs import training_augmentation
 from .options import STAGE_MODE
@@ -98,6 +99,9 @@ class StageTrainer:
         self.run_state = RunState.of(settings)
         self.state_dir = self.run_state.state_dir(stage)
         self.best_file = self.run_state.best_file(stage)
+        self.clicks = None  # --click_training's simulated rounds, in the prompt stage
+        if settings.click_training and self.mode == "autosam":
+            self.clicks = ClickSimulation(settings.click_rounds, settings.seed, processor.sam_canvas_side)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.accelerator = Accelerator(
             gradient_accumulation_steps=settings.gradient_accumulation_steps,
@@ -252,7 +256,11 @@ class StageTrainer:
         window_losses = []  # the micro-batches of one optimizer step (gradient accumulation)
         for batch in batches:
             with accelerator.accumulate(self.prepared_model):
-                outputs = self.prepared_model(**model_inputs(batch), mode=self.mode)
+                inputs = model_inputs(batch)
+                if self.clicks is not None:  # the rounds before this one, without gradients (training/clicks.py)
+                    with accelerator.autocast():
+                        inputs |= self.clicks.prompts(self.model, batch, epoch)
+                outputs = self.prepared_model(**inputs, mode=self.mode)
                 accelerator.backward(outputs.loss)
                 self.optimizer.step()
                 self.scheduler.step()

@@ -3,7 +3,9 @@
 Decathlon / nnU-Net (https://github.com/MIC-DKFZ/nnUNet/blob/master/documentation/dataset_format.md):
 
     dataset.json   "labels": nnU-Net v2 writes {"background": 0, "liver": 1, ...}, the Decathlon {"0": "background",
-                   "1": "liver", ...}; both are read. Optional "file_ending" (nnU-Net v2; default ".nii.gz").
+                   "1": "liver", ...}; both are read. Optional "file_ending" (nnU-Net v2; default ".nii.gz") and
+                   "channel_names" (the Decathlon's "modality"), {"0": "CT"}: CT or not decides a training run's
+                   intensities, as in nnU-Net.
     imagesTr/      <case>_0000<file_ending>, <case>_0001... (one file per channel; the Decathlon's own files have
                    no channel suffix and are one case each)
     labelsTr/      <case><file_ending>
@@ -46,13 +48,20 @@ class VolumeCase:
 @dataclass(frozen=True)
 class VolumeDataset:
     """A folder of cases: `train` (labelled) and `test` (unlabelled, `imagesTs/`), with the classes `id2label`
-    (0 = background) when the layout names them."""
+    (0 = background) and the imaging modality of each channel (`channel_names`, e.g. `("CT",)`) when the layout
+    names them."""
 
     root: Path
     train: tuple[VolumeCase, ...]
     test: tuple[VolumeCase, ...] = ()
     id2label: dict[int, str] | None = None
     file_ending: str = DEFAULT_FILE_ENDING
+    channel_names: tuple[str, ...] | None = None
+
+    @property
+    def is_ct(self) -> bool | None:
+        """Whether channel 0 is CT (nnU-Net's rule: its channel name is "CT", in any case); None when unnamed."""
+        return None if not self.channel_names else self.channel_names[0].casefold() == "ct"
 
 
 def read_id2label(dataset_json: str | os.PathLike) -> dict[int, str]:
@@ -100,7 +109,8 @@ def read_decathlon_dataset(root: str | os.PathLike) -> VolumeDataset:
     if not dataset_json.is_file():
         raise VolumeError(f"{root}: no dataset.json (a Decathlon / nnU-Net dataset folder has one)")
     id2label = read_id2label(dataset_json)
-    file_ending = json.loads(dataset_json.read_text()).get("file_ending", DEFAULT_FILE_ENDING)
+    description = json.loads(dataset_json.read_text())
+    file_ending = description.get("file_ending", DEFAULT_FILE_ENDING)
     if not isinstance(file_ending, str) or not file_ending.startswith("."):
         raise VolumeError(f'{dataset_json}: "file_ending" must be a suffix such as ".nii.gz", got {file_ending!r}')
     images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
@@ -116,7 +126,33 @@ def read_decathlon_dataset(root: str | os.PathLike) -> VolumeDataset:
         tuple(test) if test_dir.is_dir() else (),
         id2label,
         file_ending,
+        _channel_names(description, dataset_json),
     )
+
+
+def _channel_names(description: dict, dataset_json: Path) -> tuple[str, ...] | None:
+    """nnU-Net v2's "channel_names" (or the Decathlon's "modality"), {"0": "CT", ...}, as names in channel order."""
+    names = description.get("channel_names", description.get("modality"))
+    if names is None:
+        return None
+    if not isinstance(names, dict) or not all(_is_integer_text(key) and isinstance(v, str) for key, v in names.items()):
+        raise VolumeError(f'{dataset_json}: "channel_names" must map channel numbers to names, e.g. {{"0": "CT"}}')
+    return tuple(names[key] for key in sorted(names, key=int))
+
+
+def is_volume_folder(root: str | os.PathLike) -> bool:
+    """Whether `root` is a folder of volumes: a Decathlon / nnU-Net dataset (dataset.json) or volumes/ + labels/."""
+    root = Path(root)
+    return (root / "dataset.json").is_file() or ((root / "volumes").is_dir() and (root / "labels").is_dir())
+
+
+def read_volume_folder(root: str | os.PathLike) -> VolumeDataset:
+    """The labelled cases of a folder of volumes (`is_volume_folder`): `read_decathlon_dataset`, else the pairs of
+    volumes/ + labels/ (`pair_volumes_and_labels`; no class names, no modality)."""
+    root = Path(root)
+    if (root / "dataset.json").is_file():
+        return read_decathlon_dataset(root)
+    return VolumeDataset(root, pair_volumes_and_labels(root / "volumes", root / "labels"))
 
 
 def with_labels(
@@ -211,9 +247,11 @@ __all__ = [
     "VolumeCase",
     "VolumeDataset",
     "check_label_values",
+    "is_volume_folder",
     "pair_volumes_and_labels",
     "read_decathlon_dataset",
     "read_id2label",
-    "with_labels",
+    "read_volume_folder",
     "split_cases",
+    "with_labels",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
 # (level, width) in HU of the standard CT display windows, as Radiopaedia's "Windowing (CT)" article lists them
@@ -30,6 +32,16 @@ def parse_window(text: str, name: str = "window") -> tuple[float, float]:
     return low, high
 
 
+def ct_window_argument(text: str) -> str:
+    """argparse `type` of the commands' `--ct_window` (`autosam-train`, `autosam-predict`): `text` as given (a YAML
+    file of options records it so), checked by `parse_window`."""
+    try:
+        parse_window(text, "--ct_window")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--ct_window: ")) from None
+    return text
+
+
 def percentile_window(array: np.ndarray, percentiles: tuple[float, float] = PERCENTILES) -> tuple[float, float]:
     """(lowest, highest) intensity kept: the `percentiles` of all voxels of `array` (one volume)."""
     low, high = np.percentile(array, percentiles)
@@ -43,4 +55,4 @@ def apply_window(array: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return np.clip(scaled, 0, 255).round().astype(np.uint8)
 
 
-__all__ = ["CT_WINDOWS", "PERCENTILES", "apply_window", "parse_window", "percentile_window"]
+__all__ = ["CT_WINDOWS", "PERCENTILES", "apply_window", "ct_window_argument", "parse_window", "percentile_window"]

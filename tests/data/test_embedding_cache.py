@@ -334,3 +334,22 @@ def test_views_prepared_in_workers_give_the_same_cache(sam, dataset, tmp_path):
     for index in range(len(dataset)):
         for view in range(2):
             torch.testing.assert_close(embedding(parallel, index, view), embedding(serial, index, view), rtol=0, atol=0)
+
+
+def test_files_written_in_a_background_thread_are_the_same_and_its_errors_stop_the_build(
+    sam, dataset, tmp_path, monkeypatch
+):
+    processor, augmentation = make_processor(), JointAugmentation(POLYP_AUGMENTATION, seed=4)
+    inline = build_exact(dataset, sam, processor, tmp_path / "inline", augmentation, batch_size=2)
+    threaded = build_exact(
+        dataset, sam, processor, tmp_path / "threaded", augmentation, batch_size=2, background_writes=True
+    )
+    for index in range(len(dataset)):
+        assert threaded.path(index).read_bytes() == inline.path(index).read_bytes()
+
+    def fail(tensors, path, key):
+        raise OSError(f"disk full writing {path.name}")
+
+    monkeypatch.setattr(embedding_cache_module, "_save_atomically", fail)
+    with pytest.raises(OSError, match="disk full"):
+        build_exact(dataset, sam, processor, tmp_path / "failed", augmentation, batch_size=2, background_writes=True)

@@ -107,6 +107,27 @@ def test_cli_on_real_images_writes_paper_table_and_predictions(model_dir, shared
     assert report["per_image"]["kvasir"]["autosam"][first_id]["dice"] == pytest.approx(expected_dice)
 
 
+def test_cli_clicks_mode_sits_beside_sam_with_one_click(model_dir, shared_data_dir, tmp_path):
+    """The tiny model's real decoder with simulated clicks: AutoSAM + k clicks rows next to SAM + 1 click, and NoC."""
+    output_dir = tmp_path / "eval"
+    argv = ["--model", str(model_dir), "--preset", "kvasir", "--data", str(shared_data_dir / "kvasir")]
+    argv += ["--max_samples", "1", "--mode", "sam_gt_point", "autosam_clicks", "autosam", "--max_clicks", "3"]
+    assert main([*argv, "--output_dir", str(output_dir), "--quiet"]) == 0
+    report, markdown = read_report(output_dir)
+    clicks = report["results"]["autosam_clicks"]["kvasir"]
+    assert clicks["dice@0"] == report["results"]["autosam"]["kvasir"]["dice"]
+    assert clicks["dice"] == clicks["dice@3"] and "dice@5" not in clicks
+    assert all(1 <= clicks[key] <= 20 or clicks[key] == 0 for key in ("noc@85", "noc@90"))
+    assert clicks["noc@85"] <= clicks["noc@90"]
+    per_image = report["per_image"]["kvasir"]["autosam_clicks"]
+    assert clicks["noc@90"] == pytest.approx(np.mean([scores["noc@90"] for scores in per_image.values()]))
+    rows = [line.split(" | ")[0] for line in markdown.splitlines() if line.startswith("| ")]
+    assert rows[:6] == ["| Method", "| SAM + 1 click (GT point)", "| AutoSAM + 0 clicks", "| AutoSAM + 1 click",
+                        "| AutoSAM + 3 clicks", "| AutoSAM"]  # fmt: skip
+    assert "| Method | Kvasir-SEG NoC@85 | Kvasir-SEG NoC@90 |" in markdown and "counts as 20" in markdown
+    assert report["settings"]["max_clicks"] == 3
+
+
 def test_cli_runs_a_sam_free_model_in_its_own_mode_and_builds_the_canvases_asked_for(shared_data_dir, tmp_path, capsys):
     """A `--stage standalone` model (default mode surrogate; its processor builds g's canvas only) is scored in its
     own mode by default, and in SAM's modes when asked: the evaluation builds the canvases its modes read."""

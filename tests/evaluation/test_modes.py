@@ -14,8 +14,11 @@ from autosam_hf.evaluation.modes import (
     MODE_DISPLAY_NAMES,
     box_prompt_from_mask,
     check_modes,
+    clicks_to_reach,
     mask_prompt_from_labels,
+    noc_key,
     point_prompt_from_mask,
+    reported_clicks,
 )
 
 
@@ -57,3 +60,15 @@ def test_gt_mask_prompt_is_plus_minus_logit_on_the_label_canvas():
     prompt = mask_prompt_from_labels(labels)
     assert prompt.shape == (1, 1, 2, 2)
     assert prompt[0, 0].tolist() == [[-GT_MASK_LOGIT, GT_MASK_LOGIT], [GT_MASK_LOGIT, -GT_MASK_LOGIT]]
+
+
+def test_noc_counts_clicks_from_the_automatic_mask_and_caps_at_20():
+    ious = [0.5, 0.8, 0.86, 0.95]  # after 0, 1, 2, 3 clicks
+    assert clicks_to_reach(ious, 0.85) == 2 and clicks_to_reach(ious, 0.90) == 3
+    assert clicks_to_reach([0.9], 0.85) == 0  # the automatic mask is good enough: no click needed
+    assert clicks_to_reach([0.1] * 30, 0.85) == 20  # never reached: the cap, as RITM counts it
+    assert clicks_to_reach([0.1] * 21 + [1.0], 0.85) == 20  # reached only after the cap: not counted
+    assert noc_key(0.85) == "noc@85" and noc_key(0.9) == "noc@90"
+    assert reported_clicks(5) == (0, 1, 3, 5) and reported_clicks(2) == (0, 1, 2) and reported_clicks(8)[-1] == 8
+    assert check_modes(["autosam_clicks", "autosam"]) == ["autosam_clicks", "autosam"]
+    assert "autosam_clicks" not in EVAL_MODES  # not a row of the paper's table, nor of --mode all

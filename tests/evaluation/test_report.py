@@ -2,7 +2,7 @@
 
 from autosam_hf.evaluation import format_markdown_table
 from autosam_hf.evaluation.datasets import DatasetSpec
-from autosam_hf.evaluation.report import build_report, format_detail_tables
+from autosam_hf.evaluation.report import build_report, click_counts, format_detail_tables, format_noc_table
 from autosam_hf.evaluation.scoring import ModeResult
 
 
@@ -60,3 +60,22 @@ def test_multi_class_results_get_a_table_of_each_class_and_the_instance_metrics(
     assert lines[-1] == "| AutoSAM | 0.800 | 0.700 | 0.400 | 0.300 | 0.900 | 0.850 | 0.550 | 12.000 |"
     # Binary results (the paper's metrics) get no such table.
     assert format_detail_tables({"autosam": {"kvasir": {"dice": 0.9, "iou": 0.8, "mae": 0.1}}}, ["kvasir"], {}) == ""
+
+
+def test_clicks_rows_sit_in_the_image_table_and_noc_gets_its_own():
+    clicks = {"dice": 0.8, "iou": 0.7, "dice@0": 0.5, "iou@0": 0.4, "dice@1": 0.6, "iou@1": 0.45, "dice@3": 0.8}
+    clicks |= {"iou@3": 0.7, "noc@85": 4.5, "noc@90": 12.0}
+    results = {"sam_gt_point": {"kvasir": {"dice": 0.55, "iou": 0.42}}, "autosam_clicks": {"kvasir": clicks}}
+    assert click_counts(results) == [0, 1, 3]
+    assert format_markdown_table(results, ["kvasir"]).splitlines()[2:] == [
+        "| SAM + 1 click (GT point) | 0.550 | 0.420 |",
+        "| AutoSAM + 0 clicks | 0.500 | 0.400 |",
+        "| AutoSAM + 1 click | 0.600 | 0.450 |",
+        "| AutoSAM + 3 clicks | 0.800 | 0.700 |",
+    ]
+    assert format_noc_table(results, ["kvasir", "etis"], {"kvasir": "Kvasir-SEG"}).splitlines() == [
+        "| Method | Kvasir-SEG NoC@85 | Kvasir-SEG NoC@90 |",
+        "|---|---:|---:|",
+        "| AutoSAM + clicks | 4.500 | 12.000 |",
+    ]
+    assert format_noc_table({"autosam": {}}, ["kvasir"], {}) == ""

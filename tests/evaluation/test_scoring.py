@@ -13,7 +13,12 @@ from autosam_hf.evaluation import EvaluationSettings, evaluate_dataset, evaluate
 from autosam_hf.metrics import aggregated_jaccard_index, instances_from_label_map, per_class_dice_iou
 from autosam_hf.model.image_processing_autosam import canvases_for_mode
 from autosam_hf.postprocessing import model_predictions
-from evaluation.fake_sam import fake_sam_returning, keep_left_half_of_canvas, keep_upper_half_of_foreground
+from evaluation.fake_sam import (
+    fake_band_decoder,
+    fake_sam_returning,
+    keep_left_half_of_canvas,
+    keep_upper_half_of_foreground,
+)
 from evaluation.sample_data import make_dataset, write_sunseg_split
 
 
@@ -181,3 +186,42 @@ def test_multi_class_models_are_scored_per_class_with_instance_metrics():
         assert result.per_image["0"]["aji"] == pytest.approx(aggregated_jaccard_index(row["instances"], predicted))
     with pytest.raises(ValueError, match="2-class model is evaluated in"):
         evaluate_dataset(model, processor, dataset, EvaluationSettings(modes=["sam_gt_box"], progress=False))
+
+
+def test_clicks_mode_scores_a_hand_worked_correction(monkeypatch):
+    """96x96 images (label canvas 48, SAM canvas 24); the fake decoder's mask is label-canvas bands of 8 rows, the
+    automatic one band 1 (original rows 16-31), each click turning the band under it on or off."""
+    model, processor = make_tiny_model(), make_tiny_processor()
+    monkeypatch.setattr(model, "decode_masks", fake_band_decoder(label_canvas=48, sam_canvas=24))
+    # g's prompt is ignored by the fake decoder: skip its (CPU-costly) forward.
+    monkeypatch.setattr(model.prompt_generator, "forward", lambda pixels: torch.zeros(len(pixels), 1, 32, 12, 12))
+    images = [np.zeros((96, 96, 3), dtype=np.uint8)] * 2
+    fixed, never = np.zeros((96, 96), np.uint8), np.zeros((96, 96), np.uint8)
+    fixed[16:32], fixed[48:64] = 1, 1  # band 1 found automatically, band 3 missed: the first click adds it
+    never[16:32, :48] = 1  # the left half of band 1: clicks toggle the whole band, off then on again
+    dataset = make_dataset(images, [fixed, never], ids=["fixed", "never"])
+    settings = EvaluationSettings(modes=["autosam_clicks"], batch_size=2, max_clicks=5, progress=False)
+    result = evaluate_dataset(model, processor, dataset, settings)["autosam_clicks"]
+
+    # "fixed": IoU 1/2 (Dice 2/3) automatically, exact after one click, then no more clicks: NoC 1 at both IoUs.
+    # "never": the whole band (IoU 1/2) → a negative click empties it (0) → a positive click restores it → ...
+    # never above IoU 1/2 in 20 clicks: NoC = the cap, 20.
+    assert {key: result.per_image["fixed"][key] for key in ("dice@0", "dice@1", "dice@3", "dice@5")} == {
+        "dice@0": pytest.approx(2 / 3), "dice@1": 1.0, "dice@3": 1.0, "dice@5": 1.0
+    }  # fmt: skip
+    assert [result.per_image["never"][f"dice@{k}"] for k in (0, 1, 3, 5)] == pytest.approx([2 / 3, 0, 0, 0])
+    assert result.per_image["fixed"]["noc@85"] == result.per_image["fixed"]["noc@90"] == 1.0
+    assert result.per_image["never"]["noc@85"] == result.per_image["never"]["noc@90"] == 20.0
+    assert result.metrics["noc@85"] == result.metrics["noc@90"] == 10.5
+    assert result.metrics["dice@0"] == pytest.approx(2 / 3) and result.metrics["dice@1"] == pytest.approx(0.5)
+    # The mode's own Dice and IoU are those after max_clicks; the per-click rows are folded away.
+    assert result.metrics["dice"] == result.metrics["dice@5"] == pytest.approx(0.5)
+    assert result.metrics["iou@0"] == pytest.approx(0.5)
+    # Two clicks, one image per batch: "never" is back to its automatic mask; click 0 is the autosam row.
+    settings = EvaluationSettings(modes=["autosam", "autosam_clicks"], batch_size=1, max_clicks=2, progress=False)
+    results = evaluate_dataset(model, processor, dataset, settings)
+    assert set(results) == {"autosam", "autosam_clicks"}
+    assert results["autosam_clicks"].per_image["never"]["dice@2"] == pytest.approx(2 / 3)
+    assert results["autosam_clicks"].metrics["dice@0"] == results["autosam"].metrics["dice"]
+    assert "dice@3" not in results["autosam_clicks"].metrics
+    assert results["autosam_clicks"].metrics["noc@85"] == 10.5  # NoC follows up to 20 clicks whatever max_clicks

@@ -210,3 +210,10 @@ def test_a_decathlon_test_split_needs_labels_ts(shared_data_dir, tmp_path):
     (copy / "labelsTs" / label.name).rename(copy / "labelsTs" / "ct_002.nii.gz")
     with pytest.raises(VolumeError, match=r"ct_001_0000.nii.gz: no label volume .*labelsTs/ct_001.nii.gz"):
         find_volume_cases(copy, "test")
+
+
+def test_volumes_refuse_the_modes_that_read_the_ground_truth():
+    model = make_tiny_model()
+    for mode in ("sam_gt_box", "autosam_clicks"):
+        with pytest.raises(ValueError, match=mode):
+            evaluation_volumes.check_volume_modes(["autosam", mode], model)

@@ -74,3 +74,29 @@ def test_onnxruntime_backend_names_bad_input(exported, image_folder, tmp_path, c
     line = error_line([*base, "--model", str(folder), "--mode", "sam_mask_prompt"], capsys)
     assert "--mode sam_mask_prompt" in line and "modes exported: autosam, surrogate" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_auto_backend_runs_the_faster_of_the_trained_folder_and_its_export(
+    exported, model_dir, image_folder, tmp_path, capsys, monkeypatch
+):
+    from autosam_hf.inference import cli
+
+    faster = "onnxruntime"  # as measured below (the choice itself: tests/inference/test_backends.py)
+
+    _, _, folder, _ = exported
+    trained = tmp_path / "trained"  # a trained folder with its export in onnx/, as autosam-export's docs put it
+    trained.mkdir()
+    for path in model_dir.iterdir():
+        (trained / path.name).symlink_to(path)
+    (trained / "onnx").symlink_to(folder, target_is_directory=True)
+    timings = {"pytorch": 2.0, "onnxruntime": 1.0}
+    timed = []
+    monkeypatch.setattr(cli, "time_backends", lambda runs: timed.append(sorted(runs)) or timings)
+    base = [str(image_folder), "--quiet", "--mask_threshold", "0.5"]
+    assert main(["--backend", "auto", "--model", str(trained), *base, "--output_dir", str(tmp_path / "auto")]) == 0
+    assert f"--backend auto: {faster} (" in capsys.readouterr().out and timed == [["onnxruntime", "pytorch"]]
+    out = tmp_path / faster
+    assert main(["--backend", faster, "--model", str(folder), *base, "--output_dir", str(out)]) == 0
+    for path in sorted((out / "masks").glob("*.png")):
+        written = np.asarray(PIL.Image.open(tmp_path / "auto" / "masks" / path.name))
+        np.testing.assert_array_equal(written, np.asarray(PIL.Image.open(path)))

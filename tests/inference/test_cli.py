@@ -294,3 +294,42 @@ def test_a_bad_ct_window_is_a_usage_error(model_dir, tmp_path, capsys):
         main(["--model", str(model_dir), str(tmp_path), "--output_dir", str(tmp_path), "--ct_window", "liver"])
     assert exit_info.value.code == 2
     assert "--ct_window" in capsys.readouterr().err
+
+
+def test_points_and_a_box_give_the_models_mask_with_those_prompts(model_dir, loaded, image_folder, tmp_path):
+    # a.png is 30x40 (height x width); the click and box are in its pixel coordinates.
+    out = tmp_path / "out"
+    argv = ["--model", str(model_dir), str(image_folder / "a.png"), "--output_dir", str(out), "--quiet"]
+    assert main([*argv, "--points", "30,5;8,20", "--point_labels", "1,0", "--box", "2,3,35,25"]) == 0
+    model, processor = loaded
+    image = read_png(image_folder / "a.png")
+    prompts = {"input_points": [[[30, 5], [8, 20]]], "input_labels": [[1, 0]], "input_boxes": [[2, 3, 35, 25]]}
+    inputs = processor(image, **prompts)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    expected = (processor.post_process_logits(logits, inputs["original_sizes"])[0] > 0).numpy()
+    np.testing.assert_array_equal(read_png(out / "masks" / "a.png") == 255, expected)
+    (unprompted,) = reference_masks(loaded, [image])
+    assert (expected != unprompted).any()  # the prompts reached SAM's decoder
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--points", "1,2;3"], "argument --points: expected x,y pairs"),
+        (["--point_labels", "1,2", "--points", "1,2;3,4"], "argument --point_labels/--point-labels: expected labels 1"),
+        (["--box", "5,5,1,1"], "argument --box: expected x0,y0,x1,y1 with x0 <= x1"),
+        (["--points", "1,2", "--point_labels", "1,0"], "--point_labels: 2 labels for 1 --points point"),
+        (["--points", "1,2", "--fast"], "--points / --box: the surrogate h(g(I))"),
+        (["--point_labels", "1"], "--point_labels: given without --points"),
+    ],
+)
+def test_bad_prompts_fail_naming_the_flag(model_dir, image_folder, tmp_path, capsys, extra, message):
+    argv = ["--model", str(model_dir), str(image_folder / "a.png"), "--output_dir", str(tmp_path / "o"), "--quiet"]
+    assert message in bad_input_error([*argv, *extra], capsys)
+
+
+def test_prompts_need_a_single_image_input(model_dir, image_folder, tmp_path, capsys):
+    argv = ["--model", str(model_dir), str(image_folder), "--output_dir", str(tmp_path / "o"), "--quiet"]
+    error = bad_input_error([*argv, "--box", "1,1,5,5"], capsys)
+    assert "--box: clicks and boxes are for a single image input" in error

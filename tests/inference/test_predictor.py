@@ -30,6 +30,19 @@ def test_batching_does_not_change_predictions(loaded):
         np.testing.assert_array_equal(probabilities > 0.5, expected)
 
 
+def test_batches_prepared_ahead_by_threads_give_the_same_predictions_in_order(loaded):
+    model, processor = loaded
+    items = list(enumerate(random_images() * 2))  # six images, batches of 1: several prepared at once
+    inline = list(iter_predictions(model, processor, items, batch_size=1))
+    ahead = list(iter_predictions(model, processor, items, batch_size=1, num_workers=2))
+    assert [key for key, _ in ahead] == list(range(6))
+    for (_, expected), (_, prediction) in zip(inline, ahead, strict=True):
+        assert torch.equal(prediction.class_logits, expected.class_logits)
+        np.testing.assert_array_equal(prediction.label_map, expected.label_map)
+    with pytest.raises(ValueError, match="num_workers must be >= 0"):
+        next(iter_predictions(model, processor, items, num_workers=-1))
+
+
 def test_masks_are_logits_above_the_models_threshold_unless_overridden(loaded):
     model, processor = loaded
     image = random_images()[0]

@@ -29,7 +29,7 @@ def test_every_field_is_a_flag_with_the_fields_default():
 
 def test_layout_and_card_settings_are_the_marked_fields():
     """The keys a resume must share and a model card shows, as they were when each was a hand-kept list."""
-    data = "--data / --dataset_name / --val_fraction / --val_split_seed / --max_train_samples"
+    data = "--data / --dataset_name / --val_fraction / --val_split_seed / --max_train_samples / --empty_slice_fraction"
     assert LAYOUT_FLAGS == {
         "num_processes": "accelerate launch --num_processes",
         "batch_size": "--per_device_train_batch_size / --surrogate_batch_size",
@@ -40,11 +40,18 @@ def test_layout_and_card_settings_are_the_marked_fields():
         "augmentation": "--augmentation",
         "num_views": "--num_views",
         "ema_decay": "--ema_decay",
+        "click_training": "--click_training",
+        "click_rounds": "--click_rounds",
+        "ct_window": "--ct_window",
+        "slice_axis": "--slice_axis",
+        "context_slices": "--context_slices",
     }
     assert sorted(CARD_SETTINGS) == sorted([
         "recipe", "stages", "optimizer", "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_ratio",
-        "num_warmup_steps", "ema_decay", "batch_size", "surrogate_batch_size", "gradient_accumulation_steps",
-        "num_epochs", "max_train_steps", "max_train_minutes", "augmentation", "num_views", "mixed_precision", "seed",
+        "num_warmup_steps", "ema_decay", "click_training", "click_rounds", "batch_size", "surrogate_batch_size",
+        "gradient_accumulation_steps", "num_epochs", "max_train_steps", "max_train_minutes", "augmentation",
+        "num_views", "mixed_precision", "seed",
+        "ct_window", "slice_axis", "context_slices", "empty_slice_fraction",
     ])  # fmt: skip
 
 
