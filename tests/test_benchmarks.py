@@ -115,6 +115,11 @@ def test_gpu_path_runs_in_its_cpu_form(tmp_path, shared_data_dir):
     assert all(figures["images_per_second"] > 0 for figures in loader["loader"].values())
     assert "The GPU path in one command" in result.stdout and gpu["machine"] in result.stdout
 
+    throughput = json.loads((tmp_path / "throughput" / "quick.json").read_text())
+    assert all(throughput["inference"][m]["workers"]["0"]["images_per_second"] > 0 for m in ("autosam", "surrogate"))
+    assert throughput["cache_build"]["images_per_second"] > 0 and throughput["cache_build"]["gflops_per_image"] > 0
+    assert "Throughput (cpu" in result.stdout
+
 
 def test_a_timed_out_command_leaves_no_process_behind(tmp_path):
     """run_command kills the whole process group: a grandchild (as a launcher's worker would be) goes too."""
@@ -126,7 +131,7 @@ def test_a_timed_out_command_leaves_no_process_behind(tmp_path):
         "time.sleep(60)\n"
     )
     with pytest.raises(subprocess.TimeoutExpired):
-        run_command([sys.executable, "-c", script], timeout=5)
+        run_command([sys.executable, "-c", script], timeout=2)
     grandchild = int(pid_file.read_text())
     for _ in range(50):
         if not is_running(grandchild):
