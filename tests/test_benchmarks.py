@@ -470,7 +470,7 @@ def test_a_changed_result_number_changes_its_page(tmp_path, monkeypatch):
     from benchmarks.tables import TEMPLATES_DIR, render_page
 
     results = REPO_ROOT / "benchmarks" / "results"
-    for experiment in ("inference", "training", "loader", "cache_precision", "gpu_path"):
+    for experiment in ("inference", "training", "loader", "cache_precision", "gpu_path", "click_training"):
         shutil.copytree(results / experiment, tmp_path / experiment, ignore=shutil.ignore_patterns("*.png"))
     template = (TEMPLATES_DIR / "cpu-speed.md").read_text()
     before, inputs = render_page(template)
