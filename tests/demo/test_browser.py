@@ -59,11 +59,13 @@ def served(model_dir, tmp_path):
 
 
 def downloaded(browser, before: set[Path]) -> Path:
-    """The file Chromium downloads next (complete: no `.crdownload` left)."""
+    """The file Chromium downloads next, once complete: Chromium writes a hidden `.org.chromium.*` file first, then
+    `<name>.crdownload`, then renames it to `<name>`."""
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
         new = set(browser.downloads.iterdir()) - before
-        if new and not any(path.suffix == ".crdownload" for path in new):
+        in_progress = any(path.name.startswith(".") or path.suffix == ".crdownload" for path in new)
+        if new and not in_progress:
             (path,) = new
             return path
         time.sleep(0.1)
