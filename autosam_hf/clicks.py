@@ -80,9 +80,17 @@ def next_click(prediction: np.ndarray, target: np.ndarray) -> Click | None:
     if found is None:
         return None
     region, is_false_negative = found
+    x, y = region_centre(region)
+    return Click(x, y, is_false_negative)
+
+
+def region_centre(region: np.ndarray) -> tuple[int, int]:
+    """(x, y): the pixel of a non-empty (H, W) binary region farthest from its boundary (module docstring, step 3;
+    also the GT point prompt of `sam_gt_point`)."""
+    # One pixel of background around the image, so that the image border counts as the region's boundary too.
     distance = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
     row, column = np.unravel_index(int(np.argmax(distance)), region.shape)
-    return Click(int(column), int(row), is_false_negative)
+    return int(column), int(row)
 
 
 def next_clicks(predictions: np.ndarray, targets: np.ndarray) -> list[Click | None]:
@@ -115,4 +123,12 @@ def click_prompts(
     return points.to(device), labels.to(device)
 
 
-__all__ = ["Click", "PADDING_LABEL", "click_prompts", "largest_error_region", "next_click", "next_clicks"]
+__all__ = [
+    "Click",
+    "PADDING_LABEL",
+    "click_prompts",
+    "largest_error_region",
+    "next_click",
+    "next_clicks",
+    "region_centre",
+]

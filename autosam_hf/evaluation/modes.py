@@ -50,9 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 
-from ..clicks import click_prompts, next_clicks
+from ..clicks import click_prompts, next_clicks, region_centre
 from ..metrics import per_class_dice_iou
 from ..model import AUTOSAM_MODES, AutoSamForSegmentation, AutoSamImageProcessor
 from ..postprocessing import ImagePrediction, model_predictions
@@ -145,9 +144,7 @@ def point_prompt_from_mask(mask: np.ndarray, reshaped_size: tuple[int, int]) -> 
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return None
-    # One pixel of background around the image, so that the image border counts as the mask's boundary too.
-    distance = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    row, column = np.unravel_index(int(np.argmax(distance)), mask.shape)
+    column, row = region_centre(mask)
     x_scale, y_scale = _canvas_scale(mask.shape, reshaped_size)
     return column * x_scale, row * y_scale
 
