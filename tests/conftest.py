@@ -136,7 +136,12 @@ def shared_data_dir() -> Path:
             f"real data not found at {SHARED_DATA_DIR}: tests that read it expect the shared data sets next to the "
             "repository (../shared/data, see its README.md)"
         )
-        if os.environ.get("AUTOSAM_REQUIRE_DATA") == "1":
-            pytest.fail(message + " and AUTOSAM_REQUIRE_DATA=1 requires them")
-        pytest.skip(message)
+        skip_unless_required(message, "AUTOSAM_REQUIRE_DATA")
     return SHARED_DATA_DIR
+
+
+def skip_unless_required(message: str, variable: str) -> None:
+    """Skip with `message`, or fail where CI sets `variable`=1 (what it must run: the data, ONNX, the browser)."""
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{message} ({variable}=1 requires them)")
+    pytest.skip(message)

@@ -7,14 +7,13 @@ AUTOSAM_REQUIRE_BROWSER=1 (CI), which makes the absence a failure.
 """
 
 import importlib.util
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import make_tiny_model, make_tiny_processor
+from conftest import make_tiny_model, make_tiny_processor, skip_unless_required
 
 from autosam_hf.inference.cli import main as predict_main
 
@@ -43,9 +42,7 @@ def require_browser() -> None:
             f"{', '.join(missing)} not found: the browser test needs headless Chromium and its driver "
             "(apt-get install chromium chromium-driver) and pip install -e '.[dev]' (selenium, gradio)"
         )
-        if os.environ.get("AUTOSAM_REQUIRE_BROWSER") == "1":
-            pytest.fail(message + " (AUTOSAM_REQUIRE_BROWSER=1 requires them)")
-        pytest.skip(message)
+        skip_unless_required(message, "AUTOSAM_REQUIRE_BROWSER")
 
 
 @pytest.fixture(scope="package")

@@ -12,7 +12,7 @@ import shutil
 import PIL.Image
 import pytest
 import torch
-from conftest import make_tiny_model, make_tiny_processor
+from conftest import make_tiny_model, make_tiny_processor, skip_unless_required
 from filelock import FileLock, Timeout
 
 from autosam_hf.export.dependencies import missing_onnx_packages
@@ -23,9 +23,7 @@ def require_onnx_packages() -> None:
     missing = missing_onnx_packages()
     if missing:
         message = f"{', '.join(missing)} not installed: pip install 'autosam-hf[onnx]' to run the ONNX export tests"
-        if os.environ.get("AUTOSAM_REQUIRE_ONNX") == "1":
-            pytest.fail(message + " (AUTOSAM_REQUIRE_ONNX=1 requires them)")
-        pytest.skip(message)
+        skip_unless_required(message, "AUTOSAM_REQUIRE_ONNX")
 
 
 @pytest.fixture(autouse=True)
