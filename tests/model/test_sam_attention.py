@@ -1,4 +1,5 @@
-"""SAM's ViT attention with a contiguous relative-position bias: same numbers, no copy, weights untouched."""
+"""SAM's ViT attention with a contiguous relative-position bias: same numbers, no copy, weights untouched; and with the
+bias folded into the query and key: the same attention, without the (H·W)² mask."""
 
 import copy
 import pickle
@@ -6,11 +7,14 @@ import pickle
 import pytest
 import torch
 from conftest import make_tiny_model, make_tiny_sam_config
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import SamHQModel, SamModel
 
 from autosam_hf.model.sam_attention import (
+    SDPA_VISION_ATTENTION_CLASSES,
     VISION_ATTENTION_CLASSES,
     contiguous_decomposed_rel_pos,
+    set_relative_position_kernel,
     use_contiguous_relative_position_bias,
 )
 from tests.model.test_frozen_sam import make_tiny_sam_hq_config
@@ -80,3 +84,89 @@ def test_autosam_uses_it_and_round_trips(tmp_path):
         assert all(vars(attention)["get_decomposed_rel_pos"].args == (attention,) for attention in attentions), how
         with torch.no_grad():
             assert torch.equal(loaded.sam.get_image_embeddings(pixels), expected), how
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest number of elements any operator returns."""
+
+    largest = 0
+
+    def __torch_dispatch__(self, function, types, args=(), kwargs=None):
+        output = function(*args, **(kwargs or {}))
+        for tensor in output if isinstance(output, (tuple, list)) else [output]:
+            if isinstance(tensor, torch.Tensor):
+                self.largest = max(self.largest, tensor.numel())
+        return output
+
+
+def sdpa_attentions(family: str) -> list[torch.nn.Module]:
+    """The SDPA ViT attentions of a tiny SAM / SAM-HQ (one windowed block, one global) with unit-scale weights and
+    relative-position tables (the tiny configs initialise near zero, which would make any two paths agree)."""
+    torch.manual_seed(0)
+    if family == "sam":
+        sam = SamModel._from_config(make_tiny_sam_config(), attn_implementation="sdpa").eval()
+    else:
+        sam = SamHQModel._from_config(make_tiny_sam_hq_config(), attn_implementation="sdpa").eval()
+    use_contiguous_relative_position_bias(sam)
+    attentions = [module for module in sam.modules() if isinstance(module, SDPA_VISION_ATTENTION_CLASSES)]
+    for attention in attentions:
+        for parameter in attention.parameters():
+            parameter.data.normal_(std=0.5)
+    return attentions
+
+
+@pytest.mark.parametrize("family", ["sam", "sam_hq"])
+def test_folded_bias_equals_the_dense_mask(family):
+    """Both kernels in float32, on a windowed (4×4) and the global (12×12) grid: the same attention output."""
+    attentions = sdpa_attentions(family)
+    assert len(attentions) == 2
+    for attention in attentions:
+        side = attention.rel_pos_h.shape[0] // 2 + 1
+        hidden_states = torch.randn(3, side, side, attention.qkv.in_features)
+        with torch.no_grad():
+            set_relative_position_kernel(attention, "dense")
+            dense = attention(hidden_states)[0]
+            set_relative_position_kernel(attention, "folded")
+            folded = attention(hidden_states)[0]
+        assert dense.abs().max() > 1  # a real signal, not the near-zero tiny initialisation
+        # float32 sums in another order: differences of a few ulp of the logits, which are of order 10 here.
+        torch.testing.assert_close(folded, dense, atol=2e-4, rtol=1e-4)
+
+
+def test_folded_bias_allocates_no_mask():
+    """The global block: the dense kernel materialises the (B, heads, N, N) mask (N = H·W tokens); the folded one
+    never allocates anything that large. Unset, a module takes the dense path."""
+    attention = sdpa_attentions("sam")[1]
+    side = attention.rel_pos_h.shape[0] // 2 + 1
+    tokens = side * side
+    hidden_states = torch.randn(2, side, side, attention.qkv.in_features)
+    mask_elements = 2 * attention.num_attention_heads * tokens * tokens
+    largest = {}
+    for kernel in ("unset", "dense", "folded"):
+        if kernel != "unset":
+            set_relative_position_kernel(attention, kernel)
+        with torch.no_grad(), LargestTensor() as recorder:
+            attention(hidden_states)
+        largest[kernel] = recorder.largest
+    assert largest["dense"] >= mask_elements
+    channels = attention.qkv.in_features // attention.num_attention_heads
+    folded_width = -(-(channels + 2 * side) // 8) * 8  # C + H + W, padded to a multiple of 8
+    # Nothing larger than the folded query, key and value themselves.
+    assert largest["folded"] == 2 * attention.num_attention_heads * tokens * folded_width < mask_elements
+    assert largest["unset"] == largest["dense"]
+
+
+def test_folded_bias_in_bfloat16_and_kernel_errors():
+    attention = sdpa_attentions("sam")[1]
+    side = attention.rel_pos_h.shape[0] // 2 + 1
+    hidden_states = torch.randn(2, side, side, attention.qkv.in_features)
+    with torch.no_grad():
+        set_relative_position_kernel(attention, "dense")
+        reference = attention(hidden_states)[0]
+        set_relative_position_kernel(attention, "folded")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            folded = attention(hidden_states)[0].float()
+    # bfloat16 keeps 8 significant bits: a relative error of a few 2**-8 on unit-scale outputs.
+    assert (folded - reference).abs().max() < 0.05 * reference.abs().max()
+    with pytest.raises(ValueError, match="relative_position_kernel must be one of"):
+        set_relative_position_kernel(attention, "flash")
