@@ -38,7 +38,8 @@ from typing import NoReturn
 
 import torch
 
-from .runtime import DTYPES, keep_freed_cpu_memory, resolve_autocast_dtype, resolve_device
+from .model.sam_attention import RELATIVE_POSITION_KERNELS
+from .runtime import DTYPES, keep_freed_cpu_memory, resolve_autocast_dtype, resolve_device, speed_up_image_encoder
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -183,6 +184,27 @@ def add_runtime_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
     )
 
 
+def add_encoder_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--attention_kernel` and `--compile_encoder`: how SAM's frozen image encoder runs (`apply_encoder_arguments`)."""
+    parser.add_argument(
+        "--attention_kernel",
+        default="dense",
+        choices=RELATIVE_POSITION_KERNELS,
+        help="SAM's ViT attention: dense (its relative-position bias as an (H·W)² mask, default) or folded (the bias "
+        "folded into query and key: no mask, more arithmetic; for large batches on GPUs)",
+    )
+    parser.add_argument(
+        "--compile_encoder",
+        action="store_true",
+        help="run SAM's image encoder under torch.compile (first batch slower)",
+    )
+
+
+def apply_encoder_arguments(args: argparse.Namespace, model: torch.nn.Module) -> torch.nn.Module:
+    """`model` (an `AutoSamForSegmentation`) with the encoder settings of `add_encoder_arguments`."""
+    return speed_up_image_encoder(model, args.attention_kernel, args.compile_encoder)
+
+
 def resolve_runtime(args: argparse.Namespace) -> tuple[torch.device, torch.dtype | None]:
     """(device, autocast dtype or None for float32) of `--device` and `--dtype`.
 
@@ -200,9 +222,11 @@ def configure_logging() -> None:
 
 __all__ = [
     "EXIT_BAD_INPUT",
+    "apply_encoder_arguments",
     "EXIT_FAILED",
     "INPUT_ERRORS",
     "ArgumentParser",
+    "add_encoder_arguments",
     "add_model_arguments",
     "add_output_dir_argument",
     "add_runtime_arguments",

@@ -24,6 +24,7 @@ import torch
 from transformers import BatchFeature
 
 from .model.modeling_autosam import AutoSamForSegmentation, AutoSamPromptGenerator
+from .model.sam_attention import RELATIVE_POSITION_KERNELS, set_relative_position_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,31 @@ def use_fast_memory_format(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def speed_up_image_encoder(
+    model: torch.nn.Module, attention_kernel: str = "dense", compile_encoder: bool = False, **compile_options
+) -> torch.nn.Module:
+    """Run the frozen image encoder of an `AutoSamForSegmentation` (`model.sam.vision_encoder`, every family) with
+    `attention_kernel` (`sam_attention.RELATIVE_POSITION_KERNELS`: "dense", transformers' bias mask, or "folded",
+    no mask; SAM and SAM-HQ, SAM 2's Hiera has no such bias) and, with `compile_encoder`, under `torch.compile` (in
+    place: `Module.compile`, so the state dict keeps its keys; `compile_options` go to it). Returns `model`.
+
+    Raises:
+        ValueError: an unknown `attention_kernel`.
+    """
+    if attention_kernel not in RELATIVE_POSITION_KERNELS:
+        raise ValueError(
+            f"--attention_kernel must be one of {', '.join(RELATIVE_POSITION_KERNELS)}; got {attention_kernel!r}"
+        )
+    if attention_kernel == "dense" and not compile_encoder:  # as built: nothing to change
+        return model
+    encoder = model.sam.vision_encoder
+    set_relative_position_kernel(encoder, attention_kernel)
+    if compile_encoder:
+        # Image batches vary in size only at a folder's last batch: one recompilation, not a dynamic-shape graph.
+        encoder.compile(**{"dynamic": False, **compile_options})
+    return model
+
+
 # Threads preparing inference batches beside an accelerator: enough to resize and normalise ahead of a GPU at batch
 # 8 or more; on a CPU every thread is the model's, so none.
 ACCELERATOR_PREPARATION_WORKERS = 4
@@ -320,6 +346,7 @@ def machine_summary(description: dict[str, object] | None = None) -> str:
 
 __all__ = [
     "DTYPES",
+    "speed_up_image_encoder",
     "cpu_has_native_bfloat16",
     "cpu_model_name",
     "describe_machine",

@@ -17,8 +17,12 @@ FLAG = re.compile(r"(?<![\w-])--?[A-Za-z][A-Za-z0-9_-]*")
 EXPECTED_FLAGS = {
     "autosam-demo": ["--device", "--dtype", "--help", "--model", "--port", "--revision", "--share", "-h"],
     "autosam-eval": [
+        "--attention-kernel",
+        "--attention_kernel",
         "--batch-size",
         "--batch_size",
+        "--compile-encoder",
+        "--compile_encoder",
         "--context-slices",
         "--context_slices",
         "--ct-window",
@@ -74,10 +78,14 @@ EXPECTED_FLAGS = {
         "-h",
     ],
     "autosam-predict": [
+        "--attention-kernel",
+        "--attention_kernel",
         "--backend",
         "--batch-size",
         "--batch_size",
         "--box",
+        "--compile-encoder",
+        "--compile_encoder",
         "--context-slices",
         "--context_slices",
         "--ct-window",

@@ -21,6 +21,7 @@ from autosam_hf.runtime import (
     resolve_autocast_dtype,
     resolve_device,
     resolve_mixed_precision,
+    speed_up_image_encoder,
     use_fast_memory_format,
 )
 
@@ -286,3 +287,30 @@ def test_commands_keep_freed_memory_before_they_run(monkeypatch):
     parser = cli.ArgumentParser(prog="autosam-x")
     assert parser.run(lambda args: calls.append("ran") or 0, []) == 0
     assert calls == ["kept", "ran"]
+
+
+def test_encoder_speed_ups_keep_the_embeddings_and_the_weights():
+    """The folded attention kernel and torch.compile (its "eager" backend here: the graph capture without inductor's
+    C++ build) change neither the image features nor the state dict's keys; by default nothing is touched."""
+    from torch._dynamo.utils import counters
+
+    model = make_tiny_model().eval()
+    pixels = torch.randn(2, 3, 24, 24)
+    with torch.no_grad():
+        expected = model.image_features(pixels)
+    keys = list(model.state_dict())
+    assert speed_up_image_encoder(model) is model
+    assert not any(hasattr(module, "relative_position_kernel") for module in model.modules())
+    torch._dynamo.reset()
+    counters.clear()
+    speed_up_image_encoder(model, "folded", compile_encoder=True, backend="eager")
+    with torch.no_grad():
+        actual = model.image_features(pixels)
+    assert counters["stats"]["unique_graphs"] >= 1  # the encoder ran as a captured graph
+    assert list(model.state_dict()) == keys
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], atol=1e-5, rtol=1e-4)
+    torch._dynamo.reset()
+    with pytest.raises(ValueError, match="--attention_kernel must be one of dense, folded"):
+        speed_up_image_encoder(model, "flash")

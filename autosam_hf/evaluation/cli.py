@@ -52,9 +52,11 @@ import torch
 
 from ..cli import (
     ArgumentParser,
+    add_encoder_arguments,
     add_model_arguments,
     add_output_dir_argument,
     add_runtime_arguments,
+    apply_encoder_arguments,
     configure_logging,
     positive_int,
     resolve_runtime,
@@ -214,6 +216,7 @@ def build_parser() -> ArgumentParser:
     run.add_argument("--batch_size", type=positive_int, default=8, help="images per forward pass (default 8)")
     run.add_argument("--num_workers", type=int, default=0, help="data-loader worker processes")
     add_runtime_arguments(run)
+    add_encoder_arguments(run)
     run.add_argument(
         "--max_clicks",
         type=positive_int,
@@ -315,7 +318,7 @@ def _evaluate_volumes(args: argparse.Namespace) -> int:
     modes = list(dict.fromkeys(args.modes or [model.config.default_mode]))
     if "all" in modes:  # every mode the model runs without ground-truth prompts
         modes = [mode for mode in _modes(["all"], model) if mode not in GT_PROMPT_MODES]
-    model.to(device)
+    apply_encoder_arguments(args, model.to(device))
     settings = VolumeEvaluationSettings(
         modes=modes,
         batch_size=args.batch_size,
@@ -361,7 +364,7 @@ def evaluate(args: argparse.Namespace) -> int:
     device = process_device(device)  # under `accelerate launch`: this process's GPU
     model, processor = load_model_and_processor(args.model, revision=args.revision)
     modes = _modes(args.modes or [model.config.default_mode], model)
-    model.to(device)
+    apply_encoder_arguments(args, model.to(device))
     evaluated = [spec for spec in specs if spec.data_dir is not None]
     num_labels = model.config.num_labels
     loaded = {spec.key: load_evaluation_dataset(spec, args.max_samples, num_labels) for spec in evaluated}

@@ -46,9 +46,11 @@ import torch
 
 from ..cli import (
     ArgumentParser,
+    add_encoder_arguments,
     add_model_arguments,
     add_output_dir_argument,
     add_runtime_arguments,
+    apply_encoder_arguments,
     configure_logging,
     non_negative_int,
     positive_int,
@@ -114,6 +116,7 @@ def build_parser() -> ArgumentParser:
         "default 0 on a CPU, where they would take the model's cores, else 4",
     )
     add_runtime_arguments(parser)
+    add_encoder_arguments(parser)
     parser.add_argument(
         "--mask_threshold",
         type=float,
@@ -231,11 +234,13 @@ def load_predictor(args: argparse.Namespace) -> tuple[SegmentationModel, AutoSam
             raise ValueError(f"--dtype {args.dtype}: --backend onnxruntime runs the exported float32 graphs")
         if args.revision:
             raise ValueError("--revision: --backend onnxruntime reads a local autosam-export folder (--model)")
+        if args.compile_encoder or args.attention_kernel != "dense":
+            raise ValueError("--compile_encoder / --attention_kernel: --backend onnxruntime runs the exported graphs")
         model, processor = load_onnxruntime_model_and_processor(args.model, device=args.device)
         return model, processor, None
     device, autocast_dtype = resolve_runtime(args)
     model, processor = load_model_and_processor(args.model, revision=args.revision)
-    return model.to(process_device(device)), processor, autocast_dtype
+    return apply_encoder_arguments(args, model.to(process_device(device))), processor, autocast_dtype
 
 
 def fastest_predictor(

@@ -42,7 +42,9 @@ def test_cli_writes_masks_and_overlays_and_skips_the_bad_file(model_dir, image_f
         assert read_png(out / "overlays" / f"{name}.png").shape == (height, width, 3)
 
 
-def test_cli_masks_are_the_models_masks(model_dir, loaded, image_folder, tmp_path):
+# The folded attention kernel gives the dense one's logits up to float32 rounding: the same masks.
+@pytest.mark.parametrize("encoder_flags", [[], ["--attention_kernel", "folded"]], ids=["default", "folded_kernel"])
+def test_cli_masks_are_the_models_masks(model_dir, loaded, image_folder, tmp_path, encoder_flags):
     out = tmp_path / "out"
     assert (
         main(
@@ -55,6 +57,7 @@ def test_cli_masks_are_the_models_masks(model_dir, loaded, image_folder, tmp_pat
                 "--dtype",
                 "float32",
                 "--quiet",
+                *encoder_flags,
             ]
         )
         == 0
