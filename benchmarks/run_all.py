@@ -21,6 +21,8 @@ import json
 import sys
 import time
 
+from benchmarks.bench_encoder import markdown as encoder_table
+from benchmarks.bench_encoder import result_name as encoder_result
 from benchmarks.bench_gpu_path import result_name as gpu_path_result
 from benchmarks.bench_throughput import markdown as throughput_table
 from benchmarks.bench_throughput import result_name as throughput_result
@@ -71,10 +73,16 @@ def main() -> None:
             run_python(
                 ["-m", "benchmarks.bench_throughput", "--device", device], timeout=1800, in_process=device == "cpu"
             )
+            # SAM's encoder by attention kernel, with and without torch.compile.
+            print(f"== benchmarks.bench_encoder --device {device}", flush=True)
+            run_python(["-m", "benchmarks.bench_encoder", "--device", device], timeout=1200, in_process=device == "cpu")
         print(render_tables(gpu_path=gpu_path_result(device)))
         throughput = result_path(throughput_result(device))
         if throughput.is_file():
             print(throughput_table(json.loads(throughput.read_text())))
+        encoder = result_path(encoder_result(device))
+        if encoder.is_file():
+            print(encoder_table(json.loads(encoder.read_text())))
         return
     if not args.table:
         for script in BENCHMARKS:

@@ -120,6 +120,15 @@ def test_gpu_path_runs_in_its_cpu_form(tmp_path, shared_data_dir):
     assert throughput["cache_build"]["images_per_second"] > 0 and throughput["cache_build"]["gflops_per_image"] > 0
     assert "Throughput (cpu" in result.stdout
 
+    encoder = json.loads((tmp_path / "encoder" / "quick.json").read_text())
+    variants = encoder["variants"]
+    assert set(variants) == {"dense", "folded", "dense compiled", "folded compiled"}
+    assert all(row["images_per_second"] > 0 for row in variants.values())
+    # Each variant's features against the dense kernel's: float32 rounding, on a signal of real size.
+    assert encoder["variants"]["dense"]["reference_max_abs"] > 0.1
+    assert all(row["max_abs_difference_vs_dense"] < 1e-4 * row["reference_max_abs"] for row in variants.values())
+    assert "SAM's image encoder by attention kernel (cpu" in result.stdout
+
 
 def test_a_timed_out_command_leaves_no_process_behind(tmp_path):
     """run_command kills the whole process group: a grandchild (as a launcher's worker would be) goes too."""
