@@ -1,6 +1,7 @@
 """SAM's image encoder with each attention kernel, with and without `torch.compile`: images/s, the fraction of the
-accelerator's dense bf16 peak, peak memory per batch (CUDA), and how far each variant's features are from the
-dense kernel's.
+accelerator's dense bf16 peak, the memory one batch's forward allocates beyond the weights (CUDA), and how far each
+variant's features are from the dense kernel's. The variants take turns repeat by repeat, so a machine that slows
+down meanwhile slows them alike.
 
     python -m benchmarks.bench_encoder --device cuda            # vit_b, batch 16, bf16, inductor
     python -m benchmarks.bench_encoder --device cpu --released  # vit_b, batch 1, fp32, without torch.compile
@@ -20,6 +21,7 @@ import argparse
 from dataclasses import asdict, dataclass
 
 import torch
+from transformers import SamConfig
 
 from autosam_hf import AutoSamForSegmentation
 from autosam_hf.model.sam_attention import RELATIVE_POSITION_KERNELS
@@ -40,7 +42,7 @@ class Sizes:
 SIZES = {
     "cuda": Sizes("vit_b", 16, 5, "bfloat16", "inductor"),
     "cpu": Sizes("small", 2, 1, "float32", "eager"),
-    "cpu_released": Sizes("vit_b", 1, 2, "float32", None),
+    "cpu_released": Sizes("vit_b", 1, 3, "float32", None),
 }
 
 
@@ -68,40 +70,51 @@ def measure(device_name: str, released: bool = False, compile_backend: str | Non
     sizes = SIZES["cpu_released" if device.type == "cpu" and released else device.type]
     backend = sizes.compile_backend if compile_backend == "default" else compile_backend
     dtype = None if sizes.precision == "float32" else DTYPES[sizes.precision]
-    side = encoder_model(sizes, "cpu").config.sam_config.vision_config.image_size
+    side = SamConfig.from_pretrained(sam_checkpoint(sizes.sam)).vision_config.image_size
     canvas = torch.randn(sizes.batch_size, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device)
     peak = bf16_peak_flops(device)
     variants = [(kernel, False) for kernel in RELATIVE_POSITION_KERNELS]
     if backend is not None:
         variants += [(kernel, True) for kernel in RELATIVE_POSITION_KERNELS]
-    results, reference, flops = {}, None, None
+    torch._dynamo.reset()
+    runs = {}
     for kernel, compiled in variants:
-        torch._dynamo.reset()
-        model = encoder_model(sizes, device)
-        speed_up_image_encoder(model, kernel, compiled, **({"backend": backend} if compiled else {}))
+        model = speed_up_image_encoder(
+            encoder_model(sizes, device), kernel, compiled, **({"backend": backend} if compiled else {})
+        )
 
         def run(model=model):
             with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=bool(dtype)):
                 return model.image_features(canvas)["image_embeddings"]
 
-        if flops is None:
-            flops = flops_per_image(run, sizes.batch_size)
+        runs[f"{kernel}{' compiled' if compiled else ''}"] = run
+    flops = flops_per_image(runs["dense"], sizes.batch_size)
+    synchronize = synchronizer(device)
+    outputs, memory = {}, {}
+    for name, run in runs.items():  # warm-up (compilation, kernel choice); the forward's own peak memory
         if device.type == "cuda":
+            synchronize()
+            before = torch.cuda.memory_allocated(device)
             torch.cuda.reset_peak_memory_stats(device)
-        seconds = time_repeats(run, repeats=sizes.repeats, warmup=1, device=device)
-        output = run().float()
-        synchronizer(device)()
-        reference = output if reference is None else reference
-        timing = timing_summary(seconds, sizes.batch_size)
-        name = f"{kernel}{' compiled' if compiled else ''}"
+        outputs[name] = run().float()
+        synchronize()
+        memory[name] = (torch.cuda.max_memory_allocated(device) - before) / 2**30 if device.type == "cuda" else None
+    # The variants take turns, repeat by repeat: a machine that slows down meanwhile slows all of them alike.
+    seconds = {name: [] for name in runs}
+    for _ in range(sizes.repeats):
+        for name, run in runs.items():
+            seconds[name] += time_repeats(run, repeats=1, warmup=0, device=device)
+    reference = outputs["dense"]
+    results = {}
+    for name in runs:
+        timing = timing_summary(seconds[name], sizes.batch_size)
         results[name] = {
             **figures(timing["seconds_per_repeat"], sizes.batch_size, flops * sizes.batch_size, peak),
-            "seconds_per_batch": seconds,
-            "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
-            "max_abs_difference_vs_dense": (output - reference).abs().max().item(),
+            "seconds_per_batch": seconds[name],
+            "forward_peak_memory_gib": memory[name],
+            "max_abs_difference_vs_dense": (outputs[name] - reference).abs().max().item(),
             "reference_max_abs": reference.abs().max().item(),
         }
-        del model
     return {
         "machine": machine(),
         "machine_details": describe_machine(),
@@ -119,12 +132,12 @@ def markdown(result: dict) -> str:
         f"batch {result['batch_size']}, torch.compile backend {result['compile_backend'] or 'none'}; "
         f"{result['machine']})",
         "",
-        "| variant | images/s | GFLOP/image (dense) | of bf16 peak | peak memory (GiB) | max abs Δ vs dense |",
+        "| variant | images/s | GFLOP/image (dense) | of bf16 peak | forward memory (GiB) | max abs Δ vs dense |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, row in result["variants"].items():
         fraction = row["fraction_of_bf16_peak"]
-        memory = row["peak_memory_gib"]
+        memory = row["forward_peak_memory_gib"]
         lines.append(
             f"| {name} | {row['images_per_second']:.3g} | {row['gflops_per_image']:.4g} | "
             f"{'–' if fraction is None else f'{100 * fraction:.2g}%'} | {'–' if memory is None else f'{memory:.1f}'} "
