@@ -26,6 +26,7 @@ from pathlib import Path
 
 from autosam_hf.atomic_write import write_atomically
 from benchmarks import common
+from benchmarks.bench_encoder import markdown as encoder_markdown
 from benchmarks.common import REPO_ROOT, result_path
 
 REAL_DATA_MILESTONES = (100, 300, 1000)  # steps at which the real-data table shows val Dice
@@ -527,6 +528,7 @@ CONTEXT = {
     "loader": lambda name: render_loader(result(name)),
     "cache_precision": lambda name: render_cache_precision(result(name)),
     "gpu_path": lambda name: render_gpu_path(result(name)),
+    "encoder": lambda name: encoder_markdown(result(name)).splitlines(),
     "onnx": lambda name: render_onnx(result(name)),
     "monuseg": lambda name: render_monuseg(result(name)),
     "runs": render_runs,
