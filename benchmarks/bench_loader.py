@@ -12,10 +12,14 @@ same sizes:
   - `loader[<workers>]`: images/s of iterating the DataLoader alone (batch B), with 0, 1, 2 workers and
     the training script's default (`default_num_workers()`): whole epochs, median of 3 after a warm-up epoch
     (persistent workers, so worker start-up is left out).
+  - `loader_device_augmentation`: the same with `--augmentation_device accelerator`, at the default workers: the
+    workers make the unaugmented uint8 canvases (`AutoSamViewDataset(augment_on_device=True)`), each batch goes to
+    the device and `DeviceAugmentation` augments, rescales and normalises it there, as `autosam-train` does.
   - `step`: images/s of the cached training step alone — g forward, SAM's mask decoder, loss, backward, optimizer
     step — on one batch already on the device (median of 3 after a warm-up); bf16 autocast where native.
   - `loader_to_step`: loader images/s (default workers) / step images/s. Target: >= 2 (the loader then hides behind
-    the model instead of being the cost of training).
+    the model instead of being the cost of training); `loader_device_augmentation_to_step` the same with the
+    augmentation on the device.
 
     python -m benchmarks.bench_loader                  # SAM vit_b, g at 352, batch 3, 24 images (CPU: ~10 min)
     python -m benchmarks.bench_loader --quick          # small SAM, g at 64, 8 images (< 1 minute)
@@ -34,6 +38,7 @@ import time
 from pathlib import Path
 
 import torch
+from accelerate.utils import send_to_device
 
 from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
 from autosam_hf.data import (
@@ -42,6 +47,7 @@ from autosam_hf.data import (
     JointAugmentation,
     augmentation_for_level,
 )
+from autosam_hf.data.device_augmentation import DeviceAugmentation
 from autosam_hf.data.torch_dataset import AutoSamViewDataset, training_loader
 from autosam_hf.runtime import MIXED_PRECISION_DTYPES, resolve_device, resolve_mixed_precision, use_fast_memory_format
 from autosam_hf.training.settings import RECIPES, default_num_workers
@@ -93,6 +99,20 @@ def time_loader(views: AutoSamViewDataset, batch_size: int, workers: int) -> dic
     return {"workers": workers, **timing_summary(time_repeats(epoch), len(views))}
 
 
+def time_device_augmented_loader(
+    views: AutoSamViewDataset, augmentation: DeviceAugmentation, batch_size: int, workers: int, device: torch.device
+) -> dict:
+    """`time_loader` with the augmentation on the device: every batch sent there and augmented (`train_epoch`'s
+    first two steps)."""
+    loader = training_loader(views, batch_size, workers)
+
+    def epoch() -> None:
+        for batch in loader:
+            augmentation(send_to_device(batch, device))
+
+    return {"workers": workers, **timing_summary(time_repeats(epoch, device=device), len(views))}
+
+
 def time_cached_step(model, batch: dict, dtype: torch.dtype | None, device: torch.device) -> dict:
     """The prompt stage's step on a batch already on the device: forward (g, SAM's mask decoder, loss), backward,
     AdamW step."""
@@ -130,6 +150,13 @@ def measure(
         loader = {
             str(workers): time_loader(views, batch_size, workers) for workers in sorted({0, 1, 2, default_workers})
         }
+        deferred = AutoSamViewDataset(
+            dataset, processor, augmentation, cache=cache, num_views=1, canvases=("prompt",), augment_on_device=True
+        )
+        on_device = DeviceAugmentation(augmentation, processor)
+        loader_device_augmentation = time_device_augmented_loader(
+            deferred, on_device, batch_size, default_workers, device
+        )
         batch = next(iter(torch.utils.data.DataLoader(views, batch_size=batch_size)))
     step = time_cached_step(model, batch, dtype, device)
     loader_rate = loader[str(default_workers)]["images_per_second"]
@@ -147,6 +174,10 @@ def measure(
         "loader": loader,
         "step": step,
         "loader_to_step": loader_rate / step["images_per_second"],
+        "loader_device_augmentation": loader_device_augmentation,
+        "loader_device_augmentation_to_step": (
+            loader_device_augmentation["images_per_second"] / step["images_per_second"]
+        ),
     }
 
 

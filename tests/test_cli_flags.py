@@ -152,6 +152,8 @@ EXPECTED_FLAGS = {
     ],
     "autosam-train": [
         "--augmentation",
+        "--augmentation-device",
+        "--augmentation_device",
         "--backbone",
         "--backbone-weights",
         "--backbone_weights",

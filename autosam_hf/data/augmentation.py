@@ -11,9 +11,10 @@ Strength levels (`augmentation_for_level`): `reference` is the reference code's 
 `light` keeps the flips and applies a milder jitter (no hue shift) and a milder affine (±15°, scale 0.9–1.1) to
 half the views each; `flips` keeps only the flips; `none` is the identity.
 
-A view is a fixed random draw: view ``v`` of example ``i`` is computed under a torch seed derived from
-``(seed, i, v)``, so the same triple always gives the same pixels (on CPU, where the data pipeline runs) and an
-embedding cached for it stays valid.
+A view is a fixed random draw: view ``v`` of example ``i`` draws its parameters (jitter factors and order, flips,
+angle, scale) under a torch seed derived from ``(seed, i, v)``, so the same triple always gives the same pixels (on
+CPU, where the data pipeline runs) and an embedding cached for it stays valid. `JointAugmentation.parameters` hands
+the same draw to `device_augmentation.DeviceAugmentation`, which applies it batched on the accelerator.
 """
 
 import dataclasses
@@ -121,6 +122,9 @@ def _build_pipeline(config: AugmentationConfig) -> K.AugmentationSequential:
     return K.AugmentationSequential(*steps, data_keys=["input", "mask"])
 
 
+NEUTRAL_JITTER = (1.0, 1.0, 1.0, 0.0)  # brightness, contrast, saturation factors and hue shift that change nothing
+
+
 def to_arrays(
     image: Image.Image | np.ndarray, mask: Image.Image | np.ndarray, label_map: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -168,6 +172,50 @@ class JointAugmentation:
             raise ValueError(f"index and view must be >= 0, got index={index}, view={view}.")
         return int(np.random.SeedSequence([self.seed, index, view]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
+    def _draw(self, index: int, view: int, size: tuple[int, int]) -> list:
+        """kornia's parameters of view ``view`` of example ``index`` on an image of ``size`` (height, width): the one
+        place a view is drawn, on the CPU under its own seed, whichever path then applies it."""
+        seed = self.view_seed(index, view)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self._pipeline.forward_parameters(torch.Size((1, 3, *size)))
+
+    def parameters(self, index: int, view: int, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The draw of view ``view`` of example ``index`` (an image of ``size`` (height, width)) as plain tensors, the
+        neutral value for each step not configured or not applied (p < 1):
+
+            - `jitter_factors` (4,) float32: brightness, contrast, saturation factors and the hue shift (in turns);
+            - `jitter_order` (4,) int64: the order of those four steps;
+            - `flips` (2,) bool: vertical, horizontal (the vertical flip first);
+            - `angle` () float32 degrees, `scale` () float32, `affine` () bool: the rotation and isotropic scale
+              about the image centre, applied after the flips.
+        """
+        drawn = {
+            "jitter_factors": torch.tensor(NEUTRAL_JITTER),
+            "jitter_order": torch.arange(4),
+            "flips": torch.zeros(2, dtype=torch.bool),
+            "angle": torch.zeros(()),
+            "scale": torch.ones(()),
+            "affine": torch.zeros((), dtype=torch.bool),
+        }
+        if self._pipeline is None:
+            return drawn
+        for step, item in zip(self._pipeline.children(), self._draw(index, view, size), strict=True):
+            params = item.data
+            applied = bool(params["batch_prob"][0] > 0.5)
+            if isinstance(step, K.ColorJitter) and applied:
+                names = ("brightness_factor", "contrast_factor", "saturation_factor", "hue_factor")
+                drawn["jitter_factors"] = torch.stack([params[name][0] for name in names]).float()
+                drawn["jitter_order"] = params["order"].clone()
+            elif isinstance(step, K.RandomVerticalFlip):
+                drawn["flips"][0] = applied
+            elif isinstance(step, K.RandomHorizontalFlip):
+                drawn["flips"][1] = applied
+            elif isinstance(step, K.RandomAffine) and applied:
+                drawn |= {"angle": params["angle"][0].float(), "scale": params["scale"][0, 0].float()}
+                drawn["affine"] = torch.ones((), dtype=torch.bool)
+        return drawn
+
     def __call__(
         self,
         image: Image.Image | np.ndarray,
@@ -194,11 +242,11 @@ class JointAugmentation:
             return image, mask
         image_tensor = torch.tensor(image).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
         mask_tensor = torch.tensor(mask)[None, None].float()  # (1, 1, H, W)
+        params = self._draw(index, view, image.shape[:2])
         # One thread, whatever process runs it: the same pixels in a data-loader worker and in the main process, and
         # several times faster than splitting one image's ops across threads.
-        with single_thread(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.view_seed(index, view))
-            image_tensor, mask_tensor = self._pipeline(image_tensor, mask_tensor)
+        with single_thread():
+            image_tensor, mask_tensor = self._pipeline(image_tensor, mask_tensor, params=params)
         augmented_image = (image_tensor[0].permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8)
         mask_tensor = mask_tensor[0, 0]
         augmented_mask = (mask_tensor.round() if label_map else mask_tensor > 0.5).to(torch.uint8)

@@ -6,6 +6,7 @@ import datasets
 import torch
 
 from .augmentation import JointAugmentation, to_arrays
+from .device_augmentation import canvas_valid_sizes
 from .embedding_cache import EmbeddingCache
 
 
@@ -22,6 +23,12 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
           `valid_mask` (4E, 4E) bool;
         - `original_size` (2,) and `index` (), to score predictions at the original resolution;
         - the cached tensors of the same view when a cache is given (`image_embeddings` (C, E, E) for SAM).
+
+    With `augment_on_device` (and an augmentation that is not the identity) the view is left to
+    `device_augmentation.DeviceAugmentation`, batched where the batch arrives: the canvases are those of the
+    unaugmented image, uint8 (3, ·, ·) before rescaling and normalisation, its labels and `valid_mask`, and
+    `augmentation` holds the view's draw (`JointAugmentation.parameters`) with `sizes`: each canvas's valid
+    (height, width). An image's canvases are then the same for all its views.
     """
 
     def __init__(
@@ -32,6 +39,7 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
         cache: EmbeddingCache | None = None,
         num_views: int | None = None,
         canvases: tuple[str, ...] | None = None,
+        augment_on_device: bool = False,
     ):
         if cache is not None and len(cache) != len(dataset):
             raise ValueError(f"the embedding cache has {len(cache)} rows but the dataset has {len(dataset)}")
@@ -43,6 +51,7 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
         self.cache = cache
         self.num_views = num_views
         self.canvases = canvases
+        self.augment_on_device = augment_on_device and self.augmentation is not None
         # In shared memory: DataLoader workers hold copies of this dataset, and persistent ones keep them across
         # epochs, so a plain attribute set by `set_epoch` in the main process would never reach them.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -71,12 +80,14 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
         view = self.view()
         # Class ids must survive the augmentation as they are.
         label_map = getattr(self.processor, "num_labels", 2) > 2
-        if self.augmentation is not None:
+        if self.augmentation is not None and not self.augment_on_device:
             image, mask = self.augmentation(row["image"], row["mask"], index, view, label_map=label_map)
         else:
             image, mask = to_arrays(row["image"], row["mask"], label_map=label_map)
-        canvases = {"canvases": self.canvases} if self.canvases else {}
-        processed = self.processor(images=image, segmentation_maps=mask, return_tensors="pt", **canvases)
+        options = {"canvases": self.canvases} if self.canvases else {}
+        if self.augment_on_device:  # the device rescales and normalises after augmenting
+            options |= {"do_rescale": False, "do_normalize": False}
+        processed = self.processor(images=image, segmentation_maps=mask, return_tensors="pt", **options)
         item = {name: processed[name][0] for name in ("pixel_values", "prompt_pixel_values") if name in processed}
         item |= {
             "labels": processed["labels"][0],
@@ -84,6 +95,10 @@ class AutoSamViewDataset(torch.utils.data.Dataset):
             "original_size": processed["original_sizes"][0],
             "index": torch.tensor(index),
         }
+        if self.augment_on_device:
+            names = [name for name in ("pixel_values", "prompt_pixel_values", "labels") if name in item]
+            sizes = canvas_valid_sizes(self.processor, image.shape[:2], names)
+            item["augmentation"] = self.augmentation.parameters(index, view, image.shape[:2]) | {"sizes": sizes}
         if self.cache is not None:
             item |= self.cache.get(index, view)  # e.g. image_embeddings (C, E, E)
         return item

@@ -34,6 +34,7 @@ import yaml
 
 from ..cli import ArgumentParser, positive_int
 from ..data import AUGMENTATION_LEVELS, PRESETS
+from ..data.device_augmentation import AUGMENTATION_DEVICES
 from ..data.embedding_cache import STORAGE_DTYPES
 from ..data.presets import FOLDER_IMAGE_SIZE
 from ..model import CANVAS_RULES, CLASS_ACTIVATIONS
@@ -170,6 +171,15 @@ class TrainingOptions:
     )
     dataloader_num_workers: int | None = option(
         "data", "Default: half the cores (up to 8), 0 on 2-core machines.", type=int
+    )
+    augmentation_device: str = option(
+        "data",
+        "Where the training views are augmented: cpu (per image in the data-loader workers, at its original size), "
+        "accelerator (batched on the training device once the workers made the unaugmented canvases: the same "
+        "draws, resampled once on the canvas) or auto (accelerator when training on a GPU or other accelerator, "
+        "else cpu). An embedding cache is built from the cpu views either way.",
+        default="auto",
+        choices=AUGMENTATION_DEVICES,
     )
     # volumes: --data a Decathlon / nnU-Net folder (dataset.json, imagesTr/, labelsTr/) or volumes/ + labels/
     ct_window: str | None = option(

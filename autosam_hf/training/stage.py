@@ -28,6 +28,7 @@ from transformers import get_scheduler
 
 from ..atomic_write import write_atomically
 from ..data import EmbeddingCache
+from ..data.device_augmentation import DeviceAugmentation, augments_on_device
 from ..data.torch_dataset import AutoSamViewDataset, training_loader
 from ..metrics import class_metric_key, class_names_of, per_class_dice_iou
 from ..model import AutoSamForSegmentation, AutoSamImageProcessor, mask_to_labels
@@ -154,7 +155,8 @@ class StageTrainer:
 
     # ------------------------------------------------------------------------------------------------ setup
     def _build_loaders(self, train_dataset, caches) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
-        """Training views (augmented; with the SAM embedding of the same view when cached) and validation images.
+        """Training views (augmented, in the workers or by `self.device_augmentation`; with the SAM embedding of the
+        same view when cached) and validation images.
 
         Only the canvases the stage reads are built: g's prompt canvas always, SAM's only when its encoder runs
         (a SAM stage without cache), never the 1024² canvas when embeddings come from the cache."""
@@ -165,6 +167,11 @@ class StageTrainer:
         def canvases(cache) -> tuple[str, ...]:
             return ("prompt",) if cache is not None else canvases_for_mode(self.mode)
 
+        # Batched where the batch arrives (`train_epoch`), or per image in the workers.
+        on_device = not augmentation.is_identity and augments_on_device(
+            settings.augmentation_device, self.accelerator.device
+        )
+        self.device_augmentation = DeviceAugmentation(augmentation, self.processor) if on_device else None
         train_views = AutoSamViewDataset(
             train_dataset,
             self.processor,
@@ -172,6 +179,7 @@ class StageTrainer:
             cache=train_cache,
             num_views=settings.num_views,
             canvases=canvases(train_cache),
+            augment_on_device=on_device,
         )
         val_views = AutoSamViewDataset(self.val_dataset, self.processor, cache=val_cache, canvases=canvases(val_cache))
         workers = settings.dataloader_num_workers
@@ -255,6 +263,8 @@ class StageTrainer:
             batches = accelerator.skip_first_batches(self.train_loader, skip)
         window_losses = []  # the micro-batches of one optimizer step (gradient accumulation)
         for batch in batches:
+            if self.device_augmentation is not None:  # the views the workers left unaugmented (--augmentation_device)
+                batch = self.device_augmentation(batch)
             with accelerator.accumulate(self.prepared_model):
                 inputs = model_inputs(batch)
                 if self.clicks is not None:  # the rounds before this one, without gradients (training/clicks.py)

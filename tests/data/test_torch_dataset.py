@@ -76,3 +76,25 @@ def test_a_cache_of_another_dataset_is_rejected(dataset, tmp_path):
     cache = EmbeddingCache.build(dataset.select([0, 1]), sam, make_tiny_processor(), tmp_path, show_progress=False)
     with pytest.raises(ValueError, match="the embedding cache has 2 rows but the dataset has 3"):
         AutoSamViewDataset(dataset, make_tiny_processor(), cache=cache)
+
+
+def test_views_left_to_the_device_are_the_unaugmented_canvases_with_their_draw(dataset):
+    """`augment_on_device`: every view of an image has the same uint8 canvases (the processor's, before rescaling),
+    and its own draw, the augmentation's `parameters`, with each canvas's valid size."""
+    processor = make_tiny_processor()
+    augmentation = JointAugmentation(POLYP_AUGMENTATION, seed=5)
+    views = AutoSamViewDataset(dataset, processor, augmentation, augment_on_device=True)
+    first = views[0]
+    views.set_epoch(1)
+    second = views[0]
+    expected = processor(images=dataset[0]["image"], segmentation_maps=dataset[0]["mask"], do_normalize=False,
+                         do_rescale=False)  # fmt: skip
+    for item in (first, second):
+        assert item["pixel_values"].dtype == item["prompt_pixel_values"].dtype == torch.uint8
+        torch.testing.assert_close(item["prompt_pixel_values"], expected["prompt_pixel_values"][0], rtol=0, atol=0)
+        torch.testing.assert_close(item["labels"], expected["labels"][0], rtol=0, atol=0)
+    assert first["augmentation"]["sizes"]["labels"].tolist() == [32, 48]  # 20x30 (height x width) on 48²
+    assert first["augmentation"]["sizes"]["prompt_pixel_values"].tolist() == [43, 64]
+    torch.testing.assert_close(second["augmentation"]["angle"], augmentation.parameters(0, 1, (20, 30))["angle"])
+    assert not torch.equal(first["augmentation"]["angle"], second["augmentation"]["angle"])
+    assert "augmentation" not in AutoSamViewDataset(dataset, processor, augment_on_device=True)[0]  # nothing to do
