@@ -184,20 +184,20 @@ def add_runtime_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
     )
 
 
+# How SAM's frozen image encoder runs: the same two options in autosam-predict, autosam-eval and autosam-train.
+ATTENTION_KERNEL_HELP = (
+    "SAM's ViT attention: dense (its relative-position bias as an (H·W)² mask, default) or folded (the bias folded "
+    "into query and key: no mask, more arithmetic; for large batches on GPUs)"
+)
+COMPILE_ENCODER_HELP = "run SAM's image encoder under torch.compile (the first batch compiles it)"
+
+
 def add_encoder_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """`--attention_kernel` and `--compile_encoder`: how SAM's frozen image encoder runs (`apply_encoder_arguments`)."""
     parser.add_argument(
-        "--attention_kernel",
-        default="dense",
-        choices=RELATIVE_POSITION_KERNELS,
-        help="SAM's ViT attention: dense (its relative-position bias as an (H·W)² mask, default) or folded (the bias "
-        "folded into query and key: no mask, more arithmetic; for large batches on GPUs)",
+        "--attention_kernel", default="dense", choices=RELATIVE_POSITION_KERNELS, help=ATTENTION_KERNEL_HELP
     )
-    parser.add_argument(
-        "--compile_encoder",
-        action="store_true",
-        help="run SAM's image encoder under torch.compile (first batch slower)",
-    )
+    parser.add_argument("--compile_encoder", action="store_true", help=COMPILE_ENCODER_HELP)
 
 
 def apply_encoder_arguments(args: argparse.Namespace, model: torch.nn.Module) -> torch.nn.Module:

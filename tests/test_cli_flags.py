@@ -151,6 +151,8 @@ EXPECTED_FLAGS = {
         "-h",
     ],
     "autosam-train": [
+        "--attention-kernel",
+        "--attention_kernel",
         "--augmentation",
         "--augmentation-device",
         "--augmentation_device",
@@ -181,6 +183,8 @@ EXPECTED_FLAGS = {
         "--click_training",
         "--column-mapping",
         "--column_mapping",
+        "--compile-encoder",
+        "--compile_encoder",
         "--config",
         "--context-slices",
         "--context_slices",

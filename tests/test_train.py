@@ -24,6 +24,7 @@ from autosam_hf.atomic_write import write_atomically
 from autosam_hf.evaluation.cli import main as evaluate_main
 from autosam_hf.hub import publish
 from autosam_hf.inference.cli import main as predict_main
+from autosam_hf.model import sam_attention
 from autosam_hf.training.checkpoints import checkpoints_after, find_checkpoint, read_progress
 from autosam_hf.training.cli import main
 
@@ -350,6 +351,27 @@ def test_cache_is_used_and_no_cache_gives_the_reference_path(tiny_sam_dir, share
     calls.clear()
     main(quick_args(tiny_sam_dir, shared_data_dir, tmp_path / "uncached", *base, "--no_cache", num_overlays="0"))
     assert sum(calls) >= 3 * 2  # every training step ran the encoder
+
+    # --attention_kernel folded: the encoder runs the folded kernel, and the run's losses are the dense run's.
+    folded_calls = []
+    original_folded = sam_attention.folded_bias_attention
+
+    def counting_folded(*args, **kwargs):
+        folded_calls.append(1)
+        return original_folded(*args, **kwargs)
+
+    monkeypatch.setattr(sam_attention, "folded_bias_attention", counting_folded)
+    folded = tmp_path / "uncached_folded"
+    main(
+        quick_args(
+            tiny_sam_dir, shared_data_dir, folded, *base, "--no_cache", "--attention_kernel", "folded", num_overlays="0"
+        )
+    )
+    assert folded_calls
+    dense_losses = [record["loss"] for record in logged(tmp_path / "uncached") if "loss" in record]
+    folded_losses = [record["loss"] for record in logged(folded) if "loss" in record]
+    assert len(folded_losses) == len(dense_losses) == 3
+    np.testing.assert_allclose(folded_losses, dense_losses, rtol=1e-4)
 
 
 def bad_input_error(capsys, argv: list[str]) -> str:

@@ -30,7 +30,7 @@ from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from ..cli import configure_logging
-from ..runtime import MIXED_PRECISION_DTYPES, resolve_device, resolve_mixed_precision
+from ..runtime import MIXED_PRECISION_DTYPES, resolve_device, resolve_mixed_precision, speed_up_image_encoder
 from .checkpoints import RunState, training_layout
 from .inputs import build_caches, build_model, build_processor, load_train_val, run_processes
 from .options import STAGE_MODE, TrainingArgumentParser, option_values
@@ -91,7 +91,7 @@ def train(settings: TrainingSettings, options: dict | None = None) -> dict | Non
     run_state = RunState.of(settings)
     checkpoints = run_state.find_checkpoints(settings.init_from)
     train_dataset, val_dataset = load_train_val(settings)
-    model = build_model(settings)
+    model = speed_up_image_encoder(build_model(settings), settings.attention_kernel, settings.compile_encoder)
     processor = build_processor(settings, model)
     if "surrogate" in settings.stages and model.surrogate_decoder is None:
         raise ValueError("--stage surrogate needs a model with a surrogate decoder")

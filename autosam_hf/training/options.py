@@ -32,12 +32,13 @@ from typing import Any
 
 import yaml
 
-from ..cli import ArgumentParser, positive_int
+from ..cli import ATTENTION_KERNEL_HELP, COMPILE_ENCODER_HELP, ArgumentParser, positive_int
 from ..data import AUGMENTATION_LEVELS, PRESETS
 from ..data.device_augmentation import AUGMENTATION_DEVICES
 from ..data.embedding_cache import STORAGE_DTYPES
 from ..data.presets import FOLDER_IMAGE_SIZE
 from ..model import CANVAS_RULES, CLASS_ACTIVATIONS
+from ..model.sam_attention import RELATIVE_POSITION_KERNELS
 from ..model.sam_loading import DENSE_PROMPT_SAM_CONFIG_NAME
 from ..volumes.intensity import CT_WINDOWS, ct_window_argument
 from ..volumes.slice_dataset import DEFAULT_EMPTY_SLICE_FRACTION
@@ -339,6 +340,10 @@ class TrainingOptions:
         choices=("auto", "no", "fp16", "bf16"),
         card=True,
     )
+    attention_kernel: str = option(
+        "training", ATTENTION_KERNEL_HELP + ".", default="dense", choices=RELATIVE_POSITION_KERNELS
+    )
+    compile_encoder: bool = option("training", COMPILE_ENCODER_HELP + ".", default=False, action="store_true")
     seed: int = option("training", default=42, type=int, layout=True, card=True)
     checkpointing_steps: str = option("training", "'epoch' or a number of steps.", default="epoch")
     checkpoints_total_limit: int = option(
