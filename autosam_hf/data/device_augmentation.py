@@ -25,11 +25,11 @@ from kornia.color import rgb_to_grayscale
 from kornia.enhance import adjust_brightness_accumulative, adjust_hue, adjust_saturation_with_gray_subtraction
 from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 
+from ..model.device_canvas import canvas_normalisation, normalise_on_device
 from .augmentation import NEUTRAL_JITTER, JointAugmentation
 
 AUGMENTATION_DEVICES = ("auto", "cpu", "accelerator")
 IMAGE_CANVASES = ("pixel_values", "prompt_pixel_values")  # SAM's canvas, g's canvas
-NORMALISATION = ("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
 
 
 def augments_on_device(choice: str, device: torch.device | str) -> bool:
@@ -119,17 +119,7 @@ class DeviceAugmentation:
             image = self._colour(image, draws["jitter_factors"], draws["jitter_order"], region)
             image = image * region  # contrast lifts the padding: it has no content to sample
         image = self._geometry(image, draws, valid, original, matrix, "bilinear")
-        settings = {key: getattr(self.processor, key) for key in NORMALISATION}
-        if name == "pixel_values":  # the frozen checkpoint's own settings, as the processor applies them
-            overrides = self.processor.sam_preprocessing or {}
-            settings |= {key: value for key, value in overrides.items() if key in settings}
-        scale = 255 * settings["rescale_factor"] if settings["do_rescale"] else 255.0
-        if scale != 1.0:
-            image = image * scale
-        if settings["do_normalize"]:
-            mean = torch.tensor(settings["image_mean"], dtype=image.dtype, device=image.device)[:, None, None]
-            std = torch.tensor(settings["image_std"], dtype=image.dtype, device=image.device)[:, None, None]
-            image = (image - mean) / std
+        image = normalise_on_device(image, canvas_normalisation(self.processor, name), maximum=1.0)
         return torch.where(region, image, 0.0)  # the processor pads after normalising
 
     def _colour(self, image, factors, order, region) -> torch.Tensor:

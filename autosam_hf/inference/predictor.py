@@ -31,7 +31,8 @@ from transformers import BatchFeature
 
 from ..model import AutoSamImageProcessor
 from ..model.configuration_autosam import canonical_mode
-from ..model.image_processing_autosam import canvases_for_mode
+from ..model.device_canvas import preprocess_on_device
+from ..model.image_processing_autosam import canvases_for_mode, to_rgb_uint8
 from ..postprocessing import ImagePrediction, model_predictions
 from ..runtime import inference_autocast, model_inputs_for
 from ..visualization import prediction_pictures, write_png
@@ -82,6 +83,7 @@ def iter_predictions(
     input_labels: Sequence | None = None,
     input_boxes: Sequence | None = None,
     num_workers: int = 0,
+    device_canvas: bool | None = None,
 ) -> Iterator[tuple[Key, ImagePrediction]]:
     """Segment `(key, image)` pairs in batches, lazily; yields `(key, prediction)` in input order.
 
@@ -100,6 +102,10 @@ def iter_predictions(
             image of a batch or none.
         num_workers: threads running the processor on the next batches while the model runs (0: one after the
             other, in this thread); the predictions are the same.
+        device_canvas: build the canvases on the model's device from uint8 images (`autosam_hf.model.device_canvas`; the
+            threads then only convert the images); None: on accelerators for PyTorch models, off on CPUs and for
+            onnxruntime models. The canvases equal the processor's up to one grey level, so the logits agree to
+            that precision.
 
     Yields:
         (key, `ImagePrediction`: the (K, H, W) logits and (H, W) label map at the image's original size).
@@ -115,15 +121,23 @@ def iter_predictions(
     prompts = {name: value for name, value in prompts.items() if value is not None}
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    if device_canvas is None:
+        device_canvas = isinstance(model, torch.nn.Module) and device.type != "cpu"
 
-    def prepare(start_and_batch: tuple[int, list]) -> tuple[list, dict, BatchFeature]:
+    def prepare(start_and_batch: tuple[int, list]) -> tuple[list, dict, BatchFeature | list[np.ndarray]]:
         start, batch = start_and_batch
         batch_prompts = {name: list(value[start : start + len(batch)]) for name, value in prompts.items()}
-        inputs = processor([image for _, image in batch], canvases=canvases, return_tensors="pt", **batch_prompts)
+        images = [image for _, image in batch]
+        if device_canvas:  # the canvases are built on the device, in this generator's thread
+            inputs = [to_rgb_uint8(image, name=f"images[{start + i}]") for i, image in enumerate(images)]
+        else:
+            inputs = processor(images, canvases=canvases, return_tensors="pt", **batch_prompts)
         return [key for key, _ in batch], batch_prompts, inputs
 
     batches = zip(itertools.count(0, batch_size), _batched(items, batch_size), strict=False)
     for keys, batch_prompts, inputs in _in_order(prepare, batches, num_workers):
+        if device_canvas:
+            inputs = preprocess_on_device(processor, inputs, device, canvases, **batch_prompts)
         model_inputs = model_inputs_for(model, inputs, [*processor.model_input_names, *batch_prompts])
         with inference_autocast(device, autocast_dtype):
             logits = model(**model_inputs, mode=mode).logits

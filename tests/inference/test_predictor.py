@@ -43,6 +43,23 @@ def test_batches_prepared_ahead_by_threads_give_the_same_predictions_in_order(lo
         next(iter_predictions(model, processor, items, num_workers=-1))
 
 
+@pytest.mark.parametrize("mode", ["autosam", "surrogate"])
+def test_canvases_built_on_the_device_give_the_same_predictions(loaded, mode):
+    """`device_canvas=True` (the default on accelerators) forced on the CPU: the canvases differ from the processor's
+    by at most one grey level, so the logits agree closely and the masks are the same; prompts go along."""
+    model, processor = loaded
+    items = list(enumerate(random_images()))
+    prompts = {"input_points": [[[5.0, 5.0]], None, [[10.0, 20.0]]]} if mode == "autosam" else {}
+    kwargs = {"batch_size": 2, "mode": mode, "num_workers": 1, **prompts}
+    on_the_cpu = list(iter_predictions(model, processor, items, **kwargs))
+    on_the_device = list(iter_predictions(model, processor, items, device_canvas=True, **kwargs))
+    assert [key for key, _ in on_the_device] == [0, 1, 2]
+    for (_, expected), (_, prediction) in zip(on_the_cpu, on_the_device, strict=True):
+        scale = expected.class_logits.abs().max()
+        assert (prediction.class_logits - expected.class_logits).abs().max() < 0.02 * scale
+        np.testing.assert_array_equal(prediction.label_map, expected.label_map)
+
+
 def test_masks_are_logits_above_the_models_threshold_unless_overridden(loaded):
     model, processor = loaded
     image = random_images()[0]
