@@ -1,7 +1,9 @@
 """Throughput of the batched paths: full AutoSAM and h(g(I)) over a folder of images (`iter_predictions`, batched,
 its batches prepared by threads while the model runs), and the embedding-cache build (SAM's encoder, batched, its
-files written by a thread); for each, images/s, the FLOPs per image (`torch.utils.flop_counter.FlopCounterMode`)
-and the fraction of the accelerator's dense bf16 peak they reach, and each stage's share of the wall time.
+files written by a thread), each with the processor's canvases (PIL, on the CPU) and with the canvases built on the
+model's device from uint8 images (`autosam_hf.model.device_canvas`); for each, images/s, the FLOPs per image
+(`torch.utils.flop_counter.FlopCounterMode`) and the fraction of the accelerator's dense bf16 peak they reach, and
+each stage's share of the wall time.
 
     python -m benchmarks.bench_throughput --device cuda   # released shapes: vit_b, g at 352, batch 16, bf16
     python -m benchmarks.bench_throughput --device cpu    # tiny sizes, fp32: the code paths (the smoke test)
@@ -9,7 +11,8 @@ and the fraction of the accelerator's dense bf16 peak they reach, and each stage
 `python -m benchmarks.run_all --quick-gpu` runs it after `bench_gpu_path`. Stages (`stage_shares`, one pass over the
 images, each stage timed alone, the device synchronised after it): `prepare` (the processor: resize, normalise,
 pad, on the CPU), `model` (the forward on the device, inputs copied there), `postprocess` (resize to the original
-size, threshold, copy back). The peak is the GPU's dense bf16 rate from its data sheet (`BF16_PEAK_TFLOPS`); on a
+size, threshold, copy back); with the device canvas, `prepare` is the uint8 conversion and the canvas built on the
+device. The peak is the GPU's dense bf16 rate from its data sheet (`BF16_PEAK_TFLOPS`); on a
 CPU there is none to compare with (None).
 """
 
@@ -28,7 +31,8 @@ from autosam_hf import AutoSamForSegmentation, AutoSamImageProcessor
 from autosam_hf.data import JointAugmentation
 from autosam_hf.data.embedding_cache import EmbeddingCache
 from autosam_hf.inference import iter_predictions
-from autosam_hf.model.image_processing_autosam import canvases_for_mode
+from autosam_hf.model.device_canvas import preprocess_on_device
+from autosam_hf.model.image_processing_autosam import canvases_for_mode, to_rgb_uint8
 from autosam_hf.postprocessing import model_predictions
 from autosam_hf.runtime import (
     DTYPES,
@@ -43,6 +47,7 @@ from benchmarks.common import kvasir_split, machine, sam_checkpoint, synchronize
 # Dense bf16 tensor-core peaks (TFLOP/s, without sparsity) from NVIDIA's data sheets, by a name's substring.
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
 MODES = ("autosam", "surrogate")
+CANVASES = {"processor": False, "device": True}  # where the canvases are built: iter_predictions' device_canvas
 
 
 @dataclass(frozen=True)
@@ -82,14 +87,19 @@ def figures(seconds: float, images: int, flops: float, peak: float | None) -> di
     }
 
 
-def stage_shares(model, processor, images: list, mode: str, batch_size: int, dtype) -> dict:
+def stage_shares(model, processor, images: list, mode: str, batch_size: int, dtype, device_canvas: bool) -> dict:
     """Seconds and share of the wall time of each stage (module docstring), one pass over `images`."""
     synchronize = synchronizer(model.device)
     seconds = {"prepare": 0.0, "model": 0.0, "postprocess": 0.0}
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         began = time.perf_counter()
-        inputs = processor(batch, canvases=canvases_for_mode(mode), return_tensors="pt")
+        if device_canvas:
+            pixels = [to_rgb_uint8(image) for image in batch]
+            inputs = preprocess_on_device(processor, pixels, model.device, canvases_for_mode(mode))
+            synchronize()
+        else:
+            inputs = processor(batch, canvases=canvases_for_mode(mode), return_tensors="pt")
         prepared = time.perf_counter()
         with inference_autocast(model.device, dtype):
             logits = model(**model_inputs_for(model, inputs, processor.model_input_names), mode=mode).logits
@@ -105,39 +115,47 @@ def stage_shares(model, processor, images: list, mode: str, batch_size: int, dty
 
 
 def measure_inference(model, processor, images: list, sizes: Sizes, peak: float | None) -> dict:
-    """Each mode over the images: images/s with 0 and the device's default preparation threads, FLOPs, stages."""
+    """Each mode over the images, with the processor's canvases (`workers`, `stages`) and with the canvases built
+    on the device (`device_canvas`: the same two): images/s with 0 and the device's default preparation threads,
+    FLOPs, stages."""
     dtype = None if sizes.precision == "float32" else DTYPES[sizes.precision]
     synchronize = synchronizer(model.device)
     results = {}
     for mode in MODES:
         items = list(enumerate(images))
 
-        def run(workers: int, mode=mode, items=items) -> None:
-            for _ in iter_predictions(model, processor, items, mode, sizes.batch_size, dtype, num_workers=workers):
+        def run(workers: int, device_canvas: bool, mode=mode, items=items) -> None:
+            predictions = iter_predictions(
+                model, processor, items, mode, sizes.batch_size, dtype, num_workers=workers,
+                device_canvas=device_canvas,
+            )  # fmt: skip
+            for _ in predictions:
                 pass
 
-        if model.device.type != "cpu":  # warm-up: kernel selection, allocations (the CPU form is a smoke run)
-            run(0)
         one = model_inputs_for(model, processor(images[:1], return_tensors="pt"), processor.model_input_names)
         with inference_autocast(model.device, dtype):
             flops = flops_per_image(lambda: model(**one, mode=mode), 1)  # noqa: B023 (called at once)
-        by_workers = {}
-        for workers in sorted({0, preparation_workers(model.device)}):
-            synchronize()
-            started = time.perf_counter()
-            run(workers)
-            synchronize()
-            by_workers[str(workers)] = figures(time.perf_counter() - started, len(images), flops, peak)
-        results[mode] = {
-            "workers": by_workers,
-            "stages": stage_shares(model, processor, images, mode, sizes.batch_size, dtype),
-        }
+        by_canvas = {}
+        for canvas, device_canvas in CANVASES.items():
+            if model.device.type != "cpu":  # warm-up: kernel selection, allocations (the CPU form is a smoke run)
+                run(0, device_canvas)
+            by_workers = {}
+            for workers in sorted({0, preparation_workers(model.device)}):
+                synchronize()
+                started = time.perf_counter()
+                run(workers, device_canvas)
+                synchronize()
+                by_workers[str(workers)] = figures(time.perf_counter() - started, len(images), flops, peak)
+            stages = stage_shares(model, processor, images, mode, sizes.batch_size, dtype, device_canvas)
+            by_canvas[canvas] = {"workers": by_workers, "stages": stages}
+        results[mode] = {**by_canvas["processor"], "device_canvas": by_canvas["device"]}
     return results
 
 
-def measure_cache_build(model, processor, dataset, sizes: Sizes, peak: float | None) -> dict:
+def measure_cache_build(model, processor, dataset, sizes: Sizes, peak: float | None, device_canvas: bool) -> dict:
     """The embedding cache of `dataset` (one view each, float16 storage), built in a fresh folder (on a GPU twice,
-    the first warming up): images/s, and the encoder's FLOPs per image."""
+    the first warming up), SAM's canvas made by the processor or on the device (`device_canvas`): images/s, and the
+    encoder's FLOPs per image."""
     dtype = None if sizes.precision == "float32" else DTYPES[sizes.precision]
     enabled = dtype is not None
     device = model.device
@@ -149,7 +167,7 @@ def measure_cache_build(model, processor, dataset, sizes: Sizes, peak: float | N
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=enabled):
                 EmbeddingCache.build(
                     dataset, model, processor, cache_dir, JointAugmentation(), batch_size=sizes.batch_size,
-                    show_progress=False,
+                    show_progress=False, device_canvas=device_canvas,
                 )  # fmt: skip
             seconds = time.perf_counter() - started
     canvas = processor([dataset[0]["image"]], canvases=("sam",), return_tensors="pt")["pixel_values"].to(device)
@@ -175,7 +193,8 @@ def measure(device_name: str) -> dict:
         **asdict(sizes),
         "bf16_peak_tflops": None if peak is None else peak / 1e12,
         "inference": measure_inference(model, processor, images, sizes, peak),
-        "cache_build": measure_cache_build(model, processor, dataset, sizes, peak),
+        "cache_build": measure_cache_build(model, processor, dataset, sizes, peak, device_canvas=False),
+        "cache_build_device_canvas": measure_cache_build(model, processor, dataset, sizes, peak, device_canvas=True),
     }
 
 
@@ -189,21 +208,23 @@ def markdown(result: dict) -> str:
         f"Throughput ({result['device']}, {result['precision']}, SAM {result['sam']}, g at {result['prompt_size']}, "
         f"batch {result['batch_size']}, {result['images']} images; {result['machine']})",
         "",
-        "| path | preparing threads | images/s | GFLOP/image | of bf16 peak | prepare / model / postprocess |",
-        "|---|---:|---:|---:|---:|---|",
+        "| path | canvases | threads | images/s | GFLOP/image | of bf16 peak | prepare / model / postprocess |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     for mode, figures_of_mode in result["inference"].items():
-        stages = " / ".join(share(stage["share"]) for stage in figures_of_mode["stages"].values())
-        for workers, row in figures_of_mode["workers"].items():
-            lines.append(
-                f"| {mode} over a folder | {workers} | {row['images_per_second']:.3g} | {row['gflops_per_image']:.4g} "
-                f"| {share(row['fraction_of_bf16_peak'])} | {stages} |"
-            )
-    build = result["cache_build"]
-    lines.append(
-        f"| cache build | – | {build['images_per_second']:.3g} | {build['gflops_per_image']:.4g} "
-        f"| {share(build['fraction_of_bf16_peak'])} | – |"
-    )
+        for canvas, figures_of_canvas in (("processor", figures_of_mode), ("device", figures_of_mode["device_canvas"])):
+            stages = " / ".join(share(stage["share"]) for stage in figures_of_canvas["stages"].values())
+            for workers, row in figures_of_canvas["workers"].items():
+                lines.append(
+                    f"| {mode} over a folder | {canvas} | {workers} | {row['images_per_second']:.3g} "
+                    f"| {row['gflops_per_image']:.4g} | {share(row['fraction_of_bf16_peak'])} | {stages} |"
+                )
+    for canvas, key in (("processor", "cache_build"), ("device", "cache_build_device_canvas")):
+        build = result[key]
+        lines.append(
+            f"| cache build | {canvas} | – | {build['images_per_second']:.3g} | {build['gflops_per_image']:.4g} "
+            f"| {share(build['fraction_of_bf16_peak'])} | – |"
+        )
     return "\n".join(lines)
 
 

@@ -116,8 +116,14 @@ def test_gpu_path_runs_in_its_cpu_form(tmp_path, shared_data_dir):
     assert "The GPU path in one command" in result.stdout and gpu["machine"] in result.stdout
 
     throughput = json.loads((tmp_path / "throughput" / "quick.json").read_text())
-    assert all(throughput["inference"][m]["workers"]["0"]["images_per_second"] > 0 for m in ("autosam", "surrogate"))
-    assert throughput["cache_build"]["images_per_second"] > 0 and throughput["cache_build"]["gflops_per_image"] > 0
+    for mode in ("autosam", "surrogate"):  # the processor's canvases and the device's
+        inference = throughput["inference"][mode]
+        assert inference["workers"]["0"]["images_per_second"] > 0
+        assert inference["device_canvas"]["workers"]["0"]["images_per_second"] > 0
+        assert set(inference["device_canvas"]["stages"]) == {"prepare", "model", "postprocess"}
+    for build in (throughput["cache_build"], throughput["cache_build_device_canvas"]):
+        assert build["images_per_second"] > 0 and build["gflops_per_image"] > 0
+    assert "| cache build | device |" in result.stdout
     assert "Throughput (cpu" in result.stdout
 
     encoder = json.loads((tmp_path / "encoder" / "quick.json").read_text())

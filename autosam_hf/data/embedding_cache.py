@@ -27,6 +27,12 @@ build leaves whole files only; a rerun checks each file's header and computes ju
 Several processes (accelerate) each compute a fixed shard, then wait for each other. Before computing anything, the
 build logs the size the missing entries will take and fails if the disk lacks room for them.
 
+With a device canvas (by default when the encoder is on an accelerator, `device_canvas`), the data-loader workers
+return each view's uint8 image and SAM's canvas is built on the encoder's device (`model.device_canvas`); its values
+differ from the processor's by resampling rounding (one uint8 level in a few pixels), so the fingerprint records it
+(`"sam_canvas": "device"`) and such entries never mix with those of the processor's canvas, whose fingerprint (and
+so every cache built before) is unchanged.
+
 Storage: float16 by default, half of float32 (released SAM: 2 MiB instead of 4 MiB per view; 1,000 images × 1 view
 = 2.0 GiB instead of 3.9 GiB). It rounds each value to 11 significant bits (relative error at most 2**-11 = 4.9e-4;
 the effect on the mask decoder's logits and on Dice is measured in `benchmarks/bench_cache_precision.py` and
@@ -35,7 +41,6 @@ the README). float32 storage keeps the computed values bit for bit: they then di
 CPU for unit-scale embeddings, tiny SAM; the tests use ``atol=1e-5, rtol=0``).
 """
 
-import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -54,7 +59,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ..atomic_write import write_atomically
+from ..atomic_write import BackgroundWriter, write_atomically
+from ..model import AutoSamImageProcessor, to_rgb_uint8
+from ..model.device_canvas import preprocess_on_device
 from .augmentation import JointAugmentation
 
 logger = logging.getLogger(__name__)
@@ -106,6 +113,18 @@ def _sam_canvas(processor: Any, images: list[np.ndarray]) -> torch.Tensor:
     """SAM's canvas (B, 3, S, S) of `images`; an AutoSAM processor builds only that canvas."""
     only_sam = {"canvases": ["sam"]} if "canvases" in getattr(processor, "valid_kwargs", {}).__annotations__ else {}
     return processor(images=images, return_tensors="pt", **only_sam)["pixel_values"]
+
+
+def uses_device_canvas(processor: Any, device: torch.device, device_canvas: bool | None) -> bool:
+    """`EmbeddingCache.build`'s `device_canvas` resolved: None is on when the encoder is on an accelerator and the
+    processor is an `AutoSamImageProcessor` (whose settings the device canvas reads); True needs one."""
+    supported = isinstance(processor, AutoSamImageProcessor)
+    if device_canvas is None:
+        return supported and device.type != "cpu"
+    if device_canvas and not supported:
+        name = type(processor).__name__
+        raise ValueError(f"device_canvas: SAM's canvas on the device needs an AutoSamImageProcessor, got {name}")
+    return bool(device_canvas)
 
 
 def image_features(model: torch.nn.Module, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -213,6 +232,7 @@ class EmbeddingCache:
         show_progress: bool = True,
         num_workers: int = 0,
         background_writes: bool | None = None,
+        device_canvas: bool | None = None,
     ) -> "EmbeddingCache":
         """Compute the missing entries of ``dataset`` × ``num_views`` views and return the reader.
 
@@ -236,6 +256,9 @@ class EmbeddingCache:
             background_writes: write each batch's files in a thread while the encoder runs the next batch (one
                 batch in flight; a failed write stops the build at the next batch); None: on an accelerator, where
                 the encoder is fast enough for the writes to matter, not on a CPU. The files are the same.
+            device_canvas: workers return the augmented uint8 views and SAM's canvas is built on the encoder's
+                device (`uses_device_canvas`; None: on an accelerator with an `AutoSamImageProcessor`, not on a
+                CPU). A cache of its own (the module docstring).
         """
         augmentation = augmentation or JointAugmentation()
         if num_views < 1 or (augmentation.is_identity and num_views != 1):
@@ -247,9 +270,12 @@ class EmbeddingCache:
 
             accelerator = PartialState()
         build_start = time.time()
-        cache, keys = cls._layout(dataset, model, processor, cache_dir, augmentation, num_views, storage_dtype)
+        parameter = next(_unwrap_sam(model).vision_encoder.parameters())
+        device_canvas = uses_device_canvas(processor, parameter.device, device_canvas)
+        config = cls._config(model, processor, augmentation, storage_dtype, device_canvas)
+        cache, keys = cls._layout(dataset, config, cache_dir, augmentation, num_views)
         if accelerator.is_main_process:
-            cache._write_config(model, processor, augmentation, storage_dtype)
+            cache._write_config(config)
         items = [(index, view) for index in range(len(dataset)) for view in range(num_views)]
         shard = items[accelerator.process_index :: accelerator.num_processes]
         missing = [item for item in shard if not _is_complete_entry(cache.path(*item), keys[item])]
@@ -261,16 +287,19 @@ class EmbeddingCache:
             disable=not (show_progress and accelerator.is_main_process),
         )
         canvases = torch.utils.data.DataLoader(
-            _SamCanvases(dataset, processor, augmentation, missing),
+            _SamCanvases(dataset, processor, augmentation, missing, device_canvas),
             batch_size=batch_size,
             num_workers=num_workers,
+            collate_fn=_collate_images if device_canvas else None,  # images of any size, as a list
         )
-        parameter = next(_unwrap_sam(model).vision_encoder.parameters())
         if background_writes is None:
             background_writes = parameter.device.type != "cpu"
-        with progress, _Writer(background_writes) as writer:
+        with progress, BackgroundWriter(background_writes, name="embedding-cache-writer") as writer:
             for positions, pixel_values in canvases:
                 batch = [missing[position] for position in positions.tolist()]
+                if device_canvas:
+                    device_inputs = preprocess_on_device(processor, pixel_values, parameter.device, canvases=["sam"])
+                    pixel_values = device_inputs["pixel_values"]
                 features = cache._encode(pixel_values, model, storage_dtype)
                 writer.submit(cache._write, batch, features, keys)
                 progress.update(len(batch))
@@ -287,11 +316,10 @@ class EmbeddingCache:
 
     # ------------------------------------------------------------------------------------------------ build steps
     @classmethod
-    def _layout(cls, dataset, model, processor, cache_dir, augmentation, num_views, storage_dtype):
-        """The cache folder (named by the configuration's fingerprint) and every entry's file name and key.
+    def _layout(cls, dataset, config, cache_dir, augmentation, num_views):
+        """The cache folder (named by the fingerprint of `config`, `_config`) and every entry's file name and key.
 
         Names depend on the image bytes (and, when augmented, the row) so edited or reordered data is recomputed."""
-        config = cls._config(model, processor, augmentation, storage_dtype)
         config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
         directory = Path(cache_dir) / config_hash
         directory.mkdir(parents=True, exist_ok=True)
@@ -306,18 +334,21 @@ class EmbeddingCache:
         return cls(directory, file_names), keys
 
     @staticmethod
-    def _config(model, processor, augmentation, storage_dtype) -> dict:
-        return {
+    def _config(model, processor, augmentation, storage_dtype, device_canvas: bool = False) -> dict:
+        config = {
             "format_version": CACHE_FORMAT_VERSION,
             "sam_vision_encoder_sha256": sam_vision_fingerprint(model),
             "processor": processor_fingerprint(processor),
             "augmentation": augmentation.fingerprint(),
             "storage_dtype": str(storage_dtype),
         }
+        if device_canvas:  # only then: the processor's canvas keeps the fingerprint of the caches built before
+            config["sam_canvas"] = "device"
+        return config
 
-    def _write_config(self, model, processor, augmentation, storage_dtype) -> None:
+    def _write_config(self, config: dict) -> None:
         if not (self.directory / "config.json").exists():
-            text = json.dumps(self._config(model, processor, augmentation, storage_dtype), indent=2, sort_keys=True)
+            text = json.dumps(config, indent=2, sort_keys=True)
             write_atomically(self.directory / "config.json", lambda temporary: temporary.write_text(text))
 
     def _check_room(self, model, storage_dtype: torch.dtype, total: int, missing: int) -> None:
@@ -353,53 +384,47 @@ class EmbeddingCache:
                     leftover.unlink()
 
 
-class _Writer:
-    """Calls `submit`ted, in order: inline, or (`background`) in one thread, at most one call in flight, whose error
-    is raised by the next `submit` or on leaving the block."""
-
-    def __init__(self, background: bool):
-        self.pool = concurrent.futures.ThreadPoolExecutor(1, "embedding-cache-writer") if background else None
-        self.pending: concurrent.futures.Future | None = None
-
-    def submit(self, function, *args) -> None:
-        if self.pool is None:
-            function(*args)
-            return
-        self.wait()
-        self.pending = self.pool.submit(function, *args)
-
-    def wait(self) -> None:
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            pending.result()
-
-    def __enter__(self) -> "_Writer":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self.pool is None:
-            return
-        try:
-            if exc_info[0] is None:
-                self.wait()
-        finally:
-            self.pool.shutdown(wait=True)
+def _collate_images(items: list[tuple[int, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Device-canvas items (position, (3, H, W) uint8 view) → (positions (B,), the views as a list)."""
+    return torch.tensor([position for position, _ in items]), [image for _, image in items]
 
 
 class _SamCanvases(torch.utils.data.Dataset):
-    """Item `position` of the build's missing (index, view) list: (position, SAM canvas (3, S, S) of that view)."""
+    """Item `position` of the build's missing (index, view) list: (position, SAM canvas (3, S, S) of that view), or
+    with `device_canvas` (position, the augmented view as a (3, H, W) uint8 tensor).
 
-    def __init__(self, dataset: datasets.Dataset, processor: Any, augmentation: JointAugmentation, items: list):
+    The items come ordered (index, view): a row's decoded image and mask are kept for its next views (one entry),
+    so K views decode it once."""
+
+    def __init__(
+        self,
+        dataset: datasets.Dataset,
+        processor: Any,
+        augmentation: JointAugmentation,
+        items: list,
+        device_canvas: bool = False,
+    ):
         self.dataset, self.processor, self.augmentation, self.items = dataset, processor, augmentation, items
+        self.device_canvas = device_canvas
+        self._decoded: tuple[int, Any, Any] | None = None  # (index, image, mask) of the last row read
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def _example(self, index: int) -> tuple[Any, Any]:
+        if self._decoded is None or self._decoded[0] != index:
+            example = self.dataset[index]
+            mask = example.get("mask")
+            if mask is None:  # unlabelled rows: the augmentation still needs a mask of the image's size
+                mask = np.zeros(example["image"].size[::-1], dtype=np.uint8)
+            self._decoded = (index, example["image"], mask)
+        return self._decoded[1:]
+
     def __getitem__(self, position: int) -> tuple[int, torch.Tensor]:
         index, view = self.items[position]
-        example = self.dataset[index]
-        mask = example.get("mask")
-        if mask is None:  # unlabelled rows: the augmentation still needs a mask of the image's size
-            mask = np.zeros(example["image"].size[::-1], dtype=np.uint8)
-        image, _ = self.augmentation(example["image"], mask, index=index, view=view)
+        image, mask = self._example(index)
+        image, _ = self.augmentation(image, mask, index=index, view=view)
+        if self.device_canvas:
+            # (3, H, W), the layout `to_rgb_uint8` reads tensors in whatever the height; its own copy, sent by a worker
+            return position, torch.from_numpy(np.array(to_rgb_uint8(image))).permute(2, 0, 1)
         return position, _sam_canvas(self.processor, [image])[0]

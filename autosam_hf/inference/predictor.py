@@ -8,7 +8,8 @@ pipeline). `predict_volume` segments a CT/MRI `Volume` slice by slice through `i
 images to it) and stacks the label maps on the volume's grid. `segment_input` writes what `autosam-predict` writes
 for the items of `inputs.open_input`: for images, masks (0/255, or label maps 0..K for multi-class models) and
 overlays, drawn by `autosam_hf.visualization.prediction_pictures`; for volumes, a NIfTI label volume on the input's
-grid and a montage picture (`autosam_hf.volumes`).
+grid and a montage picture (`autosam_hf.volumes`); on an accelerator the images' files are written by a background
+thread while the device runs on (`autosam_hf.atomic_write.BackgroundWriter`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import BatchFeature
 
+from ..atomic_write import BackgroundWriter
 from ..model import AutoSamImageProcessor
 from ..model.configuration_autosam import canonical_mode
 from ..model.device_canvas import preprocess_on_device
@@ -46,6 +48,7 @@ from .protocol import SegmentationModel
 logger = logging.getLogger(__name__)
 
 Key = TypeVar("Key")
+WRITES_IN_FLIGHT = 4  # images whose files `segment_input` writes in the background while the device runs on
 
 
 def _batched(items: Iterable, size: int) -> Iterator[list]:
@@ -183,6 +186,7 @@ def predict_volume(
     autocast_dtype: torch.dtype | None = None,
     mask_threshold: float | None = None,
     num_workers: int = 0,
+    device_canvas: bool | None = None,
 ) -> np.ndarray:
     """Segment a CT/MRI volume slice by slice: the slices of `autosam_hf.volumes.volume_slices` are segmented by
     `iter_predictions` and their label maps stacked back onto the volume's grid.
@@ -197,8 +201,8 @@ def predict_volume(
             0.5th..99.5th percentiles.
         context_slices: 2.5D input (slices z-1, z, z+1 as the three channels), for a model trained so; default
             False.
-        mode, batch_size, autocast_dtype, mask_threshold, num_workers: as for `iter_predictions` (`batch_size`
-            slices per pass).
+        mode, batch_size, autocast_dtype, mask_threshold, num_workers, device_canvas: as for `iter_predictions`
+            (`batch_size` slices per pass).
 
     Returns:
         `np.ndarray` of shape `(I, J, K)` (the volume's), uint8: 0 background, k = class k (`config.id2label`;
@@ -216,6 +220,7 @@ def predict_volume(
         autocast_dtype,
         mask_threshold,
         num_workers=num_workers,
+        device_canvas=device_canvas,
     )
     return stack_label_slices([prediction.label_map for _, prediction in predictions], volume, axis)
 
@@ -237,7 +242,10 @@ class PredictionSettings:
     (for volumes: montages) are written, the progress bar (`total` inputs expected, if known), and for volumes the
     `predict_volume` arguments `window`, `slice_axis` and `context_slices`; `prompts`: `iter_predictions`' keyword
     arguments `input_points` / `input_labels` / `input_boxes` for the images, one entry per readable image
-    (`autosam-predict --points/--box`, a single image); `num_workers`: `iter_predictions`' preparing threads."""
+    (`autosam-predict --points/--box`, a single image); `num_workers` and `device_canvas`: `iter_predictions`'
+    preparing threads and where the canvases are built (None: on an accelerator); `background_writes`: the images'
+    masks and overlays drawn and written by a thread, at most `WRITES_IN_FLIGHT` images behind, while the model
+    runs on (the same files; None: on an accelerator, which would wait for them, not on a CPU)."""
 
     mode: str | None = None
     batch_size: int = 8
@@ -251,6 +259,8 @@ class PredictionSettings:
     context_slices: bool | None = None
     prompts: dict | None = None
     num_workers: int = 0
+    device_canvas: bool | None = None
+    background_writes: bool | None = None
 
 
 def segment_input(
@@ -306,14 +316,21 @@ def _segment_images(model, processor, images: Iterable[InputImage], output_dir: 
         mask_threshold=settings.mask_threshold,
         **(settings.prompts or {}),
         num_workers=settings.num_workers,
+        device_canvas=settings.device_canvas,
     )
-    for item, prediction in predictions:
-        mask, overlay = prediction_pictures(prediction.label_map, item.image, model.config.id2label)
+    background = model.device.type != "cpu" if settings.background_writes is None else settings.background_writes
+
+    def write(item: InputImage, label_map: np.ndarray) -> None:
+        mask, overlay = prediction_pictures(label_map, item.image, model.config.id2label)
         write_png(mask, mask_dir / f"{item.name}.png")
         if settings.overlays:
             write_png(overlay, overlay_dir / f"{item.name}.png")
-        summary.written.append(item.name)
-        progress_bar.update(1)
+
+    with BackgroundWriter(background, WRITES_IN_FLIGHT, name="autosam-predict-writer") as writer:
+        for item, prediction in predictions:
+            writer.submit(write, item, prediction.label_map)
+            summary.written.append(item.name)
+            progress_bar.update(1)
 
 
 def _segment_volumes(
@@ -336,6 +353,7 @@ def _segment_volumes(
             autocast_dtype=settings.autocast_dtype,
             mask_threshold=settings.mask_threshold,
             num_workers=settings.num_workers,
+            device_canvas=settings.device_canvas,
         )
         write_label_volume(labels, item.volume, output_dir / f"{item.name}.nii.gz")
         if settings.overlays:

@@ -22,6 +22,9 @@ embedding and the labels cover the same part of the image:
 
 A frozen checkpoint whose own preprocessing differs from SAM's (MedSAM: no ImageNet normalisation, bicubic) gives its
 settings as `sam_preprocessing`; they change SAM's canvas only, as g was built for ImageNet statistics.
+
+`device_canvas.preprocess_on_device` builds the same canvases on a torch device from the uint8 pixels, by this
+processor's sizes and `canvas_settings`.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from .segmentation_classes import label_maps_from_logits
 ImageLike = PIL.Image.Image | np.ndarray | torch.Tensor
 SAM_CANVAS, PROMPT_CANVAS = "sam", "prompt"
 CANVAS_OUTPUTS = {SAM_CANVAS: "pixel_values", PROMPT_CANVAS: "prompt_pixel_values"}
+# What makes a canvas's values besides its size: the processor's settings, `sam_preprocessing` over them on SAM's.
+CANVAS_SETTINGS = ("do_resize", "resample", "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
 
 
 def canvases_for_mode(*modes: str) -> tuple[str, ...]:
@@ -435,21 +440,15 @@ class AutoSamImageProcessor(SamImageProcessorPil):
                     )
         canvas_sides = {SAM_CANVAS: self._side(kwargs.get("size") or self.size), PROMPT_CANVAS: self.prompt_size}
         mask_side = self._side(kwargs.get("mask_size") or self.mask_size)
-        if self.canvas_rule == LETTERBOX:
-            smallest = min([canvas_sides[canvas] for canvas in canvases] + ([mask_side] if masks is not None else []))
-            for i, image in enumerate(images):
-                if min(self._get_preprocess_shape(image.shape[:2], smallest)) == 0:
-                    raise ValueError(
-                        f"images[{i}] is {image.shape[0]}x{image.shape[1]}: too elongated to resize to a longest "
-                        f"edge of {smallest} (its short side would become 0 pixels)"
-                    )
+        sides = [canvas_sides[canvas] for canvas in canvases] + ([mask_side] if masks is not None else [])
+        self._check_resizable([image.shape[:2] for image in images], min(sides))
         # Images are (H, W, 3) now; said explicitly, because SAM's processor guesses the channel axis from the
         # shape and takes an image 1 or 3 pixels high for channels-first.
         kwargs["input_data_format"] = "channels_last"
         outputs = None
         for canvas in canvases:
             # The frozen checkpoint's own settings apply to its canvas only; the caller's kwargs still win.
-            overrides = (self.sam_preprocessing or {}) if canvas == SAM_CANVAS else {}
+            overrides = self._canvas_overrides(canvas)
             canvas_kwargs = {**overrides, **kwargs, **self._canvas_kwargs(canvas_sides[canvas])}
             # Labels come with the first canvas; they live on their own 4E canvas whatever the image canvas.
             processed = super().preprocess(
@@ -475,6 +474,27 @@ class AutoSamImageProcessor(SamImageProcessorPil):
         for name, array in prompts.items():
             outputs[name] = torch.from_numpy(array) if return_tensors == "pt" else array
         return outputs
+
+    def _check_resizable(self, sizes: list[tuple[int, int]], smallest: int) -> None:
+        """Letterbox: every image keeps at least a pixel across on the smallest canvas it is resized to."""
+        if self.canvas_rule != LETTERBOX:
+            return
+        for i, (height, width) in enumerate(sizes):
+            if min(self._get_preprocess_shape((height, width), smallest)) == 0:
+                raise ValueError(
+                    f"images[{i}] is {height}x{width}: too elongated to resize to a longest edge of {smallest} (its "
+                    "short side would become 0 pixels)"
+                )
+
+    def _canvas_overrides(self, canvas: str) -> dict:
+        """The frozen checkpoint's own settings (`sam_preprocessing`), which apply to SAM's canvas only."""
+        return (self.sam_preprocessing or {}) if canvas == SAM_CANVAS else {}
+
+    def canvas_settings(self, canvas: str) -> dict[str, Any]:
+        """The settings of `CANVAS_SETTINGS` that canvas `canvas` ("sam" or "prompt") is made with: the
+        processor's own, with `sam_preprocessing` over them on SAM's canvas (MedSAM: no normalisation, bicubic)."""
+        overrides = self._canvas_overrides(canvas)
+        return {name: overrides.get(name, getattr(self, name)) for name in CANVAS_SETTINGS}
 
     def canvas_coordinates(self, coordinates: Any, original_size: tuple[int, int]) -> np.ndarray | torch.Tensor:
         """Pixel coordinates on an image of `original_size` (height, width) → the same on SAM's canvas (side S), as

@@ -18,7 +18,9 @@ from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPi
 
 from autosam_hf.data import POLYP_AUGMENTATION, EmbeddingCache, JointAugmentation, load_image_mask_folder
 from autosam_hf.data import embedding_cache as embedding_cache_module
-from autosam_hf.data.embedding_cache import entry_bytes
+from autosam_hf.data.embedding_cache import _SamCanvases, entry_bytes
+from autosam_hf.model import AutoSamImageProcessor
+from autosam_hf.model.device_canvas import preprocess_on_device
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZES = [(30, 20), (24, 24), (17, 41), (50, 10), (24, 24)]  # (width, height)
@@ -353,3 +355,55 @@ def test_files_written_in_a_background_thread_are_the_same_and_its_errors_stop_t
     monkeypatch.setattr(embedding_cache_module, "_save_atomically", fail)
     with pytest.raises(OSError, match="disk full"):
         build_exact(dataset, sam, processor, tmp_path / "failed", augmentation, batch_size=2, background_writes=True)
+
+
+def make_autosam_processor() -> AutoSamImageProcessor:
+    """The AutoSAM processor of `make_processor`'s SAM canvas: what a device canvas reads its settings from."""
+    return AutoSamImageProcessor(**{key: getattr(make_processor(), key) for key in ("size", "pad_size", "mask_size")})
+
+
+def test_sam_canvases_built_on_the_device_are_a_cache_of_their_own(sam, dataset, tmp_path):
+    """`device_canvas=True` (the default on accelerators) forced on the CPU: views of every size go to the encoder
+    as uint8, their canvases built there; entries are the encoder's on those canvases, within resampling rounding
+    of the processor's canvas ones, in a folder of their own. The processor's canvas keeps its fingerprint."""
+    processor, augmentation = make_autosam_processor(), JointAugmentation(POLYP_AUGMENTATION, seed=2)
+    default = build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=2, batch_size=3)
+    assert build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=2, device_canvas=False).directory == (
+        default.directory
+    )
+    assert "sam_canvas" not in json.loads((default.directory / "config.json").read_text())  # as built before
+    counter = count_encoded_images(sam)
+    on_device = build_exact(dataset, sam, processor, tmp_path, augmentation, num_views=2, batch_size=3,
+                            device_canvas=True)  # fmt: skip
+    assert counter["images"] == 10 and on_device.directory != default.directory
+    assert json.loads((on_device.directory / "config.json").read_text())["sam_canvas"] == "device"
+    for index in range(len(dataset)):
+        for view in range(2):
+            example = dataset[index]
+            image, _ = augmentation(example["image"], example["mask"], index=index, view=view)
+            canvas = preprocess_on_device(processor, [image], "cpu", canvases=["sam"])["pixel_values"]
+            expected = SamModel.get_image_embeddings(sam, canvas)[0]
+            stored, processors = embedding(on_device, index, view), embedding(default, index, view)
+            torch.testing.assert_close(stored, expected, atol=FLOAT32_TOLERANCE, rtol=0)
+            assert (stored - processors).abs().max() < 0.05 * processors.abs().max()
+    with pytest.raises(ValueError, match="device_canvas: SAM's canvas on the device needs an AutoSamImageProcessor"):
+        EmbeddingCache.build(dataset, sam, make_processor(), tmp_path, augmentation, num_views=2, device_canvas=True)
+
+
+def test_the_views_of_a_row_decode_its_image_once(dataset):
+    reads = []
+
+    class CountingRows:
+        def __getitem__(self, index):
+            reads.append(index)
+            return dataset[index]
+
+    augmentation = JointAugmentation(POLYP_AUGMENTATION, seed=3)
+    items = [(0, 0), (0, 1), (0, 2), (3, 0), (3, 1)]
+    views = _SamCanvases(CountingRows(), make_autosam_processor(), augmentation, items, device_canvas=True)
+    for position, (index, view) in enumerate(items):
+        returned, image = views[position]
+        expected, _ = augmentation(dataset[index]["image"], dataset[index]["mask"], index=index, view=view)
+        assert returned == position and image.dtype == torch.uint8
+        np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), expected)
+    assert reads == [0, 3]

@@ -168,3 +168,31 @@ def test_a_multi_class_models_label_volume_holds_its_class_ids(tmp_path):
     assert (to_display(labels, 2) == torch.stack(expected).numpy()).mean() > 0.99
     with PIL.Image.open(tmp_path / "out" / "ct_overlay.png") as montage:
         assert montage.format == "PNG" and montage.mode == "RGB"
+
+
+def test_files_written_in_the_background_are_the_same_and_a_failed_write_stops_the_run(loaded, image_folder, tmp_path):
+    """`background_writes` (the default on accelerators) forced on the CPU: the same files, the same summary; a
+    write that fails raises its error out of `segment_input`."""
+    from autosam_hf.inference import PredictionSettings, open_input
+    from autosam_hf.inference import predictor as predictor_module
+
+    model, processor = loaded
+    outputs = {}
+    for background in (False, True):
+        items, total = open_input(image_folder)
+        settings = PredictionSettings(batch_size=2, progress=False, total=total, background_writes=background)
+        summary = segment_input(model, processor, items, tmp_path / str(background), settings)
+        assert summary.written == ["a", "b", "c"] and summary.skipped == ["broken"]
+        folder = tmp_path / str(background)
+        outputs[background] = {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*.png")}
+    assert len(outputs[True]) == 6 and outputs[True] == outputs[False]
+
+    def full_disk(picture, path):
+        raise OSError(f"disk full writing {path.name}")
+
+    items, _ = open_input(image_folder)
+    settings = PredictionSettings(batch_size=1, progress=False, background_writes=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(predictor_module, "write_png", full_disk)
+        with pytest.raises(OSError, match="disk full writing a.png"):
+            segment_input(model, processor, items, tmp_path / "failed", settings)

@@ -371,3 +371,10 @@ def test_a_config_canvas_rule_squashes_sams_canvases_too(tiny_sam_config, rgb, t
     logits = torch.where(torch.arange(labels.shape[1]) < half, -5.0, 5.0).expand(1, 1, *labels.shape)
     (back,) = processor.post_process_logits(logits, outputs["original_sizes"])
     assert back.shape == (30, 40) and not (back[:, :20] > 0).any() and (back[:, 20:] > 0).all()
+
+
+def test_canvas_settings_are_the_processors_with_sam_preprocessing_on_sams_canvas():
+    processor = AutoSamImageProcessor(prompt_size=32, sam_preprocessing={"do_normalize": False, "resample": 3})
+    assert processor.canvas_settings("prompt")["do_normalize"] and processor.canvas_settings("prompt")["resample"] == 2
+    assert not processor.canvas_settings("sam")["do_normalize"] and processor.canvas_settings("sam")["resample"] == 3
+    assert processor.canvas_settings("sam")["image_mean"] == processor.image_mean
