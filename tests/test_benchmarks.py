@@ -133,7 +133,7 @@ def test_gpu_path_runs_in_its_cpu_form(tmp_path, shared_data_dir):
     # Each variant's features against the dense kernel's: float32 rounding, on a signal of real size.
     assert encoder["variants"]["dense"]["reference_max_abs"] > 0.1
     assert all(row["max_abs_difference_vs_dense"] < 1e-4 * row["reference_max_abs"] for row in variants.values())
-    assert "SAM's image encoder by attention kernel (cpu" in result.stdout
+    assert "SAM's image encoder by attention kernel** (cpu" in result.stdout
 
 
 def test_a_timed_out_command_leaves_no_process_behind(tmp_path):
@@ -485,7 +485,7 @@ def test_a_changed_result_number_changes_its_page(tmp_path, monkeypatch):
     from benchmarks.tables import TEMPLATES_DIR, render_page
 
     results = REPO_ROOT / "benchmarks" / "results"
-    for experiment in ("inference", "training", "loader", "cache_precision", "gpu_path", "click_training"):
+    for experiment in ("inference", "training", "loader", "cache_precision", "gpu_path", "click_training", "encoder"):
         shutil.copytree(results / experiment, tmp_path / experiment, ignore=shutil.ignore_patterns("*.png"))
     template = (TEMPLATES_DIR / "cpu-speed.md").read_text()
     before, inputs = render_page(template)

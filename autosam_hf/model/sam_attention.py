@@ -144,19 +144,21 @@ def set_relative_position_kernel(model: nn.Module, kernel: str) -> int:
     attentions = [module for module in model.modules() if isinstance(module, SDPA_VISION_ATTENTION_CLASSES)]
     for module in attentions:
         module.relative_position_kernel = kernel
+        # Only a folded module gets the forward of its own: the dense one keeps transformers' forward untouched.
+        if kernel == "folded":
+            module.forward = functools.partial(sdpa_vision_attention_forward, module)
+        else:
+            vars(module).pop("forward", None)
     return len(attentions)
 
 
 def use_contiguous_relative_position_bias(model: nn.Module) -> int:
-    """Give every SAM / SAM-HQ ViT attention inside `model` (eager or SDPA) the contiguous bias above, and the SDPA
-    ones the folded-bias forward (used where `relative_position_kernel` says), in place. Weights, state dict and
-    outputs are unchanged. Bound with `functools.partial`, so the model still pickles and deep-copies. Returns how
-    many modules changed."""
+    """Give every SAM / SAM-HQ ViT attention inside `model` (eager or SDPA) the contiguous bias above, in place.
+    Weights, state dict and outputs are unchanged. Bound with `functools.partial`, so the model still pickles and
+    deep-copies. Returns how many modules changed."""
     changed = 0
     for module in model.modules():
         if isinstance(module, VISION_ATTENTION_CLASSES):
             module.get_decomposed_rel_pos = functools.partial(contiguous_decomposed_rel_pos, module)
             changed += 1
-        if isinstance(module, SDPA_VISION_ATTENTION_CLASSES):
-            module.forward = functools.partial(sdpa_vision_attention_forward, module)
     return changed
