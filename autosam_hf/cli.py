@@ -222,7 +222,6 @@ def configure_logging() -> None:
 
 __all__ = [
     "EXIT_BAD_INPUT",
-    "apply_encoder_arguments",
     "EXIT_FAILED",
     "INPUT_ERRORS",
     "ArgumentParser",
@@ -230,6 +229,7 @@ __all__ = [
     "add_model_arguments",
     "add_output_dir_argument",
     "add_runtime_arguments",
+    "apply_encoder_arguments",
     "configure_logging",
     "one_line",
     "int_in_range",

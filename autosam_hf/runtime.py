@@ -346,7 +346,6 @@ def machine_summary(description: dict[str, object] | None = None) -> str:
 
 __all__ = [
     "DTYPES",
-    "speed_up_image_encoder",
     "cpu_has_native_bfloat16",
     "cpu_model_name",
     "describe_machine",
@@ -360,6 +359,7 @@ __all__ = [
     "resolve_autocast_dtype",
     "resolve_device",
     "resolve_mixed_precision",
+    "speed_up_image_encoder",
     "use_fast_memory_format",
     "warn_if_slow",
 ]

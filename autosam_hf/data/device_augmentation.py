@@ -44,12 +44,11 @@ def augments_on_device(choice: str, device: torch.device | str) -> bool:
 def canvas_valid_sizes(processor, original_size: tuple[int, int], names) -> dict[str, torch.Tensor]:
     """(height, width) of the part of each canvas in `names` (`IMAGE_CANVASES` and "labels") an image of
     `original_size` covers, as the processor resizes it."""
-    sides = {
-        "pixel_values": processor._side(processor.size),
-        "prompt_pixel_values": processor.prompt_size,
-        "labels": processor._side(processor.mask_size),
+    canvas_of = {"pixel_values": "sam", "prompt_pixel_values": "prompt", "labels": "labels"}
+    return {
+        name: torch.tensor(processor._reshaped_size(tuple(original_size), processor.canvas_side(canvas_of[name])))
+        for name in names
     }
-    return {name: torch.tensor(processor._reshaped_size(tuple(original_size), sides[name])) for name in names}
 
 
 def _region(valid: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

@@ -28,10 +28,10 @@ Several processes (accelerate) each compute a fixed shard, then wait for each ot
 build logs the size the missing entries will take and fails if the disk lacks room for them.
 
 With a device canvas (by default when the encoder is on an accelerator, `device_canvas`), the data-loader workers
-return each view's uint8 image and SAM's canvas is built on the encoder's device (`model.device_canvas`); its values
-differ from the processor's by resampling rounding (one uint8 level in a few pixels), so the fingerprint records it
-(`"sam_canvas": "device"`) and such entries never mix with those of the processor's canvas, whose fingerprint (and
-so every cache built before) is unchanged.
+return each view's uint8 image and SAM's canvas is built on the encoder's device (`autosam_hf.model.device_canvas`);
+its values differ from the processor's by resampling rounding (one uint8 level in a few pixels), so the fingerprint
+records it (`"sam_canvas": "device"`) and such entries never mix with those of the processor's canvas, whose
+fingerprint (and so every cache built before) is unchanged.
 
 Storage: float16 by default, half of float32 (released SAM: 2 MiB instead of 4 MiB per view; 1,000 images × 1 view
 = 2.0 GiB instead of 3.9 GiB). It rounds each value to 11 significant bits (relative error at most 2**-11 = 4.9e-4;

@@ -132,7 +132,7 @@ def preprocess_on_device(
         `pixel_values` (B, 3, S, S) and/or `prompt_pixel_values` (B, 3, P, P) on `device`; `original_sizes`,
         `reshaped_input_sizes` (B, 2) and the prompts on the CPU, as the processor gives them.
     """
-    from .image_processing_autosam import CANVAS_OUTPUTS, CANVAS_SETTINGS, PROMPT_CANVAS, SAM_CANVAS, to_rgb_uint8
+    from .image_processing_autosam import CANVAS_OUTPUTS, CANVAS_SETTINGS, to_rgb_uint8
 
     device = torch.device(device)
     canvases = processor._resolve_canvases(canvases)
@@ -143,8 +143,8 @@ def preprocess_on_device(
         raise ValueError("images: got an empty list")
     images = [to_rgb_uint8(image, name=f"images[{i}]") for i, image in enumerate(images)]
     sizes = [tuple(image.shape[:2]) for image in images]
-    sides = {SAM_CANVAS: processor._side(processor.size), PROMPT_CANVAS: processor.prompt_size}
-    processor._check_resizable(sizes, min(sides[canvas] for canvas in canvases))
+    sides = {canvas: processor.canvas_side(canvas) for canvas in canvases}
+    processor._check_resizable(sizes, min(sides.values()))
     prompts = processor.sparse_prompts(sizes, prompts.get("input_points"), prompts.get("input_labels"),
                                        prompts.get("input_boxes"))  # fmt: skip
     on_device = to_device_uint8(images, device)

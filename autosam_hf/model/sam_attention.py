@@ -116,15 +116,16 @@ def folded_bias_attention(
 def sdpa_vision_attention_forward(
     attention: nn.Module, hidden_states: torch.Tensor, output_attentions: bool = False
 ) -> tuple[torch.Tensor, None]:
-    """`SamVisionSdpaAttention.forward` (SAM-HQ's is the same), with the bias folded into q and k where
-    `relative_position_kernel` says so (module docstring); else transformers' own forward, dense mask and all.
+    """`SamVisionSdpaAttention.forward` (SAM-HQ's is the same) with the bias folded into q and k (module docstring),
+    the forward `set_relative_position_kernel(..., "folded")` gives a module; one without relative positions keeps
+    transformers' own.
 
     Args:
         hidden_states: (B, H, W, D) tokens of one grid (a window or the whole image).
     Returns:
         ((B, H, W, D) attention output, None).
     """
-    if not (attention.use_rel_pos and getattr(attention, "relative_position_kernel", "dense") == "folded"):
+    if not attention.use_rel_pos:
         return type(attention).forward(attention, hidden_states, output_attentions)
     batch_size, height, width, _ = hidden_states.shape
     heads = attention.num_attention_heads

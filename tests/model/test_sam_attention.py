@@ -115,19 +115,28 @@ def sdpa_attentions(family: str) -> list[torch.nn.Module]:
     return attentions
 
 
+def grid_hidden_states(attention: torch.nn.Module, batch_size: int) -> tuple[int, torch.Tensor]:
+    """The block's grid side (its relative-position table spans 2·side − 1 offsets) and (B, side, side, D) tokens."""
+    side = attention.rel_pos_h.shape[0] // 2 + 1
+    return side, torch.randn(batch_size, side, side, attention.qkv.in_features)
+
+
+def dense_and_folded(attention: torch.nn.Module, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        set_relative_position_kernel(attention, "dense")
+        dense = attention(hidden_states)[0]
+        set_relative_position_kernel(attention, "folded")
+        return dense, attention(hidden_states)[0]
+
+
 @pytest.mark.parametrize("family", ["sam", "sam_hq"])
 def test_folded_bias_equals_the_dense_mask(family):
     """Both kernels in float32, on a windowed (4×4) and the global (12×12) grid: the same attention output."""
     attentions = sdpa_attentions(family)
     assert len(attentions) == 2
     for attention in attentions:
-        side = attention.rel_pos_h.shape[0] // 2 + 1
-        hidden_states = torch.randn(3, side, side, attention.qkv.in_features)
-        with torch.no_grad():
-            set_relative_position_kernel(attention, "dense")
-            dense = attention(hidden_states)[0]
-            set_relative_position_kernel(attention, "folded")
-            folded = attention(hidden_states)[0]
+        _, hidden_states = grid_hidden_states(attention, 3)
+        dense, folded = dense_and_folded(attention, hidden_states)
         assert dense.abs().max() > 1  # a real signal, not the near-zero tiny initialisation
         # float32 sums in another order: differences of a few ulp of the logits, which are of order 10 here.
         torch.testing.assert_close(folded, dense, atol=2e-4, rtol=1e-4)
@@ -137,9 +146,8 @@ def test_folded_bias_allocates_no_mask():
     """The global block: the dense kernel materialises the (B, heads, N, N) mask (N = H·W tokens); the folded one
     never allocates anything that large. Unset, a module takes the dense path."""
     attention = sdpa_attentions("sam")[1]
-    side = attention.rel_pos_h.shape[0] // 2 + 1
+    side, hidden_states = grid_hidden_states(attention, 2)
     tokens = side * side
-    hidden_states = torch.randn(2, side, side, attention.qkv.in_features)
     mask_elements = 2 * attention.num_attention_heads * tokens * tokens
     largest = {}
     for kernel in ("unset", "dense", "folded"):
@@ -158,14 +166,10 @@ def test_folded_bias_allocates_no_mask():
 
 def test_folded_bias_in_bfloat16_and_kernel_errors():
     attention = sdpa_attentions("sam")[1]
-    side = attention.rel_pos_h.shape[0] // 2 + 1
-    hidden_states = torch.randn(2, side, side, attention.qkv.in_features)
-    with torch.no_grad():
-        set_relative_position_kernel(attention, "dense")
-        reference = attention(hidden_states)[0]
-        set_relative_position_kernel(attention, "folded")
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            folded = attention(hidden_states)[0].float()
+    _, hidden_states = grid_hidden_states(attention, 2)
+    reference, _ = dense_and_folded(attention, hidden_states)  # float32, dense; the module is left folded
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        folded = attention(hidden_states)[0].float()
     # bfloat16 keeps 8 significant bits: a relative error of a few 2**-8 on unit-scale outputs.
     assert (folded - reference).abs().max() < 0.05 * reference.abs().max()
     with pytest.raises(ValueError, match="relative_position_kernel must be one of"):
