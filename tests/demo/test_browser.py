@@ -101,8 +101,9 @@ def test_upload_click_and_download_in_chromium(browser, served, model_dir, kvasi
     if screenshot := os.environ.get("AUTOSAM_DEMO_SCREENSHOT"):  # 256 colours keep the PNG small (< 200 KB)
         picture = PIL.Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
         picture.quantize(colors=256, method=PIL.Image.Quantize.FASTOCTREE).save(screenshot, optimize=True)
+    before = set(browser.downloads.iterdir())  # taken before the click: a fast download may land before the call
     element("download").click()
-    clicked_file = downloaded(browser, set(browser.downloads.iterdir()))
+    clicked_file = downloaded(browser, before)
     clicked = np.asarray(PIL.Image.open(clicked_file))
 
     assert (clicked != automatic).any()
