@@ -11,7 +11,7 @@ import sys
 
 # Tests never touch the network: Hub look-ups fail fast instead of hanging or downloading.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# pytest-xdist workers (pyproject's `-n 3`) share the cores rather than each starting a thread per core: set before
+# pytest-xdist workers (pyproject's `-n 2`) share the cores rather than each starting a thread per core: set before
 # torch starts its thread pool, and inherited by the processes tests start.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -33,7 +33,7 @@ from benchmarks.process_group import run_command  # noqa: E402, F401
 
 def pytest_collection_modifyitems(items):
     """Slow tests first (a stable sort). pytest-xdist's worksteal scheduling (pyproject) then starts the long
-    end-to-end runs at once and lets short tests fill the workers' ends, instead of a long run that starts late
+    end-to-end runs at once and lets short tests fill both workers' ends, instead of a long run that starts late
     finishing the suite alone on one worker. A module whose slow test moves ahead builds its module fixtures twice
     (a tiny SAM, the hub workspace: seconds); keeping modules whole queues the longest runs behind other slow
     modules (one clean-clone CI run each on this project's AMD EPYC, whose speed varies: 7:08 against 6:15)."""
