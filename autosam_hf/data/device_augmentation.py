@@ -26,6 +26,7 @@ from kornia.enhance import adjust_brightness_accumulative, adjust_hue, adjust_sa
 from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 
 from ..model.device_canvas import canvas_normalisation, normalise_on_device
+from ..model.image_processing_autosam import OUTPUT_CANVASES
 from .augmentation import NEUTRAL_JITTER, JointAugmentation
 
 AUGMENTATION_DEVICES = ("auto", "cpu", "accelerator")
@@ -44,9 +45,8 @@ def augments_on_device(choice: str, device: torch.device | str) -> bool:
 def canvas_valid_sizes(processor, original_size: tuple[int, int], names) -> dict[str, torch.Tensor]:
     """(height, width) of the part of each canvas in `names` (`IMAGE_CANVASES` and "labels") an image of
     `original_size` covers, as the processor resizes it."""
-    canvas_of = {"pixel_values": "sam", "prompt_pixel_values": "prompt", "labels": "labels"}
     return {
-        name: torch.tensor(processor._reshaped_size(tuple(original_size), processor.canvas_side(canvas_of[name])))
+        name: torch.tensor(processor._reshaped_size(tuple(original_size), processor.canvas_side(OUTPUT_CANVASES[name])))
         for name in names
     }
 

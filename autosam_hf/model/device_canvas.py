@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from transformers import BatchFeature
 from transformers.image_utils import PILImageResampling
 
+from .image_processing_autosam import CANVAS_OUTPUTS, CANVAS_SETTINGS, OUTPUT_CANVASES, to_rgb_uint8
+
 # Processor settings a canvas's values depend on after the resize (besides its size).
 NORMALISATION = ("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
 # PIL's filters that torch has: bilinear and bicubic (a = -0.5, as PIL's, when antialiased) filter as PIL's do when
@@ -37,16 +39,10 @@ TORCH_RESAMPLING = {
 }
 
 
-def _canvas_name(canvas_output: str) -> str:
-    from .image_processing_autosam import CANVAS_OUTPUTS
-
-    return {output: canvas for canvas, output in CANVAS_OUTPUTS.items()}[canvas_output]
-
-
 def canvas_normalisation(processor, canvas_output: str) -> dict:
     """The rescale and normalisation of a canvas (`"pixel_values"`: SAM's, with the frozen checkpoint's own
     settings; `"prompt_pixel_values"`: g's), as the processor applies them (`canvas_settings`)."""
-    settings = processor.canvas_settings(_canvas_name(canvas_output))
+    settings = processor.canvas_settings(OUTPUT_CANVASES[canvas_output])
     return {key: settings[key] for key in NORMALISATION}
 
 
@@ -99,7 +95,7 @@ def build_canvas(processor, images: Sequence[torch.Tensor], canvas_output: str, 
     """One canvas of side `side` for each (3, H, W) uint8 image (on its device), in the processor's steps and
     order: resized by its rule (`resize_as_pil`), rescaled, normalised, zero-padded bottom/right after normalising.
     Returns (B, 3, side, side) float32."""
-    settings = processor.canvas_settings(_canvas_name(canvas_output))
+    settings = processor.canvas_settings(OUTPUT_CANVASES[canvas_output])
     if not settings["do_resize"]:
         raise ValueError("do_resize: canvases on the device are always resized to the canvas (do_resize=False)")
     canvas = torch.zeros(len(images), 3, side, side, device=images[0].device)
@@ -132,8 +128,6 @@ def preprocess_on_device(
         `pixel_values` (B, 3, S, S) and/or `prompt_pixel_values` (B, 3, P, P) on `device`; `original_sizes`,
         `reshaped_input_sizes` (B, 2) and the prompts on the CPU, as the processor gives them.
     """
-    from .image_processing_autosam import CANVAS_OUTPUTS, CANVAS_SETTINGS, to_rgb_uint8
-
     device = torch.device(device)
     canvases = processor._resolve_canvases(canvases)
     unknown = sorted(set(processor.sam_preprocessing or {}) - set(CANVAS_SETTINGS))

@@ -46,6 +46,8 @@ from .segmentation_classes import label_maps_from_logits
 ImageLike = PIL.Image.Image | np.ndarray | torch.Tensor
 SAM_CANVAS, PROMPT_CANVAS, LABEL_CANVAS = "sam", "prompt", "labels"
 CANVAS_OUTPUTS = {SAM_CANVAS: "pixel_values", PROMPT_CANVAS: "prompt_pixel_values"}
+# An output name → the canvas it holds (`canvas_side`, `canvas_settings`): the two image canvases and the labels.
+OUTPUT_CANVASES = {output: canvas for canvas, output in CANVAS_OUTPUTS.items()} | {"labels": LABEL_CANVAS}
 # What makes a canvas's values besides its size: the processor's settings, `sam_preprocessing` over them on SAM's.
 CANVAS_SETTINGS = ("do_resize", "resample", "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
 
@@ -493,10 +495,12 @@ class AutoSamImageProcessor(SamImageProcessorPil):
     def canvas_side(self, canvas: str) -> int:
         """The side of a square canvas at the processor's settings: "sam" (S), "prompt" (P, g's input) or "labels"
         (4E, the label canvas)."""
-        sides = {SAM_CANVAS: self.size, PROMPT_CANVAS: None, LABEL_CANVAS: self.mask_size}
-        if canvas not in sides:
-            raise ValueError(f"canvas must be one of {list(sides)}, got {canvas!r}")
-        return self.prompt_size if canvas == PROMPT_CANVAS else self._side(sides[canvas])
+        if canvas == PROMPT_CANVAS:
+            return self.prompt_size
+        sizes = {SAM_CANVAS: self.size, LABEL_CANVAS: self.mask_size}
+        if canvas not in sizes:
+            raise ValueError(f"canvas must be one of {[SAM_CANVAS, PROMPT_CANVAS, LABEL_CANVAS]}, got {canvas!r}")
+        return self._side(sizes[canvas])
 
     def canvas_settings(self, canvas: str) -> dict[str, Any]:
         """The settings of `CANVAS_SETTINGS` that canvas `canvas` ("sam" or "prompt") is made with: the
